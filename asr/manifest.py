@@ -1,0 +1,301 @@
+"""Utterance manifests: typed records stored as JSON Lines, and Kaldi data directories.
+
+A manifest line is one :class:`Utterance`::
+
+    {"id": "7_jackson_32", "audio": "/data/7_jackson_32.wav", "duration": 0.41,
+     "text": "seven", "speaker": "jackson"}
+
+with an optional ``offset`` (seconds) when the utterance is a segment of a longer
+recording. Kaldi data directories map onto the same records: ``wav.scp`` (plain
+paths only), ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur`` and, for segments,
+``segments``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from asr.errors import ManifestError
+from asr.fsutil import atomic_write_text
+
+FIELDS = ("id", "audio", "duration", "text", "speaker", "offset")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance.
+
+    Attributes:
+        id: unique utterance id, no whitespace.
+        audio: path of the audio file.
+        duration: length in seconds (of the segment when ``offset`` is set).
+        text: the transcript, words separated by single spaces.
+        speaker: speaker id, no whitespace.
+        offset: start of the segment inside ``audio``, in seconds; ``None`` for a whole file.
+    """
+
+    id: str
+    audio: str
+    duration: float
+    text: str
+    speaker: str
+    offset: float | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if d["offset"] is None:
+            del d["offset"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "") -> Utterance:
+        """Build from a parsed JSON object, with errors that say where the bad line is."""
+        where = where or "manifest entry"
+        if not isinstance(d, dict):
+            raise ManifestError(where, [("?", f"expected a JSON object, got {type(d).__name__}")])
+        uid = str(d.get("id", "?"))
+        missing = [k for k in ("id", "audio", "duration", "text", "speaker") if k not in d]
+        unknown = sorted(set(d) - set(FIELDS))
+        problems = []
+        if missing:
+            problems.append((uid, f"missing field(s) {missing}"))
+        if unknown:
+            problems.append((uid, f"unknown field(s) {unknown}; allowed: {list(FIELDS)}"))
+        if problems:
+            raise ManifestError(where, problems)
+        try:
+            offset = d.get("offset")
+            return cls(
+                id=str(d["id"]),
+                audio=str(d["audio"]),
+                duration=float(d["duration"]),
+                text=str(d["text"]),
+                speaker=str(d["speaker"]),
+                offset=None if offset is None else float(offset),
+            )
+        except (TypeError, ValueError) as e:
+            raise ManifestError(where, [(uid, f"bad field value: {e}")]) from None
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """Read a JSON Lines manifest.
+
+    Raises:
+        ManifestError: a line that is not valid JSON or not a valid record (all such
+            lines are reported, each with its line number).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(str(path), [("-", "no such manifest file")])
+    utts, problems = [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                utts.append(Utterance.from_dict(json.loads(line), where))
+            except json.JSONDecodeError as e:
+                problems.append((f"line {lineno}", f"not valid JSON ({e.msg})"))
+            except ManifestError as e:
+                problems += [(f"line {lineno} ({uid})", reason) for uid, reason in e.problems]
+    if problems:
+        raise ManifestError(str(path), problems)
+    return utts
+
+
+def write_manifest(path: str | Path, utts: Iterable[Utterance]) -> None:
+    """Write a JSON Lines manifest atomically."""
+    text = "".join(json.dumps(u.to_dict(), ensure_ascii=False) + "\n" for u in utts)
+    atomic_write_text(path, text)
+
+
+# --- Kaldi data directories -------------------------------------------------------
+
+
+def _read_kaldi_table(path: Path, allow_empty_value: bool = False) -> dict[str, str]:
+    """Read a Kaldi ``key value...`` file; the value is the rest of the line."""
+    table, problems = {}, []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            key, _, value = line.strip().partition(" ")
+            value = value.strip()
+            if not value and not allow_empty_value:
+                problems.append((key, f"{path.name}:{lineno} has no value"))
+            elif key in table:
+                problems.append((key, f"{path.name}:{lineno} repeats the key"))
+            else:
+                table[key] = value
+    if problems:
+        raise ManifestError(str(path), problems)
+    return table
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x))  # shortest text that reads back as the same float
+
+
+def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
+    """Import a Kaldi data directory (``wav.scp``, ``text``, ``utt2spk``; optional
+    ``segments``, ``utt2dur``).
+
+    Durations come from ``utt2dur``, else from ``segments``, else from the audio
+    header. Relative paths in ``wav.scp`` are taken relative to the data directory.
+
+    Raises:
+        ManifestError: missing files, piped ``wav.scp`` entries, or ids missing from
+            one of the files (every one reported).
+    """
+    from asr.audio import read_info
+
+    d = Path(data_dir)
+    for name in ("wav.scp", "text", "utt2spk"):
+        if not (d / name).is_file():
+            raise ManifestError(str(d), [("-", f"missing {name}: a Kaldi data directory needs wav.scp, text and utt2spk")])
+    wav = _read_kaldi_table(d / "wav.scp")
+    text = _read_kaldi_table(d / "text", allow_empty_value=True)
+    utt2spk = _read_kaldi_table(d / "utt2spk")
+    utt2dur = _read_kaldi_table(d / "utt2dur") if (d / "utt2dur").is_file() else {}
+    segments = {}
+    if (d / "segments").is_file():
+        for uid, value in _read_kaldi_table(d / "segments").items():
+            rec, start, end = value.split()
+            segments[uid] = (rec, float(start), float(end))
+
+    problems = []
+    for key, value in wav.items():
+        if value.endswith("|") or value.startswith("-"):
+            problems.append((key, "wav.scp entry is a command pipe; only plain paths are supported "
+                                  "(convert the audio to files first, e.g. with sox)"))
+    ids = list(text)
+    for uid in ids:
+        if uid not in utt2spk:
+            problems.append((uid, "in text but not in utt2spk"))
+        rec = segments[uid][0] if uid in segments else uid
+        if rec not in wav:
+            problems.append((uid, f"recording {rec!r} not in wav.scp"))
+    for uid in utt2spk:
+        if uid not in text:
+            problems.append((uid, "in utt2spk but not in text"))
+    if problems:
+        raise ManifestError(str(d), problems)
+
+    utts = []
+    for uid in ids:
+        offset = None
+        if uid in segments:
+            rec, start, end = segments[uid]
+            offset = None if (rec == uid and start == 0.0) else start
+            seg_duration = end - start
+        else:
+            rec, seg_duration = uid, None
+        audio = Path(wav[rec])
+        if not audio.is_absolute():
+            audio = d / audio
+        if uid in utt2dur:
+            duration = float(utt2dur[uid])
+        elif seg_duration is not None:
+            duration = seg_duration
+        else:
+            duration = read_info(audio).duration
+        utts.append(Utterance(uid, str(audio), duration, text[uid], utt2spk[uid], offset))
+    return utts
+
+
+def write_kaldi_dir(data_dir: str | Path, utts: Sequence[Utterance]) -> None:
+    """Export to a Kaldi data directory, sorted by id as Kaldi requires.
+
+    Writes ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur`` and, when any
+    utterance has an offset, ``segments`` with one recording id per audio file.
+    """
+    d = Path(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    for u in utts:
+        for field in ("id", "speaker"):
+            if not getattr(u, field) or any(c.isspace() for c in getattr(u, field)):
+                raise ManifestError(str(d), [(u.id, f"{field} {getattr(u, field)!r} is empty or holds whitespace; Kaldi cannot store it")])
+    utts = sorted(utts, key=lambda u: u.id)
+    segmented = any(u.offset is not None for u in utts)
+    table = lambda rows: "".join(f"{k} {v}\n" if v != "" else f"{k}\n" for k, v in rows)  # noqa: E731
+
+    if segmented:
+        # A whole-file utterance names its recording after itself, which is how
+        # read_kaldi_dir tells it (offset None) from a segment starting at 0.
+        rec_ids = {a: f"rec{i:06d}" for i, a in enumerate(sorted({u.audio for u in utts}))}
+        for u in reversed(utts):
+            if u.offset is None:
+                rec_ids[u.audio] = u.id
+        atomic_write_text(d / "wav.scp", table((r, a) for a, r in sorted(rec_ids.items(), key=lambda x: x[1])))
+        atomic_write_text(d / "segments", table(
+            (u.id, f"{rec_ids[u.audio]} {_fmt(u.offset or 0.0)} {_fmt((u.offset or 0.0) + u.duration)}") for u in utts))
+    else:
+        atomic_write_text(d / "wav.scp", table((u.id, u.audio) for u in utts))
+        (d / "segments").unlink(missing_ok=True)
+    atomic_write_text(d / "text", table((u.id, u.text) for u in utts))
+    atomic_write_text(d / "utt2spk", table((u.id, u.speaker) for u in utts))
+    atomic_write_text(d / "utt2dur", table((u.id, _fmt(u.duration)) for u in utts))
+    spk2utt: dict[str, list[str]] = {}
+    for u in utts:
+        spk2utt.setdefault(u.speaker, []).append(u.id)
+    atomic_write_text(d / "spk2utt", table((s, " ".join(ids)) for s, ids in sorted(spk2utt.items())))
+
+
+def load_data(path: str | Path) -> list[Utterance]:
+    """Read a JSONL manifest file or a Kaldi data directory, whichever ``path`` is."""
+    p = Path(path)
+    return read_kaldi_dir(p) if p.is_dir() else read_manifest(p)
+
+
+# --- validation ---------------------------------------------------------------------
+
+
+def validate(
+    utts: Sequence[Utterance],
+    alphabet: set[str] | None = None,
+    check_audio: bool = True,
+) -> list[tuple[str, str]]:
+    """Find every bad entry; returns ``(id, reason)`` pairs (empty when all is well).
+
+    Checks: duplicate ids, empty ids, empty text, non-positive or non-finite
+    durations, negative offsets, missing audio files (when ``check_audio``), and
+    characters outside ``alphabet`` (when given; the space is always allowed).
+    """
+    problems = []
+    counts = Counter(u.id for u in utts)
+    seen_dup = set()
+    for u in utts:
+        if not u.id or any(c.isspace() for c in u.id):
+            problems.append((u.id or "<empty id>", "id is empty or holds whitespace"))
+        if counts[u.id] > 1 and u.id not in seen_dup:
+            seen_dup.add(u.id)
+            problems.append((u.id, f"duplicate id ({counts[u.id]} entries)"))
+        if not u.text.strip():
+            problems.append((u.id, "empty text"))
+        if not (math.isfinite(u.duration) and u.duration > 0):
+            problems.append((u.id, f"duration {u.duration} is not a positive number of seconds"))
+        if u.offset is not None and not (math.isfinite(u.offset) and u.offset >= 0):
+            problems.append((u.id, f"offset {u.offset} is not a non-negative number of seconds"))
+        if not u.speaker:
+            problems.append((u.id, "empty speaker"))
+        if check_audio and not Path(u.audio).is_file():
+            problems.append((u.id, f"audio file {u.audio} does not exist"))
+        if alphabet is not None:
+            bad = sorted({c for c in u.text if c not in alphabet and c != " "})
+            if bad:
+                problems.append((u.id, f"text holds characters outside the alphabet: {bad}"))
+    return problems
+
+
+def check(utts: Sequence[Utterance], source: str, **kwargs) -> None:
+    """Raise :class:`ManifestError` listing every problem :func:`validate` finds."""
+    problems = validate(utts, **kwargs)
+    if problems:
+        raise ManifestError(source, problems)

@@ -1,0 +1,44 @@
+"""Shared fixtures: synthetic audio builders and the real FSDD corpus.
+
+Tests that need real speech find it through ASR_CORPORA (a folder holding
+``fsdd/``), as the recipes do. Under CI=true a missing corpus fails the test
+instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0, seed: int = 0) -> np.ndarray:
+    """A sine plus a little noise, ``(n,)`` or ``(n, channels)`` float32 in [-1, 1]."""
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(seed).standard_normal(t.size)
+    x = x.astype(np.float32)
+    return x if channels == 1 else np.stack([x * (0.5 + 0.5 * c) for c in range(channels)], axis=1)
+
+
+def write_wav(path: Path, data: np.ndarray, rate: int, subtype: str = "PCM_16") -> Path:
+    sf.write(str(path), data, rate, subtype=subtype)
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpora_root() -> Path:
+    env = os.environ.get("ASR_CORPORA")
+    if env and (Path(env) / "fsdd" / "recordings").is_dir():
+        return Path(env)
+    msg = f"FSDD corpus not found: set ASR_CORPORA to a folder holding fsdd/recordings (now {env!r})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def fsdd_recordings(corpora_root) -> Path:
+    return corpora_root / "fsdd" / "recordings"
