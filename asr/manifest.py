@@ -13,6 +13,7 @@ paths only), ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur`` and, for segments,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -83,7 +84,7 @@ class Utterance:
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
-    """Read a JSON Lines manifest.
+    """Read a JSON Lines manifest; relative audio paths are taken relative to its folder.
 
     Raises:
         ManifestError: a line that is not valid JSON or not a valid record (all such
@@ -99,7 +100,10 @@ def read_manifest(path: str | Path) -> list[Utterance]:
                 continue
             where = f"{path}:{lineno}"
             try:
-                utts.append(Utterance.from_dict(json.loads(line), where))
+                u = Utterance.from_dict(json.loads(line), where)
+                if not Path(u.audio).is_absolute():  # relative audio paths are relative to the manifest
+                    u = dataclasses.replace(u, audio=str(path.parent / u.audio))
+                utts.append(u)
             except json.JSONDecodeError as e:
                 problems.append((f"line {lineno}", f"not valid JSON ({e.msg})"))
             except ManifestError as e:

@@ -16,6 +16,7 @@ Two tasks are built from the same recordings:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -75,6 +76,8 @@ class FsddConfig:
     min_pause: float = 0.05  # seconds of silence between (and around) the digits
     max_pause: float = 0.30
     seed: int = 0
+    corpus_dir: str | None = None  # folder holding fsdd/ (--corpus-dir, else $ASR_CORPORA); None: download
+    download_dir: str = "data/downloads"
 
     def __post_init__(self):
         if not 1 <= self.min_digits <= self.max_digits:
@@ -210,7 +213,8 @@ def make_connected(recs: list[Recording], n: int, split: str, out_dir: Path, cfg
         path = wav_dir / f"{uid}.wav"
         save_audio(path, audio, cfg.sample_rate)
         text = " ".join(p.text for p in parts)
-        utts.append(Utterance(uid, str(path.resolve()), len(audio) / cfg.sample_rate, text, spk))
+        # relative to the manifest (out_dir/<split>.jsonl), so the stage output can be moved
+        utts.append(Utterance(uid, str(path.relative_to(out_dir)), len(audio) / cfg.sample_rate, text, spk))
         layout.append({"id": uid, "parts": [p.id for p in parts],
                        "part_samples": [len(cache[p.path]) for p in parts], "pause_samples": pauses})
     return utts, layout
@@ -236,8 +240,9 @@ def prepare(recordings_dir: str | Path, out_dir: str | Path, cfg: FsddConfig = F
     recs = scan(recordings_dir)
     counts: dict[str, int] = {}
 
-    def emit(name: str, utts: list[Utterance]) -> None:
-        check(utts, name)
+    def emit(name: str, utts: list[Utterance], audio_base: Path | None = None) -> None:
+        resolved = [dataclasses.replace(u, audio=str(audio_base / u.audio)) for u in utts] if audio_base else utts
+        check(resolved, name)
         write_manifest(out / f"{name}.jsonl", utts)
         counts[name] = len(utts)
 
@@ -250,6 +255,14 @@ def prepare(recordings_dir: str | Path, out_dir: str | Path, cfg: FsddConfig = F
     for offset, split in enumerate(SPLITS):
         pool = [r for r in recs if split_of(r) == split]
         utts, layout = make_connected(pool, sizes[split], split, out / "connected", cfg, cfg.seed * 1000 + offset)
-        emit(f"connected/{split}", utts)
+        emit(f"connected/{split}", utts, out / "connected")
         atomic_write_text(out / "connected" / f"{split}.layout.jsonl", "".join(json.dumps(x) + "\n" for x in layout))
     return counts
+
+
+def stage(ctx) -> dict:
+    """The ``prepare`` stage: find (or download) the corpus and write every manifest."""
+    cfg: FsddConfig = ctx.config
+    recordings = locate(cfg.corpus_dir, cfg.download_dir)
+    ctx.log(f"prepare: FSDD recordings from {recordings}")
+    return {"counts": prepare(recordings, ctx.out, cfg), "recordings_dir": str(recordings)}

@@ -1,0 +1,22 @@
+"""FSDD spoken digits: isolated digits and connected digit strings from real recordings.
+
+    asr run fsdd [--corpus-dir DIR] [--stage N] [--stop-stage M] [--set key=value ...]
+"""
+
+from asr.corpora import fsdd
+from asr.features import FeatureConfig
+from asr import features
+from asr.stages import Stage
+
+TASK_SETS = tuple(f"{task}/{split}" for task in ("isolated", "connected") for split in ("train", "dev", "test"))
+
+STAGES = [
+    Stage(1, "prepare", fsdd.stage),
+    Stage(2, "features", features.stage, inputs=("prepare",)),
+]
+
+CONFIG = {
+    "prepare": fsdd.FsddConfig(),
+    "features": FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=TASK_SETS,
+                              train_sets=("isolated/train", "connected/train")),
+}

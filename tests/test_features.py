@@ -1,0 +1,101 @@
+import json
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from asr.audio import load_audio
+from asr.features import Cmvn, FeatureConfig, FeatureSet, Mfcc, compute_batch, extract_set
+from asr.manifest import Utterance
+from conftest import tone, write_wav
+
+CPU = torch.device("cpu")
+# Our float32 torch MFCC against librosa's float64 one: values span about +-400,
+# the largest difference seen is ~1e-4; we allow 1e-2 absolute.
+LIBROSA_ATOL = 1e-2
+
+
+def _librosa_mfcc(x, cfg):
+    return librosa.feature.mfcc(y=x.astype(np.float64), sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
+                                hop_length=cfg.hop_length, win_length=cfg.win_length, n_mels=cfg.n_mels,
+                                fmin=cfg.f_min, fmax=cfg.f_max).T
+
+
+@pytest.mark.parametrize("rate,n_mels,n_mfcc", [(8_000, 40, 13), (16_000, 64, 20)])
+def test_mfcc_matches_librosa_on_real_speech(fsdd_recordings, rate, n_mels, n_mfcc):
+    cfg = FeatureConfig(sample_rate=rate, n_mels=n_mels, n_mfcc=n_mfcc, preemphasis=0.0, deltas=0, f_min=0.0)
+    for name in ("7_jackson_3.wav", "0_nicolas_40.wav", "9_yweweler_12.wav"):
+        x = load_audio(fsdd_recordings / name, rate)
+        ours = compute_batch(Mfcc(cfg), [x], CPU)[0]
+        ref = _librosa_mfcc(x, cfg)
+        assert ours.shape == ref.shape == (cfg.num_frames(len(x)), n_mfcc)
+        np.testing.assert_allclose(ours, ref, atol=LIBROSA_ATOL)
+
+
+def test_batch_equals_one_by_one():
+    cfg = FeatureConfig(sample_rate=8_000, dither=0.0)
+    waves = [tone(s, 8_000, freq=f, seed=i) for i, (s, f) in enumerate([(0.3, 300), (1.1, 700), (0.05, 1500)])]
+    mfcc = Mfcc(cfg)
+    batch = compute_batch(mfcc, waves, CPU)
+    for w, b in zip(waves, batch):
+        single = compute_batch(mfcc, [w], CPU)[0]
+        assert b.shape == single.shape == (cfg.num_frames(len(w)), 39)
+        # equal up to float32 summation order (the delta convolution runs on another shape)
+        np.testing.assert_allclose(b, single, rtol=1e-5, atol=1e-4)
+
+
+def _manifest(tmp_path, n=5):
+    utts = []
+    for i in range(n):
+        p = write_wav(tmp_path / f"u{i}.wav", tone(0.2 + 0.1 * i, 16_000, freq=200 + 100 * i, seed=i), 16_000)
+        utts.append(Utterance(f"u{i}", str(p), 0.2 + 0.1 * i, "a b", f"s{i % 2}"))
+    return utts
+
+
+def test_store_reads_back_exactly_and_is_the_same_for_any_nj(tmp_path):
+    cfg = FeatureConfig(sample_rate=8_000)
+    utts = _manifest(tmp_path)
+    r1 = extract_set(utts, tmp_path / "one" / "set", cfg, nj=1)
+    r2 = extract_set(utts, tmp_path / "two" / "set", cfg, nj=2)
+    assert r1["utterances"] == r2["utterances"] == 5 and r1["bad"] == []
+    assert (tmp_path / "one/set.f32").read_bytes() == (tmp_path / "two/set.f32").read_bytes()
+    fs = FeatureSet(tmp_path / "one" / "set", cfg.dim)
+    assert isinstance(fs.data, np.memmap)
+    for i, u in enumerate(utts):
+        direct = compute_batch(Mfcc(cfg), [load_audio(u.audio, 8_000)], CPU)[0]
+        np.testing.assert_array_equal(fs[i], direct)
+        assert fs.utts[i]["id"] == u.id and fs.utts[i]["frames"] == len(direct)
+
+
+def test_bad_utterances_are_reported_and_skipped(tmp_path):
+    utts = _manifest(tmp_path)
+    (tmp_path / "broken.wav").write_text("not audio")
+    utts.insert(2, Utterance("broken", str(tmp_path / "broken.wav"), 1.0, "a", "s0"))
+    r = extract_set(utts, tmp_path / "set", FeatureConfig(sample_rate=8_000), nj=2)
+    assert r["utterances"] == 5 and [uid for uid, _ in r["bad"]] == ["broken"]
+    assert "not a readable audio file" in r["bad"][0][1]
+
+
+def test_speed_perturbation_changes_length(tmp_path):
+    cfg = FeatureConfig(sample_rate=8_000)
+    utts = _manifest(tmp_path, 2)
+    r = extract_set(utts, tmp_path / "set", cfg, speeds=(1.0, 0.9, 1.1))
+    fs = FeatureSet(tmp_path / "set", cfg.dim)
+    frames = {u["id"]: u["frames"] for u in fs.utts}
+    assert r["utterances"] == 6 and set(frames) == {"u0", "u1", "sp0.9-u0", "sp0.9-u1", "sp1.1-u0", "sp1.1-u1"}
+    assert frames["sp0.9-u1"] == pytest.approx(frames["u1"] / 0.9, abs=2)
+    assert frames["sp1.1-u1"] == pytest.approx(frames["u1"] / 1.1, abs=2)
+
+
+def test_cmvn_kinds():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((200, 3)) * [1, 2, 3] + [5, -1, 0]).astype(np.float32)
+    utt = Cmvn("utterance", [0, 0, 0], [1, 1, 1])(x)
+    np.testing.assert_allclose(utt.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(utt.std(0), 1, atol=1e-4)
+    spk = Cmvn("speaker", [0, 0, 0], [1, 1, 1], {"s": {"mean": [5, -1, 0], "std": [1, 2, 3]}})
+    np.testing.assert_allclose(spk(x, "s"), (x - [5, -1, 0]) / [1, 2, 3], rtol=1e-6)
+    np.testing.assert_array_equal(spk(x, "unknown"), x)  # falls back to the global stats
+    d = json.loads(json.dumps(spk.to_dict()))
+    np.testing.assert_array_equal(Cmvn.from_dict(d)(x, "s"), spk(x, "s"))
