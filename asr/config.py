@@ -90,3 +90,8 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> dict[str, Any]:
 def to_dict(section: Any) -> dict:
     """A config section as plain JSON-able data (for cache keys and records)."""
     return json.loads(json.dumps(dataclasses.asdict(section), default=str))
+
+
+def from_dict(cls: type, data: dict) -> Any:
+    """Rebuild a config section from :func:`to_dict` output (JSON lists back to tuples)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

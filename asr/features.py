@@ -27,6 +27,7 @@ import torchaudio.functional as AF
 from tqdm import tqdm
 
 from asr.audio import load_audio, resample
+from asr.config import from_dict, to_dict
 from asr.errors import AsrError, AudioError, ConfigError
 from asr.fsutil import atomic_write_text
 from asr.manifest import Utterance, read_manifest
@@ -335,7 +336,7 @@ class FeatureStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         meta = json.loads((self.root / "features.json").read_text())
-        self.config = FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+        self.config = from_dict(FeatureConfig, meta["config"])
         self.cmvn = Cmvn.from_dict(json.loads((self.root / CMVN_FILE).read_text()))
         self.sets = meta["sets"]
 
@@ -380,6 +381,26 @@ def stage(ctx) -> dict:
     cmvn = Cmvn(cfg.cmvn, glob["mean"], glob["std"], {s: _mean_std(a) for s, a in sorted(stats.speakers.items())})
     atomic_write_text(ctx.out / CMVN_FILE, json.dumps(cmvn.to_dict()) + "\n")
     atomic_write_text(ctx.out / "bad.txt", "".join(f"{s} {u} {w}\n" for s, u, w in bad_all))
-    from asr.config import to_dict
     atomic_write_text(ctx.out / "features.json", json.dumps({"config": to_dict(cfg), "sets": sets}, indent=1) + "\n")
     return {"counts": counts, "bad": len(bad_all), "dim": cfg.dim}
+
+
+# --- training-time augmentation -----------------------------------------------------------------
+
+
+def spec_augment(feats: torch.Tensor, freq_mask: int = 5, n_freq_masks: int = 2, time_mask: int = 20,
+                 n_time_masks: int = 2, max_time_fraction: float = 0.2) -> torch.Tensor:
+    """SpecAugment (Park et al. 2019) on a normalised batch, independent masks per utterance.
+
+    Args:
+        feats: ``(B, T, D)``; masked values are set to 0 (the mean after CMVN).
+        freq_mask / time_mask: largest width of one mask, in coefficients / frames.
+        max_time_fraction: a time mask never covers more than this share of the padded length.
+    Returns:
+        ``(B, T, D)``, a new tensor. Uses torch's global RNG (seeded and checkpointed by training).
+    """
+    for _ in range(n_freq_masks):
+        feats = AF.mask_along_axis_iid(feats, freq_mask, 0.0, axis=2)
+    for _ in range(n_time_masks):
+        feats = AF.mask_along_axis_iid(feats, time_mask, 0.0, axis=1, p=max_time_fraction)
+    return feats

@@ -42,3 +42,29 @@ def corpora_root() -> Path:
 @pytest.fixture(scope="session")
 def fsdd_recordings(corpora_root) -> Path:
     return corpora_root / "fsdd" / "recordings"
+
+
+def build_features(work: Path, sets: dict, **cfg_overrides) -> Path:
+    """Run the real features stage on ``{set name: [Utterance]}``; returns the features directory."""
+    from types import SimpleNamespace
+
+    from asr import features
+    from asr.manifest import write_manifest
+
+    for name, utts in sets.items():
+        write_manifest(work / "prepare" / f"{name}.jsonl", utts)
+    cfg = features.FeatureConfig(sample_rate=8_000, sets=tuple(sets), train_sets=tuple(sets)[:1], **cfg_overrides)
+    out = work / "features"
+    out.mkdir(parents=True)
+    features.stage(SimpleNamespace(config=cfg, out=out, inputs={"prepare": work / "prepare"}, nj=1,
+                                   log=lambda m: None))
+    return out
+
+
+@pytest.fixture(scope="session")
+def fsdd_utts(fsdd_recordings):
+    """A few real isolated-digit utterances of two speakers, one per digit and speaker."""
+    from asr.corpora import fsdd
+
+    recs = [r for r in fsdd.scan(fsdd_recordings) if r.index == 7 and r.speaker in ("jackson", "theo")]
+    return [fsdd.to_utterance(r) for r in recs]

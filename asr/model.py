@@ -1,0 +1,115 @@
+"""The acoustic model: frame stacking, a (bi)directional LSTM/GRU encoder, a linear CTC layer.
+
+A model file is one ``torch.save``d dict of plain data and tensors (config,
+tokenizer units, feature config, CMVN statistics, weights), so it loads with
+``torch.load(path, weights_only=True)`` and :func:`load_model` rebuilds the model
+from it alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from asr.errors import AsrError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The acoustic model's shape (the ``model`` part of the train config)."""
+
+    rnn: Literal["lstm", "gru"] = "lstm"
+    bidirectional: bool = True
+    num_layers: int = 3
+    hidden: int = 256  # units per direction
+    proj: int = 0  # LSTM output projection size (0: none); ignored for GRU
+    dropout: float = 0.1  # between RNN layers and before the output layer
+    stack: int = 1  # frames stacked per step: x1, x2 or x3 subsampling before the RNN
+
+    def __post_init__(self):
+        if self.stack not in (1, 2, 3):
+            raise ValueError(f"stack must be 1, 2 or 3, got {self.stack}")
+        if self.proj and (self.rnn != "lstm" or self.proj >= self.hidden):
+            raise ValueError("proj needs rnn=lstm and proj < hidden")
+        if self.num_layers < 1 or self.hidden < 1:
+            raise ValueError("num_layers and hidden must be positive")
+
+
+class AcousticModel(nn.Module):
+    """``forward(feats (B, T, D), lengths (B,)) -> (log_probs (B, T', V), out_lengths (B,))``.
+
+    ``T' = ceil(T / stack)``. Sequences are packed, so padding costs no recurrent compute.
+    """
+
+    def __init__(self, input_dim: int, num_units: int, cfg: ModelConfig):
+        super().__init__()
+        self.cfg, self.input_dim, self.num_units = cfg, input_dim, num_units
+        rnn_cls = nn.LSTM if cfg.rnn == "lstm" else nn.GRU
+        extra = {"proj_size": cfg.proj} if cfg.rnn == "lstm" and cfg.proj else {}
+        self.rnn = rnn_cls(input_dim * cfg.stack, cfg.hidden, num_layers=cfg.num_layers, batch_first=True,
+                           bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+                           **extra)
+        out_dim = (cfg.proj or cfg.hidden) * (2 if cfg.bidirectional else 1)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(out_dim, num_units)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return (lengths + self.cfg.stack - 1) // self.cfg.stack
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, d = feats.shape
+        s = self.cfg.stack
+        if s > 1:
+            # zero the padding, so a stacked step at an utterance's end never sees another's frames
+            feats = feats * (torch.arange(t, device=feats.device)[None, :, None] < lengths.to(feats.device)[:, None, None])
+            pad = (-t) % s
+            if pad:
+                feats = nn.functional.pad(feats, (0, 0, 0, pad))
+            feats = feats.reshape(b, (t + pad) // s, d * s)
+        out_lengths = self.output_lengths(lengths)
+        packed = pack_padded_sequence(feats, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        hidden, _ = self.rnn(packed)
+        hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=feats.shape[1])
+        logits = self.output(self.dropout(hidden))
+        return logits.float().log_softmax(dim=-1), out_lengths
+
+
+def checkpoint_dict(model: AcousticModel, tokenizer: dict, features: dict, cmvn: dict, extra: dict | None = None) -> dict:
+    """Everything needed to transcribe, as plain data (loads with ``weights_only=True``)."""
+    model = getattr(model, "module", model)  # unwrap DDP
+    return {"format": FORMAT_VERSION, "model": asdict(model.cfg), "input_dim": model.input_dim,
+            "tokenizer": tokenizer, "features": features, "cmvn": cmvn,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **(extra or {})}
+
+
+def build_from_checkpoint(ckpt: dict) -> AcousticModel:
+    cfg = ModelConfig(**ckpt["model"])
+    model = AcousticModel(ckpt["input_dim"], len(ckpt["tokenizer"]["units"]), cfg)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a model file safely (``weights_only=True``).
+
+    Raises:
+        AsrError: missing file, not a model file, or a newer format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AsrError(f"{path}: no such model file (train one with `asr run fsdd`, it is written to "
+                       "data/fsdd/train/model.pt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for a file that is not a checkpoint
+        raise AsrError(f"{path}: not a readable model file ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
+        raise AsrError(f"{path}: not an asr model file of format {FORMAT_VERSION}")
+    return ckpt

@@ -1,0 +1,210 @@
+"""Scoring: corpus-level WER/CER through jiwer, bootstrap intervals, and readable decode reports.
+
+Rates are always corpus level (total errors / total reference words), never an
+average of per-utterance rates. ``%WER`` lines follow Kaldi's ``compute-wer``.
+The bootstrap follows Bisani & Ney (2004), as Kaldi's ``compute-wer-bootci``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+import numpy as np
+
+from asr.errors import AsrError
+from asr.fsutil import atomic_write_text
+
+BOOTSTRAP_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class ErrorCounts:
+    """Edit-distance counts of a corpus (words or characters)."""
+
+    hits: int
+    substitutions: int
+    deletions: int
+    insertions: int
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def ref_len(self) -> int:
+        return self.hits + self.substitutions + self.deletions
+
+    @property
+    def rate(self) -> float:
+        """jiwer's definition: errors / reference length (0 errors on an empty reference is 0)."""
+        if self.ref_len == 0:
+            return 0.0 if self.errors == 0 else 1.0
+        return self.errors / self.ref_len
+
+    def line(self, name: str = "WER") -> str:
+        return (f"%{name} {100 * self.rate:.2f} [ {self.errors} / {self.ref_len}, {self.insertions} ins, "
+                f"{self.deletions} del, {self.substitutions} sub ]")
+
+
+def _counts(out) -> ErrorCounts:
+    return ErrorCounts(out.hits, out.substitutions, out.deletions, out.insertions)
+
+
+@dataclass
+class Score:
+    """Scores of aligned hypotheses; ``ids`` in order, with per-utterance word errors for the bootstrap."""
+
+    ids: list[str]
+    refs: list[str]
+    hyps: list[str]
+    words: ErrorCounts
+    chars: ErrorCounts
+    utt_errors: np.ndarray  # (N,) word errors per utterance
+    utt_ref_len: np.ndarray  # (N,) reference words per utterance
+    alignment: object  # jiwer WordOutput
+
+    def bootstrap(self, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
+        """95% confidence interval of the WER by resampling utterances."""
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, len(self.ids), size=(samples, len(self.ids)))
+        wers = self.utt_errors[idx].sum(1) / np.maximum(self.utt_ref_len[idx].sum(1), 1)
+        lo, hi = np.percentile(wers, [2.5, 97.5])
+        return float(lo), float(hi)
+
+
+def read_text(path: str | Path) -> dict[str, str]:
+    """Read a Kaldi-style ``utt-id word word ...`` file.
+
+    Raises:
+        AsrError: missing file or repeated ids (all listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AsrError(f"{path}: no such file")
+    out, dups = {}, []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        uid, _, text = line.strip().partition(" ")
+        if uid in out:
+            dups.append(uid)
+        out[uid] = " ".join(text.split())
+    if dups:
+        raise AsrError(f"{path}: repeated utterance ids: {dups[:20]}")
+    return out
+
+
+def write_text(path: str | Path, texts: dict[str, str]) -> None:
+    atomic_write_text(path, "".join(f"{k} {v}\n" if v else f"{k}\n" for k, v in sorted(texts.items())))
+
+
+def score(refs: dict[str, str], hyps: dict[str, str], missing_as_deletions: bool = False,
+          ref_name: str = "REF", hyp_name: str = "HYP") -> Score:
+    """Align every utterance of ``refs`` with its hypothesis and count errors.
+
+    Raises:
+        AsrError: ids in only one of the two (listed), unless ``missing_as_deletions``
+            (then a missing hypothesis is empty; extra hypotheses are still an error).
+    """
+    only_ref = sorted(set(refs) - set(hyps))
+    only_hyp = sorted(set(hyps) - set(refs))
+    if only_hyp or (only_ref and not missing_as_deletions):
+        parts = []
+        if only_ref:
+            parts.append(f"{len(only_ref)} id(s) in {ref_name} but not in {hyp_name}: {only_ref[:10]}")
+        if only_hyp:
+            parts.append(f"{len(only_hyp)} id(s) in {hyp_name} but not in {ref_name}: {only_hyp[:10]}")
+        hint = "" if only_hyp else " (use --missing-as-deletions to count them as deleted)"
+        raise AsrError("; ".join(parts) + hint)
+    if not refs:
+        raise AsrError(f"{ref_name} holds no utterances")
+    ids = sorted(refs)
+    r = [refs[i] for i in ids]
+    h = [hyps.get(i, "") for i in ids]
+    words = jiwer.process_words(r, h)
+    chars = jiwer.process_characters(r, h)
+    errs, lens = [], []
+    for ref_words, chunks in zip(words.references, words.alignments):
+        e = 0
+        for c in chunks:
+            if c.type == "substitute" or c.type == "delete":
+                e += c.ref_end_idx - c.ref_start_idx
+            elif c.type == "insert":
+                e += c.hyp_end_idx - c.hyp_start_idx
+        errs.append(e)
+        lens.append(len(ref_words))
+    return Score(ids, r, h, _counts(words), _counts(chars), np.array(errs), np.array(lens), words)
+
+
+def compare(a: Score, b: Score, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> float:
+    """Probability that ``a`` has a lower WER than ``b`` (paired bootstrap over utterances)."""
+    if a.ids != b.ids:
+        raise AsrError("the two hypothesis sets cover different utterances")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a.ids), size=(samples, len(a.ids)))
+    delta = b.utt_errors[idx].sum(1) - a.utt_errors[idx].sum(1)
+    return float((delta > 0).mean())
+
+
+# --- decode output directory ---------------------------------------------------------------------
+
+
+def speaker_of(uid: str, speakers: dict[str, str] | None) -> str:
+    return (speakers or {}).get(uid) or uid.split("_")[0].split("-")[0]
+
+
+def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None = None,
+                 name: str = "test", bootstrap: bool = True) -> str:
+    """Write hypotheses, alignments, per-speaker table, confusions, sclite ``trn`` files and a summary.
+
+    Returns:
+        the one-line summary (also in ``wer``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "hyp.txt", dict(zip(s.ids, s.hyps)))
+    write_text(out / "ref.txt", dict(zip(s.ids, s.refs)))
+    # sclite trn: "words (speaker_utt)"; sclite's -i rm takes the speaker from the id's prefix
+    trn_id = {u: f"{speaker_of(u, speakers)}_{u}" for u in s.ids}
+    atomic_write_text(out / "ref.trn", "".join(f"{r} ({trn_id[u]})\n" for u, r in zip(s.ids, s.refs)))
+    atomic_write_text(out / "hyp.trn", "".join(f"{h} ({trn_id[u]})\n" for u, h in zip(s.ids, s.hyps)))
+
+    lines, confusions = [], Counter()
+    per_spk = defaultdict(lambda: np.zeros(4, dtype=np.int64))  # utts, words, errors, sentence errors
+    for k, (u, ref_w, hyp_w, chunks) in enumerate(zip(s.ids, s.alignment.references, s.alignment.hypotheses,
+                                                       s.alignment.alignments)):
+        rr, hh, ops = [], [], []
+        for c in chunks:
+            rw, hw = ref_w[c.ref_start_idx:c.ref_end_idx], hyp_w[c.hyp_start_idx:c.hyp_end_idx]
+            n = max(len(rw), len(hw))
+            rw, hw = rw + ["***"] * (n - len(rw)), hw + ["***"] * (n - len(hw))
+            op = {"equal": " ", "substitute": "S", "delete": "D", "insert": "I"}[c.type]
+            for a, b in zip(rw, hw):
+                w = max(len(a), len(b))
+                rr.append(a.ljust(w))
+                hh.append(b.ljust(w))
+                ops.append(op.ljust(w))
+                if op == "S":
+                    confusions[f"{a} -> {b}"] += 1
+                elif op == "D":
+                    confusions[f"{a} -> ***"] += 1
+                elif op == "I":
+                    confusions[f"*** -> {b}"] += 1
+        lines += [f"{u} ref  {' '.join(rr)}", f"{u} hyp  {' '.join(hh)}", f"{u} op   {' '.join(ops)}".rstrip(), ""]
+        stats = per_spk[speaker_of(u, speakers)]
+        stats += [1, s.utt_ref_len[k], s.utt_errors[k], int(s.utt_errors[k] > 0)]
+    atomic_write_text(out / "alignments.txt", "\n".join(lines))
+    atomic_write_text(out / "confusions.txt", "".join(f"{n:6d}  {pair}\n" for pair, n in confusions.most_common()))
+    rows = ["speaker      utts  words  errors   WER%  SER%"]
+    for spk, (n, w, e, se) in sorted(per_spk.items()):
+        rows.append(f"{spk:<12} {n:4d} {w:6d} {e:7d} {100 * e / max(w, 1):6.2f} {100 * se / max(n, 1):5.1f}")
+    atomic_write_text(out / "speakers.txt", "\n".join(rows) + "\n")
+    summary = f"{name}: {s.words.line('WER')} {s.chars.line('CER')}"
+    if bootstrap:
+        lo, hi = s.bootstrap()
+        summary += f" 95% CI [{100 * lo:.2f}, {100 * hi:.2f}]"
+    atomic_write_text(out / "wer", summary + "\n")
+    return summary

@@ -1,0 +1,142 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr.config import to_dict
+from asr.decode import greedy
+from asr.features import FeatureStore
+from asr.model import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
+from asr.tokenizer import CharTokenizer
+from asr.train import TrainConfig, ctc_min_frames, load_data, make_batches, train
+from conftest import build_features
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = TrainConfig(train_sets=("tiny",), dev_sets=("tiny",), num_layers=1, hidden=64, dropout=0.0, stack=1,
+                   lr=1e-2, epochs=40, batch_frames=60, early_stop=0, average_last=1, threads=1,
+                   checkpoint_every=0, lr_patience=100)
+
+
+@pytest.fixture(scope="module")
+def tiny_features(fsdd_utts, tmp_path_factory):
+    work = tmp_path_factory.mktemp("tiny")
+    six = [u for u in fsdd_utts if u.speaker == "jackson"][:6]
+    return build_features(work, {"tiny": six})
+
+
+def test_tiny_model_overfits_real_speech(tiny_features, tmp_path):
+    summary = train(TINY, tiny_features, tmp_path, tmp_path / "partial", log=lambda m: None)
+    # per-token CTC loss of a memorised set; a model that only outputs blanks sits near 3
+    assert summary["final_train_loss"] < 0.1
+    assert summary["dev_wer"] == 0.0
+    ckpt = read_checkpoint(tmp_path / "model.pt")  # weights_only=True inside
+    model = build_from_checkpoint(ckpt)
+    store = FeatureStore(tiny_features)
+    fs = store.open("tiny")
+    tok = CharTokenizer.from_dict(ckpt["tokenizer"])
+    for i, u in enumerate(fs.utts):
+        x = torch.from_numpy(store.cmvn(fs[i], u["speaker"]))[None]
+        log_probs, lengths = model(x, torch.tensor([len(x[0])]))
+        assert tok.decode(greedy(log_probs, lengths)[0]) == u["text"]
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert any((tmp_path / "tb").iterdir())
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["epoch"] == 40
+
+
+def test_model_shapes_stacking_and_padding_invariance():
+    torch.manual_seed(0)
+    for rnn, stack, proj in (("lstm", 1, 0), ("gru", 2, 0), ("lstm", 3, 16)):
+        m = AcousticModel(5, 7, ModelConfig(rnn=rnn, num_layers=2, hidden=32, proj=proj, stack=stack, dropout=0)).eval()
+        x = torch.randn(3, 10, 5)
+        lengths = torch.tensor([10, 7, 4])
+        out, out_len = m(x, lengths)
+        assert out.shape == (3, math.ceil(10 / stack), 7)
+        assert out_len.tolist() == [math.ceil(n / stack) for n in (10, 7, 4)]
+        # packing: an item alone gives the same output as inside a padded batch
+        alone, _ = m(x[1:2, :7], lengths[1:2])
+        torch.testing.assert_close(alone[0], out[1, : out_len[1]], rtol=1e-5, atol=1e-5)
+
+
+def test_batches_are_frame_bounded_sorted_then_shuffled():
+    frames = torch.randint(10, 200, (500,)).numpy()
+    for epoch in (0, 1, 2):
+        batches = make_batches(frames, 2_000, epoch, seed=1)
+        assert sorted(i for b in batches for i in b) == list(range(500))
+        assert all(len(b) * max(frames[i] for i in b) <= 2_000 or len(b) == 1 for b in batches)
+    first = make_batches(frames, 2_000, 0, 1)
+    assert [max(frames[i] for i in b) for b in first] == sorted(max(frames[i] for i in b) for b in first)
+    assert make_batches(frames, 2_000, 1, 1) == make_batches(frames, 2_000, 1, 1)
+    assert make_batches(frames, 2_000, 1, 1) != make_batches(frames, 2_000, 2, 1)
+
+
+def test_too_short_utterance_is_reported_at_load_and_never_inf(fsdd_utts, tmp_path):
+    long_text = "one two three four five six seven eight nine zero"
+    utts = fsdd_utts[:5] + [replace(fsdd_utts[5], id="liar", text=long_text)]
+    feats = build_features(tmp_path / "w", {"tiny": utts})
+    store = FeatureStore(feats)
+    tok = CharTokenizer.from_texts(u.text for u in utts)
+    messages = []
+    data, short = load_data(store, ["tiny"], tok, 3, log=messages.append)
+    assert [s[0] for s in short] == ["liar"] and short[0][2] == ctc_min_frames(tok.encode(long_text))
+    assert "liar" in messages[0] and "left out" in messages[0]
+    assert "liar" not in data.ids and len(data.ids) == 5
+    cfg = replace(TINY, stack=3, epochs=2)
+    summary = train(cfg, feats, tmp_path / "out", tmp_path / "partial", log=lambda m: None)
+    assert summary["too_short"] == 2  # once in train, once in dev
+    assert math.isfinite(summary["final_train_loss"]) and summary["skipped_steps"] == 0
+    assert "liar" in (tmp_path / "out" / "too_short.txt").read_text()
+
+
+def _train_cmd(feats, out, partial, cfg):
+    return [sys.executable, "-m", "asr.train", "--features", str(feats), "--out", str(out),
+            "--partial", str(partial), "--config", json.dumps(to_dict(cfg))]
+
+
+def test_kill_and_resume_equals_uninterrupted(tiny_features, tmp_path):
+    cfg = replace(TINY, epochs=6, batch_frames=150, checkpoint_every=1, dropout=0.2, num_layers=2,
+                  spec_augment=True, average_last=3)
+    ref = subprocess.run(_train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO,
+                         capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    out, partial = tmp_path / "run", tmp_path / "run_p"
+    proc = subprocess.Popen(_train_cmd(tiny_features, out, partial, cfg), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (partial / "epoch2.pt").exists():
+        time.sleep(0.01)
+    time.sleep(0.3)  # land somewhere inside epoch 3
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.pt").exists()
+    ckpt = torch.load(partial / "checkpoint.pt", weights_only=False)
+    assert 0 < ckpt["state"]["step"]
+    again = subprocess.run(_train_cmd(tiny_features, out, partial, cfg), cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    h_ref = json.loads((tmp_path / "ref" / "history.json").read_text())
+    h_run = json.loads((out / "history.json").read_text())
+    assert len(h_ref) == len(h_run) == 6
+    for a, b in zip(h_ref, h_run):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6, abs=1e-7)
+        assert a["dev_loss"] == pytest.approx(b["dev_loss"], rel=1e-6, abs=1e-7)
+
+
+def test_two_process_gloo_ddp(tiny_features, tmp_path):
+    cfg = replace(TINY, epochs=3, batch_frames=150, average_last=2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "asr.train",
+           *_train_cmd(tiny_features, tmp_path / "out", tmp_path / "p", cfg)[3:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ckpt = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    model = build_from_checkpoint(ckpt)
+    assert model.output.out_features == len(ckpt["tokenizer"]["units"])
+    hist = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert len(hist) == 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]
