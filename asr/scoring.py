@@ -208,3 +208,92 @@ def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None 
         summary += f" 95% CI [{100 * lo:.2f}, {100 * hi:.2f}]"
     atomic_write_text(out / "wer", summary + "\n")
     return summary
+
+
+# --- the stage ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The ``score`` stage's config section."""
+
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True).stdout.strip()
+        return head.stdout.strip()[:12] + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _record(d: Path) -> dict:
+    import json
+
+    p = d / "record.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def stage(ctx) -> dict:
+    """The ``score`` stage: a report per decoded set and ``RESULTS.md``."""
+    import json
+    import sys
+
+    cfg: ScoreConfig = ctx.config
+    dec = ctx.inputs["decode"]
+    settings = json.loads((dec / "settings.json").read_text())
+    rows, metrics = [], {}
+    for d in sorted(p for p in dec.rglob("hyp.txt")):
+        name = str(d.parent.relative_to(dec))
+        refs = read_text(d.parent / "ref.txt")
+        speakers = dict(line.split(" ", 1) for line in (d.parent / "utt2spk").read_text().splitlines())
+        s = score(refs, read_text(d), ref_name="ref.txt", hyp_name="hyp.txt")
+        g = score(refs, read_text(d.parent / "greedy.txt"))
+        summary = write_report(ctx.out / name, s, speakers, name, bootstrap=False)
+        lo, hi = s.bootstrap(cfg.bootstrap_samples)
+        clo, chi = _char_bootstrap(s, cfg.bootstrap_samples)
+        atomic_write_text(ctx.out / name / "wer", f"{summary} 95% CI [{100 * lo:.2f}, {100 * hi:.2f}]\n")
+        metrics[name] = {"wer": s.words.rate, "wer_ci": [lo, hi], "cer": s.chars.rate, "cer_ci": [clo, chi],
+                         "greedy_wer": g.words.rate, "utterances": len(s.ids), "words": s.words.ref_len}
+        rows.append(f"| {name} | {len(s.ids)} | {s.words.ref_len} | {100 * s.words.rate:.2f} "
+                    f"[{100 * lo:.2f}, {100 * hi:.2f}] | {100 * s.chars.rate:.2f} [{100 * clo:.2f}, {100 * chi:.2f}] "
+                    f"| {100 * g.words.rate:.2f} |")
+        ctx.log(summary)
+    train_rec, dec_rec = _record(ctx.inputs["train"]), _record(dec)
+    peak = max(_record(p).get("peak_rss_mb", 0) for p in ctx.inputs.values())
+    lines = [
+        "# Results", "",
+        f"Test sets scored once, with settings tuned on {settings['tuned_on']}.", "",
+        "| set | utterances | words | WER % [95% CI] | CER % [95% CI] | greedy WER % |",
+        "|---|---|---|---|---|---|", *rows, "",
+        f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
+        f"word score {settings['word_score']}",
+        f"- decoding real-time factor (nj={dec_rec.get('nj')}): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in dec_rec.get("rtf", {}).items()),
+        f"- training: {train_rec.get('train_seconds', train_rec.get('wall_seconds', 0)):.0f} s, "
+        f"{train_rec.get('epochs')} epochs, kept {train_rec.get('chosen')}, dev WER (greedy) "
+        f"{100 * train_rec.get('dev_wer', 0):.2f}%",
+        f"- peak memory (max RSS of a stage process): {peak:.0f} MB",
+        f"- git commit: {_git_commit()}",
+        f"- command: `{' '.join(['asr', *sys.argv[1:]]) if sys.argv[0].endswith('asr') else ' '.join(sys.argv)}`",
+        "- confidence intervals: bootstrap over utterances (1000 resamples)", "",
+    ]
+    atomic_write_text(ctx.out / "RESULTS.md", "\n".join(lines))
+    return {"metrics": metrics}
+
+
+def _char_bootstrap(s: Score, samples: int, seed: int = 0) -> tuple[float, float]:
+    per = [jiwer.process_characters(r, h) if r or h else None for r, h in zip(s.refs, s.hyps)]
+    errs = np.array([0 if p is None else p.substitutions + p.deletions + p.insertions for p in per])
+    lens = np.array([len(r) for r in s.refs])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(errs), size=(samples, len(errs)))
+    rates = errs[idx].sum(1) / np.maximum(lens[idx].sum(1), 1)
+    lo, hi = np.percentile(rates, [2.5, 97.5])
+    return float(lo), float(hi)

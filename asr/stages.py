@@ -42,6 +42,8 @@ class Stage:
         run: the work; returns counts/metrics to store in the record.
         inputs: names of the stages whose outputs it reads.
         version: bump when the code changes what the stage writes.
+        exports: files of its output copied into the work directory when it finishes
+            (e.g. ``RESULTS.md``).
     """
 
     number: int
@@ -49,6 +51,7 @@ class Stage:
     run: Callable[[StageContext], dict | None]
     inputs: tuple[str, ...] = ()
     version: int = 1
+    exports: tuple[str, ...] = ()
 
 
 @dataclass
@@ -250,6 +253,8 @@ class Pipeline:
         atomic_write_text(tmp / RECORD, json.dumps(record, indent=2, default=str) + "\n")  # written last
         self._publish(tmp, s.name)
         shutil.rmtree(partial, ignore_errors=True)
+        for name in s.exports:
+            atomic_write_text(self.work_dir / name, (self.out_dir(s.name) / name).read_text())
         log(f"stage {s.number} ({s.name}): done in {wall:.1f}s")
 
 

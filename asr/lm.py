@@ -1,0 +1,232 @@
+"""Word n-gram language models: estimation, ARPA files, queries, and the beam-search adapter.
+
+Written by hand because no maintained Python package here both estimates n-gram
+models and writes ARPA (KenLM's estimator is a C++ binary; flashlight-text's
+wheel has no KenLM). The estimator is interpolated Kneser-Ney with one discount
+per order, D = n1 / (n1 + 2 n2) (Ney et al. 1994), written as a backoff ARPA
+model: a listed n-gram carries its interpolated probability and a history's
+backoff weight is its interpolation weight, so every history's probabilities
+sum to 1 (checked in the tests, and the file is read back by the ``arpa`` package).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
+
+from asr.errors import AsrError
+from asr.fsutil import atomic_write_text
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+LOG0 = -99.0  # ARPA's stand-in for log10(0)
+
+
+class NgramLM:
+    """A backoff n-gram model: ``probs[n][ngram] = log10 p`` and ``backoffs[ngram] = log10 bow``."""
+
+    def __init__(self, order: int, probs: dict[int, dict[tuple, float]], backoffs: dict[tuple, float]):
+        self.order, self.probs, self.backoffs = order, probs, backoffs
+        self.vocab = {w for (w,) in probs[1]}
+
+    # --- estimation -----------------------------------------------------------------------------
+
+    @classmethod
+    def estimate(cls, sentences: Iterable[str], order: int = 3) -> NgramLM:
+        """Interpolated Kneser-Ney on whitespace-separated sentences.
+
+        Raises:
+            AsrError: no sentences, or ``order`` < 1.
+        """
+        if order < 1:
+            raise AsrError(f"n-gram order must be >= 1, got {order}")
+        raw: dict[int, Counter] = {n: Counter() for n in range(1, order + 1)}
+        n_sent = 0
+        for s in sentences:
+            words = [BOS, *s.split(), EOS]
+            n_sent += 1
+            for n in range(1, order + 1):
+                for i in range(len(words) - n + 1):
+                    raw[n][tuple(words[i: i + n])] += 1
+        if not n_sent:
+            raise AsrError("cannot estimate a language model from no sentences")
+        # Kneser-Ney counts: the highest order (and n-grams starting with <s>, which nothing
+        # precedes) keep raw counts; lower orders count distinct left contexts.
+        counts: dict[int, Counter] = {order: raw[order]}
+        for n in range(order - 1, 0, -1):
+            cont = Counter(g[1:] for g in raw[n + 1])
+            counts[n] = Counter({g: (c if g[0] == BOS else cont[g]) for g, c in raw[n].items()})
+        counts[1][(UNK,)] = 0
+        vocab = [g[0] for g in counts[1] if g[0] != BOS]
+
+        probs: dict[int, dict[tuple, float]] = {n: {} for n in range(1, order + 1)}
+        backoffs: dict[tuple, float] = {}
+        lower: dict[tuple, float] = {}  # interpolated p of the order below, linear
+        for n in range(1, order + 1):
+            table = counts[n]
+            nk = Counter(c for c in table.values() if c in (1, 2))
+            d = nk[1] / (nk[1] + 2 * nk[2]) if nk[1] and nk[2] else 0.5
+            totals, types = defaultdict(int), defaultdict(int)
+            for g, c in table.items():
+                if g[-1] != BOS and c > 0:
+                    totals[g[:-1]] += c
+                    types[g[:-1]] += 1
+            gamma = {h: d * types[h] / totals[h] for h in totals}
+            cur: dict[tuple, float] = {}
+            for g, c in table.items():
+                if g[-1] == BOS:
+                    continue
+                h = g[:-1]
+                base = 1.0 / len(vocab) if n == 1 else lower[g[1:]]
+                cur[g] = max(c - d, 0.0) / totals[h] + gamma[h] * base if h in totals else base
+            if n == 1:
+                for w in vocab:
+                    cur.setdefault((w,), gamma[()] / len(vocab))
+            for g, p in cur.items():
+                probs[n][g] = math.log10(p)
+            if n > 1:
+                for h, gm in gamma.items():
+                    backoffs[h] = math.log10(gm) if gm > 0 else LOG0
+            if n == 1:
+                probs[1][(BOS,)] = LOG0  # <s> is never predicted
+            lower = cur  # every (n+1)-gram's suffix is a listed n-gram, by construction of the KN counts
+        return cls(order, probs, backoffs)
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def logprob(self, word: str, history: tuple[str, ...]) -> float:
+        """log10 p(word | history) with standard backoff; unknown words map to <unk>."""
+        if word not in self.vocab:
+            word = UNK
+        history = history[-(self.order - 1):] if self.order > 1 else ()
+        bow = 0.0
+        while True:
+            g = (*history, word)
+            p = self.probs.get(len(g), {}).get(g)
+            if p is not None:
+                return p + bow
+            if not history:
+                return LOG0
+            bow += self.backoffs.get(history, 0.0)
+            history = history[1:]
+
+    def sentence_logprob(self, sentence: str) -> float:
+        words, total = [BOS, *sentence.split(), EOS], 0.0
+        for i in range(1, len(words)):
+            total += self.logprob(words[i], tuple(words[max(0, i - self.order + 1): i]))
+        return total
+
+    # --- ARPA -------------------------------------------------------------------------------------
+
+    def write_arpa(self, path: str | Path) -> None:
+        lines = ["", "\\data\\"] + [f"ngram {n}={len(self.probs[n])}" for n in range(1, self.order + 1)]
+        for n in range(1, self.order + 1):
+            lines += ["", f"\\{n}-grams:"]
+            for g in sorted(self.probs[n]):
+                row = f"{self.probs[n][g]:.6f}\t{' '.join(g)}"
+                if g in self.backoffs and n < self.order:
+                    row += f"\t{self.backoffs[g]:.6f}"
+                lines.append(row)
+        lines += ["", "\\end\\", ""]
+        atomic_write_text(path, "\n".join(lines))
+
+    @classmethod
+    def read_arpa(cls, path: str | Path) -> NgramLM:
+        """Raises: AsrError for a file that is not ARPA."""
+        probs: dict[int, dict[tuple, float]] = {}
+        backoffs: dict[tuple, float] = {}
+        n = 0
+        try:
+            for line in Path(path).read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if not line or line.startswith("ngram ") or line in ("\\data\\", "\\end\\"):
+                    continue
+                if line.startswith("\\") and line.endswith("-grams:"):
+                    n = int(line[1:-7])
+                    probs[n] = {}
+                    continue
+                parts = line.split()
+                if n == 0 or len(parts) < n + 1:
+                    raise ValueError(f"bad line {line!r}")
+                g = tuple(parts[1: n + 1])
+                probs[n][g] = float(parts[0])
+                if len(parts) > n + 1:
+                    backoffs[g] = float(parts[n + 1])
+        except (OSError, ValueError) as e:
+            raise AsrError(f"{path}: not a readable ARPA language model ({e})") from None
+        if 1 not in probs:
+            raise AsrError(f"{path}: no unigrams; not an ARPA language model")
+        return cls(max(probs), probs, backoffs)
+
+
+class DecoderLM(CTCDecoderLM):
+    """Shallow fusion of an :class:`NgramLM` in torchaudio's flashlight beam search.
+
+    Scores are natural-log probabilities (the decoder's unit); ``words[i]`` is the
+    word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file).
+    """
+
+    def __init__(self, lm: NgramLM, words: list[str]):
+        CTCDecoderLM.__init__(self)
+        self.lm, self.words = lm, words
+        self.context: dict[CTCDecoderLMState, tuple[str, ...]] = {}
+        self.cache: dict[tuple, float] = {}
+
+    def _score(self, word: str, history: tuple[str, ...]) -> float:
+        key = (*history, word)
+        if key not in self.cache:
+            self.cache[key] = self.lm.logprob(word, history) * math.log(10)
+        return self.cache[key]
+
+    def start(self, start_with_nothing: bool = False) -> CTCDecoderLMState:
+        state = CTCDecoderLMState()
+        self.context = {state: (BOS,)}
+        return state
+
+    def score(self, state: CTCDecoderLMState, usr_token_idx: int) -> tuple[CTCDecoderLMState, float]:
+        history = self.context[state]
+        word = self.words[usr_token_idx]
+        child = state.child(usr_token_idx)
+        if child not in self.context:
+            self.context[child] = (*history, word)[-(self.lm.order - 1):] if self.lm.order > 1 else ()
+        return child, self._score(word, history)
+
+    def finish(self, state: CTCDecoderLMState) -> tuple[CTCDecoderLMState, float]:
+        return state, self._score(EOS, self.context[state])
+
+
+# --- the stage -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LmConfig:
+    """The ``lm`` stage's config section."""
+
+    sets: tuple[str, ...] = ("train",)  # manifests of the prepare output whose transcripts train the LM
+    order: int = 3
+
+
+def build(texts: list[str], out: Path, order: int) -> NgramLM:
+    """Write ``lm.arpa``, ``lexicon.txt`` (words spelled in characters) and ``words.txt`` (the LM's word list)."""
+    from asr.decode import write_lexicon
+
+    lm = NgramLM.estimate(texts, order)
+    lm.write_arpa(out / "lm.arpa")
+    words = sorted(lm.vocab - {BOS, EOS, UNK})
+    write_lexicon(words, out / "lexicon.txt")
+    atomic_write_text(out / "words.txt", "".join(f"{w}\n" for w in [*words, UNK]))
+    return lm
+
+
+def stage(ctx) -> dict:
+    """The ``lm`` stage: a word n-gram model and lexicon from the training transcripts."""
+    from asr.manifest import read_manifest
+
+    cfg: LmConfig = ctx.config
+    texts = [u.text for name in cfg.sets for u in read_manifest(ctx.inputs["prepare"] / f"{name}.jsonl")]
+    lm = build(texts, ctx.out, cfg.order)
+    return {"sentences": len(texts), "vocabulary": len(lm.vocab), "ngrams": {n: len(p) for n, p in lm.probs.items()}}
