@@ -110,7 +110,13 @@ class BeamSearch:
 
     def __call__(self, log_probs: torch.Tensor) -> tuple[str, list[tuple[str, int, int]]]:
         """``(T, V)`` -> text and ``[(word, first frame, last frame)]``."""
-        hyp = self.decoder(log_probs[None].float().contiguous().cpu(), torch.tensor([len(log_probs)]))[0]
+        # flashlight's lexicon search completes a word only on a word separator, and our
+        # transcripts have none at the end: append one certain separator frame, so the last
+        # word is completed at no cost instead of at the price of a spurious "|"
+        sep = torch.full((1, log_probs.shape[1]), -1e4)
+        sep[0, 1] = 0.0
+        emissions = torch.cat([log_probs.float().cpu(), sep])[None].contiguous()
+        hyp = self.decoder(emissions, torch.tensor([emissions.shape[1]]))[0]
         if not hyp:
             return "", []
         best = hyp[0]
@@ -241,13 +247,15 @@ def stage(ctx) -> dict:
         grid = [(0.0, 0.0)]
     refs = {n: {u["id"]: u["text"] for u in store.open(n).utts} for n in {*cfg.tune_sets, *cfg.sets}}
 
-    chosen, tuning = grid[0], []
+    chosen, tuning, greedy_dev = grid[0], [], None
     if len(grid) > 1 and cfg.tune_sets:
         dev = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, list(cfg.tune_sets), grid, ctx.nj)
         for g in grid:
             r = [refs[n][u] for n in cfg.tune_sets for u in sorted(refs[n])]
             h = [dev[n][g].get(u, "") for n in cfg.tune_sets for u in sorted(refs[n])]
             tuning.append({"lm_weight": g[0], "word_score": g[1], "dev_wer": jiwer.wer(r, h)})
+        r = [refs[n][u] for n in cfg.tune_sets for u in sorted(refs[n])]
+        greedy_dev = jiwer.wer(r, [dev[n]["greedy"].get(u, "") for n in cfg.tune_sets for u in sorted(refs[n])])
         best = min(tuning, key=lambda t: (t["dev_wer"], t["lm_weight"], abs(t["word_score"])))
         chosen = (best["lm_weight"], best["word_score"])
         ctx.log(f"decode: tuned on {list(cfg.tune_sets)}: lm_weight {chosen[0]}, word_score {chosen[1]} "
@@ -266,6 +274,6 @@ def stage(ctx) -> dict:
         atomic_write_text(d / "utt2spk", "".join(f"{u['id']} {u['speaker']}\n" for u in store.open(name).utts))
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
     settings = {"method": cfg.method, "beam_size": cfg.beam_size, "lm_weight": chosen[0], "word_score": chosen[1],
-                "tuned_on": list(cfg.tune_sets), "grid": tuning}
+                "tuned_on": list(cfg.tune_sets), "greedy_dev_wer": greedy_dev, "grid": tuning}
     atomic_write_text(ctx.out / "settings.json", json.dumps(settings, indent=1) + "\n")
     return {"rtf": rtf, "settings": {k: v for k, v in settings.items() if k != "grid"}, "nj": ctx.nj}

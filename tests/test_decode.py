@@ -1,0 +1,89 @@
+import math
+
+import pytest
+import torch
+
+from asr.decode import BeamSearch, greedy, greedy_frames, words_with_frames
+from asr.errors import AsrError
+from asr.lm import BOS, LOG0, NgramLM, build
+from asr.tokenizer import CharTokenizer
+
+TOK = CharTokenizer("abno")  # units: <blk> | a b n o
+
+
+def posteriors(path: list[str], sharp: float = 8.0) -> torch.Tensor:
+    """``(T, V)`` log-posteriors peaked on one unit per frame."""
+    ids = [TOK.units.index(p) for p in path]
+    logits = torch.full((len(ids), len(TOK)), 0.0)
+    logits[torch.arange(len(ids)), torch.tensor(ids)] = sharp
+    return logits.log_softmax(-1)
+
+
+def test_greedy_merges_repeats_and_drops_blanks():
+    B = "<blk>"
+    cases = [
+        (["a", "a", B, "a", "b", "b"], "aab"),  # a blank separates a real repeat
+        ([B, B, B], ""),  # all blank: empty output
+        (["n", "o", "|", "o", "n"], "no on"),
+        (["b"], "b"),
+    ]
+    lps = [posteriors(p) for p, _ in cases]
+    T = max(len(lp) for lp in lps)
+    batch = torch.stack([torch.cat([lp, lp.new_zeros(T - len(lp), len(TOK))]) for lp in lps])
+    lengths = torch.tensor([len(lp) for lp in lps])
+    out = greedy(batch, lengths)
+    assert [TOK.decode(u) for u in out] == [want for _, want in cases]
+    assert greedy_frames(posteriors(["a", "a", "<blk>", "b"])) == [(2, 0), (3, 3)]
+    assert greedy(batch[:1, :0], torch.tensor([0])) == [[]]
+
+
+def test_words_with_frames():
+    units = TOK.units
+    text, spans = words_with_frames([5, 4, 1, 4, 5], [3, 4, 6, 9, 12], units)
+    assert text == "on no" and spans == [("on", 3, 4), ("no", 9, 12)]
+
+
+def test_lm_probabilities_sum_to_one_for_every_history():
+    sents = ["one two three", "two three four", "one one", "five", "two three five one", "nine eight"] * 3
+    for order in (1, 2, 3, 4):
+        lm = NgramLM.estimate(sents, order)
+        vocab = [w for w in lm.vocab if w != BOS]
+        histories = {()} | {g[:-1] for n in range(2, order + 1) for g in lm.probs[n]} | {("zero",), ("one", "nine")}
+        for h in histories:
+            assert sum(10 ** lm.logprob(w, h) for w in vocab) == pytest.approx(1.0, abs=1e-9), (order, h)
+        assert lm.probs[1][(BOS,)] == LOG0
+
+
+def test_arpa_round_trip_and_other_readers(tmp_path):
+    sents = ["seven three one", "three three", "one two", "nine"] * 4 + ["zero seven"]
+    lm = NgramLM.estimate(sents, 3)
+    lm.write_arpa(tmp_path / "lm.arpa")
+    back = NgramLM.read_arpa(tmp_path / "lm.arpa")
+    probe = ["seven three one", "one one one", "zero two nine", "three"]
+    for s in probe:
+        assert back.sentence_logprob(s) == pytest.approx(lm.sentence_logprob(s), abs=1e-5)
+    import kenlm  # the reference ARPA reader (KenLM's own Python module)
+
+    ken = kenlm.Model(str(tmp_path / "lm.arpa"))
+    for s in probe:
+        assert ken.score(s, bos=True, eos=True) == pytest.approx(lm.sentence_logprob(s), abs=1e-4)
+    with pytest.raises(AsrError, match="not a readable ARPA"):
+        (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\nnonsense\n")
+        NgramLM.read_arpa(tmp_path / "bad.arpa")
+
+
+def test_beam_search_lexicon_and_lm(tmp_path):
+    build(["no on", "on no", "no"], tmp_path, order=2)
+    assert (tmp_path / "lexicon.txt").read_text() == "no n o |\non o n |\n"
+    # clear posteriors: every decoder agrees with greedy
+    lp = posteriors(["n", "o", "|", "o", "n"])
+    for method in ("beam", "lexicon", "lexicon_lm"):
+        text, spans = BeamSearch(TOK.units, method, tmp_path, lm_weight=0.5)(lp)
+        assert text == "no on", method
+        assert [w for w, _, _ in spans] == ["no", "on"]
+    # a misspelling only the lexicon can fix: 'nb' is not a word, 'no' is
+    lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
+    assert TOK.decode(greedy(lp[None], torch.tensor([2]))[0]) == "nb"
+    assert BeamSearch(TOK.units, "lexicon", tmp_path)(lp)[0] == "no"
+    with pytest.raises(AsrError, match="needs a lexicon"):
+        BeamSearch(TOK.units, "lexicon", None)
