@@ -241,29 +241,30 @@ def stage(ctx) -> dict:
     model_path = ctx.inputs["train"] / "model.pt"
     lm_dir = ctx.inputs.get("lm")
     store = FeatureStore(ctx.inputs["features"])
+    test_sets, tune_sets = store.expand(cfg.sets), store.expand(cfg.tune_sets)
     uses_lm = cfg.method == "lexicon_lm"
     grid = list(itertools.product(cfg.lm_weights if uses_lm else (0.0,), cfg.word_scores))
     if cfg.method in ("greedy", "beam"):
         grid = [(0.0, 0.0)]
-    refs = {n: {u["id"]: u["text"] for u in store.open(n).utts} for n in {*cfg.tune_sets, *cfg.sets}}
+    refs = {n: {u["id"]: u["text"] for u in store.open(n).utts} for n in {*tune_sets, *test_sets}}
 
     chosen, tuning, greedy_dev = grid[0], [], None
-    if len(grid) > 1 and cfg.tune_sets:
-        dev = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, list(cfg.tune_sets), grid, ctx.nj)
+    if len(grid) > 1 and tune_sets:
+        dev = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, tune_sets, grid, ctx.nj)
         for g in grid:
-            r = [refs[n][u] for n in cfg.tune_sets for u in sorted(refs[n])]
-            h = [dev[n][g].get(u, "") for n in cfg.tune_sets for u in sorted(refs[n])]
+            r = [refs[n][u] for n in tune_sets for u in sorted(refs[n])]
+            h = [dev[n][g].get(u, "") for n in tune_sets for u in sorted(refs[n])]
             tuning.append({"lm_weight": g[0], "word_score": g[1], "dev_wer": jiwer.wer(r, h)})
-        r = [refs[n][u] for n in cfg.tune_sets for u in sorted(refs[n])]
-        greedy_dev = jiwer.wer(r, [dev[n]["greedy"].get(u, "") for n in cfg.tune_sets for u in sorted(refs[n])])
+        r = [refs[n][u] for n in tune_sets for u in sorted(refs[n])]
+        greedy_dev = jiwer.wer(r, [dev[n]["greedy"].get(u, "") for n in tune_sets for u in sorted(refs[n])])
         best = min(tuning, key=lambda t: (t["dev_wer"], t["lm_weight"], abs(t["word_score"])))
         chosen = (best["lm_weight"], best["word_score"])
-        ctx.log(f"decode: tuned on {list(cfg.tune_sets)}: lm_weight {chosen[0]}, word_score {chosen[1]} "
+        ctx.log(f"decode: tuned on {tune_sets}: lm_weight {chosen[0]}, word_score {chosen[1]} "
                 f"(dev WER {100 * best['dev_wer']:.2f}%)")
     key = "greedy" if cfg.method == "greedy" else chosen
-    results = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, list(cfg.sets), [chosen], ctx.nj)
+    results = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, test_sets, [chosen], ctx.nj)
     rtf = {}
-    for name in cfg.sets:
+    for name in test_sets:
         audio = sum(u["duration"] for u in store.open(name).utts)
         rtf[name] = results[name]["seconds"] / max(audio, 1e-9)
         d = ctx.out / name
@@ -274,6 +275,6 @@ def stage(ctx) -> dict:
         atomic_write_text(d / "utt2spk", "".join(f"{u['id']} {u['speaker']}\n" for u in store.open(name).utts))
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
     settings = {"method": cfg.method, "beam_size": cfg.beam_size, "lm_weight": chosen[0], "word_score": chosen[1],
-                "tuned_on": list(cfg.tune_sets), "greedy_dev_wer": greedy_dev, "grid": tuning}
+                "tuned_on": tune_sets, "greedy_dev_wer": greedy_dev, "grid": tuning}
     atomic_write_text(ctx.out / "settings.json", json.dumps(settings, indent=1) + "\n")
     return {"rtf": rtf, "settings": {k: v for k, v in settings.items() if k != "grid"}, "nj": ctx.nj}

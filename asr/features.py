@@ -10,6 +10,7 @@ training reads frames without copying and a million utterances cost one file.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import multiprocessing as mp
@@ -330,6 +331,21 @@ class FeatureSet:
         return self.data[u["start"]: u["start"] + u["frames"]]
 
 
+def expand_sets(patterns, available: list[str]) -> list[str]:
+    """Set names matching ``patterns`` (exact names or globs like ``train/*``), in pattern order.
+
+    Raises:
+        AsrError: a pattern that matches nothing (with the sets there are).
+    """
+    out: list[str] = []
+    for pat in patterns:
+        hits = [a for a in sorted(available) if fnmatch.fnmatchcase(a, pat)]
+        if not hits:
+            raise AsrError(f"no set matches {pat!r}; sets: {sorted(available)}")
+        out += [h for h in hits if h not in out]
+    return out
+
+
 class FeatureStore:
     """The features stage's output: its config, CMVN and every set."""
 
@@ -340,6 +356,9 @@ class FeatureStore:
         self.cmvn = Cmvn.from_dict(json.loads((self.root / CMVN_FILE).read_text()))
         self.sets = meta["sets"]
 
+    def expand(self, patterns) -> list[str]:
+        return expand_sets(patterns, self.sets)
+
     def open(self, name: str) -> FeatureSet:
         if name not in self.sets:
             raise AsrError(f"feature set {name!r} not in {self.root}; sets: {self.sets}")
@@ -349,18 +368,24 @@ class FeatureStore:
 # --- the stage ----------------------------------------------------------------------------------------
 
 
+def manifest_names(folder: Path) -> list[str]:
+    """Names (``isolated/train``) of the manifests under a prepare output."""
+    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.jsonl")
+                  if not p.name.endswith(".layout.jsonl"))
+
+
 def stage(ctx) -> dict:
     """Featurize every configured manifest of the ``prepare`` output; write CMVN statistics."""
     cfg: FeatureConfig = ctx.config
     prep = ctx.inputs["prepare"]
-    sets = list(cfg.sets) or sorted(str(p.relative_to(prep).with_suffix("")) for p in prep.rglob("*.jsonl")
-                                    if not p.name.endswith(".layout.jsonl"))
+    sets = expand_sets(cfg.sets or ["*"], manifest_names(prep))
+    train_sets = set(expand_sets(cfg.train_sets, sets))
     stats = _Stats(cfg.dim)
     train_speakers: set[str] = set()
     counts, bad_all = {}, []
     for name in sets:
         utts = read_manifest(prep / f"{name}.jsonl")
-        is_train = name in cfg.train_sets
+        is_train = name in train_sets
         speeds = (1.0, *[s for s in cfg.speed_perturb if s != 1.0]) if is_train else (1.0,)
         set_stats = stats if is_train else _Stats(cfg.dim)
         r = extract_set(utts, ctx.out / name, cfg, ctx.nj, speeds, set_stats, desc=f"features {name}")

@@ -227,6 +227,9 @@ def stage(ctx) -> dict:
     from asr.manifest import read_manifest
 
     cfg: LmConfig = ctx.config
-    texts = [u.text for name in cfg.sets for u in read_manifest(ctx.inputs["prepare"] / f"{name}.jsonl")]
+    from asr.features import expand_sets, manifest_names
+
+    prep = ctx.inputs["prepare"]
+    texts = [u.text for name in expand_sets(cfg.sets, manifest_names(prep)) for u in read_manifest(prep / f"{name}.jsonl")]
     lm = build(texts, ctx.out, cfg.order)
     return {"sentences": len(texts), "vocabulary": len(lm.vocab), "ngrams": {n: len(p) for n, p in lm.probs.items()}}

@@ -118,7 +118,7 @@ def load_data(store: FeatureStore, names, tokenizer: CharTokenizer, stack: int, 
         the data, and ``(id, frames after stacking, frames needed)`` for each dropped utterance.
     """
     sets, items, labels, frames, ids, spk, texts, short = [], [], [], [], [], [], [], []
-    for s_no, name in enumerate(names):
+    for s_no, name in enumerate(store.expand(names)):
         fs = store.open(name)
         sets.append(fs)
         for i, u in enumerate(fs.utts):
@@ -331,7 +331,7 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     out.mkdir(parents=True, exist_ok=True)
     partial.mkdir(parents=True, exist_ok=True)
     store = FeatureStore(features_dir)
-    texts = [u["text"] for name in cfg.train_sets for u in store.open(name).utts]
+    texts = [u["text"] for name in store.expand(cfg.train_sets) for u in store.open(name).utts]
     tokenizer = CharTokenizer.from_texts(texts)
     quiet = (lambda m: None) if rank else log
     train_data, short = load_data(store, cfg.train_sets, tokenizer, cfg.stack, cfg.max_utterances, cfg.seed, quiet)

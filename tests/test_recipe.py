@@ -91,3 +91,38 @@ def test_evaluate_matches_the_decode_stage(work):
     same = sum(ours[k] == stage[k] for k in stage)
     assert same >= 198  # batch vs single-utterance float rounding may flip a near-tie
     assert r.stdout.startswith("%WER ")
+
+
+def test_custom_recipe_on_exported_kaldi_dirs_matches_fsdd(work, tmp_path):
+    kaldi = tmp_path / "kaldi"
+    paths = {}
+    for split in ("train", "dev", "test"):
+        for task in ("isolated", "connected"):
+            dst = kaldi / split / task  # set names sort as fsdd lists them: connected, isolated
+            asr("convert", str(work / "prepare" / task / f"{split}.jsonl"), str(dst))
+            assert (dst / "wav.scp").is_file() and (dst / "utt2spk").is_file()
+            paths.setdefault(split, []).append(str(dst))
+    train_short = [s for s in SHORT if s.startswith(("train.", "decode."))]
+    sets = [a for s in train_short for a in ("--set", s)]
+    args = ["run", "custom", "--work-dir", str(tmp_path / "custom"), "--set", "features.sample_rate=8000", *sets]
+    for split, p in paths.items():
+        args += ["--set", f"prepare.{split}={','.join(sorted(p))}"]
+    asr(*args)
+    ours = json.loads((tmp_path / "custom" / "score" / "record.json").read_text())["metrics"]
+    ref = json.loads((work / "score" / "record.json").read_text())["metrics"]
+    for task in ("isolated", "connected"):
+        a, b = ours[f"test/{task}"], ref[f"{task}/test"]
+        assert a["utterances"] == b["utterances"]
+        # within noise: inside the other's 95% bootstrap interval, or within 2 points
+        assert b["wer_ci"][0] - 0.02 <= a["wer"] <= b["wer_ci"][1] + 0.02, (task, a["wer"], b)
+
+
+def test_custom_recipe_reports_bad_data_by_id(tmp_path):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "x.jsonl").write_text('{"id": "u1", "audio": "/nope.wav", "duration": 1.0, "text": "hi", "speaker": "s"}\n')
+    r = asr("run", "custom", "--work-dir", str(tmp_path / "w"), "--set", f"prepare.train={d / 'x.jsonl'}",
+            "--set", f"prepare.dev={d / 'x.jsonl'}", "--set", f"prepare.test={d / 'x.jsonl'}", check=False)
+    assert r.returncode == 2 and "u1: audio file /nope.wav does not exist" in r.stderr
+    r = asr("run", "custom", "--work-dir", str(tmp_path / "w2"), check=False)
+    assert r.returncode == 2 and "--set prepare.train=PATH" in r.stderr

@@ -1,0 +1,31 @@
+"""Your own corpus through the same stages as fsdd.
+
+    asr run custom --set prepare.train=data/mine/train --set prepare.dev=data/mine/dev \
+                   --set prepare.test=data/mine/test [--set features.sample_rate=16000 ...]
+
+Each path is a Kaldi data directory (wav.scp, text, utt2spk) or a JSONL manifest;
+several paths per split are comma-separated. See README.md for a worked example.
+"""
+
+from asr import decode, features, lm, scoring, train
+from asr.corpora import custom
+from asr.stages import Stage
+
+STAGES = [
+    Stage(1, "prepare", custom.stage),
+    Stage(2, "features", features.stage, inputs=("prepare",)),
+    Stage(3, "lm", lm.stage, inputs=("prepare",)),
+    Stage(4, "train", train.stage, inputs=("features",)),
+    Stage(5, "decode", decode.stage, inputs=("features", "lm", "train")),
+    Stage(6, "score", scoring.stage, inputs=("train", "decode"), exports=("RESULTS.md",)),
+]
+
+CONFIG = {
+    "prepare": custom.CustomConfig(),
+    "features": features.FeatureConfig(sample_rate=16_000, train_sets=("train/*",)),
+    "lm": lm.LmConfig(sets=("train/*",), order=3),
+    "train": train.TrainConfig(train_sets=("train/*",), dev_sets=("dev/*",), num_layers=2, hidden=128, stack=3,
+                               epochs=10, batch_frames=8_000, lr=2e-3),
+    "decode": decode.DecodeConfig(sets=("test/*",), tune_sets=("dev/*",)),
+    "score": scoring.ScoreConfig(),
+}
