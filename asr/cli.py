@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # stage logs appear as they happen, also through a pipe
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

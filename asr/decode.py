@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import jiwer
 import numpy as np
 import torch
 
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
+from asr.tokenizer import CharTokenizer
 
 
 def greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
@@ -162,7 +162,8 @@ def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeCon
 
     torch.set_num_threads(threads)
     ckpt = read_checkpoint(model_path)
-    _W.update(model=build_from_checkpoint(ckpt), units=ckpt["tokenizer"]["units"], store=FeatureStore(features_dir),
+    _W.update(model=build_from_checkpoint(ckpt), units=ckpt["tokenizer"]["units"],
+              tokenizer=CharTokenizer.from_dict(ckpt["tokenizer"]), store=FeatureStore(features_dir),
               lm_dir=Path(lm_dir) if lm_dir else None, cfg=cfg, decoders={}, sets={})
 
 
@@ -195,8 +196,7 @@ def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dic
         for j, k in enumerate(batch):
             uid = fs.utts[indices[k]]["id"]
             lp = log_probs[j, : int(out_lengths[j])]
-            units = [u for u, _ in greedy_frames(lp)]
-            out["greedy"][uid] = " ".join("".join(_W["units"][u] for u in units).replace("|", " ").split())
+            out["greedy"][uid] = _W["tokenizer"].decode(u for u, _ in greedy_frames(lp))
             for g in grid:
                 if cfg.method != "greedy":
                     out[g][uid] = _decoder(cfg.method, *g)(lp)[0]
@@ -234,6 +234,8 @@ def decode_sets(model_path: Path, features_dir: Path, lm_dir: Path | None, cfg: 
 
 def stage(ctx) -> dict:
     """The ``decode`` stage: tune on dev, decode test sets, write ``<set>/{hyp,greedy,ref}.txt``."""
+    import jiwer
+
     from asr.features import FeatureStore
     from asr.scoring import write_text
 

@@ -1,0 +1,79 @@
+"""Cross-validation folds: run the train, decode and score stages once per fold.
+
+A fold ``F`` is a set of feature sets named ``<prefix>/F/{train,dev,test}`` (e.g.
+the leave-one-speaker-out folds ``loso/<speaker>/...`` of the fsdd preparation).
+Each fold gets its own subdirectory in every stage output; the score stage adds
+a table of per-fold and mean WER to ``RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from asr import decode, scoring, train
+from asr.errors import AsrError
+from asr.features import FeatureStore
+from asr.fsutil import atomic_write_text
+
+PREFIX = "loso"
+
+
+def folds(features_dir: Path) -> list[str]:
+    found = sorted({n.split("/")[1] for n in FeatureStore(features_dir).sets if n.startswith(f"{PREFIX}/")})
+    if not found:
+        raise AsrError(f"no {PREFIX}/<fold>/... feature sets in {features_dir}; add them to features.sets")
+    return found
+
+
+def _sub(ctx, fold: str, config, inputs: dict, partial: bool = False):
+    out = ctx.out / fold
+    out.mkdir(parents=True, exist_ok=True)
+    return SimpleNamespace(stage=ctx.stage, config=config, out=out, inputs=inputs, nj=ctx.nj,
+                           partial=ctx.partial / fold if partial else None,
+                           log=lambda m: ctx.log(f"[{fold}] {m}"))
+
+
+def train_stage(ctx) -> dict:
+    """Train one model per fold (each resumable from its own checkpoints)."""
+    cfg = ctx.config
+    out = {}
+    for fold in folds(ctx.inputs["features"]):
+        c = dataclasses.replace(cfg, train_sets=(f"{PREFIX}/{fold}/train",), dev_sets=(f"{PREFIX}/{fold}/dev",))
+        out[fold] = train.stage(_sub(ctx, fold, c, ctx.inputs, partial=True))
+    return {"folds": out}
+
+
+def decode_stage(ctx) -> dict:
+    """Decode each fold's test set with its model, tuned on its dev set."""
+    out = {}
+    for fold in folds(ctx.inputs["features"]):
+        c = dataclasses.replace(ctx.config, sets=(f"{PREFIX}/{fold}/test",), tune_sets=(f"{PREFIX}/{fold}/dev",))
+        inputs = {**ctx.inputs, "train": ctx.inputs["train"] / fold}
+        out[fold] = decode.stage(_sub(ctx, fold, c, inputs))
+    return {"folds": out}
+
+
+def score_stage(ctx) -> dict:
+    """Score every fold and write ``RESULTS.md`` with the per-fold and mean WER."""
+    rows, wers = [], []
+    fold_names = sorted(p.name for p in ctx.inputs["decode"].iterdir() if (p / "settings.json").is_file())
+    for fold in fold_names:
+        inputs = {"decode": ctx.inputs["decode"] / fold, "train": ctx.inputs["train"] / fold}
+        m = scoring.stage(_sub(ctx, fold, ctx.config, inputs))["metrics"][f"{PREFIX}/{fold}/test"]
+        wers.append(m["wer"])
+        rows.append(f"| {fold} | {m['utterances']} | {100 * m['wer']:.2f} [{100 * m['wer_ci'][0]:.2f}, "
+                    f"{100 * m['wer_ci'][1]:.2f}] | {100 * m['cer']:.2f} | {100 * m['greedy_wer']:.2f} |")
+    mean = sum(wers) / len(wers)
+    head = ["# Results: leave one speaker out", "",
+            "Each fold trains on the other speakers (dev: their takes 5-9) and tests on every take of the "
+            "held-out speaker.", "",
+            "| held-out speaker | utterances | WER % [95% CI] | CER % | greedy WER % |", "|---|---|---|---|---|",
+            *rows, f"| **mean** | | {100 * mean:.2f} | | |", "", "Per-fold details:", ""]
+    details = [(ctx.out / f / "RESULTS.md").read_text().split("\n", 2)[2] for f in fold_names]
+    atomic_write_text(ctx.out / "RESULTS.md", "\n".join(head) + "\n".join(f"## {f}\n{d}" for f, d in
+                                                                              zip(fold_names, details)))
+    atomic_write_text(ctx.out / "folds.json", json.dumps({"wer": dict(zip(fold_names, wers)), "mean": mean}) + "\n")
+    return {"fold_wer": dict(zip(fold_names, wers)), "mean_wer": mean}
