@@ -382,6 +382,7 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     while state["epoch"] < cfg.epochs and not state["stopped"]:
         t0 = time.perf_counter()
         train_one_epoch(state, model, opt, scaler, train_data, cmvn, cfg, device, rank, world, save, writer, quiet)
+        state["train_seconds"] = state.get("train_seconds", 0.0) + time.perf_counter() - t0  # without dev evaluation
         sums = torch.tensor([state["loss_sum"], state["loss_n"]], dtype=torch.float64, device=device)
         if world > 1:
             dist.all_reduce(sums)
@@ -391,7 +392,8 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
         state["seconds"] += time.perf_counter() - t0
         row = {"epoch": epoch, "train_loss": float(sums[0] / max(sums[1], 1)), "dev_loss": dev_loss,
                "dev_wer": dev_wer, "dev_cer": dev_cer, "lr": opt.param_groups[0]["lr"],
-               "skipped_steps": state["skipped"], "seconds": round(state["seconds"], 1)}
+               "skipped_steps": state["skipped"], "seconds": round(state["seconds"], 1),
+               "train_seconds": round(state["train_seconds"], 1)}
         state["history"].append(row)
         quiet(f"epoch {epoch}: train loss {row['train_loss']:.4f}, dev loss {dev_loss:.4f}, "
               f"dev WER {100 * dev_wer:.2f}%, CER {100 * dev_cer:.2f}%, lr {row['lr']:.2e}")
