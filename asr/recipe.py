@@ -52,3 +52,22 @@ def pipeline(name: str, work_dir: str | None = None, overrides: list[str] = (),
     config = apply_overrides(config, sets)
     work = Path(work_dir) if work_dir else Path("data") / find(name).parent.name
     return Pipeline(module.STAGES, config, work)
+
+
+def standard_stages(prepare, train_stage=None, decode_stage=None, score_stage=None) -> list:
+    """The usual six stages: prepare -> features -> lm -> train -> decode -> score (RESULTS.md).
+
+    Recipes pass their own ``prepare`` (and, for cross-validation, their own
+    train/decode/score); every other stage is the library's.
+    """
+    from asr import decode, features, lm, scoring, train
+    from asr.stages import Stage
+
+    return [
+        Stage(1, "prepare", prepare),
+        Stage(2, "features", features.stage, inputs=("prepare",)),
+        Stage(3, "lm", lm.stage, inputs=("prepare",)),
+        Stage(4, "train", train_stage or train.stage, inputs=("features",)),
+        Stage(5, "decode", decode_stage or decode.stage, inputs=("features", "lm", "train")),
+        Stage(6, "score", score_stage or scoring.stage, inputs=("train", "decode"), exports=("RESULTS.md",)),
+    ]

@@ -126,3 +126,22 @@ def test_custom_recipe_reports_bad_data_by_id(tmp_path):
     assert r.returncode == 2 and "u1: audio file /nope.wav does not exist" in r.stderr
     r = asr("run", "custom", "--work-dir", str(tmp_path / "w2"), check=False)
     assert r.returncode == 2 and "--set prepare.train=PATH" in r.stderr
+
+
+def test_leave_one_speaker_out_recipe_reports_every_fold(corpora_root, tmp_path):
+    sets = ["train.max_utterances=300", "train.epochs=2", "train.hidden=32", "train.num_layers=1",
+            "train.spec_augment=false"]
+    args = [a for s in sets for a in ("--set", s)]
+    asr("run", "fsdd_loso", "--work-dir", str(tmp_path), "--corpus-dir", str(corpora_root), *args)
+    folds = json.loads((tmp_path / "score" / "folds.json").read_text())
+    assert sorted(folds["wer"]) == ["jackson", "nicolas", "theo", "yweweler"]
+    assert folds["mean"] == pytest.approx(sum(folds["wer"].values()) / 4)
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| **mean** |" in results and all(f"| {spk} | 500 |" in results for spk in folds["wer"])
+    # each fold's model never saw its test speaker
+    for spk in folds["wer"]:
+        store_sets = json.loads((tmp_path / "features" / "features.json").read_text())["sets"]
+        assert f"loso/{spk}/test" in store_sets
+        train_ids = [json.loads(line)["speaker"] for line in
+                     (tmp_path / "features" / "loso" / spk / "train.index.jsonl").read_text().splitlines()]
+        assert spk not in train_ids

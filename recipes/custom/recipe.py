@@ -9,16 +9,9 @@ several paths per split are comma-separated. See README.md for a worked example.
 
 from asr import decode, features, lm, scoring, train
 from asr.corpora import custom
-from asr.stages import Stage
+from asr.recipe import standard_stages
 
-STAGES = [
-    Stage(1, "prepare", custom.stage),
-    Stage(2, "features", features.stage, inputs=("prepare",)),
-    Stage(3, "lm", lm.stage, inputs=("prepare",)),
-    Stage(4, "train", train.stage, inputs=("features",)),
-    Stage(5, "decode", decode.stage, inputs=("features", "lm", "train")),
-    Stage(6, "score", scoring.stage, inputs=("train", "decode"), exports=("RESULTS.md",)),
-]
+STAGES = standard_stages(custom.stage)
 
 CONFIG = {
     "prepare": custom.CustomConfig(),

@@ -7,7 +7,7 @@ One model learns both tasks; it is tuned on both dev sets and scored on both tes
 
 from asr import decode, features, lm, scoring, train
 from asr.corpora import fsdd
-from asr.stages import Stage
+from asr.recipe import standard_stages
 
 TASKS = ("isolated", "connected")
 TRAIN = tuple(f"{t}/train" for t in TASKS)
@@ -15,14 +15,7 @@ DEV = tuple(f"{t}/dev" for t in TASKS)
 TEST = tuple(f"{t}/test" for t in TASKS)
 ALL = tuple(f"{t}/{split}" for t in TASKS for split in fsdd.SPLITS)
 
-STAGES = [
-    Stage(1, "prepare", fsdd.stage),
-    Stage(2, "features", features.stage, inputs=("prepare",)),
-    Stage(3, "lm", lm.stage, inputs=("prepare",)),
-    Stage(4, "train", train.stage, inputs=("features",)),
-    Stage(5, "decode", decode.stage, inputs=("features", "lm", "train")),
-    Stage(6, "score", scoring.stage, inputs=("train", "decode"), exports=("RESULTS.md",)),
-]
+STAGES = standard_stages(fsdd.stage)
 
 CONFIG = {
     "prepare": fsdd.FsddConfig(),
