@@ -237,8 +237,8 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
     tasks = _tasks(utts, speeds)
     n_items = sum(len(t) for t in tasks)
     index, bad, offset = [], [], 0
-    if device.type == "cuda" or nj <= 1:
-        _init_worker(cfg, str(device)) if device.type == "cuda" else _init_local(cfg)
+    if device.type == "cuda" or nj <= 1:  # one process: the GPU batches, or nothing to share out
+        _init_local(cfg, device)
         results: Iterator = map(_task, tasks)
         pool = None
     else:
@@ -266,9 +266,9 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
     return {"utterances": len(index), "frames": offset, "bad": bad, "items": n_items}
 
 
-def _init_local(cfg: FeatureConfig) -> None:
+def _init_local(cfg: FeatureConfig, device: torch.device) -> None:
     """In-process extraction keeps the caller's thread count."""
-    _WORKER.update(cfg=cfg, device=torch.device("cpu"), mfcc=Mfcc(cfg))
+    _WORKER.update(cfg=cfg, device=device, mfcc=Mfcc(cfg).to(device))
 
 
 # --- reading features back --------------------------------------------------------------------------

@@ -86,13 +86,16 @@ def main() -> None:
     p.add_argument("--work-dir", default=None, help="fsdd work dir whose features to use (default: a temporary one)")
     p.add_argument("--utterances", type=int, default=1600, help="training subset size")
     p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsdd config override for our side, e.g. train.batch_frames=12000")
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="asr-bench-train-")
     work = args.work_dir or tmp
-    pipe = recipe.pipeline("fsdd", work, corpus_dir=args.corpus_dir)
+    pipe = recipe.pipeline("fsdd", work, [o for o in args.overrides if not o.startswith("train.")], args.corpus_dir)
+    train_cfg = recipe.pipeline("fsdd", work, args.overrides, args.corpus_dir).config["train"]
     pipe.run(stop_stage="features", log=lambda m: None)
     store = FeatureStore(pipe.out_dir("features"))
-    cfg = dataclasses.replace(pipe.config["train"], epochs=args.epochs, max_utterances=args.utterances,
+    cfg = dataclasses.replace(train_cfg, epochs=args.epochs, max_utterances=args.utterances,
                               early_stop=0, average_last=1, checkpoint_every=0)
     threads = torch.get_num_threads()
     peak = matmul_peak_gflops()
