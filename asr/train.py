@@ -352,7 +352,7 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision == "fp16")
     state = {"epoch": 0, "batch": 0, "step": 0, "skipped": 0, "loss_sum": 0.0, "loss_n": 0, "best": None,
              "best_epoch": -1, "bad_epochs": 0, "stopped": False, "history": [],
-             "hop_seconds": store.config.hop_ms / 1000, "seconds": 0.0}
+             "hop_seconds": store.config.hop_ms / 1000, "seconds": 0.0, "train_seconds": 0.0}
     ckpt_path = partial / "checkpoint.pt"
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # our own file, holds RNG state
@@ -382,7 +382,7 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     while state["epoch"] < cfg.epochs and not state["stopped"]:
         t0 = time.perf_counter()
         train_one_epoch(state, model, opt, scaler, train_data, cmvn, cfg, device, rank, world, save, writer, quiet)
-        state["train_seconds"] = state.get("train_seconds", 0.0) + time.perf_counter() - t0  # without dev evaluation
+        state["train_seconds"] += time.perf_counter() - t0  # without the dev evaluation
         sums = torch.tensor([state["loss_sum"], state["loss_n"]], dtype=torch.float64, device=device)
         if world > 1:
             dist.all_reduce(sums)

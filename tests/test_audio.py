@@ -106,3 +106,17 @@ def test_unsupported_rates(tmp_path):
     _expect(p, "sample rate 500 Hz is not supported")
     ok = write_wav(tmp_path / "ok.wav", tone(0.1, 8_000), 8_000)
     _expect(ok, "requested sample rate 10 Hz", sample_rate=10)
+
+
+def test_stream_audio_chunks_concatenate_to_the_whole(tmp_path):
+    from asr.audio import stream_audio
+
+    x = tone(3.3, 8_000, channels=2)
+    p = write_wav(tmp_path / "long.wav", x, 8_000, "FLOAT")
+    chunks = list(stream_audio(p, 8_000, chunk_seconds=1.0))
+    assert [len(c) for c in chunks] == [8_000, 8_000, 8_000, 2_400]
+    np.testing.assert_array_equal(np.concatenate(chunks), load_audio(p))
+    resampled = list(stream_audio(p, 16_000, chunk_seconds=1.0))
+    assert abs(sum(len(c) for c in resampled) - 52_800) <= 4
+    with pytest.raises(AudioError, match="no such file"):
+        list(stream_audio(tmp_path / "gone.wav", 8_000, 1.0))

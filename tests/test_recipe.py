@@ -74,6 +74,12 @@ def test_transcribe_real_fsdd_files(work, fsdd_recordings):
     words = ["zero", "three", "five", "seven", "nine"]
     right = sum(line == f"{f}\t{w}" for line, f, w in zip(lines, files, words))
     assert right >= 4, r.stdout
+    # a bad file is named on stderr, the others are still transcribed, and the exit status says so
+    junk = work / "junk.wav"
+    junk.write_text("not audio")
+    r = asr("transcribe", str(work / "train" / "model.pt"), str(files[0]), str(junk), str(files[1]), check=False)
+    assert r.returncode == 1 and str(junk) in r.stderr and "not a readable audio file" in r.stderr
+    assert len(r.stdout.splitlines()) == 2
     js = asr("transcribe", str(work / "train" / "model.pt"), str(files[1]), "--json")
     d = json.loads(js.stdout)
     assert d["path"] == str(files[1]) and d["words"] and 0 <= d["words"][0]["start"] < d["words"][0]["end"] <= 1.5
@@ -145,3 +151,22 @@ def test_leave_one_speaker_out_recipe_reports_every_fold(corpora_root, tmp_path)
         train_ids = [json.loads(line)["speaker"] for line in
                      (tmp_path / "features" / "loso" / spk / "train.index.jsonl").read_text().splitlines()]
         assert spk not in train_ids
+
+
+def test_long_audio_is_transcribed_in_chunks(work, fsdd_recordings, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    import asr as asr_pkg
+
+    parts = [sf.read(str(fsdd_recordings / f"{d}_theo_3.wav"), dtype="float32")[0] for d in range(10)]
+    gap = np.zeros(4_000, np.float32)
+    long = np.concatenate([np.concatenate([p, gap]) for p in parts] * 6)  # ~40 s
+    sf.write(str(tmp_path / "long.wav"), long, 8_000)
+    model = asr_pkg.load_model(work / "train" / "model.pt", chunk_seconds=2.0)
+    t = model.transcribe(tmp_path / "long.wav")
+    starts = [w.start for w in t.words]
+    assert starts == sorted(starts) and t.words[-1].end <= len(long) / 8_000 + 0.1
+    assert len(t.words) >= 40  # 60 digits, some cut by chunk seams
+    whole = asr_pkg.load_model(work / "train" / "model.pt").transcribe(long, sample_rate=8_000)
+    assert len(whole.words) >= 45  # the tiny greedy model merges a few neighbours ("threefour")

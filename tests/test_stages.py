@@ -176,3 +176,9 @@ def test_cli_rejects_unknown_key_with_valid_ones(corpora_root, tmp_path):
     p = _asr("run", "fsdd", "--work-dir", str(tmp_path), "--set", "features.nope=1")
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 2 and "unknown key 'features.nope'" in out and "n_mfcc" in out
+
+
+def test_every_subcommand_has_help():
+    for cmd in ([], ["run"], ["stages"], ["convert"], ["transcribe"], ["evaluate"], ["wer"]):
+        r = subprocess.run([sys.executable, "-m", "asr", *cmd, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0 and "usage: asr" in r.stdout, cmd
