@@ -64,14 +64,17 @@ class Score:
     chars: ErrorCounts
     utt_errors: np.ndarray  # (N,) word errors per utterance
     utt_ref_len: np.ndarray  # (N,) reference words per utterance
+    utt_char_errors: np.ndarray  # (N,) character errors per utterance
+    utt_ref_chars: np.ndarray  # (N,) reference characters per utterance
     alignment: object  # jiwer WordOutput
 
-    def bootstrap(self, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
-        """95% confidence interval of the WER by resampling utterances."""
+    def bootstrap(self, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, chars: bool = False) -> tuple[float, float]:
+        """95% confidence interval of the WER (or CER) by resampling utterances."""
+        errs, lens = (self.utt_char_errors, self.utt_ref_chars) if chars else (self.utt_errors, self.utt_ref_len)
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, len(self.ids), size=(samples, len(self.ids)))
-        wers = self.utt_errors[idx].sum(1) / np.maximum(self.utt_ref_len[idx].sum(1), 1)
-        lo, hi = np.percentile(wers, [2.5, 97.5])
+        rates = errs[idx].sum(1) / np.maximum(lens[idx].sum(1), 1)
+        lo, hi = np.percentile(rates, [2.5, 97.5])
         return float(lo), float(hi)
 
 
@@ -126,17 +129,22 @@ def score(refs: dict[str, str], hyps: dict[str, str], missing_as_deletions: bool
     h = [hyps.get(i, "") for i in ids]
     words = jiwer.process_words(r, h)
     chars = jiwer.process_characters(r, h)
+    return Score(ids, r, h, _counts(words), _counts(chars), *_per_utterance(words), *_per_utterance(chars), words)
+
+
+def _per_utterance(out) -> tuple[np.ndarray, np.ndarray]:
+    """Errors and reference length of each utterance of a jiwer result (words or characters)."""
     errs, lens = [], []
-    for ref_words, chunks in zip(words.references, words.alignments):
+    for ref, chunks in zip(out.references, out.alignments):
         e = 0
         for c in chunks:
-            if c.type == "substitute" or c.type == "delete":
+            if c.type in ("substitute", "delete"):
                 e += c.ref_end_idx - c.ref_start_idx
             elif c.type == "insert":
                 e += c.hyp_end_idx - c.hyp_start_idx
         errs.append(e)
-        lens.append(len(ref_words))
-    return Score(ids, r, h, _counts(words), _counts(chars), np.array(errs), np.array(lens), words)
+        lens.append(len(ref))
+    return np.array(errs), np.array(lens)
 
 
 def compare(a: Score, b: Score, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> float:
@@ -157,7 +165,7 @@ def speaker_of(uid: str, speakers: dict[str, str] | None) -> str:
 
 
 def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None = None,
-                 name: str = "test", bootstrap: bool = True) -> str:
+                 name: str = "test", bootstrap_samples: int = BOOTSTRAP_SAMPLES) -> str:
     """Write hypotheses, alignments, per-speaker table, confusions, sclite ``trn`` files and a summary.
 
     Returns:
@@ -203,8 +211,8 @@ def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None 
         rows.append(f"{spk:<12} {n:4d} {w:6d} {e:7d} {100 * e / max(w, 1):6.2f} {100 * se / max(n, 1):5.1f}")
     atomic_write_text(out / "speakers.txt", "\n".join(rows) + "\n")
     summary = f"{name}: {s.words.line('WER')} {s.chars.line('CER')}"
-    if bootstrap:
-        lo, hi = s.bootstrap()
+    if bootstrap_samples:
+        lo, hi = s.bootstrap(bootstrap_samples)
         summary += f" 95% CI [{100 * lo:.2f}, {100 * hi:.2f}]"
     atomic_write_text(out / "wer", summary + "\n")
     return summary
@@ -255,10 +263,9 @@ def stage(ctx) -> dict:
         speakers = dict(line.split(" ", 1) for line in (d.parent / "utt2spk").read_text().splitlines())
         s = score(refs, read_text(d), ref_name="ref.txt", hyp_name="hyp.txt")
         g = score(refs, read_text(d.parent / "greedy.txt"))
-        summary = write_report(ctx.out / name, s, speakers, name, bootstrap=False)
+        summary = write_report(ctx.out / name, s, speakers, name, cfg.bootstrap_samples)
         lo, hi = s.bootstrap(cfg.bootstrap_samples)
-        clo, chi = _char_bootstrap(s, cfg.bootstrap_samples)
-        atomic_write_text(ctx.out / name / "wer", f"{summary} 95% CI [{100 * lo:.2f}, {100 * hi:.2f}]\n")
+        clo, chi = s.bootstrap(cfg.bootstrap_samples, chars=True)
         metrics[name] = {"wer": s.words.rate, "wer_ci": [lo, hi], "cer": s.chars.rate, "cer_ci": [clo, chi],
                          "greedy_wer": g.words.rate, "utterances": len(s.ids), "words": s.words.ref_len}
         rows.append(f"| {name} | {len(s.ids)} | {s.words.ref_len} | {100 * s.words.rate:.2f} "
@@ -287,13 +294,3 @@ def stage(ctx) -> dict:
     atomic_write_text(ctx.out / "RESULTS.md", "\n".join(lines))
     return {"metrics": metrics}
 
-
-def _char_bootstrap(s: Score, samples: int, seed: int = 0) -> tuple[float, float]:
-    per = [jiwer.process_characters(r, h) if r or h else None for r, h in zip(s.refs, s.hyps)]
-    errs = np.array([0 if p is None else p.substitutions + p.deletions + p.insertions for p in per])
-    lens = np.array([len(r) for r in s.refs])
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(errs), size=(samples, len(errs)))
-    rates = errs[idx].sum(1) / np.maximum(lens[idx].sum(1), 1)
-    lo, hi = np.percentile(rates, [2.5, 97.5])
-    return float(lo), float(hi)

@@ -43,6 +43,7 @@ def test_wer_equals_jiwer_on_random_pairs(seed):
     assert (s.words.substitutions, s.words.deletions, s.words.insertions) == (
         out.substitutions, out.deletions, out.insertions)
     assert s.utt_errors.sum() == s.words.errors and s.utt_ref_len.sum() == s.words.ref_len
+    assert s.utt_char_errors.sum() == s.chars.errors and s.utt_ref_chars.sum() == s.chars.ref_len
 
 
 def test_empty_references_and_hypotheses_follow_jiwer():
