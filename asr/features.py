@@ -289,7 +289,7 @@ class Cmvn:
 
     def __call__(self, feats: np.ndarray, speaker: str | None = None) -> np.ndarray:
         if self.kind == "none":
-            return np.asarray(feats, np.float32)
+            return np.array(feats, np.float32)  # a copy: the input may be a read-only memmap view
         if self.kind == "utterance":
             mean = feats.mean(0)
             std = np.sqrt(np.maximum(feats.var(0), 1e-10))

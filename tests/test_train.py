@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -140,3 +141,16 @@ def test_two_process_gloo_ddp(tiny_features, tmp_path):
     assert model.output.out_features == len(ckpt["tokenizer"]["units"])
     hist = json.loads((tmp_path / "out" / "history.json").read_text())
     assert len(hist) == 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_non_finite_gradients_skip_the_step_and_are_counted(fsdd_utts, tmp_path):
+    feats = build_features(tmp_path / "w", {"tiny": fsdd_utts[:4]}, cmvn="none")
+    fs = FeatureStore(feats).open("tiny")
+    data = np.memmap(f"{feats}/tiny.f32", dtype=np.float32, mode="r+", shape=fs.data.shape)
+    data[fs.utts[1]["start"]] = np.nan  # one corrupt frame in one utterance
+    data.flush()
+    cfg = replace(TINY, epochs=2, batch_frames=60)  # one utterance per batch
+    summary = train(cfg, feats, tmp_path / "out", tmp_path / "p", log=lambda m: None)
+    assert summary["skipped_steps"] == 2  # the corrupt utterance, once per epoch
+    ckpt = read_checkpoint(tmp_path / "out" / "model.pt")
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
