@@ -61,6 +61,7 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm-weight", type=float, default=1.0)
     p.add_argument("--word-score", type=float, default=0.0)
     p.add_argument("--beam-size", type=int, default=16)
+    p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in chunks")
 
 
 def _recognizer(args):
@@ -68,8 +69,7 @@ def _recognizer(args):
 
     method = args.method or ("lexicon_lm" if args.lm else "greedy")
     return load_model(args.model, method=method, lm=args.lm, beam_size=args.beam_size, lm_weight=args.lm_weight,
-                      word_score=args.word_score, **({"chunk_seconds": args.chunk_seconds}
-                                                     if hasattr(args, "chunk_seconds") else {}))
+                      word_score=args.word_score, chunk_seconds=args.chunk_seconds)
 
 
 def cmd_transcribe(args) -> int:
@@ -157,7 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a model file (e.g. data/fsdd/train/model.pt)")
     p.add_argument("audio", nargs="+", help="audio files")
     p.add_argument("--json", action="store_true", help="print path, text and word times (seconds) as JSON")
-    p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in chunks")
     _add_decoder_args(p)
     p.set_defaults(func=cmd_transcribe)
 
