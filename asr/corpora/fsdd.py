@@ -17,6 +17,7 @@ Two tasks are built from the same recordings:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 import re
@@ -155,6 +156,7 @@ def split_of(rec: Recording) -> str:
     return "dev" if rec.index in DEV_INDICES else "train"
 
 
+@functools.cache  # each recording sits in the official split and in every speaker fold: read its header once
 def to_utterance(rec: Recording) -> Utterance:
     return Utterance(rec.id, str(rec.path), read_info(rec.path).duration, rec.text, rec.speaker)
 
