@@ -21,6 +21,7 @@ import torch
 
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
+from asr.model import pad
 from asr.tokenizer import CharTokenizer
 
 
@@ -120,15 +121,11 @@ class BeamSearch:
         if not hyp:
             return "", []
         best = hyp[0]
-        if self.method != "beam":
-            words = [w for w in best.words if w != "<unk>"]
-        else:
-            words = None
-        return words_with_frames(best.tokens.tolist(), best.timesteps.tolist(), self.units, words)
+        # with a lexicon, the units spell exactly the lexicon words the decoder chose
+        return words_with_frames(best.tokens.tolist(), best.timesteps.tolist(), self.units)
 
 
-def words_with_frames(tokens: list[int], frames: list[int], units: list[str],
-                      words: list[str] | None = None) -> tuple[str, list[tuple[str, int, int]]]:
+def words_with_frames(tokens: list[int], frames: list[int], units: list[str]) -> tuple[str, list[tuple[str, int, int]]]:
     """Group decoded units into words with the frame of their first and last unit."""
     spans, cur, start, end = [], "", 0, 0
     for u, t in zip(tokens, frames):
@@ -145,9 +142,6 @@ def words_with_frames(tokens: list[int], frames: list[int], units: list[str],
         cur, end = cur + sym, t
     if cur:
         spans.append((cur, start, end))
-    if words is not None and [w for w, _, _ in spans] != words:
-        spans = [(w, s, e) for w, (_, s, e) in zip(words, spans)] if len(spans) == len(words) else \
-            [(w, 0, 0) for w in words]
     return " ".join(w for w, _, _ in spans), spans
 
 
@@ -156,22 +150,22 @@ def words_with_frames(tokens: list[int], frames: list[int], units: list[str],
 _W: dict = {}
 
 
-def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeConfig, threads: int) -> None:
+def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeConfig) -> None:
+    """Load the model once per process; one thread each, the parallelism is across shards."""
     from asr.features import FeatureStore
     from asr.model import build_from_checkpoint, read_checkpoint
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     ckpt = read_checkpoint(model_path)
-    _W.update(model=build_from_checkpoint(ckpt), units=ckpt["tokenizer"]["units"],
-              tokenizer=CharTokenizer.from_dict(ckpt["tokenizer"]), store=FeatureStore(features_dir),
-              lm_dir=Path(lm_dir) if lm_dir else None, cfg=cfg, decoders={}, sets={})
+    _W.update(model=build_from_checkpoint(ckpt), tokenizer=CharTokenizer.from_dict(ckpt["tokenizer"]),
+              store=FeatureStore(features_dir), lm_dir=Path(lm_dir) if lm_dir else None, cfg=cfg, decoders={}, sets={})
 
 
 def _decoder(method: str, lm_weight: float, word_score: float) -> BeamSearch:
     key = (method, lm_weight, word_score)
     if key not in _W["decoders"]:
         cfg = _W["cfg"]
-        _W["decoders"][key] = BeamSearch(_W["units"], method, _W["lm_dir"], cfg.beam_size, cfg.beam_threshold,
+        _W["decoders"][key] = BeamSearch(_W["tokenizer"].units, method, _W["lm_dir"], cfg.beam_size, cfg.beam_threshold,
                                          lm_weight, word_score)
     return _W["decoders"][key]
 
@@ -187,11 +181,7 @@ def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dic
     frames = np.array([fs.utts[i]["frames"] for i in indices])
     out = {"greedy": {}, **{g: {} for g in grid}}
     for batch in make_batches(frames, cfg.batch_frames, 0, 0):
-        feats = [store.cmvn(fs[indices[k]], fs.utts[indices[k]]["speaker"]) for k in batch]
-        lengths = torch.tensor([len(f) for f in feats])
-        x = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
-        for j, f in enumerate(feats):
-            x[j, : len(f)] = torch.from_numpy(f)
+        x, lengths = pad([store.cmvn(fs[indices[k]], fs.utts[indices[k]]["speaker"]) for k in batch])
         log_probs, out_lengths = model(x, lengths)
         for j, k in enumerate(batch):
             uid = fs.utts[indices[k]]["id"]
@@ -211,10 +201,10 @@ def decode_sets(model_path: Path, features_dir: Path, lm_dir: Path | None, cfg: 
     store = FeatureStore(features_dir)
     sizes = {n: len(store.open(n)) for n in names}
     results = {}
-    args = (str(model_path), str(features_dir), str(lm_dir) if lm_dir else None, cfg, 1)
+    args = (str(model_path), str(features_dir), str(lm_dir) if lm_dir else None, cfg)
     pool = mp.get_context("fork").Pool(nj, initializer=_init, initargs=args) if nj > 1 else None
     if pool is None:
-        _init(*args[:-1], threads=1)
+        _init(*args)
     try:
         for name in names:
             shards = [(name, list(range(k, sizes[name], nj)), grid) for k in range(nj)]
@@ -253,12 +243,12 @@ def stage(ctx) -> dict:
     chosen, tuning, greedy_dev = grid[0], [], None
     if len(grid) > 1 and tune_sets:
         dev = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, tune_sets, grid, ctx.nj)
+        ids = [(n, u) for n in tune_sets for u in sorted(refs[n])]
+        r = [refs[n][u] for n, u in ids]
         for g in grid:
-            r = [refs[n][u] for n in tune_sets for u in sorted(refs[n])]
-            h = [dev[n][g].get(u, "") for n in tune_sets for u in sorted(refs[n])]
-            tuning.append({"lm_weight": g[0], "word_score": g[1], "dev_wer": jiwer.wer(r, h)})
-        r = [refs[n][u] for n in tune_sets for u in sorted(refs[n])]
-        greedy_dev = jiwer.wer(r, [dev[n]["greedy"].get(u, "") for n in tune_sets for u in sorted(refs[n])])
+            tuning.append({"lm_weight": g[0], "word_score": g[1],
+                           "dev_wer": jiwer.wer(r, [dev[n][g].get(u, "") for n, u in ids])})
+        greedy_dev = jiwer.wer(r, [dev[n]["greedy"].get(u, "") for n, u in ids])
         best = min(tuning, key=lambda t: (t["dev_wer"], t["lm_weight"], abs(t["word_score"])))
         chosen = (best["lm_weight"], best["word_score"])
         ctx.log(f"decode: tuned on {tune_sets}: lm_weight {chosen[0]}, word_score {chosen[1]} "

@@ -32,6 +32,7 @@ from asr.config import from_dict, to_dict
 from asr.errors import AsrError, AudioError, ConfigError
 from asr.fsutil import atomic_write_text
 from asr.manifest import Utterance, read_manifest
+from asr.model import pad
 
 AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
 TOP_DB = 80.0  # dynamic range kept below each utterance's peak, as librosa.feature.mfcc
@@ -157,10 +158,7 @@ def load_utterance(u: Utterance, sample_rate: int, speed: float = 1.0) -> np.nda
 
 def compute_batch(mfcc: Mfcc, waves: Sequence[np.ndarray], device: torch.device) -> list[np.ndarray]:
     """MFCC of several signals in one padded batch; returns one ``(frames, dim)`` array each."""
-    lengths = torch.tensor([len(w) for w in waves])
-    batch = torch.zeros(len(waves), int(lengths.max()))
-    for i, w in enumerate(waves):
-        batch[i, : len(w)] = torch.from_numpy(w)
+    batch, lengths = pad(waves)
     with torch.inference_mode():
         feats, frames = mfcc(batch.to(device), lengths.to(device))
     feats = feats.cpu().numpy()

@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from asr.errors import AsrError
 
@@ -79,6 +79,12 @@ class AcousticModel(nn.Module):
         hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=feats.shape[1])
         logits = self.output(self.dropout(hidden))
         return logits.float().log_softmax(dim=-1), out_lengths
+
+
+def pad(arrays) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad a list of ``(T_i, ...)`` arrays into ``(B, max T, ...)``; returns it and the lengths ``(B,)``."""
+    tensors = [torch.as_tensor(a) for a in arrays]
+    return pad_sequence(tensors, batch_first=True), torch.tensor([len(t) for t in tensors])
 
 
 def checkpoint_dict(model: AcousticModel, tokenizer: dict, features: dict, cmvn: dict, extra: dict | None = None) -> dict:

@@ -35,7 +35,7 @@ from asr.config import to_dict
 from asr.decode import greedy
 from asr.errors import AsrError
 from asr.features import FeatureStore, spec_augment
-from asr.model import AcousticModel, ModelConfig, checkpoint_dict
+from asr.model import AcousticModel, ModelConfig, checkpoint_dict, pad
 from asr.tokenizer import CharTokenizer
 
 
@@ -174,11 +174,7 @@ def make_batches(frames: np.ndarray, batch_frames: int, epoch: int, seed: int) -
 
 def collate(data: Data, batch: list[int], cmvn, device: torch.device):
     """Padded ``(B, T, D)`` features (CMVN applied), lengths, concatenated targets, target lengths."""
-    feats = [cmvn(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch]
-    lengths = torch.tensor([len(f) for f in feats])
-    x = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
-    for k, f in enumerate(feats):
-        x[k, : len(f)] = torch.from_numpy(f)
+    x, lengths = pad([cmvn(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch])
     targets = torch.tensor([u for i in batch for u in data.labels[i]], dtype=torch.long)
     target_lengths = torch.tensor([len(data.labels[i]) for i in batch])
     return x.to(device), lengths.to(device), targets.to(device), target_lengths.to(device)

@@ -57,7 +57,7 @@ def lm_dir_for(lm: str | Path) -> Path:
     words = sorted(model.vocab - {lm_mod.BOS, lm_mod.EOS, lm_mod.UNK})
     write_lexicon(words, tmp / "lexicon.txt")
     atomic_write_text(tmp / "words.txt", "".join(f"{w}\n" for w in [*words, lm_mod.UNK]))
-    (tmp / "lm.arpa").write_text(Path(lm).read_text())
+    (tmp / "lm.arpa").symlink_to(lm.resolve())
     return tmp
 
 

@@ -78,9 +78,14 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     # clear posteriors: every decoder agrees with greedy
     lp = posteriors(["n", "o", "|", "o", "n"])
     for method in ("beam", "lexicon", "lexicon_lm"):
-        text, spans = BeamSearch(TOK.units, method, tmp_path, lm_weight=0.5)(lp)
+        decoder = BeamSearch(TOK.units, method, tmp_path, lm_weight=0.5)
+        text, spans = decoder(lp)
         assert text == "no on", method
-        assert [w for w, _, _ in spans] == ["no", "on"]
+        assert [w for w, _, _ in spans] == ["no", "on"] and spans[0][1] <= spans[0][2] < spans[1][1] <= spans[1][2]
+        if method != "beam":
+            sep = posteriors(["|"])
+            best = decoder.decoder(torch.cat([lp, sep])[None].contiguous(), torch.tensor([6]))[0][0]
+            assert best.words == ["no", "on"]  # the lexicon words equal the words the units spell
     # a misspelling only the lexicon can fix: 'nb' is not a word, 'no' is
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
     assert TOK.decode(greedy(lp[None], torch.tensor([2]))[0]) == "nb"

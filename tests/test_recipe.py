@@ -74,6 +74,9 @@ def test_transcribe_real_fsdd_files(work, fsdd_recordings):
     words = ["zero", "three", "five", "seven", "nine"]
     right = sum(line == f"{f}\t{w}" for line, f, w in zip(lines, files, words))
     assert right >= 4, r.stdout
+    arpa = asr("transcribe", str(work / "train" / "model.pt"), *map(str, files), "--lm", str(work / "lm" / "lm.arpa"),
+               "--lm-weight", "0")
+    assert arpa.stdout == r.stdout  # an ARPA file works as well as the lm stage's folder
     # a bad file is named on stderr, the others are still transcribed, and the exit status says so
     junk = work / "junk.wav"
     junk.write_text("not audio")
