@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch import nn
+from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from asr.errors import AsrError
@@ -45,7 +45,12 @@ class ModelConfig:
 class AcousticModel(nn.Module):
     """``forward(feats (B, T, D), lengths (B,)) -> (log_probs (B, T', V), out_lengths (B,))``.
 
-    ``T' = ceil(T / stack)``. Sequences are packed, so padding costs no recurrent compute.
+    ``T' = ceil(T / stack)``. Padding never reaches a real frame's output: on CUDA (and
+    for LSTM projections) the sequences are packed (cuDNN); otherwise each direction runs over the padded batch
+    with the reverse direction fed each utterance reversed within its own length, so
+    padding only ever follows the real frames. That keeps the exact result of packing
+    while letting PyTorch use its oneDNN LSTM kernel, which needs an unpacked input
+    (``python -m asr.benchmarks.train`` measures the difference).
     """
 
     def __init__(self, input_dim: int, num_units: int, cfg: ModelConfig):
@@ -74,11 +79,44 @@ class AcousticModel(nn.Module):
                 feats = nn.functional.pad(feats, (0, 0, 0, pad))
             feats = feats.reshape(b, (t + pad) // s, d * s)
         out_lengths = self.output_lengths(lengths)
-        packed = pack_padded_sequence(feats, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        hidden, _ = self.rnn(packed)
-        hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=feats.shape[1])
+        if feats.is_cuda or self.cfg.proj:  # oneDNN has no LSTM projection
+            packed = pack_padded_sequence(feats, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+            hidden, _ = self.rnn(packed)
+            hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=feats.shape[1])
+        else:
+            hidden = self._rnn_unpacked(feats, out_lengths.to(feats.device))
         logits = self.output(self.dropout(hidden))
         return logits.float().log_softmax(dim=-1), out_lengths
+
+    def _rnn_unpacked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``self.rnn`` over a padded batch, one layer and direction at a time, with its own weights."""
+        rnn, b, t = self.rnn, x.shape[0], x.shape[1]
+        steps = torch.arange(t, device=x.device)
+        valid = (steps[None] < lengths[:, None])[..., None]  # (B, T, 1)
+        source = (lengths[:, None] - 1 - steps[None]).clamp(min=0)[..., None]  # reversal within each length
+
+        def reverse(a: torch.Tensor) -> torch.Tensor:  # padding positions get frame 0: they follow the real ones
+            return a.gather(1, source.expand(-1, -1, a.shape[2]))
+
+        names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] + (["weight_hr"] if self.cfg.proj else [])
+        out_size = self.cfg.proj or self.cfg.hidden
+        h = x
+        for layer in range(self.cfg.num_layers):
+            if layer:
+                h = nn.functional.dropout(h, rnn.dropout, self.training)
+            outs = []
+            for suffix in ["", "_reverse"][: 2 if self.cfg.bidirectional else 1]:
+                weights = [getattr(rnn, f"{n}_l{layer}{suffix}") for n in names]
+                inp = reverse(h) if suffix else h
+                h0 = inp.new_zeros(1, b, out_size)
+                if self.cfg.rnn == "lstm":
+                    c0 = inp.new_zeros(1, b, self.cfg.hidden)
+                    y = _VF.lstm(inp, (h0, c0), weights, True, 1, 0.0, self.training, False, True)[0]
+                else:
+                    y = _VF.gru(inp, h0, weights, True, 1, 0.0, self.training, False, True)[0]
+                outs.append(reverse(y) if suffix else y)
+            h = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+        return h * valid
 
 
 def pad(arrays) -> tuple[torch.Tensor, torch.Tensor]:
