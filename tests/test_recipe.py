@@ -12,6 +12,7 @@ from asr.scoring import read_text
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT = ["prepare.connected_train=300", "prepare.connected_dev=50", "prepare.connected_test=100",
+         "features.speed_perturb=", "train.spec_augment=false", "train.dropout=0.1",  # augmentation slows 8 epochs
          "train.max_utterances=800", "train.epochs=8", "train.hidden=96", "train.batch_frames=2000", "train.lr=0.005",
          "decode.lm_weights=0,1", "decode.word_scores=0"]
 
