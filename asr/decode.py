@@ -267,6 +267,7 @@ def stage(ctx) -> dict:
         atomic_write_text(d / "utt2spk", "".join(f"{u['id']} {u['speaker']}\n" for u in store.open(name).utts))
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
     settings = {"method": cfg.method, "beam_size": cfg.beam_size, "lm_weight": chosen[0], "word_score": chosen[1],
-                "tuned_on": tune_sets, "greedy_dev_wer": greedy_dev, "grid": tuning}
+                "tuned_on": tune_sets, "greedy_dev_wer": greedy_dev, "grid": tuning, "rtf": rtf, "nj": ctx.nj}
     atomic_write_text(ctx.out / "settings.json", json.dumps(settings, indent=1) + "\n")
-    return {"rtf": rtf, "settings": {k: v for k, v in settings.items() if k != "grid"}, "nj": ctx.nj}
+    return {"rtf": rtf, "settings": {k: v for k, v in settings.items() if k not in ("grid", "rtf", "nj")},
+            "nj": ctx.nj}

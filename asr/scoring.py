@@ -242,10 +242,13 @@ def _git_commit() -> str:
 
 
 def _record(d: Path) -> dict:
+    """A stage's record.json; a cross-validation fold's folder has none, its stage folder above has it."""
     import json
 
-    p = d / "record.json"
-    return json.loads(p.read_text()) if p.is_file() else {}
+    for p in (d / "record.json", d.parent / "record.json"):
+        if p.is_file():
+            return json.loads(p.read_text())
+    return {}
 
 
 def stage(ctx) -> dict:
@@ -272,7 +275,9 @@ def stage(ctx) -> dict:
                     f"[{100 * lo:.2f}, {100 * hi:.2f}] | {100 * s.chars.rate:.2f} [{100 * clo:.2f}, {100 * chi:.2f}] "
                     f"| {100 * g.words.rate:.2f} |")
         ctx.log(summary)
-    train_rec, dec_rec = _record(ctx.inputs["train"]), _record(dec)
+    # the train stage's summary.json, not its record.json: a cross-validation fold has only the former
+    summary_path = ctx.inputs["train"] / "summary.json"
+    train_rec = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     peak = max(_record(p).get("peak_rss_mb", 0) for p in ctx.inputs.values())
     lines = [
         "# Results", "",
@@ -281,9 +286,9 @@ def stage(ctx) -> dict:
         "|---|---|---|---|---|---|", *rows, "",
         f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
         f"word score {settings['word_score']}",
-        f"- decoding real-time factor (nj={dec_rec.get('nj')}): "
-        + ", ".join(f"{k} {v:.4f}" for k, v in dec_rec.get("rtf", {}).items()),
-        f"- training: {train_rec.get('train_seconds', train_rec.get('wall_seconds', 0)):.0f} s, "
+        f"- decoding real-time factor (nj={settings.get('nj')}): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in settings.get("rtf", {}).items()),
+        f"- training: {train_rec.get('train_seconds', 0):.0f} s, "
         f"{train_rec.get('epochs')} epochs, kept {train_rec.get('chosen')}, dev WER (greedy) "
         f"{100 * train_rec.get('dev_wer', 0):.2f}%",
         f"- peak memory (max RSS of a stage process): {peak:.0f} MB",

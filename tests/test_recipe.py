@@ -148,6 +148,9 @@ def test_leave_one_speaker_out_recipe_reports_every_fold(corpora_root, tmp_path)
     assert folds["mean"] == pytest.approx(sum(folds["wer"].values()) / 4)
     results = (tmp_path / "RESULTS.md").read_text()
     assert "| **mean** |" in results and all(f"| {spk} | 500 |" in results for spk in folds["wer"])
+    # each fold's details carry its own training summary and decoding speed
+    assert results.count("- training: ") == 4 and "None epochs" not in results
+    assert results.count("- decoding real-time factor (nj=") == 4 and "(nj=None)" not in results
     # each fold's model never saw its test speaker
     for spk in folds["wer"]:
         store_sets = json.loads((tmp_path / "features" / "features.json").read_text())["sets"]
