@@ -83,11 +83,26 @@ def test_cpu_unpacked_rnn_equals_packed_rnn_with_gradients():
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=12)
         ref = m.output(h).log_softmax(-1)
         ref_grads = torch.autograd.grad((ref * weights).sum(), list(m.parameters()))
+        with torch.no_grad():  # inference takes the packed path
+            inference, _ = m(x, lengths)
         for b, n in enumerate(lengths):
             torch.testing.assert_close(ours[b, :n], ref[b, :n], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(inference[b, :n], ref[b, :n], rtol=1e-5, atol=1e-5)
         assert min(float(g.abs().max()) for g in ref_grads) > 1e-3  # every parameter gets a real gradient
         for g, r in zip(grads, ref_grads):
             torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+def test_onednn_primitive_cache_is_capped_unless_the_user_set_it():
+    code = "import asr, os; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+
+    def run(e):
+        return subprocess.run([sys.executable, "-c", code], env=e, cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert run(env) == "16"
+    assert run({**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256"}) == "256"
 
 
 def test_batches_are_frame_bounded_sorted_then_shuffled():
