@@ -15,9 +15,11 @@ STAGES = standard_stages(fsdd.stage, crossval.train_stage, crossval.decode_stage
 CONFIG = {
     # isolated digits only: no connected-digit audio is needed
     "prepare": fsdd.FsddConfig(connected_train=0, connected_dev=0, connected_test=0),
-    # speed perturbation (0.9, 1.1) and dropout 0.3 took the mean WER from 18.7% to 15.3% (4-speaker copy)
+    # speed perturbation (0.9, 1.1) and dropout 0.3 took the mean WER from 18.7% to 15.3% (4-speaker copy);
+    # per-speaker CMVN (statistics of each speaker's own audio, no labels, as Kaldi's apply-cmvn with
+    # spk2utt) instead of per-utterance took it from 16.35% to 9.25% (held-out nicolas 35.4% -> 19.8%)
     "features": features.FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=("loso/*",), train_sets=("loso/*/train",),
-                                       speed_perturb=(0.9, 1.1)),
+                                       speed_perturb=(0.9, 1.1), cmvn="speaker"),
     "lm": lm.LmConfig(sets=("isolated/train",), order=2),
     "train": train.TrainConfig(num_layers=2, hidden=128, stack=3, epochs=20, batch_frames=4_000, lr=2e-3,
                                dropout=0.3, spec_augment=True),
