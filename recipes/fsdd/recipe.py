@@ -20,7 +20,7 @@ STAGES = standard_stages(fsdd.stage)
 CONFIG = {
     "prepare": fsdd.FsddConfig(),
     # speed perturbation 0.9/1.1 + SpecAugment + dropout 0.3 for 8 epochs, against none + dropout 0.1 for
-    # 10 epochs: greedy dev WER 2.7% vs 3.7-4.1%, isolated test WER 0.5/1.0% vs 1.5/2.0/2.0% over seeds,
+    # 10 epochs: greedy dev WER 2.5-2.7% vs 3.7-4.1%, isolated test WER 0.5/1.0% vs 1.5/2.0/2.0% over seeds,
     # in about the same training time (~340 s on 2 cores)
     "features": features.FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=ALL, train_sets=TRAIN,
                                        speed_perturb=(0.9, 1.1)),
