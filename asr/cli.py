@@ -1,4 +1,8 @@
-"""The ``asr`` command: thin wrappers over the library, one subcommand each."""
+"""The ``asr`` command: thin wrappers over the library, one subcommand each.
+
+The library is imported inside each command, not at the top: ``asr --help`` and
+``asr wer`` then start without loading torch.
+"""
 
 from __future__ import annotations
 
@@ -55,21 +59,29 @@ def cmd_convert(args) -> int:
 
 
 def _add_decoder_args(p: argparse.ArgumentParser) -> None:
+    # defaults are DecodeOptions' own (shown by the help text); only what is given overrides them
     p.add_argument("--method", choices=["greedy", "beam", "lexicon", "lexicon_lm"], default=None,
                    help="decoder (default: lexicon_lm with --lm, else greedy)")
     p.add_argument("--lm", help="the lm stage's output folder (e.g. data/fsdd/lm) or an ARPA file")
-    p.add_argument("--lm-weight", type=float, default=1.0)
-    p.add_argument("--word-score", type=float, default=0.0)
-    p.add_argument("--beam-size", type=int, default=16)
+    p.add_argument("--lm-weight", type=float, help="LM weight (default 1.0)")
+    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
+    p.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 16)")
+    p.add_argument("--beam-threshold", type=float, help="pruning distance from the best hypothesis (default 25)")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in chunks")
 
 
 def _recognizer(args):
     from asr.transcribe import load_model
 
-    method = args.method or ("lexicon_lm" if args.lm else "greedy")
-    return load_model(args.model, method=method, lm=args.lm, beam_size=args.beam_size, lm_weight=args.lm_weight,
-                      word_score=args.word_score, chunk_seconds=args.chunk_seconds)
+    given = {"method": args.method, "lm_weight": args.lm_weight, "word_score": args.word_score,
+             "beam_size": args.beam_size, "beam_threshold": args.beam_threshold}
+    return load_model(args.model, lm=args.lm, chunk_seconds=args.chunk_seconds,
+                      **{k: v for k, v in given.items() if v is not None})
+
+
+def _shown(path: str) -> str:
+    """A path as text that can always be printed (undecodable bytes of a file name as \\xNN)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def cmd_transcribe(args) -> int:
@@ -81,37 +93,63 @@ def cmd_transcribe(args) -> int:
         try:
             t = rec.transcribe(path)
         except AsrError as e:
-            print(f"asr transcribe: error: {e}", file=sys.stderr)
+            print(f"asr transcribe: error: {_shown(str(e))}", file=sys.stderr)
             failed += 1
             continue
-        print(json.dumps(t.to_dict()) if args.json else f"{path}\t{t.text}", flush=True)
+        if args.json:
+            t.path = _shown(path)
+            print(json.dumps(t.to_dict(), ensure_ascii=False))
+        else:
+            print(f"{path}\t{t.text}", flush=True)  # stdout writes a file name's original bytes back
     return 1 if failed else 0
 
 
 def cmd_evaluate(args) -> int:
     import tempfile
+    from pathlib import Path
 
+    from asr.errors import AudioError
     from asr.features import load_utterance
     from asr.manifest import check, load_data
     from asr.scoring import score, write_report
 
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise AsrError(f"--out {args.out} is a file; give a folder for the report (it is created if missing)")
     rec = _recognizer(args)
     utts = load_data(args.data)
-    check(utts, args.data)
-    hyps = {}
+    check(utts, args.data, check_audio=False)  # a missing file is reported below with the others
+    unknown = {u.id: rec.tokenizer.unknown_chars(u.text) for u in utts}
+    unknown = {uid: chars for uid, chars in unknown.items() if chars}
+    if unknown:
+        shown = "; ".join(f"{uid}: {''.join(c)!r}" for uid, c in list(unknown.items())[:10])
+        print(f"asr evaluate: warning: {len(unknown)} reference(s) hold characters this model cannot produce, "
+              f"so they always count as errors: {shown}{' ...' if len(unknown) > 10 else ''}", file=sys.stderr)
+    hyps, bad = {}, []
     for u in utts:
-        hyps[u.id] = rec.transcribe(load_utterance(u, rec.sample_rate), rec.sample_rate).text
-    s = score({u.id: u.text for u in utts}, hyps)
+        try:
+            hyps[u.id] = rec.transcribe(load_utterance(u, rec.sample_rate), rec.sample_rate).text
+        except AudioError as e:
+            bad.append((u.id, _shown(str(e))))
+    for uid, why in bad:
+        print(f"asr evaluate: error: {uid}: {why}", file=sys.stderr)
+    scored = [u for u in utts if u.id in hyps]
+    if not scored:
+        raise AsrError(f"{args.data}: none of the {len(utts)} utterances could be read")
+    s = score({u.id: u.text for u in scored}, hyps)
     out = args.out or tempfile.mkdtemp(prefix="asr-evaluate-")
-    write_report(out, s, {u.id: u.speaker for u in utts}, name=str(args.data))
+    write_report(out, s, {u.id: u.speaker for u in scored}, name=str(args.data))
     print(s.words.line("WER"))
     print(s.chars.line("CER"))
+    if bad:
+        print(f"asr evaluate: {len(bad)} of {len(utts)} utterances could not be read and were left out of the "
+              "score (listed above)", file=sys.stderr)
     print(f"report (hypotheses, alignments, per speaker, confusions, sclite trn): {out}", file=sys.stderr)
-    return 0
+    return 1 if bad else 0
 
 
 def cmd_wer(args) -> int:
-    from asr.scoring import compare, read_text, score
+    from asr.manifest import read_text
+    from asr.scoring import compare, score
 
     refs = read_text(args.ref)
     s = score(refs, read_text(args.hyp), args.missing_as_deletions, ref_name=args.ref, hyp_name=args.hyp)
@@ -179,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.stdout.reconfigure(line_buffering=True)  # stage logs appear as they happen, also through a pipe
+    # stage logs appear as they happen, also through a pipe; a file name that is not valid UTF-8
+    # (given on the command line, so held as surrogates) is written back as its original bytes
+    sys.stdout.reconfigure(line_buffering=True, errors="surrogateescape")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -14,11 +14,33 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from asr import decode, scoring, train
-from asr.errors import AsrError
+from asr.config import flatten
+from asr.errors import AsrError, ConfigError
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
+from asr.layout import DecodeDir, ScoreDir
 
 PREFIX = "loso"
+VERSION = 1  # of the fold bookkeeping; each stage's version also carries the wrapped stage's
+
+
+def _refuse_set_fields(section: str, config, fields: tuple[str, ...]) -> None:
+    """The folds choose these fields; a value a user set would be silently replaced, so refuse it."""
+    default = flatten(type(config)())
+    given = flatten(config)
+    changed = [f for f in fields if given[f] != default[f]]
+    if changed:
+        raise ConfigError(f"cross-validation chooses each fold's sets itself: {', '.join(f'{section}.{f}' for f in changed)} "
+                          f"cannot be set here (each fold trains on {PREFIX}/<fold>/train, tunes on "
+                          f"{PREFIX}/<fold>/dev and tests on {PREFIX}/<fold>/test)")
+
+
+def check_train(cfg) -> None:
+    _refuse_set_fields("train", cfg, ("train_sets", "dev_sets"))
+
+
+def check_decode(cfg) -> None:
+    _refuse_set_fields("decode", cfg, ("sets", "tune_sets"))
 
 
 def folds(features_dir: Path) -> list[str]:
@@ -59,21 +81,22 @@ def decode_stage(ctx) -> dict:
 def score_stage(ctx) -> dict:
     """Score every fold and write ``RESULTS.md`` with the per-fold and mean WER."""
     rows, wers = [], []
-    fold_names = sorted(p.name for p in ctx.inputs["decode"].iterdir() if (p / "settings.json").is_file())
+    fold_names = sorted(p.name for p in ctx.inputs["decode"].iterdir() if DecodeDir(p).settings.is_file())
     for fold in fold_names:
         inputs = {"decode": ctx.inputs["decode"] / fold, "train": ctx.inputs["train"] / fold}
         m = scoring.stage(_sub(ctx, fold, ctx.config, inputs))["metrics"][f"{PREFIX}/{fold}/test"]
         wers.append(m["wer"])
-        rows.append(f"| {fold} | {m['utterances']} | {100 * m['wer']:.2f} [{100 * m['wer_ci'][0]:.2f}, "
-                    f"{100 * m['wer_ci'][1]:.2f}] | {100 * m['cer']:.2f} | {100 * m['greedy_wer']:.2f} |")
+        ci = f" [{100 * m['wer_ci'][0]:.2f}, {100 * m['wer_ci'][1]:.2f}]" if "wer_ci" in m else ""
+        rows.append(f"| {fold} | {m['utterances']} | {100 * m['wer']:.2f}{ci} | {100 * m['cer']:.2f} "
+                    f"| {100 * m['greedy_wer']:.2f} |")
     mean = sum(wers) / len(wers)
     head = ["# Results: leave one speaker out", "",
             "Each fold trains on the other speakers (dev: their takes 5-9) and tests on every take of the "
             "held-out speaker.", "",
             "| held-out speaker | utterances | WER % [95% CI] | CER % | greedy WER % |", "|---|---|---|---|---|",
             *rows, f"| **mean** | | {100 * mean:.2f} | | |", "", "Per-fold details:", ""]
-    details = [(ctx.out / f / "RESULTS.md").read_text().split("\n", 2)[2] for f in fold_names]
-    atomic_write_text(ctx.out / "RESULTS.md", "\n".join(head) + "\n".join(f"## {f}\n{d}" for f, d in
+    details = [ScoreDir(ctx.out / f).results.read_text().split("\n", 2)[2] for f in fold_names]
+    atomic_write_text(ScoreDir(ctx.out).results, "\n".join(head) + "\n".join(f"## {f}\n{d}" for f, d in
                                                                               zip(fold_names, details)))
     atomic_write_text(ctx.out / "folds.json", json.dumps({"wer": dict(zip(fold_names, wers)), "mean": mean}) + "\n")
     return {"fold_wer": dict(zip(fold_names, wers)), "mean_wer": mean}

@@ -1,51 +1,64 @@
 """Decoding CTC posteriors: greedy best path, and flashlight beam search (lexicon-free, or
 lexicon-constrained with word n-gram shallow fusion) through torchaudio's ``ctc_decoder``.
 
-The decode stage tunes the LM weight and word-insertion score on dev by a small
-grid, saves the chosen values, decodes the test sets over ``--nj`` processes, and
-reports the real-time factor.
+:class:`DecodeOptions` is the one description of a decoder, shared by the decode stage,
+the recognizer (``asr.load_model``) and the CLI. The decode stage tunes the LM weight
+and word-insertion score on dev by a small grid, saves the chosen values, decodes the
+test sets over ``--nj`` processes, and reports the real-time factor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
-import multiprocessing as mp
+import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import jiwer
 import numpy as np
 import torch
+from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState, ctc_decoder
 
+from asr.batching import make_batches, pad
+from asr.ctc import greedy_frames, words_with_frames
 from asr.errors import AsrError
+from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
-from asr.model import pad
+from asr.layout import DecodeDir, LmDir, TrainDir
+from asr.lm import BOS, EOS, NgramLM, write_lm_dir
+from asr.manifest import read_lines, write_text
+from asr.model import build_from_checkpoint, read_checkpoint
+from asr.procs import fork_pool
 from asr.tokenizer import CharTokenizer
 
-
-def greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
-    """Best path decoding: argmax per frame, merge repeats, drop blanks.
-
-    Args:
-        log_probs: ``(B, T, V)``.
-        lengths: ``(B,)`` valid frames per item.
-    Returns:
-        one list of unit ids per item.
-    """
-    return [[u for u, _ in greedy_frames(lp[:n], blank)] for lp, n in zip(log_probs, lengths.tolist())]
+VERSION = 1  # of the decode stage's output: bump when the decoding or the files it writes change
+METHODS = ("greedy", "beam", "lexicon", "lexicon_lm")
 
 
-def greedy_frames(log_probs: torch.Tensor, blank: int = 0) -> list[tuple[int, int]]:
-    """``(T, V)`` -> ``[(unit, first frame)]`` of the best path."""
-    best = log_probs.argmax(dim=-1).tolist()
-    out, prev = [], blank
-    for t, u in enumerate(best):
-        if u != prev and u != blank:
-            out.append((u, t))
-        prev = u
-    return out
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How posteriors become text; the decode stage, ``asr.load_model`` and the CLI share it."""
+
+    method: Literal["greedy", "beam", "lexicon", "lexicon_lm"] = "lexicon_lm"  # beam: lexicon-free, no LM
+    beam_size: int = 16  # hypotheses kept per frame
+    beam_threshold: float = 25.0  # drop hypotheses this far (log score) below the best
+    lm_weight: float = 1.0  # weight of the word n-gram (lexicon_lm)
+    word_score: float = 0.0  # bonus per word (insertion penalty when negative)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r} is not one of {list(METHODS)}")
+        if self.beam_size < 1 or self.beam_threshold <= 0:
+            raise ValueError("beam_size must be >= 1 and beam_threshold > 0")
+
+    @property
+    def needs_lexicon(self) -> bool:
+        return self.method in ("lexicon", "lexicon_lm")
 
 
 @dataclass(frozen=True)
@@ -54,9 +67,7 @@ class DecodeConfig:
 
     sets: tuple[str, ...] = ("test",)  # feature sets to decode and report
     tune_sets: tuple[str, ...] = ("dev",)  # sets the LM weight / word score grid is tuned on
-    method: Literal["greedy", "beam", "lexicon", "lexicon_lm"] = "lexicon_lm"
-    beam_size: int = 16
-    beam_threshold: float = 25.0
+    search: DecodeOptions = DecodeOptions()  # its lm_weight and word_score are replaced by the tuned ones
     lm_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  # grid searched on tune_sets
     word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0)
     batch_frames: int = 40_000  # frames per forward batch
@@ -69,9 +80,40 @@ class DecodeConfig:
 # --- beam search --------------------------------------------------------------------------------
 
 
-def write_lexicon(words: list[str], path: Path) -> None:
-    """flashlight lexicon: ``word w o r d |`` (spelled with our character units, ending in the separator)."""
-    atomic_write_text(path, "".join(f"{w} {' '.join(w)} |\n" for w in words))
+class DecoderLM(CTCDecoderLM):
+    """Shallow fusion of an :class:`asr.lm.NgramLM` in torchaudio's flashlight beam search.
+
+    Scores are natural-log probabilities (the decoder's unit); ``words[i]`` is the
+    word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file).
+    """
+
+    def __init__(self, lm: NgramLM, words: list[str]):
+        CTCDecoderLM.__init__(self)
+        self.lm, self.words = lm, words
+        self.context: dict[CTCDecoderLMState, tuple[str, ...]] = {}
+        self.cache: dict[tuple, float] = {}
+
+    def _score(self, word: str, history: tuple[str, ...]) -> float:
+        key = (*history, word)
+        if key not in self.cache:
+            self.cache[key] = self.lm.logprob(word, history) * math.log(10)
+        return self.cache[key]
+
+    def start(self, start_with_nothing: bool = False) -> CTCDecoderLMState:
+        state = CTCDecoderLMState()
+        self.context = {state: (BOS,)}
+        return state
+
+    def score(self, state: CTCDecoderLMState, usr_token_idx: int) -> tuple[CTCDecoderLMState, float]:
+        history = self.context[state]
+        word = self.words[usr_token_idx]
+        child = state.child(usr_token_idx)
+        if child not in self.context:
+            self.context[child] = (*history, word)[-(self.lm.order - 1):] if self.lm.order > 1 else ()
+        return child, self._score(word, history)
+
+    def finish(self, state: CTCDecoderLMState) -> tuple[CTCDecoderLMState, float]:
+        return state, self._score(EOS, self.context[state])
 
 
 class BeamSearch:
@@ -79,35 +121,44 @@ class BeamSearch:
 
     Args:
         units: the tokenizer's units (blank first, then the word separator ``|``).
-        method: ``beam`` (lexicon-free, no LM), ``lexicon`` (words from the lexicon only),
-            ``lexicon_lm`` (lexicon + word n-gram shallow fusion).
-        lm_dir: folder with ``lexicon.txt``, ``words.txt`` and ``lm.arpa`` (the lm stage's output).
+        options: the method (``beam``, ``lexicon``, ``lexicon_lm``) and its settings.
+        lm: for the lexicon methods, the lm stage's output folder or an ARPA file (its
+            lexicon is then written to a temporary folder, removed once the decoder has read it).
+    Raises:
+        AsrError: a lexicon method without ``lm``, or an ``lm`` that is neither.
     """
 
-    def __init__(self, units: list[str], method: str, lm_dir: Path | None = None, beam_size: int = 16,
-                 beam_threshold: float = 25.0, lm_weight: float = 1.0, word_score: float = 0.0):
-        from torchaudio.models.decoder import ctc_decoder
+    def __init__(self, units: list[str], options: DecodeOptions, lm: str | Path | None = None):
+        if options.method == "greedy":
+            raise AsrError("BeamSearch is for the beam methods; greedy decoding needs no search")
+        if options.needs_lexicon and lm is None:
+            raise AsrError(f"decoding method {options.method!r} needs a lexicon (the lm stage's output or --lm)")
+        self.options, self.units = options, units
+        with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
+            lexicon = lm_dict = fusion = None
+            if options.needs_lexicon:
+                d, ngram = self._lexicon(Path(lm), Path(tmp))
+                lexicon, lm_dict = str(d.lexicon), str(d.words)
+                if options.method == "lexicon_lm":
+                    fusion = DecoderLM(ngram or NgramLM.read_arpa(d.arpa), [w for _, w in read_lines(d.words)])
+            self.decoder = ctc_decoder(lexicon=lexicon, tokens=list(units), lm=fusion, lm_dict=lm_dict, nbest=1,
+                                       beam_size=options.beam_size, beam_threshold=options.beam_threshold,
+                                       lm_weight=options.lm_weight if fusion else 0.0,
+                                       word_score=options.word_score, blank_token=units[0], sil_token="|",
+                                       unk_word="<unk>", log_add=False)
 
-        from asr.lm import DecoderLM, NgramLM
-
-        lexicon, lm, lm_dict = None, None, None
-        if method in ("lexicon", "lexicon_lm"):
-            if lm_dir is None:
-                raise AsrError(f"decoding method {method!r} needs a lexicon (the lm stage's output or --lm)")
-            lexicon = str(lm_dir / "lexicon.txt")
-            lm_dict = str(lm_dir / "words.txt")
-            if method == "lexicon_lm":
-                words = (lm_dir / "words.txt").read_text().split()
-                lm = DecoderLM(NgramLM.read_arpa(lm_dir / "lm.arpa"), words)
-        elif method != "beam":
-            raise AsrError(f"unknown beam method {method!r}")
-        self.method = method
-        self.decoder = ctc_decoder(lexicon=lexicon, tokens=list(units), lm=lm, lm_dict=lm_dict, nbest=1,
-                                   beam_size=beam_size, beam_threshold=beam_threshold,
-                                   lm_weight=lm_weight if lm else 0.0, word_score=word_score,
-                                   blank_token=units[0], sil_token="|", unk_word="<unk>",
-                                   log_add=False)
-        self.units = units
+    @staticmethod
+    def _lexicon(lm: Path, tmp: Path) -> tuple[LmDir, NgramLM | None]:
+        if lm.is_dir():
+            d = LmDir(lm)
+            if not (d.lexicon.is_file() and d.words.is_file()):
+                raise AsrError(f"{lm}: no {d.lexicon.name}/{d.words.name}; pass the lm stage's output folder "
+                               "(e.g. data/fsdd/lm) or an .arpa file")
+            return d, None
+        ngram = NgramLM.read_arpa(lm)
+        d = LmDir(tmp)
+        write_lm_dir(ngram, d, arpa=False)
+        return d, ngram
 
     def __call__(self, log_probs: torch.Tensor) -> tuple[str, list[tuple[str, int, int]]]:
         """``(T, V)`` -> text and ``[(word, first frame, last frame)]``."""
@@ -125,26 +176,6 @@ class BeamSearch:
         return words_with_frames(best.tokens.tolist(), best.timesteps.tolist(), self.units)
 
 
-def words_with_frames(tokens: list[int], frames: list[int], units: list[str]) -> tuple[str, list[tuple[str, int, int]]]:
-    """Group decoded units into words with the frame of their first and last unit."""
-    spans, cur, start, end = [], "", 0, 0
-    for u, t in zip(tokens, frames):
-        sym = units[u]
-        if u == 0:
-            continue
-        if sym == "|":
-            if cur:
-                spans.append((cur, start, end))
-            cur = ""
-            continue
-        if not cur:
-            start = t
-        cur, end = cur + sym, t
-    if cur:
-        spans.append((cur, start, end))
-    return " ".join(w for w, _, _ in spans), spans
-
-
 # --- decoding feature sets, in worker processes -----------------------------------------------------
 
 _W: dict = {}
@@ -152,29 +183,23 @@ _W: dict = {}
 
 def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeConfig) -> None:
     """Load the model once per process; one thread each, the parallelism is across shards."""
-    from asr.features import FeatureStore
-    from asr.model import build_from_checkpoint, read_checkpoint
-
     torch.set_num_threads(1)
     ckpt = read_checkpoint(model_path)
-    _W.update(model=build_from_checkpoint(ckpt), tokenizer=CharTokenizer.from_dict(ckpt["tokenizer"]),
-              store=FeatureStore(features_dir), lm_dir=Path(lm_dir) if lm_dir else None, cfg=cfg, decoders={}, sets={})
+    _W.update(model=build_from_checkpoint(ckpt, model_path), tokenizer=CharTokenizer.from_dict(ckpt["tokenizer"]),
+              store=FeatureStore(features_dir), lm_dir=lm_dir, cfg=cfg, decoders={}, sets={})
 
 
-def _decoder(method: str, lm_weight: float, word_score: float) -> BeamSearch:
-    key = (method, lm_weight, word_score)
+def _decoder(lm_weight: float, word_score: float) -> BeamSearch:
+    key = (lm_weight, word_score)
     if key not in _W["decoders"]:
-        cfg = _W["cfg"]
-        _W["decoders"][key] = BeamSearch(_W["tokenizer"].units, method, _W["lm_dir"], cfg.beam_size, cfg.beam_threshold,
-                                         lm_weight, word_score)
+        options = dataclasses.replace(_W["cfg"].search, lm_weight=lm_weight, word_score=word_score)
+        _W["decoders"][key] = BeamSearch(_W["tokenizer"].units, options, _W["lm_dir"])
     return _W["decoders"][key]
 
 
 @torch.inference_mode()
 def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dict:
     """Emissions of a shard, then greedy and every ``(lm_weight, word_score)`` beam setting."""
-    from asr.train import make_batches
-
     name, indices, grid = task
     store, model, cfg = _W["store"], _W["model"], _W["cfg"]
     fs = _W["sets"].setdefault(name, store.open(name))
@@ -188,21 +213,19 @@ def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dic
             lp = log_probs[j, : int(out_lengths[j])]
             out["greedy"][uid] = _W["tokenizer"].decode(u for u, _ in greedy_frames(lp))
             for g in grid:
-                if cfg.method != "greedy":
-                    out[g][uid] = _decoder(cfg.method, *g)(lp)[0]
+                if cfg.search.method != "greedy":
+                    out[g][uid] = _decoder(*g)(lp)[0]
     return out
 
 
 def decode_sets(model_path: Path, features_dir: Path, lm_dir: Path | None, cfg: DecodeConfig, names: list[str],
                 grid: list[tuple[float, float]], nj: int = 1) -> dict[str, dict]:
     """Decode feature sets with every grid setting; returns ``{set: {"greedy"|(w, s): {id: text}, "seconds"}}``."""
-    from asr.features import FeatureStore
-
     store = FeatureStore(features_dir)
     sizes = {n: len(store.open(n)) for n in names}
     results = {}
     args = (str(model_path), str(features_dir), str(lm_dir) if lm_dir else None, cfg)
-    pool = mp.get_context("fork").Pool(nj, initializer=_init, initargs=args) if nj > 1 else None
+    pool = fork_pool(nj, _init, args) if nj > 1 else None
     if pool is None:
         _init(*args)
     try:
@@ -223,20 +246,16 @@ def decode_sets(model_path: Path, features_dir: Path, lm_dir: Path | None, cfg: 
 
 
 def stage(ctx) -> dict:
-    """The ``decode`` stage: tune on dev, decode test sets, write ``<set>/{hyp,greedy,ref}.txt``."""
-    import jiwer
-
-    from asr.features import FeatureStore
-    from asr.scoring import write_text
-
+    """The ``decode`` stage: tune on dev, decode test sets, write a :class:`asr.layout.ReportDir` per set."""
     cfg: DecodeConfig = ctx.config
-    model_path = ctx.inputs["train"] / "model.pt"
+    model_path = TrainDir(ctx.inputs["train"]).model
     lm_dir = ctx.inputs.get("lm")
     store = FeatureStore(ctx.inputs["features"])
     test_sets, tune_sets = store.expand(cfg.sets), store.expand(cfg.tune_sets)
-    uses_lm = cfg.method == "lexicon_lm"
+    method = cfg.search.method
+    uses_lm = method == "lexicon_lm"
     grid = list(itertools.product(cfg.lm_weights if uses_lm else (0.0,), cfg.word_scores))
-    if cfg.method in ("greedy", "beam"):
+    if method in ("greedy", "beam"):
         grid = [(0.0, 0.0)]
     refs = {n: {u["id"]: u["text"] for u in store.open(n).utts} for n in {*tune_sets, *test_sets}}
 
@@ -253,21 +272,21 @@ def stage(ctx) -> dict:
         chosen = (best["lm_weight"], best["word_score"])
         ctx.log(f"decode: tuned on {tune_sets}: lm_weight {chosen[0]}, word_score {chosen[1]} "
                 f"(dev WER {100 * best['dev_wer']:.2f}%)")
-    key = "greedy" if cfg.method == "greedy" else chosen
+    key = "greedy" if method == "greedy" else chosen
     results = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, test_sets, [chosen], ctx.nj)
     rtf = {}
     for name in test_sets:
         audio = sum(u["duration"] for u in store.open(name).utts)
         rtf[name] = results[name]["seconds"] / max(audio, 1e-9)
-        d = ctx.out / name
-        d.mkdir(parents=True, exist_ok=True)
-        write_text(d / "hyp.txt", results[name][key])
-        write_text(d / "greedy.txt", results[name]["greedy"])
-        write_text(d / "ref.txt", refs[name])
-        atomic_write_text(d / "utt2spk", "".join(f"{u['id']} {u['speaker']}\n" for u in store.open(name).utts))
+        d = DecodeDir(ctx.out).set(name)
+        write_text(d.hyp, results[name][key])
+        write_text(d.greedy, results[name]["greedy"])
+        write_text(d.ref, refs[name])
+        write_text(d.utt2spk, {u["id"]: u["speaker"] for u in store.open(name).utts})
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
-    settings = {"method": cfg.method, "beam_size": cfg.beam_size, "lm_weight": chosen[0], "word_score": chosen[1],
+    settings = {"method": method, "beam_size": cfg.search.beam_size, "beam_threshold": cfg.search.beam_threshold,
+                "lm_weight": chosen[0], "word_score": chosen[1],
                 "tuned_on": tune_sets, "greedy_dev_wer": greedy_dev, "grid": tuning, "rtf": rtf, "nj": ctx.nj}
-    atomic_write_text(ctx.out / "settings.json", json.dumps(settings, indent=1) + "\n")
+    atomic_write_text(DecodeDir(ctx.out).settings, json.dumps(settings, indent=1) + "\n")
     return {"rtf": rtf, "settings": {k: v for k, v in settings.items() if k not in ("grid", "rtf", "nj")},
             "nj": ctx.nj}

@@ -11,16 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from asr.errors import CorpusError
-
-CHUNK = 1 << 20
-
-
-def sha256sum(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+from asr.fsutil import CHUNK, sha256sum
 
 
 def download(url: str, dest: str | Path, sha256: str, timeout: float = 60.0) -> Path:

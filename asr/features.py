@@ -10,10 +10,8 @@ training reads frames without copying and a million utterances cost one file.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
-import multiprocessing as mp
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -27,17 +25,19 @@ import torchaudio
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from asr.audio import load_audio, resample
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, load_audio, resample
+from asr.batching import pad
 from asr.config import from_dict, to_dict
 from asr.errors import AsrError, AudioError, ConfigError
 from asr.fsutil import atomic_write_text
-from asr.manifest import Utterance, read_manifest
-from asr.model import pad
+from asr.layout import FeaturesDir
+from asr.manifest import Utterance, expand_sets, manifest_names, read_manifest
+from asr.procs import fork_pool, stop_point
 
+VERSION = 1  # of the features stage's output: bump when the features or the files it writes change
 AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
 TOP_DB = 80.0  # dynamic range kept below each utterance's peak, as librosa.feature.mfcc
 TASK_SIZE = 64  # utterances per worker task: large enough to batch, small enough for a smooth progress bar
-CMVN_FILE = "cmvn.json"
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class FeatureConfig:
     device: str = "auto"  # "auto", "cpu" or "cuda"
 
     def __post_init__(self):
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample_rate {self.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
         if self.deltas not in (0, 1, 2):
             raise ValueError(f"deltas must be 0, 1 or 2, got {self.deltas}")
         if self.n_mfcc > self.n_mels:
@@ -240,7 +242,7 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
         results: Iterator = map(_task, tasks)
         pool = None
     else:
-        pool = mp.get_context("fork").Pool(nj, initializer=_init_worker, initargs=(cfg, "cpu"))
+        pool = fork_pool(nj, _init_worker, (cfg, "cpu"))
         results = pool.imap(_task, tasks)  # ordered: the file is the same for any nj
     try:
         with open(f"{out_prefix}.f32", "wb") as data, tqdm(total=n_items, desc=desc or out_prefix.name,
@@ -257,6 +259,7 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
                         stats.add(u.speaker, f)
                 bad += failed
                 bar.update(len(done) + len(failed))
+                stop_point("features.chunk")
     finally:
         if pool is not None:
             pool.terminate()
@@ -302,8 +305,24 @@ class Cmvn:
                 "speakers": {s: {"mean": m.tolist(), "std": d.tolist()} for s, (m, d) in self.speakers.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Cmvn:
-        return cls(d["kind"], d["mean"], d["std"], d.get("speakers"))
+    def from_dict(cls, d: dict, dim: int | None = None, source: str = "CMVN statistics") -> Cmvn:
+        """Rebuild saved statistics.
+
+        Raises:
+            AsrError: missing entries, an unknown kind, or vectors that are not ``dim`` long (names ``source``).
+        """
+        if not isinstance(d, dict) or any(k not in d for k in ("kind", "mean", "std")):
+            raise AsrError(f"{source}: CMVN statistics lack kind/mean/std; the file is damaged")
+        if d["kind"] not in ("none", "utterance", "speaker", "global"):
+            raise AsrError(f"{source}: unknown CMVN kind {d['kind']!r}")
+        try:
+            cmvn = cls(d["kind"], d["mean"], d["std"], d.get("speakers"))
+        except (TypeError, ValueError, KeyError) as e:
+            raise AsrError(f"{source}: CMVN statistics are not numbers ({e})") from None
+        if dim is not None and not (cmvn.mean.shape == cmvn.std.shape == (dim,)):
+            raise AsrError(f"{source}: CMVN statistics have {cmvn.mean.shape} values, the features {dim}; "
+                           "the file is damaged")
+        return cmvn
 
 
 class FeatureSet:
@@ -311,13 +330,15 @@ class FeatureSet:
 
     def __init__(self, prefix: str | Path, dim: int):
         self.prefix = Path(prefix)
-        self.utts: list[dict] = [json.loads(line) for line in open(f"{self.prefix}.index.jsonl", encoding="utf-8")]
+        data_path, index_path = Path(f"{self.prefix}.f32"), Path(f"{self.prefix}.index.jsonl")
+        with open(index_path, encoding="utf-8") as f:
+            self.utts: list[dict] = [json.loads(line) for line in f]
         total = sum(u["frames"] for u in self.utts)
-        size = os.path.getsize(f"{self.prefix}.f32")
+        size = os.path.getsize(data_path)
         if size != total * dim * 4:
-            raise AsrError(f"{self.prefix}.f32 holds {size} bytes, the index expects {total * dim * 4}; "
+            raise AsrError(f"{data_path} holds {size} bytes, the index expects {total * dim * 4}; "
                            "re-run the features stage with --force")
-        self.data = np.memmap(f"{self.prefix}.f32", dtype=np.float32, mode="r", shape=(total, dim)) if total else \
+        self.data = np.memmap(data_path, dtype=np.float32, mode="r", shape=(total, dim)) if total else \
             np.zeros((0, dim), np.float32)
         self.ids = {u["id"]: i for i, u in enumerate(self.utts)}
 
@@ -329,29 +350,15 @@ class FeatureSet:
         return self.data[u["start"]: u["start"] + u["frames"]]
 
 
-def expand_sets(patterns, available: list[str]) -> list[str]:
-    """Set names matching ``patterns`` (exact names or globs like ``train/*``), in pattern order.
-
-    Raises:
-        AsrError: a pattern that matches nothing (with the sets there are).
-    """
-    out: list[str] = []
-    for pat in patterns:
-        hits = [a for a in sorted(available) if fnmatch.fnmatchcase(a, pat)]
-        if not hits:
-            raise AsrError(f"no set matches {pat!r}; sets: {sorted(available)}")
-        out += [h for h in hits if h not in out]
-    return out
-
-
 class FeatureStore:
     """The features stage's output: its config, CMVN and every set."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        meta = json.loads((self.root / "features.json").read_text())
+        self.dir = FeaturesDir(self.root)
+        meta = json.loads(self.dir.meta.read_text())
         self.config = from_dict(FeatureConfig, meta["config"])
-        self.cmvn = Cmvn.from_dict(json.loads((self.root / CMVN_FILE).read_text()))
+        self.cmvn = Cmvn.from_dict(json.loads(self.dir.cmvn.read_text()), self.config.dim, str(self.dir.cmvn))
         self.sets = meta["sets"]
 
     def expand(self, patterns) -> list[str]:
@@ -360,37 +367,33 @@ class FeatureStore:
     def open(self, name: str) -> FeatureSet:
         if name not in self.sets:
             raise AsrError(f"feature set {name!r} not in {self.root}; sets: {self.sets}")
-        return FeatureSet(self.root / name, self.config.dim)
+        return FeatureSet(self.dir.prefix(name), self.config.dim)
 
 
 # --- the stage ----------------------------------------------------------------------------------------
 
 
-def manifest_names(folder: Path) -> list[str]:
-    """Names (``isolated/train``) of the manifests under a prepare output."""
-    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.jsonl")
-                  if not p.name.endswith(".layout.jsonl"))
-
-
 def stage(ctx) -> dict:
-    """Featurize every configured manifest of the ``prepare`` output; write CMVN statistics."""
+    """Featurize every configured manifest of the ``prepare`` output; write CMVN statistics.
+
+    CMVN statistics that normalise training come from training audio only: the global
+    statistics and each training speaker's are sums over the train sets (speed-perturbed
+    copies included); a speaker who appears only in dev/test sets gets statistics of all
+    their audio in those sets. The result does not depend on the order of the sets.
+    """
     cfg: FeatureConfig = ctx.config
     prep = ctx.inputs["prepare"]
+    out = FeaturesDir(ctx.out)
     sets = expand_sets(cfg.sets or ["*"], manifest_names(prep))
     train_sets = set(expand_sets(cfg.train_sets, sets))
-    stats = _Stats(cfg.dim)
-    train_speakers: set[str] = set()
+    train_stats, other_stats = _Stats(cfg.dim), _Stats(cfg.dim)
     counts, bad_all = {}, []
     for name in sets:
         utts = read_manifest(prep / f"{name}.jsonl")
         is_train = name in train_sets
         speeds = (1.0, *[s for s in cfg.speed_perturb if s != 1.0]) if is_train else (1.0,)
-        set_stats = stats if is_train else _Stats(cfg.dim)
-        r = extract_set(utts, ctx.out / name, cfg, ctx.nj, speeds, set_stats, desc=f"features {name}")
-        if is_train:
-            train_speakers |= {u.speaker for u in utts}
-        else:
-            stats.speakers.update({s: a for s, a in set_stats.speakers.items() if s not in stats.speakers})
+        r = extract_set(utts, out.prefix(name), cfg, ctx.nj, speeds,
+                        train_stats if is_train else other_stats, desc=f"features {name}")
         counts[name] = r["utterances"]
         bad_all += [(name, uid, why) for uid, why in r["bad"]]
         if r["bad"] and len(r["bad"]) > cfg.max_bad_fraction * r["items"]:
@@ -399,12 +402,13 @@ def stage(ctx) -> dict:
                            f"(more than max_bad_fraction={cfg.max_bad_fraction}):\n{shown}")
         for uid, why in r["bad"]:
             ctx.log(f"features {name}: skipped {uid}: {why}")
-    train_acc = [stats.speakers[s] for s in train_speakers]
-    glob = _mean_std(sum(train_acc) if train_acc else sum(stats.speakers.values()))
-    cmvn = Cmvn(cfg.cmvn, glob["mean"], glob["std"], {s: _mean_std(a) for s, a in sorted(stats.speakers.items())})
-    atomic_write_text(ctx.out / CMVN_FILE, json.dumps(cmvn.to_dict()) + "\n")
-    atomic_write_text(ctx.out / "bad.txt", "".join(f"{s} {u} {w}\n" for s, u, w in bad_all))
-    atomic_write_text(ctx.out / "features.json", json.dumps({"config": to_dict(cfg), "sets": sets}, indent=1) + "\n")
+    speakers = {**other_stats.speakers, **train_stats.speakers}  # a training speaker: training audio only
+    pooled = list(train_stats.speakers.values()) or list(other_stats.speakers.values())
+    glob = _mean_std(sum(pooled) if pooled else np.zeros((3, cfg.dim)))
+    cmvn = Cmvn(cfg.cmvn, glob["mean"], glob["std"], {s: _mean_std(a) for s, a in sorted(speakers.items())})
+    atomic_write_text(out.cmvn, json.dumps(cmvn.to_dict()) + "\n")
+    atomic_write_text(out.bad, "".join(f"{s} {u} {w}\n" for s, u, w in bad_all))
+    atomic_write_text(out.meta, json.dumps({"config": to_dict(cfg), "sets": sets}, indent=1) + "\n")
     return {"counts": counts, "bad": len(bad_all), "dim": cfg.dim}
 
 

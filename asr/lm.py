@@ -6,7 +6,11 @@ wheel has no KenLM). The estimator is interpolated Kneser-Ney with one discount
 per order, D = n1 / (n1 + 2 n2) (Ney et al. 1994), written as a backoff ARPA
 model: a listed n-gram carries its interpolated probability and a history's
 backoff weight is its interpolation weight, so every history's probabilities
-sum to 1 (checked in the tests, and the file is read back by the ``arpa`` package).
+sum to 1 (checked in the tests, and KenLM's reader scores it identically).
+
+The lm stage also writes the lexicon: each word spelled in the model's units, for the
+lexicon-constrained beam search (:mod:`asr.decode`, which also holds the adapter that
+feeds this model to flashlight).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
-
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
+from asr.layout import LmDir
+from asr.manifest import expand_sets, manifest_names, read_lines, read_manifest
+
+VERSION = 1  # of the lm stage's output: bump when the estimator or the files it writes change
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LOG0 = -99.0  # ARPA's stand-in for log10(0)
@@ -141,7 +147,7 @@ class NgramLM:
         backoffs: dict[tuple, float] = {}
         n = 0
         try:
-            for line in Path(path).read_text(encoding="utf-8").splitlines():
+            for _, line in read_lines(path):
                 line = line.strip()
                 if not line or line.startswith("ngram ") or line in ("\\data\\", "\\end\\"):
                     continue
@@ -163,42 +169,6 @@ class NgramLM:
         return cls(max(probs), probs, backoffs)
 
 
-class DecoderLM(CTCDecoderLM):
-    """Shallow fusion of an :class:`NgramLM` in torchaudio's flashlight beam search.
-
-    Scores are natural-log probabilities (the decoder's unit); ``words[i]`` is the
-    word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file).
-    """
-
-    def __init__(self, lm: NgramLM, words: list[str]):
-        CTCDecoderLM.__init__(self)
-        self.lm, self.words = lm, words
-        self.context: dict[CTCDecoderLMState, tuple[str, ...]] = {}
-        self.cache: dict[tuple, float] = {}
-
-    def _score(self, word: str, history: tuple[str, ...]) -> float:
-        key = (*history, word)
-        if key not in self.cache:
-            self.cache[key] = self.lm.logprob(word, history) * math.log(10)
-        return self.cache[key]
-
-    def start(self, start_with_nothing: bool = False) -> CTCDecoderLMState:
-        state = CTCDecoderLMState()
-        self.context = {state: (BOS,)}
-        return state
-
-    def score(self, state: CTCDecoderLMState, usr_token_idx: int) -> tuple[CTCDecoderLMState, float]:
-        history = self.context[state]
-        word = self.words[usr_token_idx]
-        child = state.child(usr_token_idx)
-        if child not in self.context:
-            self.context[child] = (*history, word)[-(self.lm.order - 1):] if self.lm.order > 1 else ()
-        return child, self._score(word, history)
-
-    def finish(self, state: CTCDecoderLMState) -> tuple[CTCDecoderLMState, float]:
-        return state, self._score(EOS, self.context[state])
-
-
 # --- the stage -------------------------------------------------------------------------------------
 
 
@@ -210,25 +180,36 @@ class LmConfig:
     order: int = 3
 
 
-def build(texts: list[str], out: Path, order: int) -> NgramLM:
-    """Write ``lm.arpa``, ``lexicon.txt`` (words spelled in characters) and ``words.txt`` (the LM's word list)."""
-    from asr.decode import write_lexicon
+def lexicon_text(words: Iterable[str]) -> str:
+    """flashlight lexicon lines: ``word w o r d |`` (spelled with our character units, ending in the separator)."""
+    return "".join(f"{w} {' '.join(w)} |\n" for w in words)
 
-    lm = NgramLM.estimate(texts, order)
-    lm.write_arpa(out / "lm.arpa")
+
+def words_text(lm: NgramLM) -> tuple[list[str], str]:
+    """The LM's words (sorted, without <s>, </s>, <unk>) and the decoder's word list (``<unk>`` last)."""
     words = sorted(lm.vocab - {BOS, EOS, UNK})
-    write_lexicon(words, out / "lexicon.txt")
-    atomic_write_text(out / "words.txt", "".join(f"{w}\n" for w in [*words, UNK]))
+    return words, "".join(f"{w}\n" for w in [*words, UNK])
+
+
+def write_lm_dir(lm: NgramLM, out: LmDir, arpa: bool = True) -> None:
+    """Write the model (unless ``arpa`` is False), its word list and its lexicon into ``out``."""
+    if arpa:
+        lm.write_arpa(out.arpa)
+    words, listing = words_text(lm)
+    atomic_write_text(out.lexicon, lexicon_text(words))
+    atomic_write_text(out.words, listing)
+
+
+def build(texts: list[str], out: Path, order: int) -> NgramLM:
+    """Write ``out``'s ARPA model, lexicon and word list (see :class:`asr.layout.LmDir`)."""
+    lm = NgramLM.estimate(texts, order)
+    write_lm_dir(lm, LmDir(out))
     return lm
 
 
 def stage(ctx) -> dict:
     """The ``lm`` stage: a word n-gram model and lexicon from the training transcripts."""
-    from asr.manifest import read_manifest
-
     cfg: LmConfig = ctx.config
-    from asr.features import expand_sets, manifest_names
-
     prep = ctx.inputs["prepare"]
     texts = [u.text for name in expand_sets(cfg.sets, manifest_names(prep)) for u in read_manifest(prep / f"{name}.jsonl")]
     lm = build(texts, ctx.out, cfg.order)

@@ -8,12 +8,15 @@ A manifest line is one :class:`Utterance`::
 with an optional ``offset`` (seconds) when the utterance is a segment of a longer
 recording. Kaldi data directories map onto the same records: ``wav.scp`` (plain
 paths only), ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur`` and, for segments,
-``segments``.
+``segments``. Kaldi ``text`` files (``utt-id word word ...``) are read and written
+here too, for references and hypotheses. Every text file must be UTF-8; a line
+that is not is reported with its number.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import math
 from collections import Counter
@@ -21,8 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from asr.errors import ManifestError
-from asr.fsutil import atomic_write_text
+from asr.audio import read_info
+from asr.errors import AsrError, ManifestError
+from asr.fsutil import atomic_write_text, file_stamp, sha256sum
 
 FIELDS = ("id", "audio", "duration", "text", "speaker", "offset")
 
@@ -94,20 +98,19 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     if not path.is_file():
         raise ManifestError(str(path), [("-", "no such manifest file")])
     utts, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                u = Utterance.from_dict(json.loads(line), where)
-                if not Path(u.audio).is_absolute():  # relative audio paths are relative to the manifest
-                    u = dataclasses.replace(u, audio=str(path.parent / u.audio))
-                utts.append(u)
-            except json.JSONDecodeError as e:
-                problems.append((f"line {lineno}", f"not valid JSON ({e.msg})"))
-            except ManifestError as e:
-                problems += [(f"line {lineno} ({uid})", reason) for uid, reason in e.problems]
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            u = Utterance.from_dict(json.loads(line), where)
+            if not Path(u.audio).is_absolute():  # relative audio paths are relative to the manifest
+                u = dataclasses.replace(u, audio=str(path.parent / u.audio))
+            utts.append(u)
+        except json.JSONDecodeError as e:
+            problems.append((f"line {lineno}", f"not valid JSON ({e.msg})"))
+        except ManifestError as e:
+            problems += [(f"line {lineno} ({uid})", reason) for uid, reason in e.problems]
     if problems:
         raise ManifestError(str(path), problems)
     return utts
@@ -119,28 +122,77 @@ def write_manifest(path: str | Path, utts: Iterable[Utterance]) -> None:
     atomic_write_text(path, text)
 
 
-# --- Kaldi data directories -------------------------------------------------------
+# --- text files ----------------------------------------------------------------------
+
+
+def read_lines(path: str | Path) -> list[tuple[int, str]]:
+    """The lines of a UTF-8 text file, numbered from 1, without their line ends.
+
+    Raises:
+        ManifestError: the file is missing, or lines that are not UTF-8 (every one, by number).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(str(path), [("-", f"cannot read the file ({e.strerror})")]) from None
+    lines, problems = [], []
+    for lineno, data in enumerate(raw.splitlines(), 1):
+        try:
+            lines.append((lineno, data.decode("utf-8")))
+        except UnicodeDecodeError as e:
+            problems.append((f"line {lineno}", f"not UTF-8 text (byte 0x{data[e.start]:02x} at column "
+                                               f"{e.start + 1}); convert the file, e.g. iconv -f latin1 -t utf-8"))
+    if problems:
+        raise ManifestError(str(path), problems)
+    return lines
 
 
 def _read_kaldi_table(path: Path, allow_empty_value: bool = False) -> dict[str, str]:
-    """Read a Kaldi ``key value...`` file; the value is the rest of the line."""
+    """Read a Kaldi ``key value...`` file: the key ends at the first whitespace (a space or a
+    tab, as Kaldi reads it), the value is the rest of the line."""
     table, problems = {}, []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            key, _, value = line.strip().partition(" ")
-            value = value.strip()
-            if not value and not allow_empty_value:
-                problems.append((key, f"{path.name}:{lineno} has no value"))
-            elif key in table:
-                problems.append((key, f"{path.name}:{lineno} repeats the key"))
-            else:
-                table[key] = value
+    for lineno, line in read_lines(path):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        key, value = parts[0], (parts[1].strip() if len(parts) > 1 else "")
+        if not value and not allow_empty_value:
+            problems.append((key, f"{path.name}:{lineno} has no value"))
+        elif key in table:
+            problems.append((key, f"{path.name}:{lineno} repeats the key"))
+        else:
+            table[key] = value
     if problems:
         raise ManifestError(str(path), problems)
     return table
+
+
+def read_text(path: str | Path) -> dict[str, str]:
+    """Read a Kaldi ``text`` file (``utt-id word word ...``; any whitespace after the id).
+
+    Raises:
+        AsrError: missing file, lines that are not UTF-8, or repeated ids (all listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AsrError(f"{path}: no such file")
+    try:
+        table = _read_kaldi_table(path, allow_empty_value=True)
+    except ManifestError as e:
+        dups = [uid for uid, why in e.problems if "repeats the key" in why]
+        if dups and len(dups) == len(e.problems):
+            raise AsrError(f"{path}: repeated utterance ids: {dups[:20]}") from None
+        raise
+    return {uid: " ".join(text.split()) for uid, text in table.items()}
+
+
+def write_text(path: str | Path, texts: dict[str, str]) -> None:
+    """Write a Kaldi ``text`` file, sorted by id."""
+    atomic_write_text(path, "".join(f"{k} {v}\n" if v else f"{k}\n" for k, v in sorted(texts.items())))
+
+
+# --- Kaldi data directories -------------------------------------------------------
 
 
 def _fmt(x: float) -> str:
@@ -158,8 +210,6 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
         ManifestError: missing files, piped ``wav.scp`` entries, or ids missing from
             one of the files (every one reported).
     """
-    from asr.audio import read_info
-
     d = Path(data_dir)
     for name in ("wav.scp", "text", "utt2spk"):
         if not (d / name).is_file():
@@ -210,7 +260,7 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
             duration = seg_duration
         else:
             duration = read_info(audio).duration
-        utts.append(Utterance(uid, str(audio), duration, text[uid], utt2spk[uid], offset))
+        utts.append(Utterance(uid, str(audio), duration, " ".join(text[uid].split()), utt2spk[uid], offset))
     return utts
 
 
@@ -256,6 +306,50 @@ def load_data(path: str | Path) -> list[Utterance]:
     """Read a JSONL manifest file or a Kaldi data directory, whichever ``path`` is."""
     p = Path(path)
     return read_kaldi_dir(p) if p.is_dir() else read_manifest(p)
+
+
+def data_fingerprint(path: str | Path) -> dict[str, str]:
+    """What a set's content depends on, for the cache: ``{file: stamp}``.
+
+    The listing files (a JSONL manifest, or every file of a Kaldi data directory:
+    wav.scp, text, utt2spk, segments, ...) are hashed; each audio file they name is
+    stamped with its size and modification time (cheap, as make and Snakemake do).
+    A listing that cannot be parsed is only hashed: the prepare stage reports it.
+    """
+    p = Path(path)
+    out: dict[str, str] = {}
+    listings = sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p]
+    for q in listings:
+        out[str(q)] = f"sha256 {sha256sum(q)}" if q.is_file() else "missing"
+    try:
+        audio = sorted({u.audio for u in read_manifest(p)}) if not p.is_dir() else \
+            sorted({a if Path(a).is_absolute() else str(p / a) for a in _read_kaldi_table(p / "wav.scp").values()})
+    except (AsrError, OSError):
+        audio = []
+    for a in audio:
+        out[a] = file_stamp(a)
+    return out
+
+
+def manifest_names(folder: Path) -> list[str]:
+    """Names (``isolated/train``) of the manifests under a prepare output."""
+    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.jsonl")
+                  if not p.name.endswith(".layout.jsonl"))
+
+
+def expand_sets(patterns, available: list[str]) -> list[str]:
+    """Set names matching ``patterns`` (exact names or globs like ``train/*``), in pattern order.
+
+    Raises:
+        AsrError: a pattern that matches nothing (with the sets there are).
+    """
+    out: list[str] = []
+    for pat in patterns:
+        hits = [a for a in sorted(available) if fnmatch.fnmatchcase(a, pat)]
+        if not hits:
+            raise AsrError(f"no set matches {pat!r}; sets: {sorted(available)}")
+        out += [h for h in hits if h not in out]
+    return out
 
 
 # --- validation ---------------------------------------------------------------------

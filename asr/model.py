@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 from torch import _VF, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asr.errors import AsrError
 
@@ -120,12 +120,6 @@ class AcousticModel(nn.Module):
         return h * valid
 
 
-def pad(arrays) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad a list of ``(T_i, ...)`` arrays into ``(B, max T, ...)``; returns it and the lengths ``(B,)``."""
-    tensors = [torch.as_tensor(a) for a in arrays]
-    return pad_sequence(tensors, batch_first=True), torch.tensor([len(t) for t in tensors])
-
-
 def checkpoint_dict(model: AcousticModel, tokenizer: dict, features: dict, cmvn: dict, extra: dict | None = None) -> dict:
     """Everything needed to transcribe, as plain data (loads with ``weights_only=True``)."""
     model = getattr(model, "module", model)  # unwrap DDP
@@ -134,27 +128,61 @@ def checkpoint_dict(model: AcousticModel, tokenizer: dict, features: dict, cmvn:
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **(extra or {})}
 
 
-def build_from_checkpoint(ckpt: dict) -> AcousticModel:
-    cfg = ModelConfig(**ckpt["model"])
-    model = AcousticModel(ckpt["input_dim"], len(ckpt["tokenizer"]["units"]), cfg)
-    model.load_state_dict(ckpt["state_dict"])
+# what a model file must hold, with the type of each entry
+REQUIRED = {"model": dict, "input_dim": int, "tokenizer": dict, "features": dict, "cmvn": dict, "state_dict": dict}
+
+
+def build_from_checkpoint(ckpt: dict, source: str = "model file") -> AcousticModel:
+    """Rebuild the model of a model file's dict (see :func:`read_checkpoint`).
+
+    Raises:
+        AsrError: a config that is not valid, or weights that do not fit it (names ``source``).
+    """
+    try:
+        cfg = ModelConfig(**ckpt["model"])
+        units = ckpt["tokenizer"].get("units")
+        model = AcousticModel(ckpt["input_dim"], len(units), cfg)
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AsrError(f"{source}: its weights do not match its model config ({detail}); the file is damaged "
+                       "or was edited: use the model.pt the train stage wrote") from None
     return model.eval()
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a model file safely (``weights_only=True``).
+def load_weights(path: str | Path) -> dict:
+    """Load a ``torch.save``d object safely (``weights_only=True``: tensors and plain data, never code).
 
     Raises:
-        AsrError: missing file, not a model file, or a newer format.
+        AsrError: a missing file or one that is not plain data (a pickle that would run code
+            is refused without running it), naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AsrError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for a file that is not plain saved data
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AsrError(f"{path}: not a file of tensors and plain data, refused without running it "
+                       f"({type(e).__name__}: {detail[:300]}); delete it, or use a file this toolkit wrote") from None
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a model file safely (``weights_only=True``) and check what it holds.
+
+    Raises:
+        AsrError: missing file, not a model file, a newer format, or missing entries.
     """
     path = Path(path)
     if not path.is_file():
         raise AsrError(f"{path}: no such model file (train one with `asr run fsdd`, it is written to "
                        "data/fsdd/train/model.pt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for a file that is not a checkpoint
-        raise AsrError(f"{path}: not a readable model file ({type(e).__name__}: {e})") from None
+    ckpt = load_weights(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
         raise AsrError(f"{path}: not an asr model file of format {FORMAT_VERSION}")
+    bad = [k for k, kind in REQUIRED.items() if not isinstance(ckpt.get(k), kind)]
+    if bad or not isinstance(ckpt["tokenizer"].get("units"), list):
+        raise AsrError(f"{path}: the model file lacks {bad or ['tokenizer units']} (damaged, or not written by "
+                       "`asr run`); retrain or use another model file")
     return ckpt

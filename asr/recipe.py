@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
 
+from asr import crossval, decode, features, lm, scoring, train
 from asr.config import apply_overrides
 from asr.errors import ConfigError
-from asr.stages import Pipeline
+from asr.layout import RESULTS
+from asr.stages import Pipeline, Stage
 
 REPO_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -54,20 +57,29 @@ def pipeline(name: str, work_dir: str | None = None, overrides: list[str] = (),
     return Pipeline(module.STAGES, config, work)
 
 
-def standard_stages(prepare, train_stage=None, decode_stage=None, score_stage=None) -> list:
+def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[Stage]:
     """The usual six stages: prepare -> features -> lm -> train -> decode -> score (RESULTS.md).
 
-    Recipes pass their own ``prepare`` (and, for cross-validation, their own
-    train/decode/score); every other stage is the library's.
+    Args:
+        prepare: the corpus module's stage function, ``prepare_version`` its ``VERSION``.
+        prepare_data: ``config -> {file: stamp}`` of the corpus files it reads (see
+            :class:`asr.stages.Stage`), so an edited transcript or replaced audio re-runs it.
     """
-    from asr import decode, features, lm, scoring, train
-    from asr.stages import Stage
-
     return [
-        Stage(1, "prepare", prepare),
-        Stage(2, "features", features.stage, inputs=("prepare",)),
-        Stage(3, "lm", lm.stage, inputs=("prepare",)),
-        Stage(4, "train", train_stage or train.stage, inputs=("features",)),
-        Stage(5, "decode", decode_stage or decode.stage, inputs=("features", "lm", "train")),
-        Stage(6, "score", score_stage or scoring.stage, inputs=("train", "decode"), exports=("RESULTS.md",)),
+        Stage(1, "prepare", prepare, version=prepare_version, data=prepare_data),
+        Stage(2, "features", features.stage, inputs=("prepare",), version=features.VERSION),
+        Stage(3, "lm", lm.stage, inputs=("prepare",), version=lm.VERSION),
+        Stage(4, "train", train.stage, inputs=("features",), version=train.VERSION),
+        Stage(5, "decode", decode.stage, inputs=("features", "lm", "train"), version=decode.VERSION),
+        Stage(6, "score", scoring.stage, inputs=("train", "decode"), exports=(RESULTS,), version=scoring.VERSION),
     ]
+
+
+def crossval_stages(prepare, prepare_version: int, prepare_data=None) -> list[Stage]:
+    """:func:`standard_stages` with train, decode and score run once per fold (:mod:`asr.crossval`)."""
+    stages = standard_stages(prepare, prepare_version, prepare_data)
+    fold = {"train": (crossval.train_stage, train.VERSION, crossval.check_train),
+            "decode": (crossval.decode_stage, decode.VERSION, crossval.check_decode),
+            "score": (crossval.score_stage, scoring.VERSION, None)}
+    return [dataclasses.replace(s, run=fold[s.name][0], version=f"{fold[s.name][1]}+cv{crossval.VERSION}",
+                                check=fold[s.name][2]) if s.name in fold else s for s in stages]

@@ -7,6 +7,8 @@ The bootstrap follows Bisani & Ney (2004), as Kaldi's ``compute-wer-bootci``.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,9 @@ import numpy as np
 
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
+from asr.layout import RECORD, DecodeDir, ReportDir, ScoreDir, TrainDir
+from asr.manifest import read_text, write_text
+from asr.stages import git_commit
 
 BOOTSTRAP_SAMPLES = 1000
 
@@ -69,39 +74,19 @@ class Score:
     alignment: object  # jiwer WordOutput
 
     def bootstrap(self, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, chars: bool = False) -> tuple[float, float]:
-        """95% confidence interval of the WER (or CER) by resampling utterances."""
+        """95% confidence interval of the WER (or CER) by resampling utterances.
+
+        Raises:
+            AsrError: ``samples`` < 1.
+        """
+        if samples < 1:
+            raise AsrError(f"a bootstrap interval needs at least one resample, got {samples}")
         errs, lens = (self.utt_char_errors, self.utt_ref_chars) if chars else (self.utt_errors, self.utt_ref_len)
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, len(self.ids), size=(samples, len(self.ids)))
         rates = errs[idx].sum(1) / np.maximum(lens[idx].sum(1), 1)
         lo, hi = np.percentile(rates, [2.5, 97.5])
         return float(lo), float(hi)
-
-
-def read_text(path: str | Path) -> dict[str, str]:
-    """Read a Kaldi-style ``utt-id word word ...`` file.
-
-    Raises:
-        AsrError: missing file or repeated ids (all listed).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise AsrError(f"{path}: no such file")
-    out, dups = {}, []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        uid, _, text = line.strip().partition(" ")
-        if uid in out:
-            dups.append(uid)
-        out[uid] = " ".join(text.split())
-    if dups:
-        raise AsrError(f"{path}: repeated utterance ids: {dups[:20]}")
-    return out
-
-
-def write_text(path: str | Path, texts: dict[str, str]) -> None:
-    atomic_write_text(path, "".join(f"{k} {v}\n" if v else f"{k}\n" for k, v in sorted(texts.items())))
 
 
 def score(refs: dict[str, str], hyps: dict[str, str], missing_as_deletions: bool = False,
@@ -160,8 +145,13 @@ def compare(a: Score, b: Score, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0)
 # --- decode output directory ---------------------------------------------------------------------
 
 
+UNKNOWN_SPEAKER = "unknown"
+
+
 def speaker_of(uid: str, speakers: dict[str, str] | None) -> str:
-    return (speakers or {}).get(uid) or uid.split("_")[0].split("-")[0]
+    """The utterance's speaker from ``speakers``; never guessed from the id (``7_jackson_32`` is not
+    spoken by "7"): an utterance without one is counted under ``unknown``."""
+    return (speakers or {}).get(uid) or UNKNOWN_SPEAKER
 
 
 def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None = None,
@@ -171,14 +161,16 @@ def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None 
     Returns:
         the one-line summary (also in ``wer``).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "hyp.txt", dict(zip(s.ids, s.hyps)))
-    write_text(out / "ref.txt", dict(zip(s.ids, s.refs)))
+    out = ReportDir(Path(out_dir))
+    if out.root.exists() and not out.root.is_dir():
+        raise AsrError(f"{out.root} is a file; the report needs a folder: give another path")
+    out.root.mkdir(parents=True, exist_ok=True)
+    write_text(out.hyp, dict(zip(s.ids, s.hyps)))
+    write_text(out.ref, dict(zip(s.ids, s.refs)))
     # sclite trn: "words (speaker_utt)"; sclite's -i rm takes the speaker from the id's prefix
     trn_id = {u: f"{speaker_of(u, speakers)}_{u}" for u in s.ids}
-    atomic_write_text(out / "ref.trn", "".join(f"{r} ({trn_id[u]})\n" for u, r in zip(s.ids, s.refs)))
-    atomic_write_text(out / "hyp.trn", "".join(f"{h} ({trn_id[u]})\n" for u, h in zip(s.ids, s.hyps)))
+    atomic_write_text(out.ref_trn, "".join(f"{r} ({trn_id[u]})\n" for u, r in zip(s.ids, s.refs)))
+    atomic_write_text(out.hyp_trn, "".join(f"{h} ({trn_id[u]})\n" for u, h in zip(s.ids, s.hyps)))
 
     lines, confusions = [], Counter()
     per_spk = defaultdict(lambda: np.zeros(4, dtype=np.int64))  # utts, words, errors, sentence errors
@@ -204,85 +196,83 @@ def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None 
         lines += [f"{u} ref  {' '.join(rr)}", f"{u} hyp  {' '.join(hh)}", f"{u} op   {' '.join(ops)}".rstrip(), ""]
         stats = per_spk[speaker_of(u, speakers)]
         stats += [1, s.utt_ref_len[k], s.utt_errors[k], int(s.utt_errors[k] > 0)]
-    atomic_write_text(out / "alignments.txt", "\n".join(lines))
-    atomic_write_text(out / "confusions.txt", "".join(f"{n:6d}  {pair}\n" for pair, n in confusions.most_common()))
+    atomic_write_text(out.alignments, "\n".join(lines))
+    atomic_write_text(out.confusions, "".join(f"{n:6d}  {pair}\n" for pair, n in confusions.most_common()))
     rows = ["speaker      utts  words  errors   WER%  SER%"]
     for spk, (n, w, e, se) in sorted(per_spk.items()):
         rows.append(f"{spk:<12} {n:4d} {w:6d} {e:7d} {100 * e / max(w, 1):6.2f} {100 * se / max(n, 1):5.1f}")
-    atomic_write_text(out / "speakers.txt", "\n".join(rows) + "\n")
+    atomic_write_text(out.speakers, "\n".join(rows) + "\n")
     summary = f"{name}: {s.words.line('WER')} {s.chars.line('CER')}"
     if bootstrap_samples:
         lo, hi = s.bootstrap(bootstrap_samples)
         summary += f" 95% CI [{100 * lo:.2f}, {100 * hi:.2f}]"
-    atomic_write_text(out / "wer", summary + "\n")
+    atomic_write_text(out.summary, summary + "\n")
     return summary
 
 
 # --- the stage ---------------------------------------------------------------------------------------
 
 
+VERSION = 1  # of the score stage's output: bump when what it writes changes
+
+
 @dataclass(frozen=True)
 class ScoreConfig:
     """The ``score`` stage's config section."""
 
-    bootstrap_samples: int = BOOTSTRAP_SAMPLES
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES  # resamples for the 95% intervals; 0: no intervals
 
-
-def _git_commit() -> str:
-    import subprocess
-
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True).stdout.strip()
-        return head.stdout.strip()[:12] + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    def __post_init__(self):
+        if self.bootstrap_samples < 0:
+            raise ValueError(f"bootstrap_samples must be >= 0, got {self.bootstrap_samples}")
 
 
 def _record(d: Path) -> dict:
-    """A stage's record.json; a cross-validation fold's folder has none, its stage folder above has it."""
-    import json
-
-    for p in (d / "record.json", d.parent / "record.json"):
+    """A stage's record; a cross-validation fold's folder has none, its stage folder above has it."""
+    for p in (d / RECORD, d.parent / RECORD):
         if p.is_file():
             return json.loads(p.read_text())
     return {}
 
 
+def _interval(s: Score, samples: int, chars: bool = False) -> str:
+    if not samples:
+        return ""
+    lo, hi = s.bootstrap(samples, chars=chars)
+    return f" [{100 * lo:.2f}, {100 * hi:.2f}]"
+
+
 def stage(ctx) -> dict:
     """The ``score`` stage: a report per decoded set and ``RESULTS.md``."""
-    import json
-    import sys
-
     cfg: ScoreConfig = ctx.config
-    dec = ctx.inputs["decode"]
-    settings = json.loads((dec / "settings.json").read_text())
+    dec = DecodeDir(ctx.inputs["decode"])
+    settings = json.loads(dec.settings.read_text())
     rows, metrics = [], {}
-    for d in sorted(p for p in dec.rglob("hyp.txt")):
-        name = str(d.parent.relative_to(dec))
-        refs = read_text(d.parent / "ref.txt")
-        speakers = dict(line.split(" ", 1) for line in (d.parent / "utt2spk").read_text().splitlines())
-        s = score(refs, read_text(d), ref_name="ref.txt", hyp_name="hyp.txt")
-        g = score(refs, read_text(d.parent / "greedy.txt"))
-        summary = write_report(ctx.out / name, s, speakers, name, cfg.bootstrap_samples)
-        lo, hi = s.bootstrap(cfg.bootstrap_samples)
-        clo, chi = s.bootstrap(cfg.bootstrap_samples, chars=True)
-        metrics[name] = {"wer": s.words.rate, "wer_ci": [lo, hi], "cer": s.chars.rate, "cer_ci": [clo, chi],
-                         "greedy_wer": g.words.rate, "utterances": len(s.ids), "words": s.words.ref_len}
-        rows.append(f"| {name} | {len(s.ids)} | {s.words.ref_len} | {100 * s.words.rate:.2f} "
-                    f"[{100 * lo:.2f}, {100 * hi:.2f}] | {100 * s.chars.rate:.2f} [{100 * clo:.2f}, {100 * chi:.2f}] "
-                    f"| {100 * g.words.rate:.2f} |")
+    for name in dec.sets():
+        d = dec.set(name)
+        refs = read_text(d.ref)
+        speakers = read_text(d.utt2spk)
+        s = score(refs, read_text(d.hyp), ref_name=str(d.ref), hyp_name=str(d.hyp))
+        g = score(refs, read_text(d.greedy))
+        summary = write_report(ScoreDir(ctx.out).set(name).root, s, speakers, name, cfg.bootstrap_samples)
+        metrics[name] = {"wer": s.words.rate, "cer": s.chars.rate, "greedy_wer": g.words.rate,
+                         "utterances": len(s.ids), "words": s.words.ref_len}
+        if cfg.bootstrap_samples:
+            metrics[name]["wer_ci"] = list(s.bootstrap(cfg.bootstrap_samples))
+            metrics[name]["cer_ci"] = list(s.bootstrap(cfg.bootstrap_samples, chars=True))
+        rows.append(f"| {name} | {len(s.ids)} | {s.words.ref_len} | {100 * s.words.rate:.2f}"
+                    f"{_interval(s, cfg.bootstrap_samples)} | {100 * s.chars.rate:.2f}"
+                    f"{_interval(s, cfg.bootstrap_samples, chars=True)} | {100 * g.words.rate:.2f} |")
         ctx.log(summary)
     # the train stage's summary.json, not its record.json: a cross-validation fold has only the former
-    summary_path = ctx.inputs["train"] / "summary.json"
+    summary_path = TrainDir(ctx.inputs["train"]).summary
     train_rec = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     peak = max(_record(p).get("peak_rss_mb", 0) for p in ctx.inputs.values())
+    ci = "95% CI" if cfg.bootstrap_samples else "no CI"
     lines = [
         "# Results", "",
         f"Test sets scored once, with settings tuned on {settings['tuned_on']}.", "",
-        "| set | utterances | words | WER % [95% CI] | CER % [95% CI] | greedy WER % |",
+        f"| set | utterances | words | WER % [{ci}] | CER % [{ci}] | greedy WER % |",
         "|---|---|---|---|---|---|", *rows, "",
         f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
         f"word score {settings['word_score']}",
@@ -292,10 +282,10 @@ def stage(ctx) -> dict:
         f"{train_rec.get('epochs')} epochs, kept {train_rec.get('chosen')}, dev WER (greedy) "
         f"{100 * train_rec.get('dev_wer', 0):.2f}%",
         f"- peak memory (max RSS of a stage process): {peak:.0f} MB",
-        f"- git commit: {_git_commit()}",
+        f"- git commit: {git_commit()}",
         f"- command: `{' '.join(['asr', *sys.argv[1:]]) if sys.argv[0].endswith('asr') else ' '.join(sys.argv)}`",
-        "- confidence intervals: bootstrap over utterances (1000 resamples)", "",
+        (f"- confidence intervals: bootstrap over utterances ({cfg.bootstrap_samples} resamples)"
+         if cfg.bootstrap_samples else "- confidence intervals: none (score.bootstrap_samples=0)"), "",
     ]
-    atomic_write_text(ctx.out / "RESULTS.md", "\n".join(lines))
+    atomic_write_text(ScoreDir(ctx.out).results, "\n".join(lines))
     return {"metrics": metrics}
-

@@ -2,11 +2,13 @@
 
 A stage is a function ``run(ctx) -> dict | None`` that reads only the output
 directories of the stages it names as inputs and writes only ``ctx.out``. Its
-cache key hashes its name, version, config section and the keys of its inputs,
-so changing one parameter re-runs that stage and everything downstream and
-nothing upstream. Work happens in a temporary directory that is renamed into
-place after ``record.json`` (written last) is in it: a killed run leaves the
-previous complete output or none.
+cache key hashes its name, its code version (a constant next to its code), its
+config section, the keys of its inputs and, for a stage that reads data from
+outside the work directory (preparation), a fingerprint of that data: the listing
+files' content and each audio file's size and modification time. Changing any of
+them re-runs that stage and everything downstream and nothing upstream. Work
+happens in a temporary directory that is renamed into place after ``record.json``
+(written last) is in it: a killed run leaves the previous complete output or none.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,11 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asr.config import Config, to_dict
+from asr import __version__
+from asr.config import Config, flatten, to_dict
 from asr.errors import AsrError, ConfigError
 from asr.fsutil import atomic_write_text
+from asr.layout import RECORD
 
-RECORD = "record.json"
+DATA_STAMPS = "data.json"  # a stage's data fingerprint, file by file, next to its record
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -41,17 +48,25 @@ class Stage:
         name: directory name and ``--stage`` alias; also the config section it reads.
         run: the work; returns counts/metrics to store in the record.
         inputs: names of the stages whose outputs it reads.
-        version: bump when the code changes what the stage writes.
+        version: the version of the code that writes this stage's output (a ``VERSION``
+            constant next to that code); a record of another version is stale.
         exports: files of its output copied into the work directory when it finishes
             (e.g. ``RESULTS.md``).
+        data: for a stage reading files outside the work directory, ``config -> {file: stamp}``
+            (see :func:`asr.manifest.data_fingerprint`), or ``None`` while the data is not
+            there yet (a corpus to download).
+        check: ``config -> None``; raises :class:`ConfigError` for settings the stage refuses,
+            before anything runs.
     """
 
     number: int
     name: str
     run: Callable[[StageContext], dict | None]
     inputs: tuple[str, ...] = ()
-    version: int = 1
+    version: int | str = 1
     exports: tuple[str, ...] = ()
+    data: Callable[[Any], dict[str, str] | None] | None = None
+    check: Callable[[Any], None] | None = None
 
 
 @dataclass
@@ -67,10 +82,87 @@ class StageContext:
     log: Callable[[str], None] = field(default=print)
 
 
-def _peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, kids) / 1024, 1)  # Linux reports KiB
+def git_commit() -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes), or ``unknown`` outside a checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
+        return head.stdout.strip()[:12] + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# --- peak memory of one stage -------------------------------------------------------------------
+
+
+def _reset_peak_rss() -> None:
+    """Reset this process's peak RSS (Linux: ``5`` to ``/proc/self/clear_refs`` resets VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _own_peak_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # lifetime peak elsewhere
+
+
+def _children_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# --- the lock on a work directory ----------------------------------------------------------------
+
+_HELD: list = []  # lock files this process holds
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child: close the copies of the parent's lock files. A flock lives as long as any
+    copy of its file is open, so without this, workers orphaned by a killed run kept the work
+    directory locked."""
+    for f in _HELD:
+        try:
+            f.close()
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holders(path: Path) -> list[int]:
+    """Processes with ``path`` open (Linux ``/proc``), this one excepted."""
+    target, found = str(path.resolve()), []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd) == target for fd in (d / "fd").iterdir()):
+                found.append(int(d.name))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+# --- the pipeline ---------------------------------------------------------------------------------
 
 
 class Pipeline:
@@ -78,7 +170,7 @@ class Pipeline:
 
     Raises:
         ConfigError: duplicate stage names/numbers, an input that is not an
-            earlier stage, or a stage without a config section.
+            earlier stage, a stage without a config section, or settings a stage refuses.
     """
 
     def __init__(self, stages: Sequence[Stage], config: Config, work_dir: str | Path):
@@ -94,15 +186,30 @@ class Pipeline:
                     raise ConfigError(f"stage {s.name!r} reads {inp!r}, which is not an earlier stage")
             if s.name not in self.config:
                 raise ConfigError(f"stage {s.name!r} has no config section")
+            if s.check is not None:
+                s.check(self.config[s.name])
+        self.data: dict[str, dict[str, str] | None] = {s.name: s.data(self.config[s.name]) for s in self.stages
+                                                       if s.data is not None}
+        self._rekey()
+
+    # --- keys and records -----------------------------------------------------------
+
+    def _rekey(self) -> None:
         self.keys: dict[str, str] = {}
         for s in self.stages:
             self.keys[s.name] = self._key(s)
 
-    # --- keys and records -----------------------------------------------------------
+    def _data_digest(self, s: Stage) -> str | None:
+        if s.data is None:
+            return None
+        stamps = self.data.get(s.name)
+        if stamps is None:
+            return "pending"  # not there yet (to be downloaded): the key is fixed once the stage ran
+        return hashlib.sha256(json.dumps(stamps, sort_keys=True).encode()).hexdigest()[:16]
 
     def _key_material(self, s: Stage) -> dict:
         return {"stage": s.name, "version": s.version, "config": to_dict(self.config[s.name]),
-                "inputs": {i: self.keys[i] for i in s.inputs}}
+                "inputs": {i: self.keys[i] for i in s.inputs}, "data": self._data_digest(s)}
 
     def _key(self, s: Stage) -> str:
         blob = json.dumps(self._key_material(s), sort_keys=True).encode()
@@ -144,35 +251,66 @@ class Pipeline:
     def _why_stale(self, s: Stage, rec: dict) -> str:
         now = self._key_material(s)
         reasons = []
-        if rec.get("version") != s.version:
-            reasons.append(f"stage version {rec.get('version')} -> {s.version}")
-        old_cfg = rec.get("config", {})
-        for k in sorted(set(old_cfg) | set(now["config"])):
-            if old_cfg.get(k) != now["config"].get(k):
-                reasons.append(f"{s.name}.{k}: {old_cfg.get(k)!r} -> {now['config'].get(k)!r}")
+        if str(rec.get("version")) != str(s.version):
+            reasons.append(f"done by an older version of this stage (version {rec.get('version')}, "
+                           f"now {s.version}: the code that writes it changed)")
+        old_cfg, new_cfg = flatten(rec.get("config", {})), flatten(now["config"])
+        for k in sorted(set(old_cfg) | set(new_cfg)):
+            if old_cfg.get(k) != new_cfg.get(k):
+                reasons.append(f"{s.name}.{k}: {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}")
         for inp, key in now["inputs"].items():
             if rec.get("inputs", {}).get(inp) != key:
                 reasons.append(f"input {inp!r} changed")
+        if rec.get("data") != now["data"]:
+            reasons.append(self._data_changes(s))
         return "; ".join(reasons) or "cache key differs"
+
+    def _data_changes(self, s: Stage) -> str:
+        """Which files of the stage's data changed since its record, by name."""
+        try:
+            old = json.loads((self.out_dir(s.name) / DATA_STAMPS).read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        new = self.data.get(s.name) or {}
+        changed = [f"{p} (edited or replaced)" for p in sorted(set(old) & set(new)) if old[p] != new[p]]
+        changed += [f"{p} (new)" for p in sorted(set(new) - set(old))]
+        changed += [f"{p} (gone)" for p in sorted(set(old) - set(new))]
+        if not changed:
+            return "its data changed"
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        return f"data changed: {', '.join(changed[:5])}{more}"
 
     # --- running --------------------------------------------------------------------
 
     def _lock(self):
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        f = open(self.work_dir / ".lock", "a+")
+        path = self.work_dir / ".lock"
+        f = open(path, "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
+            m = re.match(r"pid (\d+)", holder)
+            if m and not _alive(int(m.group(1))):
+                left = _holders(path)
+                raise AsrError(f"{self.work_dir} was locked by pid {m.group(1)}, which has exited, but "
+                               f"process(es) {left or '(not visible to this user)'} it left behind still hold the "
+                               f"lock: stop them (kill {' '.join(map(str, left)) or 'PID'}) and run again") from None
             raise AsrError(f"{self.work_dir} is in use by {holder}; wait for that run to finish "
                            "or give this one another --work-dir") from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} ({' '.join(sys.argv)})")
         f.flush()
+        _HELD.append(f)
         return f
+
+    def _unlock(self, f) -> None:
+        if f in _HELD:
+            _HELD.remove(f)
+        f.close()
 
     def _recover(self, name: str) -> None:
         """Undo a kill between the two renames of a replacement (see ``_publish``)."""
@@ -217,7 +355,7 @@ class Pipeline:
                 done.append((s.name, "ran"))
             return done
         finally:
-            lock.close()
+            self._unlock(lock)
 
     def _check_inputs(self, s: Stage) -> None:
         for inp in s.inputs:
@@ -234,22 +372,34 @@ class Pipeline:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         partial = self.work_dir / f".partial-{s.name}"
-        if (partial / "KEY").is_file() and (partial / "KEY").read_text() != key:
-            shutil.rmtree(partial)  # checkpoints of another configuration
+        if partial.is_dir() and (not (partial / "KEY").is_file() or (partial / "KEY").read_text() != key):
+            shutil.rmtree(partial)  # checkpoints of another configuration, or of nobody we know
         partial.mkdir(exist_ok=True)
-        (partial / "KEY").write_text(key)
+        atomic_write_text(partial / "KEY", key)
 
         ctx = StageContext(stage=s, config=self.config[s.name], out=tmp,
                            inputs={i: self.out_dir(i) for i in s.inputs}, partial=partial, nj=nj, log=log)
         log(f"stage {s.number} ({s.name}): running")
         start, t0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
+        _reset_peak_rss()
+        children_before = _children_peak_mb()
         result = s.run(ctx) or {}
         wall = time.perf_counter() - t0
+        peak = _own_peak_mb()
+        if _children_peak_mb() > children_before:  # a worker of this stage set a new high
+            peak = max(peak, _children_peak_mb())
+        if s.data is not None and self.data.get(s.name) is None:
+            self.data[s.name] = s.data(self.config[s.name])  # the data it fetched: fixes its key
+            self._rekey()
+            key = self.keys[s.name]
+        if s.data is not None:
+            atomic_write_text(tmp / DATA_STAMPS, json.dumps(self.data[s.name] or {}, indent=0, sort_keys=True) + "\n")
         material = self._key_material(s)
         record = {"stage": s.name, "number": s.number, "version": s.version, "key": key,
-                  "config": material["config"], "inputs": material["inputs"],
+                  "config": material["config"], "inputs": material["inputs"], "data": material["data"],
+                  "asr_version": __version__, "git_commit": git_commit(),
                   "start": start, "end": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "wall_seconds": round(wall, 3), "peak_rss_mb": _peak_rss_mb(), **result}
+                  "wall_seconds": round(wall, 3), "peak_rss_mb": round(peak, 1), **result}
         atomic_write_text(tmp / RECORD, json.dumps(record, indent=2, default=str) + "\n")  # written last
         self._publish(tmp, s.name)
         shutil.rmtree(partial, ignore_errors=True)
@@ -259,9 +409,19 @@ class Pipeline:
 
 
 def config_summary(config: Config) -> str:
-    """``section.key = value`` lines, for ``asr run --show-config``."""
+    """``section.key = value`` lines (``section.group.key`` for nested groups), for ``--show-config``."""
     lines = []
     for section, obj in config.items():
-        for f in dataclasses.fields(obj):
-            lines.append(f"{section}.{f.name} = {getattr(obj, f.name)!r}")
+        lines += [f"{section}.{k} = {v!r}" for k, v in _fields(obj)]
     return "\n".join(lines)
+
+
+def _fields(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out += _fields(value, f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", value))
+    return out

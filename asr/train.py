@@ -1,9 +1,12 @@
 """The training stage: CTC training of the acoustic model, resumable, reproducible, DDP-ready.
 
-Read top to bottom: :func:`load_data` (labels, too-short check), :func:`make_batches`
-(frame-bounded, length-grouped), :func:`train_one_epoch`, :func:`evaluate`, then
-:func:`train`, which ties them together with checkpointing, LR decay on dev
-plateau, early stopping, keep-best and averaging of the last checkpoints.
+Read top to bottom: :func:`load_data` (labels, too-short check), :func:`collate`,
+:func:`evaluate`, the :class:`Trainer` (one epoch, checkpoints), then :func:`train`,
+which ties them together with LR decay on dev plateau, early stopping, keep-best and
+averaging of the last checkpoints. Batches come from :func:`asr.batching.make_batches`
+(frame-bounded, length-grouped). Everything a resumed run needs is in
+:class:`TrainState` and the checkpoint, which holds tensors and plain data only and is
+loaded with ``weights_only=True``.
 
 Several processes (``torchrun --nproc_per_node N -m asr.train ...``) train with
 DistributedDataParallel: NCCL on GPUs, Gloo on CPUs. The stage launches torchrun
@@ -13,30 +16,40 @@ itself when ``train.nproc > 1``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import jiwer
+import matplotlib
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn import functional as F
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from asr.config import to_dict
-from asr.decode import greedy
+from asr.batching import make_batches, pad
+from asr.config import from_dict, to_dict
+from asr.ctc import ctc_min_frames, greedy
 from asr.errors import AsrError
-from asr.features import FeatureStore, spec_augment
-from asr.model import AcousticModel, ModelConfig, checkpoint_dict, pad
+from asr.features import FeatureStore, pick_device, spec_augment
+from asr.layout import CheckpointDir, TrainDir
+from asr.model import AcousticModel, ModelConfig, checkpoint_dict, load_weights
+from asr.procs import stop_point
 from asr.tokenizer import CharTokenizer
+
+matplotlib.use("Agg")  # curves are written to a file; no display
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+
+VERSION = 1  # of the train stage's output: bump when the training or the files it writes change
 
 
 @dataclass(frozen=True)
@@ -46,14 +59,7 @@ class TrainConfig:
     train_sets: tuple[str, ...] = ("train",)  # feature sets to train on
     dev_sets: tuple[str, ...] = ("dev",)  # feature sets for LR decay, early stopping, model choice
     max_utterances: int = 0  # 0: all; else a seeded random subset of the training sets (quick runs)
-    # model (see asr.model.ModelConfig)
-    rnn: Literal["lstm", "gru"] = "lstm"
-    bidirectional: bool = True
-    num_layers: int = 3
-    hidden: int = 256
-    proj: int = 0
-    dropout: float = 0.1
-    stack: int = 1
+    model: ModelConfig = ModelConfig()  # the network (train.model.hidden=128, ...)
     # optimisation
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-3
@@ -80,13 +86,8 @@ class TrainConfig:
     checkpoint_every: int = 50  # batches between mid-epoch checkpoints
 
     def __post_init__(self):
-        self.model_config()  # validates the model fields
         if self.batch_frames < 1 or self.epochs < 1 or self.lr <= 0:
             raise ValueError("batch_frames, epochs and lr must be positive")
-
-    def model_config(self) -> ModelConfig:
-        names = {f.name for f in dataclasses.fields(ModelConfig)}
-        return ModelConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -103,11 +104,6 @@ class Data:
     ids: list[str]
     speakers: list[str]
     texts: list[str]
-
-
-def ctc_min_frames(labels: list[int]) -> int:
-    """Frames CTC needs for a label sequence: one per label plus a blank between repeats."""
-    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:]))
 
 
 def load_data(store: FeatureStore, names, tokenizer: CharTokenizer, stack: int, max_utts: int = 0,
@@ -144,34 +140,6 @@ def load_data(store: FeatureStore, names, tokenizer: CharTokenizer, stack: int, 
     return data, short
 
 
-def make_batches(frames: np.ndarray, batch_frames: int, epoch: int, seed: int) -> list[list[int]]:
-    """Frame-bounded batches of similar lengths.
-
-    Epoch 0 goes shortest first (SortaGrad); later epochs sort by a randomly
-    jittered length (+-10%), cut batches, and shuffle the batch order, seeded by
-    ``(seed, epoch)`` so a resumed run rebuilds the same batches.
-    """
-    if epoch == 0:
-        order = np.argsort(frames, kind="stable")
-    else:
-        rng = np.random.default_rng([seed, epoch])
-        order = np.argsort(frames * rng.uniform(0.9, 1.1, size=len(frames)), kind="stable")
-    batches, cur, longest = [], [], 0
-    for i in order:
-        longest_if = max(longest, int(frames[i]))
-        if cur and longest_if * (len(cur) + 1) > batch_frames:
-            batches.append(cur)
-            cur, longest_if = [], int(frames[i])
-        cur.append(int(i))
-        longest = longest_if
-    if cur:
-        batches.append(cur)
-    if epoch > 0:
-        rng = np.random.default_rng([seed, epoch, 1])
-        batches = [batches[k] for k in rng.permutation(len(batches))]
-    return batches
-
-
 def collate(data: Data, batch: list[int], cmvn, device: torch.device):
     """Padded ``(B, T, D)`` features (CMVN applied), lengths, concatenated targets, target lengths."""
     x, lengths = pad([cmvn(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch])
@@ -180,7 +148,7 @@ def collate(data: Data, batch: list[int], cmvn, device: torch.device):
     return x.to(device), lengths.to(device), targets.to(device), target_lengths.to(device)
 
 
-# --- one epoch, one evaluation ------------------------------------------------------------------------
+# --- loss and evaluation ------------------------------------------------------------------------------
 
 
 def _autocast(device: torch.device, precision: str):
@@ -213,46 +181,122 @@ def evaluate(model, data: Data, cmvn, tokenizer, cfg: TrainConfig, device) -> di
     return {"loss": total / max(len(data.items), 1), "wer": wer, "cer": cer}
 
 
-def train_one_epoch(state: dict, model, opt, scaler, data: Data, cmvn, cfg: TrainConfig, device, rank: int,
-                    world: int, save, writer, log) -> None:
-    """Train from ``state["batch"]`` to the end of ``state["epoch"]``; checkpoints via ``save()``."""
-    batches = make_batches(data.frames, cfg.batch_frames, state["epoch"], cfg.seed)
-    batches = batches[: len(batches) - len(batches) % world] if world > 1 else batches
-    mine = batches[rank::world]
-    params = [p for p in model.parameters() if p.requires_grad]
-    hop_s = state["hop_seconds"]
-    bar = tqdm(total=len(mine), initial=state["batch"], desc=f"epoch {state['epoch'] + 1}/{cfg.epochs}",
-               disable=None if rank == 0 else True, leave=False, unit="batch")
-    t0, audio_s = time.perf_counter(), 0.0
-    for b in range(state["batch"], len(mine)):
-        x, xl, y, yl = collate(data, mine[b], cmvn, device)
-        if cfg.spec_augment:
-            x = spec_augment(x, cfg.freq_mask, cfg.n_freq_masks, cfg.time_mask, cfg.n_time_masks)
-        loss, _, _ = ctc_loss(model, x, xl, y, yl, device, cfg.precision)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-        loss_value = float(loss.detach())
-        if torch.isfinite(norm) and math.isfinite(loss_value):
-            scaler.step(opt)
-            state["loss_sum"] += loss_value * len(mine[b])
-            state["loss_n"] += len(mine[b])
-        else:
-            state["skipped"] += 1  # non-finite gradients: skip the step, keep the weights
-        scaler.update()
-        state["step"] += 1
-        state["batch"] = b + 1
-        audio_s += float(xl.sum()) * hop_s
-        if writer is not None:
-            writer.add_scalar("train/loss", loss_value, state["step"])
-            writer.add_scalar("train/grad_norm", float(norm), state["step"])
-        bar.set_postfix(loss=f"{loss_value:.3f}", norm=f"{float(norm):.2f}",
-                        audio_x=f"{audio_s * world / (time.perf_counter() - t0):.0f}")
-        bar.update(1)
-        if cfg.checkpoint_every and state["batch"] % cfg.checkpoint_every == 0 and state["batch"] < len(mine):
-            save()
-    bar.close()
+# --- the trainer ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainState:
+    """Where training stands: saved in every checkpoint (as a plain dict), restored on resume."""
+
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # batches of the current epoch finished
+    step: int = 0  # optimizer steps taken (or skipped) in all
+    skipped: int = 0  # steps skipped for non-finite gradients
+    loss_sum: float = 0.0  # this epoch's summed training loss (x utterances) ...
+    loss_n: int = 0  # ... over this many utterances
+    best: list[float] | None = None  # [dev WER, dev loss] of the best epoch
+    best_epoch: int = -1
+    bad_epochs: int = 0  # epochs since dev last improved
+    stopped: bool = False  # early stopping fired
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    seconds: float = 0.0  # wall time of training and dev evaluation
+    train_seconds: float = 0.0  # wall time of training alone
+
+
+@dataclass
+class Trainer:
+    """The model, its optimizer and schedule, and the process's place in a DDP job."""
+
+    cfg: TrainConfig
+    core: AcousticModel  # the model itself
+    model: torch.nn.Module  # the model as trained (DDP-wrapped when world > 1)
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    ckpt: CheckpointDir
+    cmvn: object
+    hop_seconds: float
+    rank: int = 0
+    world: int = 1
+    writer: SummaryWriter | None = None
+    state: TrainState = field(default_factory=TrainState)
+
+    def save_checkpoint(self) -> None:
+        """Everything a resumed run needs, as tensors and plain data (loads with ``weights_only=True``)."""
+        if self.rank:
+            return
+        cuda = self.device.type == "cuda"
+        _save_atomic({"model": self.core.state_dict(), "optimizer": self.opt.state_dict(),
+                      "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
+                      "state": asdict(self.state), "rng": torch.get_rng_state(),
+                      "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None},
+                     self.ckpt.checkpoint)
+
+    def resume(self) -> bool:
+        """Restore from the checkpoint, if there is one.
+
+        Raises:
+            AsrError: a checkpoint that is not plain data (refused without running it) or not ours.
+        """
+        path = self.ckpt.checkpoint
+        if not path.is_file():
+            return False
+        ckpt = load_weights(path)
+        try:
+            self.core.load_state_dict(ckpt["model"])
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.sched.load_state_dict(ckpt["scheduler"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            self.state = TrainState(**ckpt["state"])
+            torch.set_rng_state(ckpt["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise AsrError(f"{path}: not a checkpoint of this training ({type(e).__name__}: {e}); delete "
+                           f"{path.parent} to start afresh") from None
+        if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+        return True
+
+    def train_one_epoch(self, data: Data) -> None:
+        """Train from ``state.batch`` to the end of ``state.epoch``, checkpointing every ``checkpoint_every`` batches."""
+        cfg, st = self.cfg, self.state
+        batches = make_batches(data.frames, cfg.batch_frames, st.epoch, cfg.seed)
+        batches = batches[: len(batches) - len(batches) % self.world] if self.world > 1 else batches
+        mine = batches[self.rank::self.world]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        bar = tqdm(total=len(mine), initial=st.batch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
+                   disable=None if self.rank == 0 else True, leave=False, unit="batch")
+        t0, audio_s = time.perf_counter(), 0.0
+        for b in range(st.batch, len(mine)):
+            x, xl, y, yl = collate(data, mine[b], self.cmvn, self.device)
+            if cfg.spec_augment:
+                x = spec_augment(x, cfg.freq_mask, cfg.n_freq_masks, cfg.time_mask, cfg.n_time_masks)
+            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, cfg.precision)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+            loss_value = float(loss.detach())
+            if torch.isfinite(norm) and math.isfinite(loss_value):
+                self.scaler.step(self.opt)
+                st.loss_sum += loss_value * len(mine[b])
+                st.loss_n += len(mine[b])
+            else:
+                st.skipped += 1  # non-finite gradients: skip the step, keep the weights
+            self.scaler.update()
+            st.step += 1
+            st.batch = b + 1
+            audio_s += float(xl.sum()) * self.hop_seconds
+            if self.writer is not None:
+                self.writer.add_scalar("train/loss", loss_value, st.step)
+                self.writer.add_scalar("train/grad_norm", float(norm), st.step)
+            bar.set_postfix(loss=f"{loss_value:.3f}", norm=f"{float(norm):.2f}",
+                            audio_x=f"{audio_s * self.world / (time.perf_counter() - t0):.0f}")
+            bar.update(1)
+            if cfg.checkpoint_every and st.batch % cfg.checkpoint_every == 0 and st.batch < len(mine):
+                self.save_checkpoint()
+                stop_point("train.checkpoint")
+        bar.close()
 
 
 # --- the whole training ---------------------------------------------------------------------------
@@ -260,8 +304,6 @@ def train_one_epoch(state: dict, model, opt, scaler, data: Data, cmvn, cfg: Trai
 
 def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     """Rank, world size and device; joins the process group under torchrun."""
-    from asr.features import pick_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(cfg.device)
     if world > 1 and not dist.is_initialized():
@@ -291,16 +333,12 @@ def _broadcast(values: list[float], device) -> list[float]:
 
 
 def _average(paths: list[Path]) -> dict:
-    states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    """The average of saved state dicts (loaded safely: a planted file is refused)."""
+    states = [load_weights(p) for p in paths]
     return {k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype) for k in states[0]}
 
 
 def _plot(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train CTC loss")
@@ -316,8 +354,44 @@ def _plot(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _end_of_epoch(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None:
+    """Dev evaluation, history, keep-best, epoch model, LR schedule and early stopping (epoch began at ``t0``)."""
+    cfg, st, device = t.cfg, t.state, t.device
+    sums = torch.tensor([st.loss_sum, st.loss_n], dtype=torch.float64, device=device)
+    if t.world > 1:
+        dist.all_reduce(sums)
+    dev = evaluate(t.core, dev_data, t.cmvn, tokenizer, cfg, device) if t.rank == 0 else {"loss": 0, "wer": 0, "cer": 0}
+    dev_loss, dev_wer, dev_cer = _broadcast([dev["loss"], dev["wer"], dev["cer"]], device)
+    epoch = st.epoch + 1
+    st.seconds += time.perf_counter() - t0
+    row = {"epoch": epoch, "train_loss": float(sums[0] / max(sums[1], 1)), "dev_loss": dev_loss,
+           "dev_wer": dev_wer, "dev_cer": dev_cer, "lr": t.opt.param_groups[0]["lr"],
+           "skipped_steps": st.skipped, "seconds": round(st.seconds, 1), "train_seconds": round(st.train_seconds, 1)}
+    st.history.append(row)
+    log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, dev loss {dev_loss:.4f}, "
+        f"dev WER {100 * dev_wer:.2f}%, CER {100 * dev_cer:.2f}%, lr {row['lr']:.2e}")
+    if t.writer is not None:
+        for k in ("train_loss", "dev_loss", "dev_wer", "dev_cer", "lr"):
+            t.writer.add_scalar(f"epoch/{k}", row[k], epoch)
+    score = [dev_wer, dev_loss]
+    if st.best is None or score < st.best:
+        st.best, st.best_epoch, st.bad_epochs = score, epoch, 0
+        if t.rank == 0:
+            _save_atomic(t.core.state_dict(), t.ckpt.best)
+    else:
+        st.bad_epochs += 1
+    if t.rank == 0:
+        _save_atomic(t.core.state_dict(), t.ckpt.epoch(epoch))
+        t.ckpt.epoch(epoch - cfg.average_last).unlink(missing_ok=True)
+    t.sched.step(dev_loss)
+    st.epoch, st.batch, st.loss_sum, st.loss_n = epoch, 0, 0.0, 0
+    if cfg.early_stop and st.bad_epochs >= cfg.early_stop:
+        st.stopped = True
+        log(f"train: no dev improvement for {cfg.early_stop} epochs, stopping")
+
+
 def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=print) -> dict:
-    """Train, resuming from ``partial/checkpoint.pt`` when it exists; write ``out/model.pt``.
+    """Train, resuming from the checkpoint in ``partial`` when there is one; write ``out``'s model file.
 
     Returns:
         a summary: epochs, best dev WER/loss, skipped steps, too-short utterances, seconds.
@@ -326,123 +400,72 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     partial.mkdir(parents=True, exist_ok=True)
+    result, ckpt_dir = TrainDir(out), CheckpointDir(partial)
     store = FeatureStore(features_dir)
     texts = [u["text"] for name in store.expand(cfg.train_sets) for u in store.open(name).utts]
     tokenizer = CharTokenizer.from_texts(texts)
     quiet = (lambda m: None) if rank else log
-    train_data, short = load_data(store, cfg.train_sets, tokenizer, cfg.stack, cfg.max_utterances, cfg.seed, quiet)
+    stack = cfg.model.stack
+    train_data, short = load_data(store, cfg.train_sets, tokenizer, stack, cfg.max_utterances, cfg.seed, quiet)
     try:
-        dev_data, dev_short = load_data(store, cfg.dev_sets, tokenizer, cfg.stack, log=quiet)
+        dev_data, dev_short = load_data(store, cfg.dev_sets, tokenizer, stack, log=quiet)
     except AsrError as e:
         raise AsrError(f"dev sets {cfg.dev_sets}: {e} (characters never seen in training)") from None
     if not train_data.items:
         raise AsrError(f"no usable training utterances in {cfg.train_sets}")
 
-    model = AcousticModel(store.config.dim, len(tokenizer), cfg.model_config()).to(device)
-    core = model
+    core = AcousticModel(store.config.dim, len(tokenizer), cfg.model).to(device)
+    model = core
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None)
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_decay, patience=cfg.lr_patience)
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision == "fp16")
-    state = {"epoch": 0, "batch": 0, "step": 0, "skipped": 0, "loss_sum": 0.0, "loss_n": 0, "best": None,
-             "best_epoch": -1, "bad_epochs": 0, "stopped": False, "history": [],
-             "hop_seconds": store.config.hop_ms / 1000, "seconds": 0.0, "train_seconds": 0.0}
-    ckpt_path = partial / "checkpoint.pt"
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # our own file, holds RNG state
-        core.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state = ckpt["state"]
-        torch.set_rng_state(ckpt["rng"])
-        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-        quiet(f"train: resuming at epoch {state['epoch'] + 1}, batch {state['batch']} (step {state['step']})")
-
-    def save():
-        if rank == 0:
-            _save_atomic({"model": core.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "scaler": scaler.state_dict(), "state": state, "rng": torch.get_rng_state(),
-                          "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-                         ckpt_path)
-
-    writer = None
-    if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(partial / "tb"))
-    cmvn = store.cmvn
-    while state["epoch"] < cfg.epochs and not state["stopped"]:
+    t = Trainer(cfg, core, model, opt,
+                torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_decay, patience=cfg.lr_patience),
+                torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision == "fp16"),
+                device, ckpt_dir, store.cmvn, store.config.hop_ms / 1000, rank, world,
+                SummaryWriter(str(ckpt_dir.tensorboard)) if rank == 0 else None)
+    if t.resume():
+        quiet(f"train: resuming at epoch {t.state.epoch + 1}, batch {t.state.batch} (step {t.state.step})")
+    st = t.state
+    while st.epoch < cfg.epochs and not st.stopped:
         t0 = time.perf_counter()
-        train_one_epoch(state, model, opt, scaler, train_data, cmvn, cfg, device, rank, world, save, writer, quiet)
-        state["train_seconds"] += time.perf_counter() - t0  # without the dev evaluation
-        sums = torch.tensor([state["loss_sum"], state["loss_n"]], dtype=torch.float64, device=device)
-        if world > 1:
-            dist.all_reduce(sums)
-        dev = evaluate(core, dev_data, cmvn, tokenizer, cfg, device) if rank == 0 else {"loss": 0, "wer": 0, "cer": 0}
-        dev_loss, dev_wer, dev_cer = _broadcast([dev["loss"], dev["wer"], dev["cer"]], device)
-        epoch = state["epoch"] + 1
-        state["seconds"] += time.perf_counter() - t0
-        row = {"epoch": epoch, "train_loss": float(sums[0] / max(sums[1], 1)), "dev_loss": dev_loss,
-               "dev_wer": dev_wer, "dev_cer": dev_cer, "lr": opt.param_groups[0]["lr"],
-               "skipped_steps": state["skipped"], "seconds": round(state["seconds"], 1),
-               "train_seconds": round(state["train_seconds"], 1)}
-        state["history"].append(row)
-        quiet(f"epoch {epoch}: train loss {row['train_loss']:.4f}, dev loss {dev_loss:.4f}, "
-              f"dev WER {100 * dev_wer:.2f}%, CER {100 * dev_cer:.2f}%, lr {row['lr']:.2e}")
-        if writer is not None:
-            for k in ("train_loss", "dev_loss", "dev_wer", "dev_cer", "lr"):
-                writer.add_scalar(f"epoch/{k}", row[k], epoch)
-        score = [dev_wer, dev_loss]
-        if state["best"] is None or score < state["best"]:
-            state.update(best=score, best_epoch=epoch, bad_epochs=0)
-            if rank == 0:
-                _save_atomic(core.state_dict(), partial / "best.pt")
-        else:
-            state["bad_epochs"] += 1
-        if rank == 0:
-            _save_atomic(core.state_dict(), partial / f"epoch{epoch}.pt")
-            (partial / f"epoch{epoch - cfg.average_last}.pt").unlink(missing_ok=True)
-        sched.step(dev_loss)
-        state.update(epoch=epoch, batch=0, loss_sum=0.0, loss_n=0)
-        if cfg.early_stop and state["bad_epochs"] >= cfg.early_stop:
-            state["stopped"] = True
-            quiet(f"train: no dev improvement for {cfg.early_stop} epochs, stopping")
-        save()
-    if writer is not None:
-        writer.close()
+        t.train_one_epoch(train_data)
+        st.train_seconds += time.perf_counter() - t0  # without the dev evaluation
+        _end_of_epoch(t, dev_data, tokenizer, quiet, t0)
+        t.save_checkpoint()
+        stop_point("train.epoch")
+    if t.writer is not None:
+        t.writer.close()
 
     summary = {}
     if rank == 0:
-        core.load_state_dict(torch.load(partial / "best.pt", map_location="cpu", weights_only=True))
-        chosen = f"best (epoch {state['best_epoch']})"
-        best_dev = {"wer": state["best"][0], "loss": state["best"][1]}
-        last = sorted(partial.glob("epoch*.pt"), key=lambda p: int(p.stem[5:]))[-cfg.average_last:]
+        core.load_state_dict(load_weights(ckpt_dir.best))
+        chosen = f"best (epoch {st.best_epoch})"
+        best_dev = {"wer": st.best[0], "loss": st.best[1]}
+        last = ckpt_dir.epochs()[-cfg.average_last:]
         if cfg.average_last > 1 and len(last) > 1:
             best_state = {k: v.clone() for k, v in core.state_dict().items()}
             core.load_state_dict(_average(last))
-            avg = evaluate(core, dev_data, cmvn, tokenizer, cfg, device)
-            if [avg["wer"], avg["loss"]] <= state["best"]:
+            avg = evaluate(core, dev_data, t.cmvn, tokenizer, cfg, device)
+            if [avg["wer"], avg["loss"]] <= st.best:
                 chosen, best_dev = f"average of epochs {[int(p.stem[5:]) for p in last]}", avg
             else:
                 core.load_state_dict(best_state)
         quiet(f"train: keeping the {chosen}: dev WER {100 * best_dev['wer']:.2f}%")
         extra = {"train_config": to_dict(cfg), "chosen": chosen}
         torch.save(checkpoint_dict(core, tokenizer.to_dict(), to_dict(store.config), store.cmvn.to_dict(), extra),
-                   out / "model.pt")
-        (out / "history.json").write_text(json.dumps(state["history"], indent=1) + "\n")
-        (out / "too_short.txt").write_text("".join(f"{u} {h} {n}\n" for u, h, n in short + dev_short))
-        _plot(state["history"], out / "curves.png")
-        if (partial / "tb").is_dir():
-            os.replace(partial / "tb", out / "tb")
-        summary = {"epochs": len(state["history"]), "chosen": chosen, "dev_wer": best_dev["wer"],
-                   "dev_loss": best_dev["loss"], "final_train_loss": state["history"][-1]["train_loss"],
-                   "skipped_steps": state["skipped"], "too_short": len(short) + len(dev_short),
-                   "train_utterances": len(train_data.items), "train_seconds": round(state["seconds"], 1)}
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+                   result.model)
+        result.history.write_text(json.dumps(st.history, indent=1) + "\n")
+        result.too_short.write_text("".join(f"{u} {h} {n}\n" for u, h, n in short + dev_short))
+        _plot(st.history, result.curves)
+        if ckpt_dir.tensorboard.is_dir():
+            os.replace(ckpt_dir.tensorboard, result.tensorboard)
+        summary = {"epochs": len(st.history), "chosen": chosen, "dev_wer": best_dev["wer"],
+                   "dev_loss": best_dev["loss"], "final_train_loss": st.history[-1]["train_loss"],
+                   "skipped_steps": st.skipped, "too_short": len(short) + len(dev_short),
+                   "train_utterances": len(train_data.items), "train_seconds": round(st.seconds, 1)}
+        result.summary.write_text(json.dumps(summary, indent=1) + "\n")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -460,22 +483,28 @@ def stage(ctx) -> dict:
         ctx.log("train: " + " ".join(cmd[:6]) + " ...")
         if subprocess.run(cmd).returncode != 0:
             raise AsrError(f"distributed training failed (see the output above); checkpoints are kept in {ctx.partial}")
-        return json.loads((ctx.out / "summary.json").read_text())
+        return json.loads(TrainDir(ctx.out).summary.read_text())
     return train(cfg, feats, ctx.out, ctx.partial, ctx.log)
 
 
 def main(argv=None) -> None:
     """Entry point for ``torchrun ... -m asr.train`` (one process per GPU or CPU worker, any number of nodes)."""
-    from asr.config import from_dict
-
     p = argparse.ArgumentParser(description="Train the acoustic model (one process of a torchrun job).")
     p.add_argument("--features", required=True, help="output directory of the features stage")
     p.add_argument("--out", required=True, help="where model.pt and the logs go")
     p.add_argument("--partial", required=True, help="checkpoint directory (shared by all processes)")
-    p.add_argument("--config", default="{}", help="TrainConfig fields as JSON")
+    p.add_argument("--config", default="{}", help="TrainConfig fields as JSON (nested: {\"model\": {\"hidden\": 128}})")
     a = p.parse_args(argv)
-    cfg = from_dict(TrainConfig, {**to_dict(TrainConfig()), **json.loads(a.config)})
-    train(cfg, Path(a.features), Path(a.out), Path(a.partial))
+    given = json.loads(a.config)
+    base = to_dict(TrainConfig())
+    base.update({k: ({**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v)
+                 for k, v in given.items()})
+    cfg = from_dict(TrainConfig, base)
+    try:
+        train(cfg, Path(a.features), Path(a.out), Path(a.partial))
+    except AsrError as e:
+        print(f"asr.train: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ grow with the file's length; word times come from the CTC frame positions.
 
 from __future__ import annotations
 
-import tempfile
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,9 @@ import torch
 
 from asr.audio import resample, stream_audio
 from asr.config import from_dict
-from asr.errors import AsrError
+from asr.ctc import greedy_frames, words_with_frames
+from asr.decode import BeamSearch, DecodeOptions
+from asr.errors import AsrError, ConfigError
 from asr.features import Cmvn, FeatureConfig, Mfcc
 from asr.model import build_from_checkpoint, read_checkpoint
 from asr.tokenizer import CharTokenizer
@@ -40,53 +42,40 @@ class Transcript:
                 "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in self.words]}
 
 
-def lm_dir_for(lm: str | Path) -> Path:
-    """The lm stage's output folder, or an ARPA file (its lexicon is written to a temporary folder)."""
-    from asr import lm as lm_mod
-
-    lm = Path(lm)
-    if lm.is_dir():
-        if not (lm / "lexicon.txt").is_file():
-            raise AsrError(f"{lm}: no lexicon.txt; pass the lm stage's output folder (e.g. data/fsdd/lm) or an .arpa file")
-        return lm
-    model = lm_mod.NgramLM.read_arpa(lm)
-    tmp = Path(tempfile.mkdtemp(prefix="asr-lm-"))
-    from asr.decode import write_lexicon
-    from asr.fsutil import atomic_write_text
-
-    words = sorted(model.vocab - {lm_mod.BOS, lm_mod.EOS, lm_mod.UNK})
-    write_lexicon(words, tmp / "lexicon.txt")
-    atomic_write_text(tmp / "words.txt", "".join(f"{w}\n" for w in [*words, lm_mod.UNK]))
-    (tmp / "lm.arpa").symlink_to(lm.resolve())
-    return tmp
-
-
 class Recognizer:
     """A loaded model with its features, CMVN and decoder.
 
     Args:
         ckpt: the model file's dict (see :func:`asr.model.checkpoint_dict`).
-        method: ``greedy``, ``beam`` (lexicon-free), ``lexicon`` or ``lexicon_lm``.
+        options: the decoder (:class:`asr.decode.DecodeOptions`); ``None``: lexicon + LM
+            beam search with ``lm``, greedy without.
         lm: for the lexicon methods, the lm stage's output folder or an ARPA file.
         chunk_seconds: longer audio is processed in chunks of this length.
+        source: the model file's name, for error messages.
+    Raises:
+        AsrError: a model file whose parts do not fit together (names ``source``).
     """
 
-    def __init__(self, ckpt: dict, method: str = "greedy", lm: str | Path | None = None, beam_size: int = 16,
-                 lm_weight: float = 1.0, word_score: float = 0.0, chunk_seconds: float = 30.0, device: str = "cpu"):
-        self.model = build_from_checkpoint(ckpt).to(device)
+    def __init__(self, ckpt: dict, options: DecodeOptions | None = None, lm: str | Path | None = None,
+                 chunk_seconds: float = 30.0, device: str = "cpu", source: str = "model file"):
+        if options is None:
+            options = DecodeOptions() if lm else DecodeOptions(method="greedy")
+        self.options = options
+        self.model = build_from_checkpoint(ckpt, source).to(device)
         self.device = torch.device(device)
         self.tokenizer = CharTokenizer.from_dict(ckpt["tokenizer"])
-        self.feature_config: FeatureConfig = from_dict(FeatureConfig, ckpt["features"])
+        try:
+            self.feature_config: FeatureConfig = from_dict(FeatureConfig, ckpt["features"])
+        except ConfigError as e:
+            raise AsrError(f"{source}: bad feature config in the model file ({e})") from None
+        if self.feature_config.dim != self.model.input_dim:
+            raise AsrError(f"{source}: the feature config gives {self.feature_config.dim} values per frame, "
+                           f"the network takes {self.model.input_dim}; the file is damaged")
         self.mfcc = Mfcc(self.feature_config).to(device)
-        self.cmvn = Cmvn.from_dict(ckpt["cmvn"])
+        self.cmvn = Cmvn.from_dict(ckpt["cmvn"], self.feature_config.dim, source)
         self.frame_seconds = self.feature_config.hop_ms / 1000 * self.model.cfg.stack
         self.chunk_seconds = chunk_seconds
-        self.beam = None
-        if method != "greedy":
-            from asr.decode import BeamSearch
-
-            self.beam = BeamSearch(self.tokenizer.units, method, lm_dir_for(lm) if lm else None, beam_size,
-                                   lm_weight=lm_weight, word_score=word_score)
+        self.beam = BeamSearch(self.tokenizer.units, options, lm) if options.method != "greedy" else None
 
     @property
     def sample_rate(self) -> int:
@@ -94,8 +83,6 @@ class Recognizer:
 
     @torch.inference_mode()
     def _decode(self, wave: np.ndarray, offset: float) -> tuple[str, list[Word]]:
-        from asr.decode import greedy_frames, words_with_frames
-
         n = torch.tensor([len(wave)], device=self.device)
         feats, frames = self.mfcc(torch.from_numpy(wave)[None].to(self.device), n)
         x = torch.from_numpy(self.cmvn(feats[0, : int(frames[0])].cpu().numpy()))[None].to(self.device)
@@ -138,11 +125,31 @@ class Recognizer:
         return Transcript(" ".join(t for t in texts if t), words, path)
 
 
-def load_model(path: str | Path, **options) -> Recognizer:
-    """Load a model file for transcription; ``options`` as :class:`Recognizer`.
+def load_model(path: str | Path, lm: str | Path | None = None, chunk_seconds: float = 30.0, device: str = "cpu",
+               **decoding) -> Recognizer:
+    """Load a model file for transcription.
+
+    Args:
+        path: the model file (``data/<recipe>/train/model.pt``).
+        lm: the lm stage's output folder or an ARPA file, for the lexicon methods.
+        decoding: fields of :class:`asr.decode.DecodeOptions` (``method="lexicon_lm"``,
+            ``lm_weight=0.5``, ...); unset ones keep their defaults, and without ``method``
+            the decoder is lexicon + LM beam search when ``lm`` is given, else greedy.
+    Raises:
+        AsrError: a missing or bad model file, or unknown decoding options.
 
     Example:
         >>> asr.load_model("data/fsdd/train/model.pt").transcribe("seven.wav").text
         'seven'
     """
-    return Recognizer(read_checkpoint(path), **options)
+    fields = {f.name for f in dataclasses.fields(DecodeOptions)}
+    unknown = sorted(set(decoding) - fields)
+    if unknown:
+        raise AsrError(f"unknown decoding option(s) {unknown}; options: {sorted(fields)}")
+    if "method" not in decoding and not lm:
+        decoding["method"] = "greedy"
+    try:
+        options = DecodeOptions(**decoding)
+    except ValueError as e:
+        raise AsrError(f"decoding options: {e}") from None
+    return Recognizer(read_checkpoint(path), options, lm, chunk_seconds, device, source=str(path))

@@ -1,9 +1,9 @@
-import math
 
 import pytest
 import torch
 
-from asr.decode import BeamSearch, greedy, greedy_frames, words_with_frames
+from asr.ctc import greedy, greedy_frames, words_with_frames
+from asr.decode import BeamSearch, DecodeOptions
 from asr.errors import AsrError
 from asr.lm import BOS, LOG0, NgramLM, build
 from asr.tokenizer import CharTokenizer
@@ -78,7 +78,7 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     # clear posteriors: every decoder agrees with greedy
     lp = posteriors(["n", "o", "|", "o", "n"])
     for method in ("beam", "lexicon", "lexicon_lm"):
-        decoder = BeamSearch(TOK.units, method, tmp_path, lm_weight=0.5)
+        decoder = BeamSearch(TOK.units, DecodeOptions(method, lm_weight=0.5), tmp_path)
         text, spans = decoder(lp)
         assert text == "no on", method
         assert [w for w, _, _ in spans] == ["no", "on"] and spans[0][1] <= spans[0][2] < spans[1][1] <= spans[1][2]
@@ -89,6 +89,6 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     # a misspelling only the lexicon can fix: 'nb' is not a word, 'no' is
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
     assert TOK.decode(greedy(lp[None], torch.tensor([2]))[0]) == "nb"
-    assert BeamSearch(TOK.units, "lexicon", tmp_path)(lp)[0] == "no"
+    assert BeamSearch(TOK.units, DecodeOptions("lexicon"), tmp_path)(lp)[0] == "no"
     with pytest.raises(AsrError, match="needs a lexicon"):
-        BeamSearch(TOK.units, "lexicon", None)
+        BeamSearch(TOK.units, DecodeOptions("lexicon"), None)

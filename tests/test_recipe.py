@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from asr.scoring import read_text
+from asr.manifest import read_text
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT = ["prepare.connected_train=300", "prepare.connected_dev=50", "prepare.connected_test=100",
-         "features.speed_perturb=", "train.spec_augment=false", "train.dropout=0.1",  # augmentation slows 8 epochs
-         "train.max_utterances=800", "train.epochs=8", "train.hidden=96", "train.batch_frames=2000", "train.lr=0.005",
+         "features.speed_perturb=", "train.spec_augment=false", "train.model.dropout=0.1",  # augmentation slows 8 epochs
+         "train.max_utterances=800", "train.epochs=8", "train.model.hidden=96", "train.batch_frames=2000", "train.lr=0.005",
          "decode.lm_weights=0,1", "decode.word_scores=0"]
 
 
@@ -60,7 +60,7 @@ def test_rerun_skips_everything_and_decode_change_reruns_decode_and_score_only(w
     out = run_fsdd(work, corpora_root).stdout
     assert time.perf_counter() - t0 < 30
     assert out.count("up to date, skipped") == 6
-    out = run_fsdd(work, corpora_root, "--set", "decode.beam_size=8").stdout
+    out = run_fsdd(work, corpora_root, "--set", "decode.search.beam_size=8").stdout
     skipped = [line.split()[2].strip("():") for line in out.splitlines() if "skipped" in line]
     ran = [line.split()[2].strip("():") for line in out.splitlines() if line.endswith(": running")]
     assert skipped == ["prepare", "features", "lm", "train"] and ran == ["decode", "score"]
@@ -139,7 +139,7 @@ def test_custom_recipe_reports_bad_data_by_id(tmp_path):
 
 
 def test_leave_one_speaker_out_recipe_reports_every_fold(corpora_root, tmp_path):
-    sets = ["train.max_utterances=300", "train.epochs=2", "train.hidden=32", "train.num_layers=1",
+    sets = ["train.max_utterances=300", "train.epochs=2", "train.model.hidden=32", "train.model.num_layers=1",
             "train.spec_augment=false"]
     args = [a for s in sets for a in ("--set", s)]
     asr("run", "fsdd_loso", "--work-dir", str(tmp_path), "--corpus-dir", str(corpora_root), *args)

@@ -9,7 +9,8 @@ import jiwer
 import pytest
 
 from asr.errors import AsrError
-from asr.scoring import compare, read_text, score, write_report, write_text
+from asr.manifest import read_text, write_text
+from asr.scoring import compare, score, write_report
 
 VOCAB = "zero one two three four five six seven eight nine oh".split()
 

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,12 +91,148 @@ def test_second_run_on_locked_work_dir_fails_clearly(tmp_path):
     p.work_dir.mkdir(parents=True)
     with open(p.work_dir / ".lock", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        f.write("pid 12345 (asr run other)")
+        f.write(f"pid {os.getpid()} (asr run other)")
         f.flush()
-        with pytest.raises(AsrError, match=r"in use by pid 12345 \(asr run other\)"):
+        with pytest.raises(AsrError, match=rf"in use by pid {os.getpid()} \(asr run other\)"):
             p.run(log=lambda m: None)
     assert not (p.work_dir / "a").exists()
     assert p.run(log=lambda m: None)[0] == ("a", "ran")
+
+
+def test_lock_left_by_a_dead_run_names_the_processes_still_holding_it(tmp_path):
+    p = pipe(tmp_path)
+    p.work_dir.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a pid that has exited
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import fcntl, sys
+f = open({str(p.work_dir / ".lock")!r}, "a+")
+fcntl.flock(f, fcntl.LOCK_EX)
+f.write("pid {dead} (asr run killed)"); f.flush()
+print("locked", flush=True)
+sys.stdin.read()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(AsrError) as e:
+            p.run(log=lambda m: None)
+        msg = str(e.value)
+        assert f"locked by pid {dead}, which has exited" in msg and f"kill {holder.pid}" in msg
+        assert "in use by" not in msg
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert p.run(log=lambda m: None)[0] == ("a", "ran")
+
+
+def test_forked_children_do_not_keep_the_work_dir_locked(tmp_path):
+    # a child forked while a run holds the lock (a feature or decode worker) closes its copy of
+    # the lock file, so the lock dies with the run even if the child lives on
+    r, w = os.pipe()
+
+    def stage_forks(ctx):
+        pid = os.fork()
+        if pid == 0:  # the child: wait until the parent is done, then exit
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0)
+        ctx.out.joinpath("child").write_text(str(pid))
+
+    p = Pipeline([Stage(1, "a", stage_forks)], {"a": A()}, tmp_path / "work")
+    p.run(log=lambda m: None)
+    child = int((tmp_path / "work/a/child").read_text())
+    try:
+        with open(tmp_path / "work/.lock", "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the child still held it
+    finally:
+        os.close(w)
+        os.waitpid(child, 0)
+        os.close(r)
+
+
+def test_data_fingerprint_names_the_changed_file(tmp_path):
+    text, wav = tmp_path / "text", tmp_path / "a.wav"
+    text.write_text("u1 hello\n")
+    wav.write_bytes(b"RIFF....")
+
+    def data(cfg):
+        from asr.fsutil import file_stamp, sha256sum
+        return {str(text): sha256sum(text), str(wav): file_stamp(wav)}
+
+    stages = [Stage(1, "a", stage_a, data=data), Stage(2, "b", stage_b, ("a",))]
+    make = lambda: Pipeline(stages, {"a": A(), "b": B()}, tmp_path / "work")  # noqa: E731
+    assert make().run(log=lambda m: None) == [("a", "ran"), ("b", "ran")]
+    assert [st for _, st, _ in make().status()] == ["done", "done"]
+    text.write_text("u1 goodbye\n")  # an edited transcript
+    rows = make().status()
+    assert [st for _, st, _ in rows] == ["stale", "stale"]
+    assert f"data changed: {text} (edited or replaced)" in rows[0][2] and str(wav) not in rows[0][2]
+    assert make().run(log=lambda m: None) == [("a", "ran"), ("b", "ran")]
+    os.utime(wav, ns=(1, 1))  # audio replaced at the same path (new modification time)
+    assert f"{wav} (edited or replaced)" in make().status()[0][2]
+    assert make().run(log=lambda m: None)[0] == ("a", "ran")
+    assert make().run(log=lambda m: None)[0] == ("a", "skipped")
+
+
+def test_data_that_appears_during_the_stage_fixes_the_key(tmp_path):
+    # a corpus the stage downloads: no fingerprint before the run, the files' after it
+    corpus = tmp_path / "corpus.txt"
+
+    def fetch(ctx):
+        corpus.write_text("downloaded")
+
+    def data(cfg):
+        return {str(corpus): corpus.read_text()} if corpus.exists() else None
+
+    make = lambda: Pipeline([Stage(1, "a", fetch, data=data)], {"a": A()}, tmp_path / "w")  # noqa: E731
+    assert make().run(log=lambda m: None) == [("a", "ran")]
+    assert make().run(log=lambda m: None) == [("a", "skipped")]
+
+
+def test_older_stage_version_is_stale_and_records_say_which_code(tmp_path):
+    pipe(tmp_path).run(log=lambda m: None)
+    rec = json.loads((tmp_path / "work/a/record.json").read_text())
+    from asr import __version__
+    assert rec["asr_version"] == __version__ and rec["git_commit"] and rec["version"] == 1
+    newer = [Stage(1, "a", stage_a, version=2), *STAGES[1:]]
+    rows = Pipeline(newer, CONFIG, tmp_path / "work").status()
+    assert rows[0][1] == "stale" and "done by an older version of this stage (version 1, now 2" in rows[0][2]
+    assert Pipeline(newer, CONFIG, tmp_path / "work").run(log=lambda m: None)[0] == ("a", "ran")
+
+
+def test_each_stage_records_its_own_peak_memory(tmp_path):
+    import numpy as np
+
+    def big(ctx):
+        a = np.ones(400 * 2**20 // 8)  # 400 MB, touched
+        ctx.out.joinpath("n").write_text(str(a.sum()))
+
+    def small(ctx):
+        ctx.out.joinpath("n").write_text("1")
+
+    Pipeline([Stage(1, "a", big), Stage(2, "b", small, ("a",))], {"a": A(), "b": A()}, tmp_path / "w").run(
+        log=lambda m: None)
+    peak = {n: json.loads((tmp_path / "w" / n / "record.json").read_text())["peak_rss_mb"] for n in "ab"}
+    assert peak["a"] > 400 and peak["b"] < peak["a"] - 300
+
+
+def test_stage_outputs_honour_the_umask(tmp_path):
+    from asr.fsutil import atomic_write_text
+
+    for umask, mode in ((0o022, 0o644), (0o002, 0o664)):
+        old = os.umask(umask)
+        try:
+            atomic_write_text(tmp_path / f"f{umask}", "x")
+        finally:
+            os.umask(old)
+        assert (tmp_path / f"f{umask}").stat().st_mode & 0o777 == mode
+
+
+def test_a_stage_refuses_settings_it_would_overwrite(corpora_root, tmp_path):
+    with pytest.raises(ConfigError, match="train.train_sets cannot be set"):
+        recipe.pipeline("fsdd_loso", str(tmp_path), ["train.train_sets=isolated/train"], str(corpora_root))
+    with pytest.raises(ConfigError, match="decode.sets cannot be set"):
+        recipe.pipeline("fsdd_loso", str(tmp_path), ["decode.sets=x"], str(corpora_root))
 
 
 def test_config_overrides_are_typed_and_checked():
@@ -119,11 +254,21 @@ def test_config_overrides_are_typed_and_checked():
         apply_overrides(cfg, ["features.n_mfcc=80"])
     with pytest.raises(ConfigError, match="unknown config section 'feat'"):
         apply_overrides(cfg, ["feat.n_mfcc=2"])
+    # nested groups: train.model.hidden
+    from asr.train import TrainConfig
+    from asr.stages import config_summary
+    out = apply_overrides({"train": TrainConfig()}, ["train.model.hidden=64", "train.lr=0.01"])
+    assert out["train"].model.hidden == 64 and out["train"].lr == 0.01
+    assert "train.model.hidden = 64" in config_summary(out).splitlines()
+    with pytest.raises(ConfigError, match=r"unknown key 'train.model.hiden'; valid keys of 'train.model': \[.*'hidden'"):
+        apply_overrides({"train": TrainConfig()}, ["train.model.hiden=3"])
+    with pytest.raises(ConfigError, match="train.model is a group of keys"):
+        apply_overrides({"train": TrainConfig()}, ["train.model=3"])
 
 
 # --- the real feature stage, killed with SIGKILL and re-run -----------------------------------------
 
-SMALL = ["--set", "prepare.connected_train=40", "--set", "prepare.connected_dev=10", "--set", "prepare.connected_test=10"]
+SMALL = ["--stop-stage", "features", "--set", "prepare.connected_train=40", "--set", "prepare.connected_dev=10", "--set", "prepare.connected_test=10"]
 
 
 def _asr(*args, **kw):
@@ -145,28 +290,55 @@ def _digest(folder: Path) -> dict:
     return out
 
 
+def _session_members(sid: int) -> list[int]:
+    """Pids of the processes in session ``sid`` (Linux /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and os.getsid(int(d.name)) == sid:
+                out.append(int(d.name))
+        except OSError:
+            continue
+    return out
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    """Wait (not poll) for a process that is not our child to exit; True if it did."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
 def test_sigkill_during_features_then_rerun_matches_uninterrupted(corpora_root, tmp_path):
     ref = _asr("run", "fsdd", "--work-dir", str(tmp_path / "ref"), "--corpus-dir", str(corpora_root), *SMALL)
     out, _ = ref.communicate(timeout=300)
     assert ref.returncode == 0, out
 
     work = tmp_path / "killed"
+    # the main process kills itself (SIGKILL, as the OOM killer would) after the 2nd chunk of features,
+    # while its 2 feature workers are busy: a chosen point, never a time
     proc = _asr("run", "fsdd", "--work-dir", str(work), "--corpus-dir", str(corpora_root), "--nj", "2", *SMALL,
-                start_new_session=True)
-    deadline = time.time() + 120
-    partial = work / ".tmp-features" / "isolated" / "train.f32"
-    while time.time() < deadline and not (partial.exists() and partial.stat().st_size > 0):
-        time.sleep(0.02)
-    assert partial.exists(), "the features stage never started writing"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+                start_new_session=True, env={**os.environ, "ASR_TEST_STOP_AT": "features.chunk:2"})
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, out
+    # its workers die with it (PR_SET_PDEATHSIG): wait for each, bounded, instead of sleeping
+    orphans = _session_members(proc.pid)
+    assert all(_wait_exit(pid, 30) for pid in orphans), orphans
+    assert (work / ".tmp-features" / "isolated" / "train.f32").stat().st_size > 0  # it was killed mid-stage
     assert not (work / "features").exists()  # nothing half-written passes for done
-    status = recipe.pipeline("fsdd", str(work), SMALL[1::2], str(corpora_root)).status()
+    status = recipe.pipeline("fsdd", str(work), SMALL[3::2], str(corpora_root)).status()
     assert [(s.name, st) for s, st, _ in status[:2]] == [("prepare", "done"), ("features", "missing")]
 
     again = _asr("run", "fsdd", "--work-dir", str(work), "--corpus-dir", str(corpora_root), *SMALL)
     out, _ = again.communicate(timeout=300)
-    assert again.returncode == 0, out
+    assert again.returncode == 0, out  # not refused as "in use" by the dead run's workers
     assert "stage 1 (prepare): up to date, skipped" in out
     assert _digest(work / "features") == _digest(tmp_path / "ref" / "features")
     assert len(_digest(work / "features")) > 10

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,15 +12,16 @@ import pytest
 import torch
 
 from asr.config import to_dict
-from asr.decode import greedy
+from asr.batching import make_batches
+from asr.ctc import ctc_min_frames, greedy
 from asr.features import FeatureStore
 from asr.model import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
 from asr.tokenizer import CharTokenizer
-from asr.train import TrainConfig, ctc_min_frames, load_data, make_batches, train
+from asr.train import TrainConfig, load_data, train
 from conftest import build_features
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = TrainConfig(train_sets=("tiny",), dev_sets=("tiny",), num_layers=1, hidden=64, dropout=0.0, stack=1,
+TINY = TrainConfig(train_sets=("tiny",), dev_sets=("tiny",), model=ModelConfig(num_layers=1, hidden=64, dropout=0.0),
                    lr=1e-2, epochs=40, batch_frames=60, early_stop=0, average_last=1, threads=1,
                    checkpoint_every=0, lr_patience=100)
 
@@ -128,7 +128,7 @@ def test_too_short_utterance_is_reported_at_load_and_never_inf(fsdd_utts, tmp_pa
     assert [s[0] for s in short] == ["liar"] and short[0][2] == ctc_min_frames(tok.encode(long_text))
     assert "liar" in messages[0] and "left out" in messages[0]
     assert "liar" not in data.ids and len(data.ids) == 5
-    cfg = replace(TINY, stack=3, epochs=2)
+    cfg = replace(TINY, model=replace(TINY.model, stack=3), epochs=2)
     summary = train(cfg, feats, tmp_path / "out", tmp_path / "partial", log=lambda m: None)
     assert summary["too_short"] == 2  # once in train, once in dev
     assert math.isfinite(summary["final_train_loss"]) and summary["skipped_steps"] == 0
@@ -141,23 +141,23 @@ def _train_cmd(feats, out, partial, cfg):
 
 
 def test_kill_and_resume_equals_uninterrupted(tiny_features, tmp_path):
-    cfg = replace(TINY, epochs=6, batch_frames=150, checkpoint_every=1, dropout=0.2, num_layers=2,
-                  spec_augment=True, average_last=3)
+    cfg = replace(TINY, epochs=6, batch_frames=150, checkpoint_every=1, spec_augment=True, average_last=3,
+                  model=replace(TINY.model, dropout=0.2, num_layers=2))
     ref = subprocess.run(_train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO,
                          capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
+    # stop deterministically at the first mid-epoch checkpoint of epoch 3 (the process kills itself there)
+    frames = FeatureStore(tiny_features).open("tiny")
+    frames = np.array([u["frames"] for u in frames.utts])
+    per_epoch = [len(make_batches(frames, cfg.batch_frames, e, cfg.seed)) - 1 for e in range(3)]
+    assert per_epoch[2] >= 1
     out, partial = tmp_path / "run", tmp_path / "run_p"
-    proc = subprocess.Popen(_train_cmd(tiny_features, out, partial, cfg), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (partial / "epoch2.pt").exists():
-        time.sleep(0.01)
-    time.sleep(0.3)  # land somewhere inside epoch 3
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    env = {**os.environ, "ASR_TEST_STOP_AT": f"train.checkpoint:{per_epoch[0] + per_epoch[1] + 1}"}
+    killed = subprocess.run(_train_cmd(tiny_features, out, partial, cfg), cwd=REPO, capture_output=True, env=env)
+    assert killed.returncode == -signal.SIGKILL
     assert not (out / "model.pt").exists()
-    ckpt = torch.load(partial / "checkpoint.pt", weights_only=False)
-    assert 0 < ckpt["state"]["step"]
+    state = torch.load(partial / "checkpoint.pt", weights_only=True)["state"]
+    assert (state["epoch"], state["batch"]) == (2, 1)
     again = subprocess.run(_train_cmd(tiny_features, out, partial, cfg), cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     h_ref = json.loads((tmp_path / "ref" / "history.json").read_text())

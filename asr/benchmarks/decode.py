@@ -17,7 +17,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 from asr import recipe
 from asr.decode import decode_sets
 from asr.features import FeatureStore
+from asr.layout import DecodeDir, TrainDir
 
 CHILD = """
 import time; t0 = time.perf_counter()
@@ -55,8 +55,8 @@ def main() -> None:
     args = p.parse_args()
     pipe = recipe.pipeline("fsdd", args.work_dir, corpus_dir=args.corpus_dir)
     work = Path(args.work_dir)
-    model = work / "train" / "model.pt"
-    settings = json.loads((work / "decode" / "settings.json").read_text())
+    model = TrainDir(pipe.out_dir("train")).model
+    settings = json.loads(DecodeDir(pipe.out_dir("decode")).settings.read_text())
     store = FeatureStore(work / "features")
     cfg = pipe.config["decode"]
     test_sets = store.expand(cfg.sets)
@@ -64,7 +64,7 @@ def main() -> None:
 
     rows = []
     for method, target in (("greedy", 0.01), ("lexicon_lm", 0.05)):
-        c = dataclasses.replace(cfg, method=method)
+        c = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, method=method))
         grid = [(settings["lm_weight"], settings["word_score"])]
         res = decode_sets(model, work / "features", work / "lm", c, test_sets, grid, nj=1)
         seconds = sum(r["seconds"] for r in res.values())

@@ -21,15 +21,15 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from asr import features
 from asr.corpora import fsdd
 from asr.features import FeatureConfig
+from asr.manifest import Utterance, write_manifest
 
 CFG = FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=("all",), train_sets=("all",))
 
 
 def _manifest(recordings: Path, copies: int, out: Path) -> int:
-    from asr.manifest import Utterance, write_manifest
-
     base = [fsdd.to_utterance(r) for r in fsdd.scan(recordings)]
     utts = [Utterance(f"c{c}-{u.id}", u.audio, u.duration, u.text, u.speaker) for c in range(copies) for u in base]
     write_manifest(out / "prepare" / "all.jsonl", utts)
@@ -37,8 +37,6 @@ def _manifest(recordings: Path, copies: int, out: Path) -> int:
 
 
 def run_ours(recordings: Path, copies: int, nj: int, work: Path) -> dict:
-    from asr import features
-
     n = _manifest(recordings, copies, work)
     (work / "features").mkdir()
     ctx = SimpleNamespace(config=CFG, out=work / "features", inputs={"prepare": work / "prepare"}, nj=nj,
@@ -96,8 +94,8 @@ def main() -> None:
     recordings = fsdd.locate(args.corpus_dir)
     measure("librosa", recordings, 1, 1)  # warm librosa's numba cache, so neither side pays for JIT compilation
     print(f"features: FSDD {recordings}, {CFG.n_mfcc} MFCC + deltas at {CFG.sample_rate} Hz, nj={args.nj}")
-    print(f"| corpus | utterances | librosa loop (s) | ours (s) | speed-up | librosa peak MB | ours peak MB |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| corpus | utterances | librosa loop (s) | ours (s) | speed-up | librosa peak MB | ours peak MB |")
+    print("|---|---|---|---|---|---|---|")
     for copies in args.copies:
         ref = measure("librosa", recordings, copies, 1)
         ours = measure("ours", recordings, copies, args.nj)

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from asr import recipe
 from asr.features import FeatureStore
+from asr.layout import TrainDir
 from asr.model import AcousticModel
 from asr.tokenizer import CharTokenizer
 from asr.train import TrainConfig, collate, evaluate, load_data, train
@@ -45,13 +46,18 @@ def matmul_peak_gflops(n: int = 4096, repeats: int = 5) -> float:
 
 def rnn_train_flops(cfg: TrainConfig, input_dim: int, steps: int) -> float:
     """Multiply-adds x2 of the LSTM/GRU over ``steps`` time steps, x3 for forward + backward."""
-    gates = 4 if cfg.rnn == "lstm" else 3
-    dirs = 2 if cfg.bidirectional else 1
-    total, inp = 0, input_dim * cfg.stack
-    for _ in range(cfg.num_layers):
-        total += dirs * 2 * gates * cfg.hidden * (inp + cfg.hidden)
-        inp = cfg.hidden * dirs
+    m = cfg.model
+    gates = 4 if m.rnn == "lstm" else 3
+    dirs = 2 if m.bidirectional else 1
+    total, inp = 0, input_dim * m.stack
+    for _ in range(m.num_layers):
+        total += dirs * 2 * gates * m.hidden * (inp + m.hidden)
+        inp = m.hidden * dirs
     return 3.0 * total * steps
+
+
+def _unstacked(cfg: TrainConfig) -> TrainConfig:
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, stack=1))
 
 
 def reference_loop(cfg: TrainConfig, store: FeatureStore, epochs: int, seed: int = 0) -> dict:
@@ -61,7 +67,7 @@ def reference_loop(cfg: TrainConfig, store: FeatureStore, epochs: int, seed: int
     tok = CharTokenizer.from_texts(texts)
     data, _ = load_data(store, cfg.train_sets, tok, 1, cfg.max_utterances, cfg.seed, log=lambda m: None)
     dev, _ = load_data(store, cfg.dev_sets, tok, 1, log=lambda m: None)
-    model = AcousticModel(store.config.dim, len(tok), dataclasses.replace(cfg.model_config(), stack=1))
+    model = AcousticModel(store.config.dim, len(tok), dataclasses.replace(cfg.model, stack=1))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(seed)
     audio, t0 = 0.0, time.perf_counter()
@@ -79,7 +85,7 @@ def reference_loop(cfg: TrainConfig, store: FeatureStore, epochs: int, seed: int
             audio += float(xl.sum()) * store.config.hop_ms / 1000
     seconds = time.perf_counter() - t0
     steps = int(data.frames.sum()) * epochs
-    res = evaluate(model, dev, store.cmvn, tok, dataclasses.replace(cfg, stack=1), torch.device("cpu"))
+    res = evaluate(model, dev, store.cmvn, tok, _unstacked(cfg), torch.device("cpu"))
     return {"seconds": seconds, "audio": audio, "dev_wer": res["wer"], "steps": steps}
 
 
@@ -105,27 +111,27 @@ def main() -> None:
     peak = matmul_peak_gflops()
 
     data, _ = load_data(store, cfg.train_sets, CharTokenizer.from_texts(
-        u["text"] for n in store.expand(cfg.train_sets) for u in store.open(n).utts), cfg.stack, cfg.max_utterances,
+        u["text"] for n in store.expand(cfg.train_sets) for u in store.open(n).utts), cfg.model.stack, cfg.max_utterances,
         cfg.seed, log=lambda m: None)
     audio_per_epoch = float(data.frames.sum()) * store.config.hop_ms / 1000
     summary = train(cfg, store.root, Path(tmp) / "ours", Path(tmp) / "ours_partial", log=lambda m: None)
-    history = json.loads((Path(tmp) / "ours" / "history.json").read_text())
+    history = json.loads(TrainDir(Path(tmp) / "ours").history.read_text())
     ours_s = history[-1]["train_seconds"]  # training only; the per-epoch dev evaluation is left out
-    ours_steps = int(np.ceil(data.frames / cfg.stack).sum()) * args.epochs
+    ours_steps = int(np.ceil(data.frames / cfg.model.stack).sum()) * args.epochs
     ref = reference_loop(cfg, store, args.epochs)
 
     ours_tp = audio_per_epoch * args.epochs / ours_s
     ref_tp = ref["audio"] / ref["seconds"]
     ours_gf = rnn_train_flops(cfg, store.config.dim, ours_steps) / ours_s / 1e9
-    ref_gf = rnn_train_flops(dataclasses.replace(cfg, stack=1), store.config.dim, ref["steps"]) / ref["seconds"] / 1e9
+    ref_gf = rnn_train_flops(_unstacked(cfg), store.config.dim, ref["steps"]) / ref["seconds"] / 1e9
     print(f"train: FSDD features, {len(data.items)} utterances ({audio_per_epoch:.0f} s of audio), {args.epochs} epochs, "
-          f"{cfg.rnn.upper()} {cfg.num_layers}x{cfg.hidden} bidirectional={cfg.bidirectional}, "
+          f"{cfg.model.rnn.upper()} {cfg.model.num_layers}x{cfg.model.hidden} bidirectional={cfg.model.bidirectional}, "
           f"{threads} CPU threads; matmul peak {peak:.1f} GFLOP/s")
     print("| loop | wall s | audio s / wall s | ratio | dev WER (greedy) | RNN GFLOP/s | share of matmul peak |")
     print("|---|---|---|---|---|---|---|")
     print(f"| reference (batches of 16, random order, no stacking) | {ref['seconds']:.1f} | {ref_tp:.0f} | 1.0x | "
           f"{100 * ref['dev_wer']:.2f}% | {ref_gf:.1f} | {100 * ref_gf / peak:.0f}% |")
-    print(f"| ours (x{cfg.stack} stacking, length-grouped, oneDNN kernel per direction) | {ours_s:.1f} | {ours_tp:.0f} | "
+    print(f"| ours (x{cfg.model.stack} stacking, length-grouped, oneDNN kernel per direction) | {ours_s:.1f} | {ours_tp:.0f} | "
           f"{ours_tp / ref_tp:.1f}x | {100 * summary['dev_wer']:.2f}% | {ours_gf:.1f} | {100 * ours_gf / peak:.0f}% |")
 
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr.errors import ConfigError, ManifestError
-from asr.manifest import check, load_data, write_manifest
+from asr.manifest import check, data_fingerprint, load_data, write_manifest
 from asr.tokenizer import CharTokenizer
+
+VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,15 @@ class CustomConfig:
     train: tuple[str, ...] = ()  # Kaldi data directories or .jsonl manifests
     dev: tuple[str, ...] = ()
     test: tuple[str, ...] = ()
+
+
+def fingerprint(cfg: CustomConfig) -> dict[str, str]:
+    """Every listing file of the sets (hashed) and every audio file they name (size, modification time)."""
+    out: dict[str, str] = {}
+    for path in (*cfg.train, *cfg.dev, *cfg.test):
+        p = Path(path)
+        out.update(data_fingerprint(p) if p.exists() else {str(p): "missing"})
+    return out
 
 
 def _name(path: str) -> str:

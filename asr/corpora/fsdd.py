@@ -31,8 +31,10 @@ from asr.audio import load_audio, read_info, save_audio
 from asr.corpora import local_root
 from asr.download import download, extract_tar
 from asr.errors import CorpusError
-from asr.fsutil import atomic_write_text
+from asr.fsutil import atomic_write_text, file_stamp
 from asr.manifest import Utterance, check, write_manifest
+
+VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 
 # Upstream release v1.0.9 (5 speakers, 2,500 files); checksum as published by
 # TensorFlow Datasets' spoken_digit builder.
@@ -97,6 +99,23 @@ def _recordings_dir(folder: Path) -> Path | None:
     return None
 
 
+def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads") -> Path | None:
+    """The folder of FSDD recordings if a copy is on disk (a local copy, or an earlier download), else None.
+
+    Raises:
+        CorpusError: a local copy was named but holds no recordings.
+    """
+    root = local_root(corpus_dir)
+    if root is not None:
+        rec = _recordings_dir(root)
+        if rec is None:
+            raise CorpusError(f"no FSDD recordings under {root}: expected {root}/fsdd/recordings/*.wav "
+                              "(the folder given by --corpus-dir or ASR_CORPORA)")
+        return rec
+    unpacked = Path(download_dir) / "fsdd"
+    return _recordings_dir(unpacked / ARCHIVE_NAME.removesuffix(".tar.gz")) if unpacked.is_dir() else None
+
+
 def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads",
            url: str = URL, sha256: str = SHA256) -> Path:
     """Return the folder of FSDD recordings, downloading the corpus only when no local copy is given.
@@ -109,23 +128,27 @@ def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "dat
     Raises:
         CorpusError: a local copy was named but holds no recordings, or the download failed.
     """
-    root = local_root(corpus_dir)
-    if root is not None:
-        rec = _recordings_dir(root)
-        if rec is None:
-            raise CorpusError(f"no FSDD recordings under {root}: expected {root}/fsdd/recordings/*.wav "
-                              "(the folder given by --corpus-dir or ASR_CORPORA)")
-        return rec
-    download_dir = Path(download_dir)
-    unpacked = download_dir / "fsdd"
-    rec = _recordings_dir(unpacked / ARCHIVE_NAME.removesuffix(".tar.gz")) if unpacked.is_dir() else None
+    rec = find_local(corpus_dir, download_dir)
     if rec is None:
+        download_dir = Path(download_dir)
+        unpacked = download_dir / "fsdd"
         archive = download(url, download_dir / ARCHIVE_NAME, sha256)
         extract_tar(archive, unpacked)
         rec = _recordings_dir(unpacked / ARCHIVE_NAME.removesuffix(".tar.gz"))
         if rec is None:
             raise CorpusError(f"{archive} unpacked to {unpacked} but holds no recordings/ folder")
     return rec
+
+
+def fingerprint(cfg: FsddConfig) -> dict[str, str] | None:
+    """Size and modification time of every recording the prepare stage would read; None before a download."""
+    try:
+        rec = find_local(cfg.corpus_dir, cfg.download_dir)
+    except CorpusError:
+        return {}  # the stage itself reports the bad folder
+    if rec is None:
+        return None
+    return {str(p): file_stamp(p) for p in sorted(rec.glob("*.wav"))}
 
 
 def scan(recordings_dir: str | Path) -> list[Recording]:

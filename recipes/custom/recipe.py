@@ -9,15 +9,17 @@ several paths per split are comma-separated. See README.md for a worked example.
 
 from asr import decode, features, lm, scoring, train
 from asr.corpora import custom
+from asr.model import ModelConfig
 from asr.recipe import standard_stages
 
-STAGES = standard_stages(custom.stage)
+STAGES = standard_stages(custom.stage, custom.VERSION, custom.fingerprint)
 
 CONFIG = {
     "prepare": custom.CustomConfig(),
     "features": features.FeatureConfig(sample_rate=16_000, train_sets=("train/*",)),
     "lm": lm.LmConfig(sets=("train/*",), order=3),
-    "train": train.TrainConfig(train_sets=("train/*",), dev_sets=("dev/*",), num_layers=2, hidden=128, stack=3,
+    "train": train.TrainConfig(train_sets=("train/*",), dev_sets=("dev/*",),
+                               model=ModelConfig(num_layers=2, hidden=128, stack=3),
                                epochs=10, batch_frames=8_000, lr=2e-3),
     "decode": decode.DecodeConfig(sets=("test/*",), tune_sets=("dev/*",)),
     "score": scoring.ScoreConfig(),

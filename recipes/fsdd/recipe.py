@@ -7,6 +7,7 @@ One model learns both tasks; it is tuned on both dev sets and scored on both tes
 
 from asr import decode, features, lm, scoring, train
 from asr.corpora import fsdd
+from asr.model import ModelConfig
 from asr.recipe import standard_stages
 
 TASKS = ("isolated", "connected")
@@ -15,7 +16,7 @@ DEV = tuple(f"{t}/dev" for t in TASKS)
 TEST = tuple(f"{t}/test" for t in TASKS)
 ALL = tuple(f"{t}/{split}" for t in TASKS for split in fsdd.SPLITS)
 
-STAGES = standard_stages(fsdd.stage)
+STAGES = standard_stages(fsdd.stage, fsdd.VERSION, fsdd.fingerprint)
 
 CONFIG = {
     "prepare": fsdd.FsddConfig(),
@@ -25,8 +26,9 @@ CONFIG = {
     "features": features.FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=ALL, train_sets=TRAIN,
                                        speed_perturb=(0.9, 1.1)),
     "lm": lm.LmConfig(sets=TRAIN, order=3),
-    "train": train.TrainConfig(train_sets=TRAIN, dev_sets=DEV, num_layers=2, hidden=128, stack=3, epochs=8,
-                               batch_frames=8_000, lr=2e-3, dropout=0.3, spec_augment=True),
+    "train": train.TrainConfig(train_sets=TRAIN, dev_sets=DEV,
+                               model=ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3),
+                               epochs=8, batch_frames=8_000, lr=2e-3, spec_augment=True),
     "decode": decode.DecodeConfig(sets=TEST, tune_sets=DEV),
     "score": scoring.ScoreConfig(),
 }

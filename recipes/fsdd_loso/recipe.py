@@ -5,12 +5,13 @@
 RESULTS.md gives each fold's WER (trained on the other speakers) and the mean.
 """
 
-from asr import crossval, features, lm, scoring, train
+from asr import features, lm, scoring, train
 from asr.corpora import fsdd
 from asr.decode import DecodeConfig
-from asr.recipe import standard_stages
+from asr.model import ModelConfig
+from asr.recipe import crossval_stages
 
-STAGES = standard_stages(fsdd.stage, crossval.train_stage, crossval.decode_stage, crossval.score_stage)
+STAGES = crossval_stages(fsdd.stage, fsdd.VERSION, fsdd.fingerprint)
 
 CONFIG = {
     # isolated digits only: no connected-digit audio is needed
@@ -21,8 +22,8 @@ CONFIG = {
     "features": features.FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=("loso/*",), train_sets=("loso/*/train",),
                                        speed_perturb=(0.9, 1.1), cmvn="speaker"),
     "lm": lm.LmConfig(sets=("isolated/train",), order=2),
-    "train": train.TrainConfig(num_layers=2, hidden=128, stack=3, epochs=20, batch_frames=4_000, lr=2e-3,
-                               dropout=0.3, spec_augment=True),
+    "train": train.TrainConfig(model=ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3),
+                               epochs=20, batch_frames=4_000, lr=2e-3, spec_augment=True),
     "decode": DecodeConfig(lm_weights=(0.0,), word_scores=(0.0,)),
     "score": scoring.ScoreConfig(),
 }

@@ -1,0 +1,59 @@
+"""CTC helpers shared by training, decoding and transcription: best-path decoding, words with
+their frames, and the frames a label sequence needs."""
+
+from __future__ import annotations
+
+import torch
+
+
+def ctc_min_frames(labels: list[int]) -> int:
+    """Frames CTC needs for a label sequence: one per label plus a blank between repeats."""
+    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:]))
+
+
+def greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Best path decoding: argmax per frame, merge repeats, drop blanks.
+
+    Args:
+        log_probs: ``(B, T, V)``.
+        lengths: ``(B,)`` valid frames per item.
+    Returns:
+        one list of unit ids per item.
+    """
+    return [[u for u, _ in greedy_frames(lp[:n], blank)] for lp, n in zip(log_probs, lengths.tolist())]
+
+
+def greedy_frames(log_probs: torch.Tensor, blank: int = 0) -> list[tuple[int, int]]:
+    """``(T, V)`` -> ``[(unit, first frame)]`` of the best path."""
+    best = log_probs.argmax(dim=-1).tolist()
+    out, prev = [], blank
+    for t, u in enumerate(best):
+        if u != prev and u != blank:
+            out.append((u, t))
+        prev = u
+    return out
+
+
+def words_with_frames(tokens: list[int], frames: list[int], units: list[str],
+                      separator: str = "|") -> tuple[str, list[tuple[str, int, int]]]:
+    """Group decoded units into words with the frame of their first and last unit.
+
+    Returns:
+        the text and ``[(word, first frame, last frame)]``.
+    """
+    spans, cur, start, end = [], "", 0, 0
+    for u, t in zip(tokens, frames):
+        sym = units[u]
+        if u == 0:
+            continue
+        if sym == separator:
+            if cur:
+                spans.append((cur, start, end))
+            cur = ""
+            continue
+        if not cur:
+            start = t
+        cur, end = cur + sym, t
+    if cur:
+        spans.append((cur, start, end))
+    return " ".join(w for w, _, _ in spans), spans

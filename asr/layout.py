@@ -1,0 +1,201 @@
+"""Where every stage's output lives: one typed folder per stage.
+
+This module is the only place that spells the file names of a stage's output: the
+stage that writes a folder and every stage or command that reads it go through the
+class here, so renaming a file is one edit. Stage wrappers themselves stay in the
+library module of their concern (``features.stage``, ``train.stage``, ...), next to
+the code they run, as the design sketch asks ("every stage is an importable
+function"); they find their inputs through these classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+RECORD = "record.json"  # every stage output: cache key, config, times, counts (written last)
+RESULTS = "RESULTS.md"  # the score stage's summary, exported to the work directory
+
+
+@dataclass(frozen=True)
+class FeaturesDir:
+    """The ``features`` stage: one ``<set>.f32`` + ``<set>.index.jsonl`` per set, config and CMVN."""
+
+    root: Path
+
+    @property
+    def meta(self) -> Path:
+        return self.root / "features.json"
+
+    @property
+    def cmvn(self) -> Path:
+        return self.root / "cmvn.json"
+
+    @property
+    def bad(self) -> Path:
+        return self.root / "bad.txt"
+
+    def prefix(self, name: str) -> Path:
+        """``<root>/<set>``: the set's files are this plus ``.f32`` and ``.index.jsonl``."""
+        return self.root / name
+
+    def data(self, name: str) -> Path:
+        return self.root / f"{name}.f32"
+
+    def index(self, name: str) -> Path:
+        return self.root / f"{name}.index.jsonl"
+
+
+@dataclass(frozen=True)
+class LmDir:
+    """The ``lm`` stage: an ARPA model, its word list and the lexicon spelling each word in units."""
+
+    root: Path
+
+    @property
+    def arpa(self) -> Path:
+        return self.root / "lm.arpa"
+
+    @property
+    def lexicon(self) -> Path:
+        return self.root / "lexicon.txt"
+
+    @property
+    def words(self) -> Path:
+        return self.root / "words.txt"
+
+
+@dataclass(frozen=True)
+class TrainDir:
+    """The ``train`` stage: the model file, its training summary and curves."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.pt"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.json"
+
+    @property
+    def too_short(self) -> Path:
+        return self.root / "too_short.txt"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tb"
+
+
+@dataclass(frozen=True)
+class CheckpointDir:
+    """The train stage's partial folder: what a killed training resumes from."""
+
+    root: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best.pt"
+
+    def epoch(self, n: int) -> Path:
+        return self.root / f"epoch{n}.pt"
+
+    def epochs(self) -> list[Path]:
+        """The kept epoch models, oldest first."""
+        return sorted(self.root.glob("epoch*.pt"), key=lambda p: int(p.stem[5:]))
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tb"
+
+
+@dataclass(frozen=True)
+class ReportDir:
+    """A decoded set: hypotheses and references (Kaldi text), speakers; the score stage adds the report."""
+
+    root: Path
+
+    @property
+    def hyp(self) -> Path:
+        return self.root / "hyp.txt"
+
+    @property
+    def greedy(self) -> Path:
+        return self.root / "greedy.txt"
+
+    @property
+    def ref(self) -> Path:
+        return self.root / "ref.txt"
+
+    @property
+    def utt2spk(self) -> Path:
+        return self.root / "utt2spk"
+
+    @property
+    def alignments(self) -> Path:
+        return self.root / "alignments.txt"
+
+    @property
+    def speakers(self) -> Path:
+        return self.root / "speakers.txt"
+
+    @property
+    def confusions(self) -> Path:
+        return self.root / "confusions.txt"
+
+    @property
+    def ref_trn(self) -> Path:
+        return self.root / "ref.trn"
+
+    @property
+    def hyp_trn(self) -> Path:
+        return self.root / "hyp.trn"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "wer"
+
+
+@dataclass(frozen=True)
+class DecodeDir:
+    """The ``decode`` stage: the tuned settings and one :class:`ReportDir` per decoded set."""
+
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    def set(self, name: str) -> ReportDir:
+        return ReportDir(self.root / name)
+
+    def sets(self) -> list[str]:
+        """Names of the decoded sets, sorted."""
+        return sorted(str(p.parent.relative_to(self.root)) for p in self.root.rglob(ReportDir(Path()).hyp.name))
+
+
+@dataclass(frozen=True)
+class ScoreDir:
+    """The ``score`` stage: one report per set and ``RESULTS.md``."""
+
+    root: Path
+
+    @property
+    def results(self) -> Path:
+        return self.root / RESULTS
+
+    def set(self, name: str) -> ReportDir:
+        return ReportDir(self.root / name)
