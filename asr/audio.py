@@ -3,11 +3,14 @@
 Audio is read with soundfile (libsndfile: WAV, FLAC, OGG, NIST SPHERE and more at
 any bit depth), mixed down to mono, resampled with soxr through librosa, and
 returned as float32 in [-1, 1]. torchaudio's own ``load`` needs TorchCodec and
-FFmpeg, which we do not depend on.
+FFmpeg, which we do not depend on. Paths reach libsndfile as bytes (``os.fsencode``),
+so a file name that is not valid UTF-8 opens like any other.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,6 +78,25 @@ def _check_riff_truncation(path: Path) -> None:
             pos += 8 + chunk_size + (chunk_size & 1)
 
 
+def check_file(path: Path) -> None:
+    """Raise unless ``path`` is a regular file, saying what it is instead (never opens a FIFO, which would block).
+
+    Raises:
+        AudioError: missing, a directory, or not a regular file (FIFO, socket, device).
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise AudioError(path, "no such file", "check the path in the manifest or wav.scp") from None
+    except OSError as e:
+        raise AudioError(path, f"cannot be read ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise AudioError(path, "is a directory, not an audio file", "name the audio files inside it")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise AudioError(path, f"is {kind}, not an audio file", "write the audio to a file first")
+
+
 def read_info(path: str | Path) -> AudioInfo:
     """Read an audio file's header.
 
@@ -82,10 +104,9 @@ def read_info(path: str | Path) -> AudioInfo:
         AudioError: the file is missing or is not readable audio.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(path, "no such file", "check the path in the manifest or wav.scp")
+    check_file(path)
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioError(path, f"not a readable audio file ({e})") from None
     return AudioInfo(sample_rate=info.samplerate, frames=info.frames, channels=info.channels)
@@ -144,7 +165,7 @@ def load_audio(
             "check the offset and duration in the manifest or segments file",
         )
     try:
-        data, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+        data, rate = sf.read(os.fsencode(path), start=start, stop=stop, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioError(path, f"corrupt audio data ({e})") from None
     if data.shape[0] == 0:
@@ -176,7 +197,7 @@ def stream_audio(path: str | Path, sample_rate: int, chunk_seconds: float) -> It
         raise AudioError(path, "holds zero samples")
     block = max(1, int(chunk_seconds * info.sample_rate))
     try:
-        for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+        for data in sf.blocks(os.fsencode(path), blocksize=block, dtype="float32", always_2d=True):
             if not np.isfinite(data).all():
                 raise AudioError(path, "holds NaN or infinite samples", "the file is corrupt; re-export it")
             mono = np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
@@ -190,4 +211,4 @@ def save_audio(path: str | Path, samples: np.ndarray, sample_rate: int, subtype:
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1:
         raise ValueError(f"save_audio expects a mono (n,) signal, got shape {samples.shape}")
-    sf.write(str(path), samples, sample_rate, subtype=subtype)
+    sf.write(os.fsencode(path), samples, sample_rate, subtype=subtype)

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from asr.audio import read_info
-from asr.errors import AsrError, ManifestError
+from asr.audio import check_file, read_info
+from asr.errors import AsrError, AudioError, ManifestError
 from asr.fsutil import atomic_write_text, file_stamp, sha256sum
 
 FIELDS = ("id", "audio", "duration", "text", "speaker", "offset")
@@ -383,8 +383,12 @@ def validate(
             problems.append((u.id, f"offset {u.offset} is not a non-negative number of seconds"))
         if not u.speaker:
             problems.append((u.id, "empty speaker"))
-        if check_audio and not Path(u.audio).is_file():
-            problems.append((u.id, f"audio file {u.audio} does not exist"))
+        if check_audio:
+            try:
+                check_file(Path(u.audio))
+            except AudioError as e:
+                why = "does not exist" if e.reason == "no such file" else e.reason
+                problems.append((u.id, f"audio file {u.audio} {why}"))
         if alphabet is not None:
             bad = sorted({c for c in u.text if c not in alphabet and c != " "})
             if bad:

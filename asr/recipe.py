@@ -14,17 +14,25 @@ from asr.errors import ConfigError
 from asr.layout import RESULTS
 from asr.stages import Pipeline, Stage
 
-REPO_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+def recipes_dir() -> Path:
+    """The folder of the recipes that come with the package: ``recipes/`` of a checkout, or
+    the installed ``asr.recipes`` package."""
+    checkout = Path(__file__).resolve().parent.parent / "recipes"
+    if (checkout / "__init__.py").is_file():
+        return checkout
+    spec = importlib.util.find_spec("asr.recipes")
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else checkout
 
 
 def find(name: str) -> Path:
     """A recipe name (``fsdd``), its folder, or its ``recipe.py`` -> the ``recipe.py`` path."""
     p = Path(name)
-    candidates = [p, p / "recipe.py", Path("recipes") / name / "recipe.py", REPO_RECIPES / name / "recipe.py"]
+    shipped = recipes_dir()
+    candidates = [p, p / "recipe.py", Path("recipes") / name / "recipe.py", shipped / name / "recipe.py"]
     for c in candidates:
         if c.is_file() and c.suffix == ".py":
             return c.resolve()
-    known = sorted(d.name for d in REPO_RECIPES.iterdir() if (d / "recipe.py").is_file()) if REPO_RECIPES.is_dir() else []
+    known = sorted(d.name for d in shipped.iterdir() if (d / "recipe.py").is_file()) if shipped.is_dir() else []
     raise ConfigError(f"no recipe {name!r}; known recipes: {known}")
 
 

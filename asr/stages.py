@@ -84,6 +84,8 @@ class StageContext:
 
 def git_commit() -> str:
     """The checkout's commit (``-dirty`` with uncommitted changes), or ``unknown`` outside a checkout."""
+    if not (REPO / ".git").exists():  # an installed package: not a checkout (nor the repository around it)
+        return "unknown"
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,

@@ -62,6 +62,19 @@ def build_features(work: Path, sets: dict, **cfg_overrides) -> Path:
 
 
 @pytest.fixture(scope="session")
+def fsdd_counts(fsdd_recordings) -> dict:
+    """What the copy at hand holds (the shared copy has 4 speakers, the public download more):
+    files, speakers, and takes per split of the official split (0-4 test, 5-9 dev, the rest train)."""
+    from asr.corpora import fsdd
+
+    recs = fsdd.scan(fsdd_recordings)
+    split = [fsdd.split_of(r) for r in recs]
+    return {"files": len(recs), "speakers": sorted({r.speaker for r in recs}),
+            "per_speaker": {s: sum(r.speaker == s for r in recs) for s in {r.speaker for r in recs}},
+            **{k: split.count(k) for k in fsdd.SPLITS}}
+
+
+@pytest.fixture(scope="session")
 def fsdd_utts(fsdd_recordings):
     """A few real isolated-digit utterances of two speakers, one per digit and speaker."""
     from asr.corpora import fsdd

@@ -92,3 +92,15 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     assert BeamSearch(TOK.units, DecodeOptions("lexicon"), tmp_path)(lp)[0] == "no"
     with pytest.raises(AsrError, match="needs a lexicon"):
         BeamSearch(TOK.units, DecodeOptions("lexicon"), None)
+
+
+def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    build(["no on", "on no", "no"], tmp_path / "lm", order=2)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    decoder = BeamSearch(TOK.units, DecodeOptions("lexicon_lm"), tmp_path / "lm" / "lm.arpa")
+    assert decoder(posteriors(["n", "o", "|", "o", "n"]))[0] == "no on"
+    assert list(scratch.iterdir()) == []

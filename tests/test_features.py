@@ -99,3 +99,48 @@ def test_cmvn_kinds():
     np.testing.assert_array_equal(spk(x, "unknown"), x)  # falls back to the global stats
     d = json.loads(json.dumps(spk.to_dict()))
     np.testing.assert_array_equal(Cmvn.from_dict(d)(x, "s"), spk(x, "s"))
+
+
+def _stage(tmp_path, name, sets_order, train_sets, utts_by_set, cmvn="global"):
+    from types import SimpleNamespace
+
+    from asr import features
+    from asr.manifest import write_manifest
+
+    prep = tmp_path / name / "prepare"
+    for set_name, utts in utts_by_set.items():
+        write_manifest(prep / f"{set_name}.jsonl", utts)
+    out = tmp_path / name / "features"
+    out.mkdir(parents=True)
+    cfg = FeatureConfig(sample_rate=8_000, sets=sets_order, train_sets=train_sets, cmvn=cmvn)
+    features.stage(SimpleNamespace(config=cfg, out=out, inputs={"prepare": prep}, nj=1, log=lambda m: None))
+    return features.FeatureStore(out)
+
+
+def test_cmvn_statistics_come_from_training_audio_only_whatever_the_set_order(tmp_path):
+    # speaker s0 speaks in every set; a dev/test set listed first used to lend its accumulator to training
+    from dataclasses import replace
+
+    utts = [replace(u, speaker="s0") for u in _manifest(tmp_path, 6)]
+    sets = {"dev": utts[:2], "train": utts[2:4], "test": utts[4:]}
+    a = _stage(tmp_path, "a", ("dev", "train", "test"), ("train",), sets)
+    b = _stage(tmp_path, "b", ("train", "test", "dev"), ("train",), sets)
+    train = a.open("train")
+    frames = np.concatenate([train[i] for i in range(len(train))]).astype(np.float64)
+    np.testing.assert_allclose(a.cmvn.mean, frames.mean(0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(a.cmvn.std, frames.std(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a.cmvn.speakers["s0"][0], frames.mean(0), rtol=1e-5, atol=1e-4)
+    assert a.cmvn.to_dict() == b.cmvn.to_dict()
+
+
+def test_feature_sets_close_their_index_file(tmp_path):
+    import gc
+    import warnings
+
+    cfg = FeatureConfig(sample_rate=8_000)
+    extract_set(_manifest(tmp_path, 2), tmp_path / "set", cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        fs = FeatureSet(tmp_path / "set", cfg.dim)
+        gc.collect()
+    assert len(fs) == 2

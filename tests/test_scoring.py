@@ -118,3 +118,36 @@ def test_report_files(tmp_path):
     spk = (tmp_path / "speakers.txt").read_text().splitlines()
     assert spk[1].split()[:5] == ["a", "1", "3", "1", "33.33"] and spk[2].split()[:5] == ["b", "1", "1", "1", "100.00"]
     assert (tmp_path / "hyp.trn").read_text() == "one too three (a_a_1)\n (b_b_1)\n"
+
+
+def test_speakers_are_never_guessed_from_the_id(tmp_path):
+    s = score({"7_jackson_32": "seven", "3_theo_1": "three"}, {"7_jackson_32": "seven", "3_theo_1": "tree"})
+    write_report(tmp_path, s, {"3_theo_1": "theo"})
+    rows = [line.split()[0] for line in (tmp_path / "speakers.txt").read_text().splitlines()[1:]]
+    assert rows == ["theo", "unknown"]  # not "7" from the id's prefix
+
+
+@pytest.mark.parametrize("samples", [0, 17])
+def test_score_stage_with_any_number_of_bootstrap_samples(tmp_path, samples):
+    import json
+    from types import SimpleNamespace
+
+    from asr import scoring
+
+    dec, trn = tmp_path / "decode", tmp_path / "train"
+    for name in ("hyp.txt", "greedy.txt", "ref.txt"):
+        write_text(dec / "set" / name, {"u1": "one two", "u2": "three"})
+    write_text(dec / "set" / "utt2spk", {"u1": "a", "u2": "b"})
+    (dec / "settings.json").write_text(json.dumps({"tuned_on": ["dev"], "method": "greedy", "beam_size": 16,
+                                                   "lm_weight": 0, "word_score": 0}))
+    trn.mkdir()
+    out = tmp_path / "score"
+    ctx = SimpleNamespace(config=scoring.ScoreConfig(bootstrap_samples=samples), out=out,
+                          inputs={"decode": dec, "train": trn}, log=lambda m: None)
+    metrics = scoring.stage(ctx)["metrics"]["set"]
+    results = (out / "RESULTS.md").read_text()
+    assert metrics["wer"] == 0.0
+    if samples:
+        assert "(17 resamples)" in results and metrics["wer_ci"] == [0.0, 0.0]
+    else:
+        assert "confidence intervals: none" in results and "wer_ci" not in metrics and "resamples" not in results

@@ -354,3 +354,63 @@ def test_every_subcommand_has_help():
     for cmd in ([], ["run"], ["stages"], ["convert"], ["transcribe"], ["evaluate"], ["wer"]):
         r = subprocess.run([sys.executable, "-m", "asr", *cmd, "--help"], capture_output=True, text=True)
         assert r.returncode == 0 and "usage: asr" in r.stdout, cmd
+
+
+def test_an_installed_wheel_finds_its_recipes(tmp_path):
+    # a non-editable install (no checkout around it) must still run `asr run fsdd`
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(REPO)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (target / "asr" / "recipes" / "fsdd" / "recipe.py").is_file()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-m", "asr", "run", "fsdd", "--show-config"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "train.model.hidden = 128" in out.stdout.splitlines()
+    where = subprocess.run([sys.executable, "-c", "import asr; print(asr.__file__)"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True).stdout
+    assert where.startswith(str(target))  # the installed copy ran, not the checkout
+
+
+def test_the_package_import_graph_has_no_cycle():
+    """Imports form a graph without cycles, counting imports inside functions as edges; such
+    hidden imports are only allowed in the CLI and the package face (they keep start-up fast)."""
+    import ast
+
+    root = REPO / "asr"
+
+    def name(p):
+        parts = list(p.relative_to(REPO).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    mods = {name(p): p for p in root.rglob("*.py")}
+    deps, hidden = {m: set() for m in mods}, []
+    for m, p in mods.items():
+        tree = ast.parse(p.read_text())
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            found = {t for t in targets if t in mods and t != m and t != "asr"}
+            deps[m] |= found
+            if found and id(node) not in top and p.name not in ("cli.py", "__init__.py", "__main__.py"):
+                hidden.append((m, sorted(found)))
+    assert not hidden, f"asr imports inside functions (move them to the top): {hidden}"
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        state[m] = 1
+        for d in sorted(deps[m]):
+            assert state.get(d) != 1, f"import cycle: {' -> '.join(path[path.index(d):] + [d]) if d in path else d}"
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = 2
+
+    for m in sorted(mods):
+        if m not in state:
+            visit(m, [m])

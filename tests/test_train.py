@@ -193,3 +193,42 @@ def test_non_finite_gradients_skip_the_step_and_are_counted(fsdd_utts, tmp_path)
     assert summary["skipped_steps"] == 2  # the corrupt utterance, once per epoch
     ckpt = read_checkpoint(tmp_path / "out" / "model.pt")
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+class _Payload:
+    """Unpickling this runs code: it creates ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("planted", ["checkpoint.pt", "epoch99.pt"])
+def test_planted_pickles_in_the_checkpoint_folder_are_refused_without_running(tiny_features, tmp_path, planted):
+    # the resume checkpoint, and the epoch models averaged at the end (epoch99 sorts last)
+    from asr.errors import AsrError
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    marker = tmp_path / "ran"
+    torch.save({"model": _Payload(marker)}, partial / planted)
+    with pytest.raises(AsrError, match=f"{planted}: not a file of tensors and plain data, refused without running"):
+        train(replace(TINY, epochs=2, average_last=3), tiny_features, tmp_path / "out", partial, log=lambda m: None)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_folder_the_runner_did_not_write_is_discarded(tmp_path):
+    from asr.stages import Pipeline, Stage
+
+    seen = []
+    work = tmp_path / "w"
+    (work / ".partial-a").mkdir(parents=True)
+    (work / ".partial-a" / "checkpoint.pt").write_bytes(b"planted")  # no KEY file: not ours
+
+    def stage(ctx):
+        seen.extend(p.name for p in ctx.partial.iterdir())
+
+    Pipeline([Stage(1, "a", stage)], {"a": TINY}, work).run(log=lambda m: None)
+    assert seen == ["KEY"]
