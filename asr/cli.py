@@ -60,9 +60,11 @@ def cmd_convert(args) -> int:
 
 def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     # defaults are DecodeOptions' own (shown by the help text); only what is given overrides them
-    p.add_argument("--method", choices=["greedy", "beam", "lexicon", "lexicon_lm"], default=None,
-                   help="decoder (default: lexicon_lm with --lm, else greedy)")
-    p.add_argument("--lm", help="the lm stage's output folder (e.g. data/fsdd/lm) or an ARPA file")
+    p.add_argument("--method", choices=["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"], default=None,
+                   help="decoder (default: lexicon_lm with --lm, else greedy); beam_lm: open vocabulary, "
+                        "lexicon-free with the unit n-gram")
+    p.add_argument("--lm", help="the lm stage's output folder (e.g. data/fsdd/lm) or an ARPA file (words; "
+                                "units for beam_lm)")
     p.add_argument("--lm-weight", type=float, help="LM weight (default 1.0)")
     p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
     p.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 16)")
@@ -226,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     except AsrError as e:
         print(f"asr {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`asr ... | head`): not an error of ours
+        sys.stdout = None
+        return 141
     except KeyboardInterrupt:
         print(f"asr {args.command}: interrupted; finished stages are kept, re-run to continue", file=sys.stderr)
         return 130

@@ -37,17 +37,19 @@ from asr.procs import fork_pool
 from asr.tokenizer import CharTokenizer
 
 VERSION = 1  # of the decode stage's output: bump when the decoding or the files it writes change
-METHODS = ("greedy", "beam", "lexicon", "lexicon_lm")
+# beam: lexicon-free, no LM; beam_lm: lexicon-free with the unit n-gram (open vocabulary);
+# lexicon: words of the lexicon only; lexicon_lm: lexicon + word n-gram
+METHODS = ("greedy", "beam", "beam_lm", "lexicon", "lexicon_lm")
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
     """How posteriors become text; the decode stage, ``asr.load_model`` and the CLI share it."""
 
-    method: Literal["greedy", "beam", "lexicon", "lexicon_lm"] = "lexicon_lm"  # beam: lexicon-free, no LM
+    method: Literal["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"] = "lexicon_lm"  # see METHODS
     beam_size: int = 16  # hypotheses kept per frame
     beam_threshold: float = 25.0  # drop hypotheses this far (log score) below the best
-    lm_weight: float = 1.0  # weight of the word n-gram (lexicon_lm)
+    lm_weight: float = 1.0  # weight of the n-gram (beam_lm: over units; lexicon_lm: over words)
     word_score: float = 0.0  # bonus per word (insertion penalty when negative)
 
     def __post_init__(self):
@@ -59,6 +61,10 @@ class DecodeOptions:
     @property
     def needs_lexicon(self) -> bool:
         return self.method in ("lexicon", "lexicon_lm")
+
+    @property
+    def uses_lm(self) -> bool:
+        return self.method in ("beam_lm", "lexicon_lm")
 
 
 @dataclass(frozen=True)
@@ -121,21 +127,25 @@ class BeamSearch:
 
     Args:
         units: the tokenizer's units (blank first, then the word separator ``|``).
-        options: the method (``beam``, ``lexicon``, ``lexicon_lm``) and its settings.
-        lm: for the lexicon methods, the lm stage's output folder or an ARPA file (its
-            lexicon is then written to a temporary folder, removed once the decoder has read it).
+        options: the method (``beam``, ``beam_lm``, ``lexicon``, ``lexicon_lm``) and its settings.
+        lm: for the lexicon methods, the lm stage's output folder or a word ARPA file (its
+            lexicon is then written to a temporary folder, removed once the decoder has read it);
+            for ``beam_lm``, the lm stage's output folder (its ``tokens.arpa``) or a unit ARPA file.
     Raises:
-        AsrError: a lexicon method without ``lm``, or an ``lm`` that is neither.
+        AsrError: a method that needs ``lm`` without it, or an ``lm`` that is neither.
     """
 
     def __init__(self, units: list[str], options: DecodeOptions, lm: str | Path | None = None):
         if options.method == "greedy":
             raise AsrError("BeamSearch is for the beam methods; greedy decoding needs no search")
-        if options.needs_lexicon and lm is None:
-            raise AsrError(f"decoding method {options.method!r} needs a lexicon (the lm stage's output or --lm)")
+        if (options.needs_lexicon or options.uses_lm) and lm is None:
+            what = "a lexicon" if options.needs_lexicon else "a unit n-gram"
+            raise AsrError(f"decoding method {options.method!r} needs {what} (the lm stage's output or --lm)")
         self.options, self.units = options, units
         with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
             lexicon = lm_dict = fusion = None
+            if options.method == "beam_lm":
+                fusion = DecoderLM(self._token_lm(Path(lm)), list(units))  # scored per unit
             if options.needs_lexicon:
                 d, ngram = self._lexicon(Path(lm), Path(tmp))
                 lexicon, lm_dict = str(d.lexicon), str(d.words)
@@ -145,7 +155,18 @@ class BeamSearch:
                                        beam_size=options.beam_size, beam_threshold=options.beam_threshold,
                                        lm_weight=options.lm_weight if fusion else 0.0,
                                        word_score=options.word_score, blank_token=units[0], sil_token="|",
+                                       # lexicon-free, a word ends at a separator: its bonus is the word score
+                                       sil_score=0.0 if options.needs_lexicon else options.word_score,
                                        unk_word="<unk>", log_add=False)
+
+    @staticmethod
+    def _token_lm(lm: Path) -> NgramLM:
+        if lm.is_dir():
+            if not LmDir(lm).tokens_arpa.is_file():
+                raise AsrError(f"{lm}: no {LmDir(lm).tokens_arpa.name}; the lm stage writes it with "
+                               "lm.token_order > 0")
+            return NgramLM.read_arpa(LmDir(lm).tokens_arpa)
+        return NgramLM.read_arpa(lm)
 
     @staticmethod
     def _lexicon(lm: Path, tmp: Path) -> tuple[LmDir, NgramLM | None]:
@@ -253,8 +274,7 @@ def stage(ctx) -> dict:
     store = FeatureStore(ctx.inputs["features"])
     test_sets, tune_sets = store.expand(cfg.sets), store.expand(cfg.tune_sets)
     method = cfg.search.method
-    uses_lm = method == "lexicon_lm"
-    grid = list(itertools.product(cfg.lm_weights if uses_lm else (0.0,), cfg.word_scores))
+    grid = list(itertools.product(cfg.lm_weights if cfg.search.uses_lm else (0.0,), cfg.word_scores))
     if method in ("greedy", "beam"):
         grid = [(0.0, 0.0)]
     refs = {n: {u["id"]: u["text"] for u in store.open(n).utts} for n in {*tune_sets, *test_sets}}

@@ -14,38 +14,46 @@ from asr.errors import CorpusError
 from asr.fsutil import CHUNK, sha256sum
 
 
-def download(url: str, dest: str | Path, sha256: str, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` unless a file with the right checksum is already there.
+def download(url: str, dest: str | Path, sha256: str | None, timeout: float = 60.0, min_bytes: int = 0) -> Path:
+    """Download ``url`` to ``dest`` unless a file that passes the checks is already there.
 
-    The bytes go to ``dest.part`` and are renamed into place only after the
-    checksum matches, so an interrupted or corrupted download never passes for a
-    good one.
+    The bytes go to ``dest.part`` and are renamed into place only after the checks
+    pass, so an interrupted or corrupted download never passes for a good one.
 
+    Args:
+        sha256: the checksum the publisher lists; ``None`` only for an archive whose
+            publisher lists none, which is then checked by ``min_bytes`` alone here (the
+            caller checks its content after extraction).
+        min_bytes: the least size a complete file can have.
     Raises:
-        CorpusError: the server cannot be reached or the checksum differs.
+        CorpusError: the server cannot be reached, or the checksum or size is wrong.
     """
     dest = Path(dest)
     if dest.is_file():
-        if sha256sum(dest) == sha256:
+        if (sha256sum(dest) == sha256) if sha256 else dest.stat().st_size >= min_bytes:
             return dest
         dest.unlink()  # a stale or corrupt copy: fetch it again
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    h = hashlib.sha256()
+    h, size = hashlib.sha256(), 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
             for block in iter(lambda: r.read(CHUNK), b""):
                 h.update(block)
                 f.write(block)
+                size += len(block)
     except (urllib.error.URLError, OSError) as e:
         part.unlink(missing_ok=True)
         raise CorpusError(
             f"cannot download {url}: {e}. Without internet access, point the recipe at a "
             "local copy with --corpus-dir or the ASR_CORPORA environment variable"
         ) from None
-    if h.hexdigest() != sha256:
+    if sha256 and h.hexdigest() != sha256:
         part.unlink(missing_ok=True)
         raise CorpusError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {h.hexdigest()}")
+    if size < min_bytes:
+        part.unlink(missing_ok=True)
+        raise CorpusError(f"{url}: got {size} bytes, a complete copy has at least {min_bytes}; try again")
     os.replace(part, dest)
     return dest
 

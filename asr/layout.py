@@ -64,6 +64,12 @@ class LmDir:
     def words(self) -> Path:
         return self.root / "words.txt"
 
+    @property
+    def tokens_arpa(self) -> Path:
+        """An n-gram model over the model's units (characters and the word separator), for
+        lexicon-free, open-vocabulary decoding."""
+        return self.root / "tokens.arpa"
+
 
 @dataclass(frozen=True)
 class TrainDir:

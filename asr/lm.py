@@ -25,6 +25,7 @@ from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
 from asr.layout import LmDir
 from asr.manifest import expand_sets, manifest_names, read_lines, read_manifest
+from asr.tokenizer import WORD_SEP
 
 VERSION = 1  # of the lm stage's output: bump when the estimator or the files it writes change
 
@@ -178,6 +179,7 @@ class LmConfig:
 
     sets: tuple[str, ...] = ("train",)  # manifests of the prepare output whose transcripts train the LM
     order: int = 3
+    token_order: int = 0  # >0: also an n-gram over characters + word separator (open-vocabulary decoding)
 
 
 def lexicon_text(words: Iterable[str]) -> str:
@@ -200,10 +202,18 @@ def write_lm_dir(lm: NgramLM, out: LmDir, arpa: bool = True) -> None:
     atomic_write_text(out.words, listing)
 
 
-def build(texts: list[str], out: Path, order: int) -> NgramLM:
-    """Write ``out``'s ARPA model, lexicon and word list (see :class:`asr.layout.LmDir`)."""
+def unit_sentence(text: str) -> str:
+    """A transcript as the character model's units, space separated: ``"we go"`` -> ``"w e | g o"``."""
+    return " ".join(WORD_SEP if c == " " else c for c in " ".join(text.split()))
+
+
+def build(texts: list[str], out: Path, order: int, token_order: int = 0) -> NgramLM:
+    """Write ``out``'s ARPA model, lexicon and word list, and with ``token_order`` the unit-level
+    model (see :class:`asr.layout.LmDir`)."""
     lm = NgramLM.estimate(texts, order)
     write_lm_dir(lm, LmDir(out))
+    if token_order:
+        NgramLM.estimate([unit_sentence(t) for t in texts], token_order).write_arpa(LmDir(out).tokens_arpa)
     return lm
 
 
@@ -212,5 +222,5 @@ def stage(ctx) -> dict:
     cfg: LmConfig = ctx.config
     prep = ctx.inputs["prepare"]
     texts = [u.text for name in expand_sets(cfg.sets, manifest_names(prep)) for u in read_manifest(prep / f"{name}.jsonl")]
-    lm = build(texts, ctx.out, cfg.order)
+    lm = build(texts, ctx.out, cfg.order, cfg.token_order)
     return {"sentences": len(texts), "vocabulary": len(lm.vocab), "ngrams": {n: len(p) for n, p in lm.probs.items()}}

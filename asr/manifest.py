@@ -148,7 +148,7 @@ def read_lines(path: str | Path) -> list[tuple[int, str]]:
     return lines
 
 
-def _read_kaldi_table(path: Path, allow_empty_value: bool = False) -> dict[str, str]:
+def read_kaldi_table(path: Path, allow_empty_value: bool = False) -> dict[str, str]:
     """Read a Kaldi ``key value...`` file: the key ends at the first whitespace (a space or a
     tab, as Kaldi reads it), the value is the rest of the line."""
     table, problems = {}, []
@@ -178,7 +178,7 @@ def read_text(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise AsrError(f"{path}: no such file")
     try:
-        table = _read_kaldi_table(path, allow_empty_value=True)
+        table = read_kaldi_table(path, allow_empty_value=True)
     except ManifestError as e:
         dups = [uid for uid, why in e.problems if "repeats the key" in why]
         if dups and len(dups) == len(e.problems):
@@ -214,13 +214,13 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
     for name in ("wav.scp", "text", "utt2spk"):
         if not (d / name).is_file():
             raise ManifestError(str(d), [("-", f"missing {name}: a Kaldi data directory needs wav.scp, text and utt2spk")])
-    wav = _read_kaldi_table(d / "wav.scp")
-    text = _read_kaldi_table(d / "text", allow_empty_value=True)
-    utt2spk = _read_kaldi_table(d / "utt2spk")
-    utt2dur = _read_kaldi_table(d / "utt2dur") if (d / "utt2dur").is_file() else {}
+    wav = read_kaldi_table(d / "wav.scp")
+    text = read_kaldi_table(d / "text", allow_empty_value=True)
+    utt2spk = read_kaldi_table(d / "utt2spk")
+    utt2dur = read_kaldi_table(d / "utt2dur") if (d / "utt2dur").is_file() else {}
     segments = {}
     if (d / "segments").is_file():
-        for uid, value in _read_kaldi_table(d / "segments").items():
+        for uid, value in read_kaldi_table(d / "segments").items():
             rec, start, end = value.split()
             segments[uid] = (rec, float(start), float(end))
 
@@ -323,7 +323,7 @@ def data_fingerprint(path: str | Path) -> dict[str, str]:
         out[str(q)] = f"sha256 {sha256sum(q)}" if q.is_file() else "missing"
     try:
         audio = sorted({u.audio for u in read_manifest(p)}) if not p.is_dir() else \
-            sorted({a if Path(a).is_absolute() else str(p / a) for a in _read_kaldi_table(p / "wav.scp").values()})
+            sorted({a if Path(a).is_absolute() else str(p / a) for a in read_kaldi_table(p / "wav.scp").values()})
     except (AsrError, OSError):
         audio = []
     for a in audio:

@@ -104,3 +104,27 @@ def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monk
     decoder = BeamSearch(TOK.units, DecodeOptions("lexicon_lm"), tmp_path / "lm" / "lm.arpa")
     assert decoder(posteriors(["n", "o", "|", "o", "n"]))[0] == "no on"
     assert list(scratch.iterdir()) == []
+
+
+def test_open_vocabulary_decoding_with_a_unit_lm(tmp_path):
+    from asr.lm import unit_sentence
+
+    texts = ["no on", "on no", "no"]
+    build(texts, tmp_path, order=2, token_order=3)
+    # the unit LM's probabilities sum to one for every history (units, the separator and </s>)
+    unit_lm = NgramLM.read_arpa(tmp_path / "tokens.arpa")
+    vocab = [w for w in unit_lm.vocab if w != BOS]
+    assert set(vocab) >= {"n", "o", "|", "</s>"} and unit_sentence("no on") == "n o | o n"
+    for h in {()} | {g[:-1] for n in (2, 3) for g in unit_lm.probs[n]}:
+        assert sum(10 ** unit_lm.logprob(w, h) for w in vocab) == pytest.approx(1.0, abs=1e-5), h  # ARPA: 6 decimals
+    # "non" never occurs in the training text: the lexicon cannot produce it, the unit LM can
+    lp = posteriors(["n", "o", "n"])
+    assert BeamSearch(TOK.units, DecodeOptions("lexicon_lm"), tmp_path)(lp)[0] != "non"
+    text, spans = BeamSearch(TOK.units, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
+    assert text == "non" and [w for w, _, _ in spans] == ["non"]
+    # and where the acoustics are unsure ("nb" or "no"), the unit LM picks what the language says
+    lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
+    assert BeamSearch(TOK.units, DecodeOptions("beam"), tmp_path)(lp)[0] == "nb"
+    assert BeamSearch(TOK.units, DecodeOptions("beam_lm"), tmp_path)(lp)[0] == "no"
+    with pytest.raises(AsrError, match="needs a unit n-gram"):
+        BeamSearch(TOK.units, DecodeOptions("beam_lm"), None)

@@ -1,0 +1,218 @@
+"""speechocean762 (OpenSLR 101): read English sentences by non-native speakers.
+
+Mandarin first language, half children and half adults, 16 kHz. Upstream is a Kaldi-style
+tree::
+
+    WAVE/SPEAKERnnnn/<utt>.WAV                    (our shared copy: <utt>.flac, same samples)
+    train/{wav.scp,text,utt2spk,spk2utt,spk2age,spk2gender}   125 speakers, 2,500 sentences
+    test/{...}                                                  125 other speakers, 2,500 sentences
+    resource/{lexicon.txt,text-phone}
+
+``wav.scp`` paths are relative to the corpus root (not to the data directory). We split
+the upstream train speakers three ways, speaker-disjoint: ``dev`` (about 10% of the
+speakers, children and adults balanced; it tunes decoding and stops training), ``devtest``
+(as many again, for our own reports) and ``train`` (the rest). The official ``test`` is
+prepared whenever the copy has it. Transcripts are upper case upstream; :func:`normalize`
+turns references and training text alike into lower case words with their apostrophes.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from asr.audio import read_info
+from asr.corpora import local_root
+from asr.download import download, extract_tar
+from asr.errors import CorpusError, ManifestError
+from asr.fsutil import file_stamp, sha256sum
+from asr.manifest import Utterance, check, read_kaldi_table, write_manifest
+
+VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
+# OpenSLR publishes no checksum for this archive and none could be found elsewhere (searched
+# mirrors and downstream download scripts): a download is checked by its size (published as
+# about 520 MB) and, once unpacked, by its content (each split's listing files must agree).
+URL = "https://www.openslr.org/resources/101/speechocean762.tar.gz"
+ARCHIVE_NAME = "speechocean762.tar.gz"
+MIN_ARCHIVE_BYTES = 450_000_000
+SAMPLE_RATE = 16_000
+UPSTREAM_SPLITS = ("train", "test")
+SPLITS = ("train", "dev", "devtest", "test")
+CHILD_MAX_AGE = 17  # a speaker up to this age counts as a child for the balanced split
+_KEEP = re.compile(r"[^a-z0-9' ]+")
+
+
+@dataclass(frozen=True)
+class So762Config:
+    """The ``prepare`` stage's config section."""
+
+    corpus_dir: str | None = None  # folder holding speechocean762/ (--corpus-dir, else $ASR_CORPORA); None: download
+    download_dir: str = "data/downloads"
+    dev_speakers: int = 12  # speakers of the upstream train split held out for dev (half children) ...
+    devtest_speakers: int = 12  # ... and for devtest
+    seed: int = 0  # which speakers go to dev and devtest
+
+    def __post_init__(self):
+        if self.dev_speakers < 1 or self.devtest_speakers < 0:
+            raise ValueError("dev_speakers must be >= 1 and devtest_speakers >= 0")
+
+
+def normalize(text: str) -> str:
+    """Scoring form of a transcript: lower case, typographic apostrophes as ``'``, other
+    punctuation dropped, single spaces. Applied alike to references and training text."""
+    text = text.lower().replace("\u2019", "'").replace("`", "'")
+    words = (w.strip("'") for w in _KEEP.sub(" ", text).split())
+    return " ".join(w for w in words if w)
+
+
+# --- finding the corpus ----------------------------------------------------------------------
+
+
+def _root_in(folder: Path) -> Path | None:
+    for cand in (folder / "speechocean762", folder):
+        if (cand / "train" / "wav.scp").is_file():
+            return cand
+    return None
+
+
+def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads") -> Path | None:
+    """The corpus root if a copy is on disk (given, or downloaded before), else None.
+
+    Raises:
+        CorpusError: a copy was named but holds no ``train/wav.scp``.
+    """
+    root = local_root(corpus_dir)
+    if root is not None:
+        found = _root_in(root)
+        if found is None:
+            raise CorpusError(f"no speechocean762 under {root}: expected {root}/speechocean762/train/wav.scp "
+                              "(the folder given by --corpus-dir or ASR_CORPORA)")
+        return found
+    unpacked = Path(download_dir) / "speechocean762"
+    return _root_in(unpacked) if unpacked.is_dir() else None
+
+
+def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads", url: str = URL,
+           min_bytes: int = MIN_ARCHIVE_BYTES) -> Path:
+    """The corpus root; downloads and unpacks OpenSLR 101 when no copy is on disk.
+
+    Raises:
+        CorpusError: a named copy without the corpus, a failed download, or an archive
+            that does not hold the corpus.
+    """
+    root = find_local(corpus_dir, download_dir)
+    if root is None:
+        download_dir = Path(download_dir)
+        archive = download(url, download_dir / ARCHIVE_NAME, None, min_bytes=min_bytes)
+        extract_tar(archive, download_dir / "speechocean762")
+        root = _root_in(download_dir / "speechocean762")
+        if root is None:
+            raise CorpusError(f"{archive} holds no speechocean762/train/wav.scp; delete it and download again")
+    return root
+
+
+def fingerprint(cfg: So762Config) -> dict[str, str] | None:
+    """Listing files (hashed) and audio files (size, modification time) of the splits; None before a download."""
+    try:
+        root = find_local(cfg.corpus_dir, cfg.download_dir)
+    except CorpusError:
+        return {}  # the stage itself reports the bad folder
+    if root is None:
+        return None
+    out: dict[str, str] = {}
+    for split in UPSTREAM_SPLITS:
+        d = root / split
+        if not d.is_dir():
+            continue
+        for f in sorted(p for p in d.iterdir() if p.is_file()):
+            out[str(f)] = f"sha256 {sha256sum(f)}"
+        try:
+            for path in read_kaldi_table(d / "wav.scp").values():
+                out[str(root / path)] = file_stamp(root / path)
+        except ManifestError:
+            pass  # reported by the stage
+    return out
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def read_split(root: Path, split: str) -> tuple[list[Utterance], dict[str, int]]:
+    """The utterances of an upstream split (text normalised, durations from the audio headers)
+    and each speaker's age.
+
+    Raises:
+        ManifestError: listing files that do not agree (every problem, by utterance id).
+    """
+    d = root / split
+    wav, text, utt2spk = (read_kaldi_table(d / name) for name in ("wav.scp", "text", "utt2spk"))
+    ages = read_kaldi_table(d / "spk2age") if (d / "spk2age").is_file() else {}
+    problems = [(u, f"in wav.scp but not in {name}") for name, table in (("text", text), ("utt2spk", utt2spk))
+                for u in wav if u not in table]
+    problems += [(u, "in text but not in wav.scp") for u in text if u not in wav]
+    if problems:
+        raise ManifestError(str(d), problems)
+    utts = []
+    for uid in sorted(wav):
+        audio = Path(wav[uid])
+        audio = audio if audio.is_absolute() else root / audio
+        info = read_info(audio)
+        utts.append(Utterance(uid, str(audio), info.duration, normalize(text[uid]), utt2spk[uid]))
+    speakers = {u.speaker for u in utts}
+    age = {s: int(ages[s]) if ages.get(s, "").isdigit() else -1 for s in speakers}
+    return utts, age
+
+
+def speaker_split(ages: dict[str, int], n_dev: int, n_devtest: int, seed: int = 0) -> dict[str, str]:
+    """Speaker -> ``train``, ``dev`` or ``devtest``; dev and devtest each take half children,
+    half adults (speakers of unknown age count as adults), drawn with ``seed``."""
+    rng = random.Random(seed)
+    groups = [sorted(s for s, a in ages.items() if 0 <= a <= CHILD_MAX_AGE),
+              sorted(s for s, a in ages.items() if not 0 <= a <= CHILD_MAX_AGE)]
+    for g in groups:
+        rng.shuffle(g)
+    out = {s: "train" for s in ages}
+    for split, n in (("dev", n_dev), ("devtest", n_devtest)):
+        for k in range(n):  # alternate children and adults, from whichever still has speakers
+            g = groups[k % 2] if groups[k % 2] else groups[1 - k % 2]
+            if not g:
+                break
+            out[g.pop()] = split
+    return out
+
+
+def prepare(root: Path, out: Path, cfg: So762Config = So762Config()) -> dict:
+    """Write ``{train,dev,devtest}.jsonl`` (and ``test.jsonl`` when the copy has the official test).
+
+    Returns:
+        counts per set, speakers per set, and whether the official test was there.
+    """
+    utts, ages = read_split(root, "train")
+    where = speaker_split(ages, cfg.dev_speakers, cfg.devtest_speakers, cfg.seed)
+    if sum(s == "train" for s in where.values()) < 1:
+        raise CorpusError(f"dev_speakers + devtest_speakers leave no training speakers of {len(where)}")
+    sets = {split: [u for u in utts if where[u.speaker] == split] for split in ("train", "dev", "devtest")}
+    has_test = (root / "test" / "wav.scp").is_file()
+    if has_test:
+        sets["test"] = read_split(root, "test")[0]
+    counts, speakers = {}, {}
+    for name, part in sets.items():
+        check(part, f"speechocean762 {name}")
+        write_manifest(out / f"{name}.jsonl", part)
+        counts[name] = len(part)
+        spk = sorted({u.speaker for u in part})
+        speakers[name] = {"speakers": len(spk), "children": sum(0 <= ages.get(s, -1) <= CHILD_MAX_AGE for s in spk)}
+    return {"counts": counts, "speakers": speakers, "official_test": has_test}
+
+
+def stage(ctx) -> dict:
+    """The ``prepare`` stage: find (or download) the corpus and write the manifests."""
+    cfg: So762Config = ctx.config
+    root = locate(cfg.corpus_dir, cfg.download_dir)
+    ctx.log(f"prepare: speechocean762 from {root}")
+    result = prepare(root, ctx.out, cfg)
+    if not result["official_test"]:
+        ctx.log("prepare: this copy has no official test split (test/); reporting dev and devtest only")
+    return {**result, "corpus": str(root)}

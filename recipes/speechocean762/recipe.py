@@ -1,0 +1,27 @@
+"""speechocean762: read English sentences by non-native speakers (children and adults), 16 kHz.
+
+    asr run speechocean762 [--corpus-dir DIR] [--set key=value ...]
+
+Trains on the upstream train split less two speaker-disjoint sets carved from it: ``dev``
+(tunes decoding, stops training) and ``devtest`` (reported once); the official ``test`` is
+scored too when the corpus copy has it. See asr/corpora/speechocean762.py.
+"""
+
+from asr import decode, features, lm, scoring, train
+from asr.corpora import speechocean762 as so762
+from asr.model import ModelConfig
+from asr.recipe import standard_stages
+
+STAGES = standard_stages(so762.stage, so762.VERSION, so762.fingerprint)
+
+CONFIG = {
+    "prepare": so762.So762Config(),
+    "features": features.FeatureConfig(sample_rate=so762.SAMPLE_RATE, train_sets=("train",)),
+    "lm": lm.LmConfig(sets=("train",), order=3, token_order=6),
+    # 3 x 256 BiLSTM over x3-stacked MFCC frames; sized to train in about 40 minutes on 2 CPU cores
+    "train": train.TrainConfig(train_sets=("train",), dev_sets=("dev",),
+                               model=ModelConfig(num_layers=3, hidden=256, stack=3, dropout=0.2),
+                               epochs=20, batch_frames=6_000, lr=2e-3, spec_augment=True, early_stop=4),
+    "decode": decode.DecodeConfig(sets=("*test",), tune_sets=("dev",)),  # devtest, and test when there
+    "score": scoring.ScoreConfig(),
+}
