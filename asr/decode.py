@@ -30,7 +30,7 @@ from asr.errors import AsrError
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
 from asr.layout import DecodeDir, LmDir, TrainDir
-from asr.lm import BOS, EOS, NgramLM, write_lm_dir
+from asr.lm import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
 from asr.manifest import read_lines, write_text
 from asr.model import build_from_checkpoint, read_checkpoint
 from asr.procs import fork_pool
@@ -51,10 +51,13 @@ class DecodeOptions:
     beam_threshold: float = 25.0  # drop hypotheses this far (log score) below the best
     lm_weight: float = 1.0  # weight of the n-gram (beam_lm: over units; lexicon_lm: over words)
     word_score: float = 0.0  # bonus per word (insertion penalty when negative)
+    mix_weight: float = 1.0  # lexicon_lm: weight of the in-domain n-gram against the large word list (1: none)
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method {self.method!r} is not one of {list(METHODS)}")
+        if not 0.0 <= self.mix_weight <= 1.0:
+            raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight}")
         if self.beam_size < 1 or self.beam_threshold <= 0:
             raise ValueError("beam_size must be >= 1 and beam_threshold > 0")
 
@@ -73,14 +76,23 @@ class DecodeConfig:
 
     sets: tuple[str, ...] = ("test",)  # feature sets to decode and report
     tune_sets: tuple[str, ...] = ("dev",)  # sets the LM weight / word score grid is tuned on
-    search: DecodeOptions = DecodeOptions()  # its lm_weight and word_score are replaced by the tuned ones
+    search: DecodeOptions = DecodeOptions()  # its lm_weight, word_score and mix_weight are replaced by the tuned ones
     lm_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  # grid searched on tune_sets
     word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    mix_weights: tuple[float, ...] = (1.0,)  # with lm.extra_words: e.g. 0.5,0.9 (1: the in-domain n-gram alone)
     batch_frames: int = 40_000  # frames per forward batch
 
     def __post_init__(self):
-        if not self.lm_weights or not self.word_scores:
-            raise ValueError("lm_weights and word_scores need at least one value each")
+        if not self.lm_weights or not self.word_scores or not self.mix_weights:
+            raise ValueError("lm_weights, word_scores and mix_weights need at least one value each")
+
+    def grid(self) -> list[tuple[float, float, float]]:
+        """The ``(lm_weight, word_score, mix_weight)`` settings tuned on dev."""
+        if self.search.method in ("greedy", "beam"):
+            return [(0.0, 0.0, 1.0)]
+        mixes = self.mix_weights if self.search.method == "lexicon_lm" else (1.0,)
+        weights = self.lm_weights if self.search.uses_lm else (0.0,)
+        return list(itertools.product(weights, self.word_scores, mixes))
 
 
 # --- beam search --------------------------------------------------------------------------------
@@ -93,7 +105,7 @@ class DecoderLM(CTCDecoderLM):
     word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file).
     """
 
-    def __init__(self, lm: NgramLM, words: list[str]):
+    def __init__(self, lm: NgramLM | MixedLM, words: list[str]):
         CTCDecoderLM.__init__(self)
         self.lm, self.words = lm, words
         self.context: dict[CTCDecoderLMState, tuple[str, ...]] = {}
@@ -150,7 +162,10 @@ class BeamSearch:
                 d, ngram = self._lexicon(Path(lm), Path(tmp))
                 lexicon, lm_dict = str(d.lexicon), str(d.words)
                 if options.method == "lexicon_lm":
-                    fusion = DecoderLM(ngram or NgramLM.read_arpa(d.arpa), [w for _, w in read_lines(d.words)])
+                    ngram = ngram or NgramLM.read_arpa(d.arpa)
+                    if options.mix_weight < 1.0 and d.unigrams.is_file():
+                        ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight)
+                    fusion = DecoderLM(ngram, [w for _, w in read_lines(d.words)])
             self.decoder = ctc_decoder(lexicon=lexicon, tokens=list(units), lm=fusion, lm_dict=lm_dict, nbest=1,
                                        beam_size=options.beam_size, beam_threshold=options.beam_threshold,
                                        lm_weight=options.lm_weight if fusion else 0.0,
@@ -210,17 +225,18 @@ def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeCon
               store=FeatureStore(features_dir), lm_dir=lm_dir, cfg=cfg, decoders={}, sets={})
 
 
-def _decoder(lm_weight: float, word_score: float) -> BeamSearch:
-    key = (lm_weight, word_score)
+def _decoder(lm_weight: float, word_score: float, mix_weight: float) -> BeamSearch:
+    key = (lm_weight, word_score, mix_weight)
     if key not in _W["decoders"]:
-        options = dataclasses.replace(_W["cfg"].search, lm_weight=lm_weight, word_score=word_score)
+        options = dataclasses.replace(_W["cfg"].search, lm_weight=lm_weight, word_score=word_score,
+                                      mix_weight=mix_weight)
         _W["decoders"][key] = BeamSearch(_W["tokenizer"].units, options, _W["lm_dir"])
     return _W["decoders"][key]
 
 
 @torch.inference_mode()
 def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dict:
-    """Emissions of a shard, then greedy and every ``(lm_weight, word_score)`` beam setting."""
+    """Emissions of a shard, then greedy and every ``(lm_weight, word_score, mix_weight)`` beam setting."""
     name, indices, grid = task
     store, model, cfg = _W["store"], _W["model"], _W["cfg"]
     fs = _W["sets"].setdefault(name, store.open(name))
@@ -240,8 +256,8 @@ def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dic
 
 
 def decode_sets(model_path: Path, features_dir: Path, lm_dir: Path | None, cfg: DecodeConfig, names: list[str],
-                grid: list[tuple[float, float]], nj: int = 1) -> dict[str, dict]:
-    """Decode feature sets with every grid setting; returns ``{set: {"greedy"|(w, s): {id: text}, "seconds"}}``."""
+                grid: list[tuple[float, float, float]], nj: int = 1) -> dict[str, dict]:
+    """Decode feature sets with every grid setting; returns ``{set: {"greedy"|setting: {id: text}, "seconds"}}``."""
     store = FeatureStore(features_dir)
     sizes = {n: len(store.open(n)) for n in names}
     results = {}
@@ -274,9 +290,7 @@ def stage(ctx) -> dict:
     store = FeatureStore(ctx.inputs["features"])
     test_sets, tune_sets = store.expand(cfg.sets), store.expand(cfg.tune_sets)
     method = cfg.search.method
-    grid = list(itertools.product(cfg.lm_weights if cfg.search.uses_lm else (0.0,), cfg.word_scores))
-    if method in ("greedy", "beam"):
-        grid = [(0.0, 0.0)]
+    grid = cfg.grid()
     refs = {n: {u["id"]: u["text"] for u in store.open(n).utts} for n in {*tune_sets, *test_sets}}
 
     chosen, tuning, greedy_dev = grid[0], [], None
@@ -285,12 +299,12 @@ def stage(ctx) -> dict:
         ids = [(n, u) for n in tune_sets for u in sorted(refs[n])]
         r = [refs[n][u] for n, u in ids]
         for g in grid:
-            tuning.append({"lm_weight": g[0], "word_score": g[1],
+            tuning.append({"lm_weight": g[0], "word_score": g[1], "mix_weight": g[2],
                            "dev_wer": jiwer.wer(r, [dev[n][g].get(u, "") for n, u in ids])})
         greedy_dev = jiwer.wer(r, [dev[n]["greedy"].get(u, "") for n, u in ids])
-        best = min(tuning, key=lambda t: (t["dev_wer"], t["lm_weight"], abs(t["word_score"])))
-        chosen = (best["lm_weight"], best["word_score"])
-        ctx.log(f"decode: tuned on {tune_sets}: lm_weight {chosen[0]}, word_score {chosen[1]} "
+        best = min(tuning, key=lambda t: (t["dev_wer"], t["lm_weight"], abs(t["word_score"]), -t["mix_weight"]))
+        chosen = (best["lm_weight"], best["word_score"], best["mix_weight"])
+        ctx.log(f"decode: tuned on {tune_sets}: lm_weight {chosen[0]}, word_score {chosen[1]}, mix_weight {chosen[2]} "
                 f"(dev WER {100 * best['dev_wer']:.2f}%)")
     key = "greedy" if method == "greedy" else chosen
     results = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, test_sets, [chosen], ctx.nj)
@@ -305,7 +319,7 @@ def stage(ctx) -> dict:
         write_text(d.utt2spk, {u["id"]: u["speaker"] for u in store.open(name).utts})
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
     settings = {"method": method, "beam_size": cfg.search.beam_size, "beam_threshold": cfg.search.beam_threshold,
-                "lm_weight": chosen[0], "word_score": chosen[1],
+                "lm_weight": chosen[0], "word_score": chosen[1], "mix_weight": chosen[2],
                 "tuned_on": tune_sets, "greedy_dev_wer": greedy_dev, "grid": tuning, "rtf": rtf, "nj": ctx.nj}
     atomic_write_text(DecodeDir(ctx.out).settings, json.dumps(settings, indent=1) + "\n")
     return {"rtf": rtf, "settings": {k: v for k, v in settings.items() if k not in ("grid", "rtf", "nj")},

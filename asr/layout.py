@@ -65,6 +65,11 @@ class LmDir:
         return self.root / "words.txt"
 
     @property
+    def unigrams(self) -> Path:
+        """Extra words (``word<TAB>frequency``) from a large word list, mixed with the n-gram."""
+        return self.root / "unigrams.tsv"
+
+    @property
     def tokens_arpa(self) -> Path:
         """An n-gram model over the model's units (characters and the word separator), for
         lexicon-free, open-vocabulary decoding."""

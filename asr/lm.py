@@ -170,6 +170,50 @@ class NgramLM:
         return cls(max(probs), probs, backoffs)
 
 
+class MixedLM:
+    """The in-domain n-gram interpolated with a large unigram word list (open vocabulary).
+
+    ``p(w|h) = a p_in(w|h) + (1 - a) (1 - p_in(</s>|h)) q(w)`` for a word ``w`` and
+    ``p(</s>|h) = p_in(</s>|h)``, where ``q`` is the word list's unigram distribution and ``a`` the
+    mixing weight. A word the n-gram has never seen takes its share of the n-gram's ``<unk>``
+    mass by ``q``. Every history's probabilities sum to one (tested). Same queries as :class:`NgramLM`.
+    """
+
+    def __init__(self, lm: NgramLM, unigrams: dict[str, float], weight: float):
+        if not 0.0 <= weight <= 1.0:
+            raise AsrError(f"mixing weight must be in [0, 1], got {weight}")
+        self.lm, self.weight, self.order = lm, weight, lm.order
+        words = {w: f for w, f in unigrams.items() if f > 0 and w not in (BOS, EOS, UNK)}
+        for w in lm.vocab - {BOS, EOS, UNK}:
+            words.setdefault(w, min(words.values(), default=1.0))  # in-domain words absent from the list
+        total = sum(words.values())
+        self.q = {w: f / total for w, f in words.items()}
+        unseen = sum(q for w, q in self.q.items() if w not in lm.vocab)
+        self.unseen_share = {w: q / unseen for w, q in self.q.items() if w not in lm.vocab} if unseen else {}
+        self.vocab = set(self.q) | {BOS, EOS, UNK}
+
+    def logprob(self, word: str, history: tuple[str, ...]) -> float:
+        p_end = 10 ** self.lm.logprob(EOS, history)
+        if word == EOS:
+            return math.log10(p_end) if p_end > 0 else LOG0
+        if word in self.lm.vocab and word != UNK:
+            p_in = 10 ** self.lm.logprob(word, history)
+        else:
+            p_in = 10 ** self.lm.logprob(UNK, history) * self.unseen_share.get(word, 0.0)
+        p = self.weight * p_in + (1 - self.weight) * (1 - p_end) * self.q.get(word, 0.0)
+        return math.log10(p) if p > 0 else LOG0
+
+
+def read_unigrams(path: Path) -> dict[str, float]:
+    """``word<TAB>frequency`` lines (the lm stage's extra word list)."""
+    out = {}
+    for _, line in read_lines(path):
+        word, _, freq = line.partition("\t")
+        if word:
+            out[word] = float(freq)
+    return out
+
+
 # --- the stage -------------------------------------------------------------------------------------
 
 
@@ -180,6 +224,8 @@ class LmConfig:
     sets: tuple[str, ...] = ("train",)  # manifests of the prepare output whose transcripts train the LM
     order: int = 3
     token_order: int = 0  # >0: also an n-gram over characters + word separator (open-vocabulary decoding)
+    extra_words: int = 0  # >0: the lexicon also gets this many of wordfreq's most frequent words ...
+    extra_language: str = "en"  # ... of this language (their frequencies mix with the n-gram; decode.mix_weights)
 
 
 def lexicon_text(words: Iterable[str]) -> str:
@@ -193,13 +239,27 @@ def words_text(lm: NgramLM) -> tuple[list[str], str]:
     return words, "".join(f"{w}\n" for w in [*words, UNK])
 
 
-def write_lm_dir(lm: NgramLM, out: LmDir, arpa: bool = True) -> None:
-    """Write the model (unless ``arpa`` is False), its word list and its lexicon into ``out``."""
+def write_lm_dir(lm: NgramLM, out: LmDir, arpa: bool = True, extra: dict[str, float] | None = None) -> None:
+    """Write the model (unless ``arpa`` is False), its word list and its lexicon into ``out``;
+    ``extra`` words (with their unigram frequencies) join the word list and the lexicon."""
     if arpa:
         lm.write_arpa(out.arpa)
     words, listing = words_text(lm)
+    if extra:
+        words = sorted(set(words) | set(extra))
+        listing = "".join(f"{w}\n" for w in [*words, UNK])
+        atomic_write_text(out.unigrams, "".join(f"{w}\t{f:.6g}\n" for w, f in sorted(extra.items())))
     atomic_write_text(out.lexicon, lexicon_text(words))
     atomic_write_text(out.words, listing)
+
+
+def frequent_words(n: int, language: str, alphabet: set[str]) -> dict[str, float]:
+    """The ``n`` most frequent words of ``language`` (wordfreq's lists, which merge subtitles, web text,
+    Wikipedia and more) that are spelled with ``alphabet``, with their frequencies."""
+    import wordfreq  # imported here: it loads its lists on first use, only the lm stage needs it
+
+    words = [w for w in wordfreq.top_n_list(language, n) if w and set(w) <= alphabet]
+    return {w: wordfreq.word_frequency(w, language) for w in words}
 
 
 def unit_sentence(text: str) -> str:
@@ -207,11 +267,12 @@ def unit_sentence(text: str) -> str:
     return " ".join(WORD_SEP if c == " " else c for c in " ".join(text.split()))
 
 
-def build(texts: list[str], out: Path, order: int, token_order: int = 0) -> NgramLM:
-    """Write ``out``'s ARPA model, lexicon and word list, and with ``token_order`` the unit-level
-    model (see :class:`asr.layout.LmDir`)."""
+def build(texts: list[str], out: Path, order: int, token_order: int = 0,
+          extra: dict[str, float] | None = None) -> NgramLM:
+    """Write ``out``'s ARPA model, lexicon and word list (with ``extra`` words), and with
+    ``token_order`` the unit-level model (see :class:`asr.layout.LmDir`)."""
     lm = NgramLM.estimate(texts, order)
-    write_lm_dir(lm, LmDir(out))
+    write_lm_dir(lm, LmDir(out), extra=extra)
     if token_order:
         NgramLM.estimate([unit_sentence(t) for t in texts], token_order).write_arpa(LmDir(out).tokens_arpa)
     return lm
@@ -222,5 +283,8 @@ def stage(ctx) -> dict:
     cfg: LmConfig = ctx.config
     prep = ctx.inputs["prepare"]
     texts = [u.text for name in expand_sets(cfg.sets, manifest_names(prep)) for u in read_manifest(prep / f"{name}.jsonl")]
-    lm = build(texts, ctx.out, cfg.order, cfg.token_order)
-    return {"sentences": len(texts), "vocabulary": len(lm.vocab), "ngrams": {n: len(p) for n, p in lm.probs.items()}}
+    alphabet = {c for t in texts for c in t} - {" "}
+    extra = frequent_words(cfg.extra_words, cfg.extra_language, alphabet) if cfg.extra_words else None
+    lm = build(texts, ctx.out, cfg.order, cfg.token_order, extra)
+    return {"sentences": len(texts), "vocabulary": len(lm.vocab), "extra_words": len(extra or {}),
+            "ngrams": {n: len(p) for n, p in lm.probs.items()}}

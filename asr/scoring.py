@@ -275,7 +275,8 @@ def stage(ctx) -> dict:
         f"| set | utterances | words | WER % [{ci}] | CER % [{ci}] | greedy WER % |",
         "|---|---|---|---|---|---|", *rows, "",
         f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
-        f"word score {settings['word_score']}",
+        f"word score {settings['word_score']}"
+        + (f", in-domain LM share {settings['mix_weight']}" if settings.get("mix_weight", 1.0) < 1.0 else ""),
         f"- decoding real-time factor (nj={settings.get('nj')}): "
         + ", ".join(f"{k} {v:.4f}" for k, v in settings.get("rtf", {}).items()),
         f"- training: {train_rec.get('train_seconds', 0):.0f} s, "

@@ -81,3 +81,34 @@ def fsdd_utts(fsdd_recordings):
 
     recs = [r for r in fsdd.scan(fsdd_recordings) if r.index == 7 and r.speaker in ("jackson", "theo")]
     return [fsdd.to_utterance(r) for r in recs]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on 127.0.0.1 (a free port) serving ``tmp_path/served``; stopped after the test."""
+    import http.server
+    import threading
+    from functools import partial
+
+    served = tmp_path / "served"
+    served.mkdir(exist_ok=True)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+@pytest.fixture(scope="session")
+def so762_root(corpora_root) -> Path:
+    root = corpora_root / "speechocean762"
+    if not (root / "train" / "wav.scp").is_file():
+        msg = f"speechocean762 not found under {corpora_root}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root

@@ -128,3 +128,23 @@ def test_open_vocabulary_decoding_with_a_unit_lm(tmp_path):
     assert BeamSearch(TOK.units, DecodeOptions("beam_lm"), tmp_path)(lp)[0] == "no"
     with pytest.raises(AsrError, match="needs a unit n-gram"):
         BeamSearch(TOK.units, DecodeOptions("beam_lm"), None)
+
+
+def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
+    from asr.lm import MixedLM, read_unigrams, write_lm_dir
+    from asr.layout import LmDir
+
+    texts = ["no on", "on no", "no"]
+    lm = NgramLM.estimate(texts, 2)
+    extra = {"non": 2e-5, "on": 1e-3, "ban": 1e-5, "no": 5e-4}
+    write_lm_dir(lm, LmDir(tmp_path), extra=extra)
+    assert read_unigrams(tmp_path / "unigrams.tsv") == pytest.approx(extra)
+    assert "non n o n |" in (tmp_path / "lexicon.txt").read_text()
+    for weight in (0.0, 0.5, 0.9, 1.0):  # every history sums to one over the words and </s>
+        mixed = MixedLM(lm, extra, weight)
+        vocab = [w for w in mixed.vocab if w not in (BOS, "<unk>")]
+        for h in [(BOS,), ("no",), ("on",), ("non",)]:
+            assert sum(10 ** mixed.logprob(w, h) for w in vocab) == pytest.approx(1.0, abs=1e-9), (weight, h)
+    # "non" is not in the training text: the word list puts it in the lexicon, the mixture scores it
+    lp = posteriors(["n", "o", "n"])
+    assert BeamSearch(TOK.units, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)(lp)[0] == "non"

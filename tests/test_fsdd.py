@@ -1,11 +1,8 @@
 import hashlib
-import http.server
 import io
 import json
 import tarfile
-import threading
 from collections import Counter
-from functools import partial
 
 import pytest
 import soundfile as sf
@@ -114,18 +111,6 @@ def _fake_archive(fsdd_recordings, tmp_path):
         for wav in sorted(fsdd_recordings.glob("*_theo_1*.wav"))[:12]:
             tar.add(wav, arcname=f"{root}/recordings/{wav.name}")
     return path
-
-
-@pytest.fixture
-def server(tmp_path):
-    served = tmp_path / "served"
-    served.mkdir(exist_ok=True)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
 
 
 def test_download_verify_extract(fsdd_recordings, tmp_path, server, monkeypatch):

@@ -65,7 +65,7 @@ def main() -> None:
     rows = []
     for method, target in (("greedy", 0.01), ("lexicon_lm", 0.05)):
         c = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, method=method))
-        grid = [(settings["lm_weight"], settings["word_score"])]
+        grid = [(settings["lm_weight"], settings["word_score"], settings.get("mix_weight", 1.0))]
         res = decode_sets(model, work / "features", work / "lm", c, test_sets, grid, nj=1)
         seconds = sum(r["seconds"] for r in res.values())
         rows.append((method, seconds, seconds / audio, target))
