@@ -36,7 +36,7 @@ from asr.model import build_from_checkpoint, read_checkpoint
 from asr.procs import fork_pool
 from asr.tokenizer import CharTokenizer
 
-VERSION = 1  # of the decode stage's output: bump when the decoding or the files it writes change
+VERSION = 2  # of the decode stage's output: bump when the decoding or the files it writes change
 # beam: lexicon-free, no LM; beam_lm: lexicon-free with the unit n-gram (open vocabulary);
 # lexicon: words of the lexicon only; lexicon_lm: lexicon + word n-gram
 METHODS = ("greedy", "beam", "beam_lm", "lexicon", "lexicon_lm")
@@ -255,6 +255,13 @@ def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dic
     return out
 
 
+def oov_words(lm_dir: Path | None) -> set[str] | None:
+    """The lexicon's words (the lm stage's word list), against which a set's OOV rate is counted."""
+    if lm_dir is None or not LmDir(Path(lm_dir)).words.is_file():
+        return None
+    return {w for _, w in read_lines(LmDir(Path(lm_dir)).words)}
+
+
 def decode_sets(model_path: Path, features_dir: Path, lm_dir: Path | None, cfg: DecodeConfig, names: list[str],
                 grid: list[tuple[float, float, float]], nj: int = 1) -> dict[str, dict]:
     """Decode feature sets with every grid setting; returns ``{set: {"greedy"|setting: {id: text}, "seconds"}}``."""
@@ -308,10 +315,14 @@ def stage(ctx) -> dict:
                 f"(dev WER {100 * best['dev_wer']:.2f}%)")
     key = "greedy" if method == "greedy" else chosen
     results = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, test_sets, [chosen], ctx.nj)
-    rtf = {}
+    rtf, oov = {}, {}
+    known = oov_words(lm_dir)
     for name in test_sets:
         audio = sum(u["duration"] for u in store.open(name).utts)
         rtf[name] = results[name]["seconds"] / max(audio, 1e-9)
+        if known is not None:
+            running = [w for text in refs[name].values() for w in text.split()]
+            oov[name] = sum(w not in known for w in running) / max(len(running), 1)
         d = DecodeDir(ctx.out).set(name)
         write_text(d.hyp, results[name][key])
         write_text(d.greedy, results[name]["greedy"])
@@ -320,7 +331,9 @@ def stage(ctx) -> dict:
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
     settings = {"method": method, "beam_size": cfg.search.beam_size, "beam_threshold": cfg.search.beam_threshold,
                 "lm_weight": chosen[0], "word_score": chosen[1], "mix_weight": chosen[2],
-                "tuned_on": tune_sets, "greedy_dev_wer": greedy_dev, "grid": tuning, "rtf": rtf, "nj": ctx.nj}
+                "tuned_on": tune_sets, "greedy_dev_wer": greedy_dev, "grid": tuning, "rtf": rtf, "oov": oov,
+                "nj": ctx.nj}
     atomic_write_text(DecodeDir(ctx.out).settings, json.dumps(settings, indent=1) + "\n")
-    return {"rtf": rtf, "settings": {k: v for k, v in settings.items() if k not in ("grid", "rtf", "nj")},
+    return {"rtf": rtf, "oov": oov,
+            "settings": {k: v for k, v in settings.items() if k not in ("grid", "rtf", "oov", "nj")},
             "nj": ctx.nj}

@@ -213,7 +213,7 @@ def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None 
 # --- the stage ---------------------------------------------------------------------------------------
 
 
-VERSION = 1  # of the score stage's output: bump when what it writes changes
+VERSION = 2  # of the score stage's output: bump when what it writes changes
 
 
 @dataclass(frozen=True)
@@ -260,9 +260,12 @@ def stage(ctx) -> dict:
         if cfg.bootstrap_samples:
             metrics[name]["wer_ci"] = list(s.bootstrap(cfg.bootstrap_samples))
             metrics[name]["cer_ci"] = list(s.bootstrap(cfg.bootstrap_samples, chars=True))
+        oov = settings.get("oov", {}).get(name)
+        metrics[name]["oov"] = oov
         rows.append(f"| {name} | {len(s.ids)} | {s.words.ref_len} | {100 * s.words.rate:.2f}"
                     f"{_interval(s, cfg.bootstrap_samples)} | {100 * s.chars.rate:.2f}"
-                    f"{_interval(s, cfg.bootstrap_samples, chars=True)} | {100 * g.words.rate:.2f} |")
+                    f"{_interval(s, cfg.bootstrap_samples, chars=True)} | {100 * g.words.rate:.2f} | "
+                    f"{settings['method']} | {'-' if oov is None else f'{100 * oov:.2f}'} |")
         ctx.log(summary)
     # the train stage's summary.json, not its record.json: a cross-validation fold has only the former
     summary_path = TrainDir(ctx.inputs["train"]).summary
@@ -272,8 +275,9 @@ def stage(ctx) -> dict:
     lines = [
         "# Results", "",
         f"Test sets scored once, with settings tuned on {settings['tuned_on']}.", "",
-        f"| set | utterances | words | WER % [{ci}] | CER % [{ci}] | greedy WER % |",
-        "|---|---|---|---|---|---|", *rows, "",
+        f"| set | utterances | words | WER % [{ci}] | CER % [{ci}] | greedy WER % | decoder | OOV % |",
+        "|---|---|---|---|---|---|---|---|", *rows, "",
+        "OOV: running words of the references missing from the decoder's word list (the lm stage's).", "",
         f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
         f"word score {settings['word_score']}"
         + (f", in-domain LM share {settings['mix_weight']}" if settings.get("mix_weight", 1.0) < 1.0 else ""),

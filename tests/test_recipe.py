@@ -273,3 +273,32 @@ def test_edited_transcript_or_replaced_audio_makes_prepare_stale(fsdd_utts, tmp_
     shutil.copy(utts[2].audio, wav)  # other audio at the same path
     out = asr("stages", "custom", *args).stdout
     assert "prepare      stale" in out and f"{wav} (edited or replaced)" in out
+
+
+# --- speechocean762, shortened -------------------------------------------------------------------
+
+SO762_SHORT = ["prepare.dev_speakers=6", "prepare.devtest_speakers=6", "train.max_utterances=1000",
+               "train.model.num_layers=2", "train.model.hidden=96", "train.epochs=10", "train.batch_frames=3000",
+               "train.lr=0.004", "train.spec_augment=false", "train.model.dropout=0.1", "lm.token_order=0",
+               "decode.lm_weights=0.5,1", "decode.word_scores=0"]
+
+
+def test_short_speechocean762_recipe_recognises_sentences(so762_root, tmp_path):
+    sets = [a for s in SO762_SHORT for a in ("--set", s)]
+    asr("run", "speechocean762", "--work-dir", str(tmp_path), "--corpus-dir", str(so762_root.parent), *sets)
+    metrics = json.loads((tmp_path / "score" / "record.json").read_text())["metrics"]["devtest"]
+    refs = read_text(tmp_path / "decode" / "devtest" / "ref.txt")
+    hyps = read_text(tmp_path / "decode" / "devtest" / "hyp.txt")
+    # what a system that outputs nothing, or the most frequent training word everywhere, would score
+    from collections import Counter
+
+    from asr.manifest import read_manifest
+    from asr.scoring import score
+
+    train = read_manifest(tmp_path / "prepare" / "train.jsonl")
+    frequent = Counter(w for u in train for w in u.text.split()).most_common(1)[0][0]
+    floor = score(refs, {u: frequent for u in refs}).words.rate
+    assert floor > 0.95 and metrics["wer"] < SO762_SHORT_WER_BOUND < floor, (metrics, floor)
+    assert len(hyps) == metrics["utterances"] == len(refs) and metrics["oov"] is not None
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| devtest |" in results and "lexicon_lm" in results

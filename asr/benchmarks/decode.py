@@ -1,9 +1,9 @@
 """Benchmark: decoding real-time factor on one CPU thread, and the cold start of ``asr transcribe``.
 
-    python -m asr.benchmarks.decode [--work-dir data/fsdd] [--repeats 3]
+    python -m asr.benchmarks.decode [--recipe fsdd] [--work-dir data/fsdd] [--repeats 3]
 
-Needs a finished fsdd run (its model, features and LM). RTF is wall time over
-audio time for the FSDD test sets (feature loading + network + search, one
+Needs a finished recipe run (its model, features and LM). RTF is wall time over
+audio time for the recipe's test sets (feature loading + network + search, one
 process, one thread). The cold start runs ``asr transcribe`` on a 1-second file
 in fresh processes and splits the time into import, model load and decode; the
 bare ``import torch, torchaudio`` is measured in the same run as the reference.
@@ -49,12 +49,13 @@ def _wall(cmd: list[str]) -> tuple[float, str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work-dir", default="data/fsdd")
+    p.add_argument("--recipe", default="fsdd", help="a finished recipe run to measure (default fsdd)")
+    p.add_argument("--work-dir", help="its work directory (default data/<recipe>)")
     p.add_argument("--corpus-dir")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    pipe = recipe.pipeline("fsdd", args.work_dir, corpus_dir=args.corpus_dir)
-    work = Path(args.work_dir)
+    pipe = recipe.pipeline(args.recipe, args.work_dir, corpus_dir=args.corpus_dir)
+    work = pipe.work_dir
     model = TrainDir(pipe.out_dir("train")).model
     settings = json.loads(DecodeDir(pipe.out_dir("decode")).settings.read_text())
     store = FeatureStore(work / "features")
@@ -63,13 +64,14 @@ def main() -> None:
     audio = sum(u["duration"] for n in test_sets for u in store.open(n).utts)
 
     rows = []
-    for method, target in (("greedy", 0.01), ("lexicon_lm", 0.05)):
+    methods = dict.fromkeys(["greedy", "lexicon_lm", settings["method"]])  # and the recipe's own decoder
+    for method, target in ((m, 0.01 if m == "greedy" else 0.05) for m in methods):
         c = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, method=method))
         grid = [(settings["lm_weight"], settings["word_score"], settings.get("mix_weight", 1.0))]
         res = decode_sets(model, work / "features", work / "lm", c, test_sets, grid, nj=1)
         seconds = sum(r["seconds"] for r in res.values())
         rows.append((method, seconds, seconds / audio, target))
-    print(f"decode: FSDD test sets {test_sets}, {audio:.0f} s of audio, 1 process, 1 thread")
+    print(f"decode: {args.recipe} test sets {test_sets}, {audio:.0f} s of audio, 1 process, 1 thread")
     print("| decoder | wall s | RTF | target |")
     print("|---|---|---|---|")
     for method, seconds, rtf, target in rows:
