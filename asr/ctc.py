@@ -1,5 +1,5 @@
-"""CTC helpers shared by training, decoding and transcription: best-path decoding, words with
-their frames, and the frames a label sequence needs."""
+"""CTC helpers shared by training, decoding and transcription: best-path decoding and the
+frames a label sequence needs. (Turning units into words is the tokenizer's: ``Tokenizer.words``.)"""
 
 from __future__ import annotations
 
@@ -32,28 +32,3 @@ def greedy_frames(log_probs: torch.Tensor, blank: int = 0) -> list[tuple[int, in
             out.append((u, t))
         prev = u
     return out
-
-
-def words_with_frames(tokens: list[int], frames: list[int], units: list[str],
-                      separator: str = "|") -> tuple[str, list[tuple[str, int, int]]]:
-    """Group decoded units into words with the frame of their first and last unit.
-
-    Returns:
-        the text and ``[(word, first frame, last frame)]``.
-    """
-    spans, cur, start, end = [], "", 0, 0
-    for u, t in zip(tokens, frames):
-        sym = units[u]
-        if u == 0:
-            continue
-        if sym == separator:
-            if cur:
-                spans.append((cur, start, end))
-            cur = ""
-            continue
-        if not cur:
-            start = t
-        cur, end = cur + sym, t
-    if cur:
-        spans.append((cur, start, end))
-    return " ".join(w for w, _, _ in spans), spans

@@ -25,7 +25,7 @@ import torch
 from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState, ctc_decoder
 
 from asr.batching import make_batches, pad
-from asr.ctc import greedy_frames, words_with_frames
+from asr.ctc import greedy_frames
 from asr.errors import AsrError
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
@@ -34,7 +34,7 @@ from asr.lm import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
 from asr.manifest import read_lines, write_text
 from asr.model import build_from_checkpoint, read_checkpoint
 from asr.procs import fork_pool
-from asr.tokenizer import CharTokenizer
+from asr.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_dict
 
 VERSION = 2  # of the decode stage's output: bump when the decoding or the files it writes change
 # beam: lexicon-free, no LM; beam_lm: lexicon-free with the unit n-gram (open vocabulary);
@@ -138,7 +138,7 @@ class BeamSearch:
     """torchaudio's flashlight CTC beam search with our units, lexicon and n-gram LM.
 
     Args:
-        units: the tokenizer's units (blank first, then the word separator ``|``).
+        tokenizer: the model's units (characters, or subwords: lexicon-free methods only).
         options: the method (``beam``, ``beam_lm``, ``lexicon``, ``lexicon_lm``) and its settings.
         lm: for the lexicon methods, the lm stage's output folder or a word ARPA file (its
             lexicon is then written to a temporary folder, removed once the decoder has read it);
@@ -147,13 +147,17 @@ class BeamSearch:
         AsrError: a method that needs ``lm`` without it, or an ``lm`` that is neither.
     """
 
-    def __init__(self, units: list[str], options: DecodeOptions, lm: str | Path | None = None):
+    def __init__(self, tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
         if options.method == "greedy":
             raise AsrError("BeamSearch is for the beam methods; greedy decoding needs no search")
+        if not isinstance(tokenizer, CharTokenizer) and options.method != "beam":
+            raise AsrError(f"decoding method {options.method!r} needs character units; a model with subword "
+                           "units decodes with greedy or beam (lexicon-free, no LM) for now")
+        units = tokenizer.units
         if (options.needs_lexicon or options.uses_lm) and lm is None:
             what = "a lexicon" if options.needs_lexicon else "a unit n-gram"
             raise AsrError(f"decoding method {options.method!r} needs {what} (the lm stage's output or --lm)")
-        self.options, self.units = options, units
+        self.options, self.tokenizer = options, tokenizer
         with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
             lexicon = lm_dict = fusion = None
             if options.method == "beam_lm":
@@ -169,7 +173,8 @@ class BeamSearch:
             self.decoder = ctc_decoder(lexicon=lexicon, tokens=list(units), lm=fusion, lm_dict=lm_dict, nbest=1,
                                        beam_size=options.beam_size, beam_threshold=options.beam_threshold,
                                        lm_weight=options.lm_weight if fusion else 0.0,
-                                       word_score=options.word_score, blank_token=units[0], sil_token="|",
+                                       word_score=options.word_score, blank_token=units[0],
+                                       sil_token=tokenizer.separator,
                                        # lexicon-free, a word ends at a separator: its bonus is the word score
                                        sil_score=0.0 if options.needs_lexicon else options.word_score,
                                        unk_word="<unk>", log_add=False)
@@ -201,15 +206,18 @@ class BeamSearch:
         # flashlight's lexicon search completes a word only on a word separator, and our
         # transcripts have none at the end: append one certain separator frame, so the last
         # word is completed at no cost instead of at the price of a spurious "|"
-        sep = torch.full((1, log_probs.shape[1]), -1e4)
-        sep[0, 1] = 0.0
-        emissions = torch.cat([log_probs.float().cpu(), sep])[None].contiguous()
+        emissions = log_probs.float().cpu()
+        if self.options.needs_lexicon:
+            sep = torch.full((1, log_probs.shape[1]), -1e4)
+            sep[0, self.tokenizer.units.index(self.tokenizer.separator)] = 0.0
+            emissions = torch.cat([emissions, sep])
+        emissions = emissions[None].contiguous()
         hyp = self.decoder(emissions, torch.tensor([emissions.shape[1]]))[0]
         if not hyp:
             return "", []
         best = hyp[0]
         # with a lexicon, the units spell exactly the lexicon words the decoder chose
-        return words_with_frames(best.tokens.tolist(), best.timesteps.tolist(), self.units)
+        return self.tokenizer.words(best.tokens.tolist(), best.timesteps.tolist())
 
 
 # --- decoding feature sets, in worker processes -----------------------------------------------------
@@ -221,7 +229,7 @@ def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeCon
     """Load the model once per process; one thread each, the parallelism is across shards."""
     torch.set_num_threads(1)
     ckpt = read_checkpoint(model_path)
-    _W.update(model=build_from_checkpoint(ckpt, model_path), tokenizer=CharTokenizer.from_dict(ckpt["tokenizer"]),
+    _W.update(model=build_from_checkpoint(ckpt, model_path), tokenizer=tokenizer_from_dict(ckpt["tokenizer"]),
               store=FeatureStore(features_dir), lm_dir=lm_dir, cfg=cfg, decoders={}, sets={})
 
 
@@ -230,7 +238,7 @@ def _decoder(lm_weight: float, word_score: float, mix_weight: float) -> BeamSear
     if key not in _W["decoders"]:
         options = dataclasses.replace(_W["cfg"].search, lm_weight=lm_weight, word_score=word_score,
                                       mix_weight=mix_weight)
-        _W["decoders"][key] = BeamSearch(_W["tokenizer"].units, options, _W["lm_dir"])
+        _W["decoders"][key] = BeamSearch(_W["tokenizer"], options, _W["lm_dir"])
     return _W["decoders"][key]
 
 

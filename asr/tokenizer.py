@@ -1,18 +1,28 @@
-"""Character tokenizer with a word separator, the units of the CTC output layer.
+"""Tokenizers: the units of the CTC output layer, characters or subwords.
 
-Unit 0 is the CTC blank, unit 1 the word separator ``|`` that stands for a space,
-then the characters of the alphabet in sorted order. The tokenizer is saved with
-the model as a plain dict, so a model file alone can decode.
+:class:`CharTokenizer`: unit 0 is the CTC blank, unit 1 the word separator ``|`` that
+stands for a space, then the characters of the alphabet in sorted order.
+:class:`SubwordTokenizer`: a sentencepiece model (BPE or unigram, trained on the training
+transcripts); unit 0 is the blank (in place of sentencepiece's ``<unk>``, which text never
+maps to: characters outside the training alphabet are an error), unit k>0 is piece k, and a
+piece starting with ``\u2581`` begins a word. Either is saved with the model as a plain dict
+(the sentencepiece model as base64 text), so a model file alone can decode and loads with
+``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Iterable
+
+import sentencepiece as spm
 
 from asr.errors import TokenizerError
 
 BLANK = "<blk>"
 WORD_SEP = "|"
+PIECE_START = "\u2581"  # sentencepiece's mark of a word's first piece
 
 
 class CharTokenizer:
@@ -71,6 +81,30 @@ class CharTokenizer:
         out = "".join(self.units[i] for i in ids if i != 0)
         return " ".join(out.replace(WORD_SEP, " ").split())
 
+    def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
+        """Decoded units (blanks allowed) with their frames -> text and ``[(word, first frame, last frame)]``."""
+        spans, cur, start, end = [], "", 0, 0
+        for u, t in zip(tokens, frames):
+            if u == 0:
+                continue
+            sym = self.units[u]
+            if sym == WORD_SEP:
+                if cur:
+                    spans.append((cur, start, end))
+                cur = ""
+                continue
+            if not cur:
+                start = t
+            cur, end = cur + sym, t
+        if cur:
+            spans.append((cur, start, end))
+        return " ".join(w for w, _, _ in spans), spans
+
+    @property
+    def separator(self) -> str:
+        """The unit that ends a word (the beam search's silence token)."""
+        return WORD_SEP
+
     def to_dict(self) -> dict:
         return {"type": "char", "units": list(self.units)}
 
@@ -82,3 +116,120 @@ class CharTokenizer:
         if tok.units != d["units"]:
             raise TokenizerError("saved tokenizer units are not in canonical order; the file is corrupt")
         return tok
+
+
+class SubwordTokenizer:
+    """Subword units from a sentencepiece model.
+
+    Args:
+        model: the serialized sentencepiece model (``ModelProto`` bytes).
+    """
+
+    def __init__(self, model: bytes):
+        self.model = bytes(model)
+        self.sp = spm.SentencePieceProcessor(model_proto=self.model)
+        pieces = [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())]
+        if self.sp.unk_id() != 0 or len(set(pieces)) != len(pieces):
+            raise TokenizerError("sentencepiece model must have <unk> as piece 0 and distinct pieces")
+        self.units: list[str] = [BLANK, *pieces[1:]]
+        self._chars = {c for p in pieces[1:] for c in p} - {PIECE_START}
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int, model_type: str = "bpe") -> SubwordTokenizer:
+        """Train on transcripts (every character covered; deterministic for the same texts).
+
+        Raises:
+            TokenizerError: no texts, or a vocabulary too large for them (sentencepiece says how large it may be).
+        """
+        texts = [" ".join(t.split()) for t in texts if t.strip()]
+        if not texts:
+            raise TokenizerError("cannot train subword units on no text")
+        out = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=out, vocab_size=vocab_size,
+                                           model_type=model_type, character_coverage=1.0, bos_id=-1, eos_id=-1,
+                                           unk_id=0, num_threads=1, minloglevel=2, hard_vocab_limit=True)
+        except RuntimeError as e:
+            raise TokenizerError(f"subword units: {e} (lower train.vocab_size)") from None
+        return cls(out.getvalue())
+
+    @property
+    def alphabet(self) -> set[str]:
+        return self._chars | {" "}
+
+    @property
+    def blank(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def unknown_chars(self, text: str) -> list[str]:
+        return list(dict.fromkeys(c for c in text if c not in self._chars and c != " "))
+
+    def encode(self, text: str) -> list[int]:
+        """Text -> unit ids.
+
+        Raises:
+            TokenizerError: a character outside the training alphabet (never dropped silently).
+        """
+        bad = self.unknown_chars(text)
+        if bad:
+            raise TokenizerError(f"text {text!r} holds characters outside the alphabet: {bad}")
+        return self.sp.encode(" ".join(text.split()))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.sp.decode([i for i in ids if i != 0]).split())
+
+    def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
+        """As :meth:`CharTokenizer.words`: a piece starting with the word mark begins a word."""
+        spans, cur, start, end = [], "", 0, 0
+        for u, t in zip(tokens, frames):
+            if u == 0:
+                continue
+            piece = self.units[u]
+            if piece.startswith(PIECE_START) and cur:
+                spans.append((cur, start, end))
+                cur = ""
+            piece = piece.lstrip(PIECE_START)
+            if not piece:
+                continue
+            if not cur:
+                start = t
+            cur, end = cur + piece, t
+        if cur:
+            spans.append((cur, start, end))
+        return " ".join(w for w, _, _ in spans), spans
+
+    @property
+    def separator(self) -> str:
+        """The beam search's silence token: the bare word mark when it is a piece, else the blank."""
+        return PIECE_START if PIECE_START in self.units else BLANK
+
+    def to_dict(self) -> dict:
+        return {"type": "sentencepiece", "units": list(self.units), "model": base64.b64encode(self.model).decode()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SubwordTokenizer:
+        try:
+            tok = cls(base64.b64decode(d["model"]))
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise TokenizerError(f"saved subword model is damaged ({e})") from None
+        if tok.units != d.get("units"):
+            raise TokenizerError("saved subword units do not match the sentencepiece model; the file is damaged")
+        return tok
+
+
+Tokenizer = CharTokenizer | SubwordTokenizer
+
+
+def tokenizer_from_dict(d: dict) -> Tokenizer:
+    """Rebuild the tokenizer a model file holds.
+
+    Raises:
+        TokenizerError: an unknown type or a damaged entry.
+    """
+    kinds = {"char": CharTokenizer, "sentencepiece": SubwordTokenizer}
+    if not isinstance(d, dict) or d.get("type") not in kinds:
+        raise TokenizerError(f"unknown tokenizer type {d.get('type') if isinstance(d, dict) else d!r}")
+    return kinds[d["type"]].from_dict(d)

@@ -43,13 +43,13 @@ from asr.features import FeatureStore, pick_device, spec_augment
 from asr.layout import CheckpointDir, TrainDir
 from asr.model import AcousticModel, ModelConfig, checkpoint_dict, load_weights
 from asr.procs import stop_point
-from asr.tokenizer import CharTokenizer
+from asr.tokenizer import CharTokenizer, SubwordTokenizer, Tokenizer
 
 matplotlib.use("Agg")  # curves are written to a file; no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
-VERSION = 1  # of the train stage's output: bump when the training or the files it writes change
+VERSION = 2  # of the train stage's output: bump when the training or the files it writes change
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class TrainConfig:
     dev_sets: tuple[str, ...] = ("dev",)  # feature sets for LR decay, early stopping, model choice
     max_utterances: int = 0  # 0: all; else a seeded random subset of the training sets (quick runs)
     model: ModelConfig = ModelConfig()  # the network (train.model.hidden=128, ...)
+    units: Literal["char", "bpe", "unigram"] = "char"  # output units: characters, or sentencepiece subwords ...
+    vocab_size: int = 256  # ... of this many units (blank included)
     # optimisation
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-3
@@ -71,6 +73,10 @@ class TrainConfig:
     lr_patience: int = 1  # ... for this many epochs
     early_stop: int = 4  # stop after this many epochs without dev improvement (0: never)
     average_last: int = 3  # also try the average of the last N epoch models; keep it if dev is no worse
+    # what keep-best, averaging and early stopping compare (then dev loss): greedy dev CER by default, since
+    # the WER stays at or above 100% until CTC leaves its all-blank plateau; on speechocean762 choosing by
+    # WER stopped a run at epoch 9 whose dev CER was still falling (94% -> 75%) and kept epoch 5
+    select_on: Literal["cer", "wer", "loss"] = "cer"
     # augmentation
     spec_augment: bool = False
     freq_mask: int = 5
@@ -106,7 +112,7 @@ class Data:
     texts: list[str]
 
 
-def load_data(store: FeatureStore, names, tokenizer: CharTokenizer, stack: int, max_utts: int = 0,
+def load_data(store: FeatureStore, names, tokenizer: Tokenizer, stack: int, max_utts: int = 0,
               seed: int = 0, log=print) -> tuple[Data, list[tuple[str, int, int]]]:
     """Load set indexes and labels; drop (and return) utterances too short for their labels.
 
@@ -194,7 +200,7 @@ class TrainState:
     skipped: int = 0  # steps skipped for non-finite gradients
     loss_sum: float = 0.0  # this epoch's summed training loss (x utterances) ...
     loss_n: int = 0  # ... over this many utterances
-    best: list[float] | None = None  # [dev WER, dev loss] of the best epoch
+    best: list[float] | None = None  # [dev measure (TrainConfig.select_on), dev loss] of the best epoch
     best_epoch: int = -1
     bad_epochs: int = 0  # epochs since dev last improved
     stopped: bool = False  # early stopping fired
@@ -354,6 +360,11 @@ def _plot(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _selection_score(cfg: TrainConfig, dev: dict) -> list[float]:
+    """What epochs are compared by: ``[the select_on measure, dev loss]``, lower is better."""
+    return [dev[cfg.select_on], dev["loss"]]
+
+
 def _end_of_epoch(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None:
     """Dev evaluation, history, keep-best, epoch model, LR schedule and early stopping (epoch began at ``t0``)."""
     cfg, st, device = t.cfg, t.state, t.device
@@ -373,7 +384,7 @@ def _end_of_epoch(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None
     if t.writer is not None:
         for k in ("train_loss", "dev_loss", "dev_wer", "dev_cer", "lr"):
             t.writer.add_scalar(f"epoch/{k}", row[k], epoch)
-    score = [dev_wer, dev_loss]
+    score = _selection_score(cfg, {"wer": dev_wer, "cer": dev_cer, "loss": dev_loss})
     if st.best is None or score < st.best:
         st.best, st.best_epoch, st.bad_epochs = score, epoch, 0
         if t.rank == 0:
@@ -403,7 +414,8 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     result, ckpt_dir = TrainDir(out), CheckpointDir(partial)
     store = FeatureStore(features_dir)
     texts = [u["text"] for name in store.expand(cfg.train_sets) for u in store.open(name).utts]
-    tokenizer = CharTokenizer.from_texts(texts)
+    tokenizer = CharTokenizer.from_texts(texts) if cfg.units == "char" else \
+        SubwordTokenizer.train(texts, cfg.vocab_size, cfg.units)
     quiet = (lambda m: None) if rank else log
     stack = cfg.model.stack
     train_data, short = load_data(store, cfg.train_sets, tokenizer, stack, cfg.max_utterances, cfg.seed, quiet)
@@ -442,13 +454,14 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     if rank == 0:
         core.load_state_dict(load_weights(ckpt_dir.best))
         chosen = f"best (epoch {st.best_epoch})"
-        best_dev = {"wer": st.best[0], "loss": st.best[1]}
+        best_dev = next(h for h in st.history if h["epoch"] == st.best_epoch)
+        best_dev = {"wer": best_dev["dev_wer"], "cer": best_dev["dev_cer"], "loss": best_dev["dev_loss"]}
         last = ckpt_dir.epochs()[-cfg.average_last:]
         if cfg.average_last > 1 and len(last) > 1:
             best_state = {k: v.clone() for k, v in core.state_dict().items()}
             core.load_state_dict(_average(last))
             avg = evaluate(core, dev_data, t.cmvn, tokenizer, cfg, device)
-            if [avg["wer"], avg["loss"]] <= st.best:
+            if _selection_score(cfg, avg) <= st.best:
                 chosen, best_dev = f"average of epochs {[int(p.stem[5:]) for p in last]}", avg
             else:
                 core.load_state_dict(best_state)
@@ -461,7 +474,7 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
         _plot(st.history, result.curves)
         if ckpt_dir.tensorboard.is_dir():
             os.replace(ckpt_dir.tensorboard, result.tensorboard)
-        summary = {"epochs": len(st.history), "chosen": chosen, "dev_wer": best_dev["wer"],
+        summary = {"epochs": len(st.history), "chosen": chosen, "dev_wer": best_dev["wer"], "dev_cer": best_dev["cer"],
                    "dev_loss": best_dev["loss"], "final_train_loss": st.history[-1]["train_loss"],
                    "skipped_steps": st.skipped, "too_short": len(short) + len(dev_short),
                    "train_utterances": len(train_data.items), "train_seconds": round(st.seconds, 1)}

@@ -16,12 +16,12 @@ import torch
 
 from asr.audio import resample, stream_audio
 from asr.config import from_dict
-from asr.ctc import greedy_frames, words_with_frames
+from asr.ctc import greedy_frames
 from asr.decode import BeamSearch, DecodeOptions
 from asr.errors import AsrError, ConfigError
 from asr.features import Cmvn, FeatureConfig, Mfcc
 from asr.model import build_from_checkpoint, read_checkpoint
-from asr.tokenizer import CharTokenizer
+from asr.tokenizer import tokenizer_from_dict
 
 
 @dataclass
@@ -58,12 +58,10 @@ class Recognizer:
 
     def __init__(self, ckpt: dict, options: DecodeOptions | None = None, lm: str | Path | None = None,
                  chunk_seconds: float = 30.0, device: str = "cpu", source: str = "model file"):
-        if options is None:
-            options = DecodeOptions() if lm else DecodeOptions(method="greedy")
-        self.options = options
+        self.options = options = options or decode_options(lm)
         self.model = build_from_checkpoint(ckpt, source).to(device)
         self.device = torch.device(device)
-        self.tokenizer = CharTokenizer.from_dict(ckpt["tokenizer"])
+        self.tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
         try:
             self.feature_config: FeatureConfig = from_dict(FeatureConfig, ckpt["features"])
         except ConfigError as e:
@@ -75,7 +73,7 @@ class Recognizer:
         self.cmvn = Cmvn.from_dict(ckpt["cmvn"], self.feature_config.dim, source)
         self.frame_seconds = self.feature_config.hop_ms / 1000 * self.model.cfg.stack
         self.chunk_seconds = chunk_seconds
-        self.beam = BeamSearch(self.tokenizer.units, options, lm) if options.method != "greedy" else None
+        self.beam = BeamSearch(self.tokenizer, options, lm) if options.method != "greedy" else None
 
     @property
     def sample_rate(self) -> int:
@@ -92,7 +90,7 @@ class Recognizer:
             text, spans = self.beam(lp)
         else:
             path = greedy_frames(lp)
-            text, spans = words_with_frames([u for u, _ in path], [t for _, t in path], self.tokenizer.units)
+            text, spans = self.tokenizer.words([u for u, _ in path], [t for _, t in path])
         words = [Word(w, offset + s * self.frame_seconds, offset + (e + 1) * self.frame_seconds) for w, s, e in spans]
         return text, words
 
@@ -142,6 +140,16 @@ def load_model(path: str | Path, lm: str | Path | None = None, chunk_seconds: fl
         >>> asr.load_model("data/fsdd/train/model.pt").transcribe("seven.wav").text
         'seven'
     """
+    return Recognizer(read_checkpoint(path), decode_options(lm, **decoding), lm, chunk_seconds, device, source=str(path))
+
+
+def decode_options(lm: str | Path | None = None, **decoding) -> DecodeOptions:
+    """:class:`DecodeOptions` from the given fields; without ``method``: lexicon + LM beam search
+    when there is an ``lm``, greedy when there is none.
+
+    Raises:
+        AsrError: unknown fields or bad values.
+    """
     fields = {f.name for f in dataclasses.fields(DecodeOptions)}
     unknown = sorted(set(decoding) - fields)
     if unknown:
@@ -149,7 +157,6 @@ def load_model(path: str | Path, lm: str | Path | None = None, chunk_seconds: fl
     if "method" not in decoding and not lm:
         decoding["method"] = "greedy"
     try:
-        options = DecodeOptions(**decoding)
+        return DecodeOptions(**decoding)
     except ValueError as e:
         raise AsrError(f"decoding options: {e}") from None
-    return Recognizer(read_checkpoint(path), options, lm, chunk_seconds, device, source=str(path))

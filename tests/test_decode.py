@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from asr.ctc import greedy, greedy_frames, words_with_frames
+from asr.ctc import greedy, greedy_frames
 from asr.decode import BeamSearch, DecodeOptions
 from asr.errors import AsrError
 from asr.lm import BOS, LOG0, NgramLM, build
@@ -38,8 +38,7 @@ def test_greedy_merges_repeats_and_drops_blanks():
 
 
 def test_words_with_frames():
-    units = TOK.units
-    text, spans = words_with_frames([5, 4, 1, 4, 5], [3, 4, 6, 9, 12], units)
+    text, spans = TOK.words([5, 4, 1, 4, 5], [3, 4, 6, 9, 12])
     assert text == "on no" and spans == [("on", 3, 4), ("no", 9, 12)]
 
 
@@ -78,7 +77,7 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     # clear posteriors: every decoder agrees with greedy
     lp = posteriors(["n", "o", "|", "o", "n"])
     for method in ("beam", "lexicon", "lexicon_lm"):
-        decoder = BeamSearch(TOK.units, DecodeOptions(method, lm_weight=0.5), tmp_path)
+        decoder = BeamSearch(TOK, DecodeOptions(method, lm_weight=0.5), tmp_path)
         text, spans = decoder(lp)
         assert text == "no on", method
         assert [w for w, _, _ in spans] == ["no", "on"] and spans[0][1] <= spans[0][2] < spans[1][1] <= spans[1][2]
@@ -89,9 +88,9 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     # a misspelling only the lexicon can fix: 'nb' is not a word, 'no' is
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
     assert TOK.decode(greedy(lp[None], torch.tensor([2]))[0]) == "nb"
-    assert BeamSearch(TOK.units, DecodeOptions("lexicon"), tmp_path)(lp)[0] == "no"
+    assert BeamSearch(TOK, DecodeOptions("lexicon"), tmp_path)(lp)[0] == "no"
     with pytest.raises(AsrError, match="needs a lexicon"):
-        BeamSearch(TOK.units, DecodeOptions("lexicon"), None)
+        BeamSearch(TOK, DecodeOptions("lexicon"), None)
 
 
 def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monkeypatch):
@@ -101,7 +100,7 @@ def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monk
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    decoder = BeamSearch(TOK.units, DecodeOptions("lexicon_lm"), tmp_path / "lm" / "lm.arpa")
+    decoder = BeamSearch(TOK, DecodeOptions("lexicon_lm"), tmp_path / "lm" / "lm.arpa")
     assert decoder(posteriors(["n", "o", "|", "o", "n"]))[0] == "no on"
     assert list(scratch.iterdir()) == []
 
@@ -119,15 +118,15 @@ def test_open_vocabulary_decoding_with_a_unit_lm(tmp_path):
         assert sum(10 ** unit_lm.logprob(w, h) for w in vocab) == pytest.approx(1.0, abs=1e-5), h  # ARPA: 6 decimals
     # "non" never occurs in the training text: the lexicon cannot produce it, the unit LM can
     lp = posteriors(["n", "o", "n"])
-    assert BeamSearch(TOK.units, DecodeOptions("lexicon_lm"), tmp_path)(lp)[0] != "non"
-    text, spans = BeamSearch(TOK.units, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
+    assert BeamSearch(TOK, DecodeOptions("lexicon_lm"), tmp_path)(lp)[0] != "non"
+    text, spans = BeamSearch(TOK, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
     assert text == "non" and [w for w, _, _ in spans] == ["non"]
     # and where the acoustics are unsure ("nb" or "no"), the unit LM picks what the language says
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
-    assert BeamSearch(TOK.units, DecodeOptions("beam"), tmp_path)(lp)[0] == "nb"
-    assert BeamSearch(TOK.units, DecodeOptions("beam_lm"), tmp_path)(lp)[0] == "no"
+    assert BeamSearch(TOK, DecodeOptions("beam"), tmp_path)(lp)[0] == "nb"
+    assert BeamSearch(TOK, DecodeOptions("beam_lm"), tmp_path)(lp)[0] == "no"
     with pytest.raises(AsrError, match="needs a unit n-gram"):
-        BeamSearch(TOK.units, DecodeOptions("beam_lm"), None)
+        BeamSearch(TOK, DecodeOptions("beam_lm"), None)
 
 
 def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
@@ -147,4 +146,4 @@ def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
             assert sum(10 ** mixed.logprob(w, h) for w in vocab) == pytest.approx(1.0, abs=1e-9), (weight, h)
     # "non" is not in the training text: the word list puts it in the lexicon, the mixture scores it
     lp = posteriors(["n", "o", "n"])
-    assert BeamSearch(TOK.units, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)(lp)[0] == "non"
+    assert BeamSearch(TOK, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)(lp)[0] == "non"

@@ -283,6 +283,9 @@ SO762_SHORT = ["prepare.dev_speakers=6", "prepare.devtest_speakers=6", "train.ma
                "decode.lm_weights=0.5,1", "decode.word_scores=0"]
 
 
+SO762_SHORT_WER_BOUND = 0.9
+
+
 def test_short_speechocean762_recipe_recognises_sentences(so762_root, tmp_path):
     sets = [a for s in SO762_SHORT for a in ("--set", s)]
     asr("run", "speechocean762", "--work-dir", str(tmp_path), "--corpus-dir", str(so762_root.parent), *sets)

@@ -232,3 +232,37 @@ def test_a_checkpoint_folder_the_runner_did_not_write_is_discarded(tmp_path):
 
     Pipeline([Stage(1, "a", stage)], {"a": TINY}, work).run(log=lambda m: None)
     assert seen == ["KEY"]
+
+
+def test_subword_units_round_trip_every_transcript(so762_root):
+    from asr.corpora.speechocean762 import read_split
+    from asr.tokenizer import SubwordTokenizer, tokenizer_from_dict
+
+    texts = [u.text for u in read_split(so762_root, "train")[0]]
+    for kind in ("bpe", "unigram"):
+        tok = SubwordTokenizer.train(texts, 300, kind)
+        assert len(tok) == 300 and tok.units[0] == "<blk>"
+        back = tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))
+        assert back.units == tok.units
+        for t in texts:
+            ids = back.encode(t)
+            assert 0 not in ids and back.decode(ids) == t and back.words(ids, list(range(len(ids))))[0] == t
+    with pytest.raises(Exception, match="outside the alphabet"):
+        tok.encode("caf\u00e9")
+
+
+def test_a_model_with_subword_units_trains_loads_safely_and_transcribes(tiny_features, tmp_path):
+    from asr.transcribe import load_model
+
+    cfg = replace(TINY, units="bpe", vocab_size=24)
+    summary = train(cfg, tiny_features, tmp_path, tmp_path / "partial", log=lambda m: None)
+    assert summary["dev_wer"] == 0.0
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert ckpt["tokenizer"]["type"] == "sentencepiece" and len(ckpt["tokenizer"]["units"]) == 24
+    store = FeatureStore(tiny_features)
+    utts = store.open("tiny").utts
+    for method in ("greedy", "beam"):
+        rec = load_model(tmp_path / "model.pt", method=method)
+        for u in utts[:3]:
+            t = rec.transcribe(u["audio"])
+            assert t.text == u["text"] and [w.word for w in t.words] == u["text"].split(), method
