@@ -184,8 +184,9 @@ class MixedLM:
             raise AsrError(f"mixing weight must be in [0, 1], got {weight}")
         self.lm, self.weight, self.order = lm, weight, lm.order
         words = {w: f for w, f in unigrams.items() if f > 0 and w not in (BOS, EOS, UNK)}
+        floor = min(words.values(), default=1.0)
         for w in lm.vocab - {BOS, EOS, UNK}:
-            words.setdefault(w, min(words.values(), default=1.0))  # in-domain words absent from the list
+            words.setdefault(w, floor)  # in-domain words absent from the list: the rarest listed frequency
         total = sum(words.values())
         self.q = {w: f / total for w, f in words.items()}
         unseen = sum(q for w, q in self.q.items() if w not in lm.vocab)

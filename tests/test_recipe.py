@@ -277,13 +277,13 @@ def test_edited_transcript_or_replaced_audio_makes_prepare_stale(fsdd_utts, tmp_
 
 # --- speechocean762, shortened -------------------------------------------------------------------
 
-SO762_SHORT = ["prepare.dev_speakers=6", "prepare.devtest_speakers=6", "train.max_utterances=1000",
-               "train.model.num_layers=2", "train.model.hidden=96", "train.epochs=10", "train.batch_frames=3000",
-               "train.lr=0.004", "train.spec_augment=false", "train.model.dropout=0.1", "lm.token_order=0",
-               "decode.lm_weights=0.5,1", "decode.word_scores=0"]
+SO762_SHORT = ["prepare.dev_speakers=6", "prepare.devtest_speakers=6", "train.max_utterances=1200",
+               "train.model.num_layers=2", "train.model.hidden=128", "train.epochs=8", "train.batch_frames=4000",
+               "train.model.dropout=0.1", "lm.token_order=0", "decode.search.method=lexicon_lm",
+               "decode.lm_weights=0.5,1,2", "decode.word_scores=0,1"]
 
 
-SO762_SHORT_WER_BOUND = 0.9
+SO762_SHORT_WER_BOUND = 0.85  # measured 75.1% [71.4, 78.9] (greedy 88.0%); the most frequent word everywhere: > 95%
 
 
 def test_short_speechocean762_recipe_recognises_sentences(so762_root, tmp_path):
