@@ -25,6 +25,24 @@ WORD_SEP = "|"
 PIECE_START = "\u2581"  # sentencepiece's mark of a word's first piece
 
 
+def _words(parts: Iterable[tuple[str, int, bool]]) -> tuple[str, list[tuple[str, int, int]]]:
+    """``(text, frame, begins a new word)`` per unit -> the text and ``[(word, first frame, last frame)]``.
+    A unit with empty text only marks a word boundary."""
+    spans, cur, start, end = [], "", 0, 0
+    for text, t, boundary in parts:
+        if boundary and cur:
+            spans.append((cur, start, end))
+            cur = ""
+        if not text:
+            continue
+        if not cur:
+            start = t
+        cur, end = cur + text, t
+    if cur:
+        spans.append((cur, start, end))
+    return " ".join(w for w, _, _ in spans), spans
+
+
 class CharTokenizer:
     """Maps text to unit ids and back.
 
@@ -83,22 +101,9 @@ class CharTokenizer:
 
     def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
         """Decoded units (blanks allowed) with their frames -> text and ``[(word, first frame, last frame)]``."""
-        spans, cur, start, end = [], "", 0, 0
-        for u, t in zip(tokens, frames):
-            if u == 0:
-                continue
-            sym = self.units[u]
-            if sym == WORD_SEP:
-                if cur:
-                    spans.append((cur, start, end))
-                cur = ""
-                continue
-            if not cur:
-                start = t
-            cur, end = cur + sym, t
-        if cur:
-            spans.append((cur, start, end))
-        return " ".join(w for w, _, _ in spans), spans
+        units = (self.units[u] for u in tokens)
+        return _words(("" if sym == WORD_SEP else sym, t, sym == WORD_SEP) for u, sym, t in zip(tokens, units, frames)
+                      if u != 0)
 
     @property
     def separator(self) -> str:
@@ -183,23 +188,8 @@ class SubwordTokenizer:
 
     def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
         """As :meth:`CharTokenizer.words`: a piece starting with the word mark begins a word."""
-        spans, cur, start, end = [], "", 0, 0
-        for u, t in zip(tokens, frames):
-            if u == 0:
-                continue
-            piece = self.units[u]
-            if piece.startswith(PIECE_START) and cur:
-                spans.append((cur, start, end))
-                cur = ""
-            piece = piece.lstrip(PIECE_START)
-            if not piece:
-                continue
-            if not cur:
-                start = t
-            cur, end = cur + piece, t
-        if cur:
-            spans.append((cur, start, end))
-        return " ".join(w for w, _, _ in spans), spans
+        pieces = ((self.units[u], t) for u, t in zip(tokens, frames) if u != 0)
+        return _words((p.lstrip(PIECE_START), t, p.startswith(PIECE_START)) for p, t in pieces)
 
     @property
     def separator(self) -> str:
