@@ -1,9 +1,19 @@
-"""One module per corpus: where to get it, how to parse its file names, its splits."""
+"""One module per corpus: where to get it, how to parse its file names, its splits.
+
+Finding a corpus is shared: a local copy (``--corpus-dir``, else ``$ASR_CORPORA``), else an
+earlier download under ``download_dir``, else the public archive, downloaded, checked and
+unpacked (:func:`locate`).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from asr.download import download, extract_tar
+from asr.errors import CorpusError
 
 CORPORA_ENV = "ASR_CORPORA"
 
@@ -14,3 +24,64 @@ def local_root(corpus_dir: str | Path | None) -> Path | None:
         return Path(corpus_dir)
     env = os.environ.get(CORPORA_ENV)
     return Path(env) if env else None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a corpus is found and fetched from.
+
+    Attributes:
+        name: shown in messages (``FSDD``).
+        probe: a folder -> the corpus inside it (a copy's root, or the folder itself), or None.
+        expected: what a copy holds, for the message when a named folder has none (``fsdd/recordings/*.wav``).
+        url: the public archive.
+        archive: its file name under the download folder.
+        sha256: its checksum as the publisher lists it; None where none is published.
+        min_bytes: the least size of a complete archive (the check when there is no checksum).
+    """
+
+    name: str
+    probe: Callable[[Path], Path | None]
+    expected: str
+    url: str
+    archive: str
+    sha256: str | None = None
+    min_bytes: int = 0
+
+    @property
+    def unpacked(self) -> str:
+        return self.archive.removesuffix(".tar.gz").removesuffix(".tgz")
+
+
+def find_local(src: Source, corpus_dir: str | Path | None, download_dir: str | Path) -> Path | None:
+    """The corpus if a copy is on disk (a local copy, or an earlier download), else None.
+
+    Raises:
+        CorpusError: a local copy was named but holds no corpus.
+    """
+    root = local_root(corpus_dir)
+    if root is not None:
+        found = src.probe(root)
+        if found is None:
+            raise CorpusError(f"no {src.name} under {root}: expected {root}/{src.expected} "
+                              "(the folder given by --corpus-dir or ASR_CORPORA)")
+        return found
+    unpacked = Path(download_dir) / src.unpacked
+    return src.probe(unpacked) if unpacked.is_dir() else None
+
+
+def locate(src: Source, corpus_dir: str | Path | None, download_dir: str | Path) -> Path:
+    """The corpus: a copy on disk, else the public archive downloaded, checked and unpacked.
+
+    Raises:
+        CorpusError: a named copy without the corpus, a failed download, or an archive without it.
+    """
+    found = find_local(src, corpus_dir, download_dir)
+    if found is None:
+        download_dir = Path(download_dir)
+        archive = download(src.url, download_dir / src.archive, src.sha256, min_bytes=src.min_bytes)
+        extract_tar(archive, download_dir / src.unpacked)
+        found = src.probe(download_dir / src.unpacked)
+        if found is None:
+            raise CorpusError(f"{archive} holds no {src.expected}; delete it and download again")
+    return found

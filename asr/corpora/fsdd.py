@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import load_audio, read_info, save_audio
-from asr.corpora import local_root
-from asr.download import download, extract_tar
+from asr import corpora
 from asr.errors import CorpusError
 from asr.fsutil import atomic_write_text, file_stamp
 from asr.manifest import Utterance, check, write_manifest
@@ -93,27 +92,20 @@ class FsddConfig:
 
 
 def _recordings_dir(folder: Path) -> Path | None:
-    for cand in (folder / "fsdd" / "recordings", folder / "recordings", folder):
+    root = ARCHIVE_NAME.removesuffix(".tar.gz")  # the folder the upstream archive unpacks to
+    for cand in (folder / "fsdd" / "recordings", folder / "recordings", folder / root / "recordings", folder):
         if cand.is_dir() and any(cand.glob("*_*_*.wav")):
             return cand
     return None
 
 
-def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads") -> Path | None:
-    """The folder of FSDD recordings if a copy is on disk (a local copy, or an earlier download), else None.
+def source(url: str = URL, sha256: str = SHA256) -> corpora.Source:
+    return corpora.Source("FSDD recordings", _recordings_dir, "fsdd/recordings/*.wav", url, ARCHIVE_NAME, sha256)
 
-    Raises:
-        CorpusError: a local copy was named but holds no recordings.
-    """
-    root = local_root(corpus_dir)
-    if root is not None:
-        rec = _recordings_dir(root)
-        if rec is None:
-            raise CorpusError(f"no FSDD recordings under {root}: expected {root}/fsdd/recordings/*.wav "
-                              "(the folder given by --corpus-dir or ASR_CORPORA)")
-        return rec
-    unpacked = Path(download_dir) / "fsdd"
-    return _recordings_dir(unpacked / ARCHIVE_NAME.removesuffix(".tar.gz")) if unpacked.is_dir() else None
+
+def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads") -> Path | None:
+    """The folder of FSDD recordings if a copy is on disk (a local copy, or an earlier download), else None."""
+    return corpora.find_local(source(), corpus_dir, download_dir)
 
 
 def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads",
@@ -128,16 +120,7 @@ def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "dat
     Raises:
         CorpusError: a local copy was named but holds no recordings, or the download failed.
     """
-    rec = find_local(corpus_dir, download_dir)
-    if rec is None:
-        download_dir = Path(download_dir)
-        unpacked = download_dir / "fsdd"
-        archive = download(url, download_dir / ARCHIVE_NAME, sha256)
-        extract_tar(archive, unpacked)
-        rec = _recordings_dir(unpacked / ARCHIVE_NAME.removesuffix(".tar.gz"))
-        if rec is None:
-            raise CorpusError(f"{archive} unpacked to {unpacked} but holds no recordings/ folder")
-    return rec
+    return corpora.locate(source(url, sha256), corpus_dir, download_dir)
 
 
 def fingerprint(cfg: FsddConfig) -> dict[str, str] | None:

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr.audio import read_info
-from asr.corpora import local_root
-from asr.download import download, extract_tar
+from asr import corpora
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
 from asr.manifest import Utterance, check, read_kaldi_table, write_manifest
@@ -77,21 +76,14 @@ def _root_in(folder: Path) -> Path | None:
     return None
 
 
-def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads") -> Path | None:
-    """The corpus root if a copy is on disk (given, or downloaded before), else None.
+def source(url: str = URL, min_bytes: int = MIN_ARCHIVE_BYTES) -> corpora.Source:
+    return corpora.Source("speechocean762", _root_in, "speechocean762/train/wav.scp", url, ARCHIVE_NAME,
+                          None, min_bytes)
 
-    Raises:
-        CorpusError: a copy was named but holds no ``train/wav.scp``.
-    """
-    root = local_root(corpus_dir)
-    if root is not None:
-        found = _root_in(root)
-        if found is None:
-            raise CorpusError(f"no speechocean762 under {root}: expected {root}/speechocean762/train/wav.scp "
-                              "(the folder given by --corpus-dir or ASR_CORPORA)")
-        return found
-    unpacked = Path(download_dir) / "speechocean762"
-    return _root_in(unpacked) if unpacked.is_dir() else None
+
+def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads") -> Path | None:
+    """The corpus root if a copy is on disk (given, or downloaded before), else None."""
+    return corpora.find_local(source(), corpus_dir, download_dir)
 
 
 def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads", url: str = URL,
@@ -102,15 +94,7 @@ def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "dat
         CorpusError: a named copy without the corpus, a failed download, or an archive
             that does not hold the corpus.
     """
-    root = find_local(corpus_dir, download_dir)
-    if root is None:
-        download_dir = Path(download_dir)
-        archive = download(url, download_dir / ARCHIVE_NAME, None, min_bytes=min_bytes)
-        extract_tar(archive, download_dir / "speechocean762")
-        root = _root_in(download_dir / "speechocean762")
-        if root is None:
-            raise CorpusError(f"{archive} holds no speechocean762/train/wav.scp; delete it and download again")
-    return root
+    return corpora.locate(source(url, min_bytes), corpus_dir, download_dir)
 
 
 def fingerprint(cfg: So762Config) -> dict[str, str] | None:
