@@ -43,7 +43,29 @@ def _words(parts: Iterable[tuple[str, int, bool]]) -> tuple[str, list[tuple[str,
     return " ".join(w for w, _, _ in spans), spans
 
 
-class CharTokenizer:
+class _Units:
+    """What both tokenizers share: unit 0 is the CTC blank; text may hold only ``alphabet``."""
+
+    units: list[str]
+
+    @property
+    def alphabet(self) -> set[str]:
+        raise NotImplementedError
+
+    @property
+    def blank(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """The characters of ``text`` the tokenizer has no unit for, in order of appearance."""
+        alphabet = self.alphabet
+        return list(dict.fromkeys(c for c in text if c not in alphabet))
+
+
+class CharTokenizer(_Units):
     """Maps text to unit ids and back.
 
     Args:
@@ -71,17 +93,6 @@ class CharTokenizer:
     def alphabet(self) -> set[str]:
         """The characters accepted in text (the space included)."""
         return set(self.units[2:]) | {" "}
-
-    @property
-    def blank(self) -> int:
-        return 0
-
-    def __len__(self) -> int:
-        return len(self.units)
-
-    def unknown_chars(self, text: str) -> list[str]:
-        """The characters of ``text`` the tokenizer has no unit for, in order of appearance."""
-        return list(dict.fromkeys(c for c in text if c not in self._index))
 
     def encode(self, text: str) -> list[int]:
         """Text -> unit ids. Runs of spaces collapse to one separator; edges are stripped.
@@ -123,7 +134,7 @@ class CharTokenizer:
         return tok
 
 
-class SubwordTokenizer:
+class SubwordTokenizer(_Units):
     """Subword units from a sentencepiece model.
 
     Args:
@@ -161,16 +172,6 @@ class SubwordTokenizer:
     @property
     def alphabet(self) -> set[str]:
         return self._chars | {" "}
-
-    @property
-    def blank(self) -> int:
-        return 0
-
-    def __len__(self) -> int:
-        return len(self.units)
-
-    def unknown_chars(self, text: str) -> list[str]:
-        return list(dict.fromkeys(c for c in text if c not in self._chars and c != " "))
 
     def encode(self, text: str) -> list[int]:
         """Text -> unit ids.
