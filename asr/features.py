@@ -30,7 +30,7 @@ from asr.batching import pad
 from asr.config import from_dict, to_dict
 from asr.errors import AsrError, AudioError, ConfigError
 from asr.fsutil import atomic_write_text
-from asr.layout import FeaturesDir
+from asr.layout import FEATURES_DATA, FEATURES_INDEX, FeaturesDir
 from asr.manifest import Utterance, expand_sets, manifest_names, read_manifest
 from asr.procs import fork_pool, stop_point
 
@@ -245,7 +245,7 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
         pool = fork_pool(nj, _init_worker, (cfg, "cpu"))
         results = pool.imap(_task, tasks)  # ordered: the file is the same for any nj
     try:
-        with open(f"{out_prefix}.f32", "wb") as data, tqdm(total=n_items, desc=desc or out_prefix.name,
+        with open(f"{out_prefix}{FEATURES_DATA}", "wb") as data, tqdm(total=n_items, desc=desc or out_prefix.name,
                                                            unit="utt", disable=None, leave=False) as bar:
             for done, failed in results:
                 for u, speed, f in done:
@@ -263,7 +263,7 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
     finally:
         if pool is not None:
             pool.terminate()
-    atomic_write_text(f"{out_prefix}.index.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in index))
+    atomic_write_text(f"{out_prefix}{FEATURES_INDEX}", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in index))
     return {"utterances": len(index), "frames": offset, "bad": bad, "items": n_items}
 
 
@@ -330,7 +330,7 @@ class FeatureSet:
 
     def __init__(self, prefix: str | Path, dim: int):
         self.prefix = Path(prefix)
-        data_path, index_path = Path(f"{self.prefix}.f32"), Path(f"{self.prefix}.index.jsonl")
+        data_path, index_path = Path(f"{self.prefix}{FEATURES_DATA}"), Path(f"{self.prefix}{FEATURES_INDEX}")
         with open(index_path, encoding="utf-8") as f:
             self.utts: list[dict] = [json.loads(line) for line in f]
         total = sum(u["frames"] for u in self.utts)

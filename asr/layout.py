@@ -15,6 +15,8 @@ from pathlib import Path
 
 RECORD = "record.json"  # every stage output: cache key, config, times, counts (written last)
 RESULTS = "RESULTS.md"  # the score stage's summary, exported to the work directory
+FEATURES_DATA = ".f32"  # a feature set's frames: <set>.f32 ...
+FEATURES_INDEX = ".index.jsonl"  # ... and its index: <set>.index.jsonl
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,10 @@ class FeaturesDir:
         return self.root / name
 
     def data(self, name: str) -> Path:
-        return self.root / f"{name}.f32"
+        return self.root / f"{name}{FEATURES_DATA}"
 
     def index(self, name: str) -> Path:
-        return self.root / f"{name}.index.jsonl"
+        return self.root / f"{name}{FEATURES_INDEX}"
 
 
 @dataclass(frozen=True)
