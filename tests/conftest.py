@@ -112,3 +112,11 @@ def so762_root(corpora_root) -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return root
+
+
+@pytest.fixture(scope="module")
+def tiny_features(fsdd_utts, tmp_path_factory):
+    """Features of six real utterances of one speaker (the set ``tiny``), for quick training tests."""
+    work = tmp_path_factory.mktemp("tiny")
+    six = [u for u in fsdd_utts if u.speaker == "jackson"][:6]
+    return build_features(work, {"tiny": six})

@@ -26,13 +26,6 @@ TINY = TrainConfig(train_sets=("tiny",), dev_sets=("tiny",), model=ModelConfig(n
                    checkpoint_every=0, lr_patience=100)
 
 
-@pytest.fixture(scope="module")
-def tiny_features(fsdd_utts, tmp_path_factory):
-    work = tmp_path_factory.mktemp("tiny")
-    six = [u for u in fsdd_utts if u.speaker == "jackson"][:6]
-    return build_features(work, {"tiny": six})
-
-
 def test_tiny_model_overfits_real_speech(tiny_features, tmp_path):
     summary = train(TINY, tiny_features, tmp_path, tmp_path / "partial", log=lambda m: None)
     # per-token CTC loss of a memorised set; a model that only outputs blanks sits near 3
@@ -141,8 +134,9 @@ def _train_cmd(feats, out, partial, cfg):
 
 
 def test_kill_and_resume_equals_uninterrupted(tiny_features, tmp_path):
+    # bit-exact on the CPU; CUDA's RNN and CTC backward kernels are not deterministic (tests/test_gpu.py)
     cfg = replace(TINY, epochs=6, batch_frames=150, checkpoint_every=1, spec_augment=True, average_last=3,
-                  model=replace(TINY.model, dropout=0.2, num_layers=2))
+                  model=replace(TINY.model, dropout=0.2, num_layers=2), device="cpu")
     ref = subprocess.run(_train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO,
                          capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
@@ -169,7 +163,7 @@ def test_kill_and_resume_equals_uninterrupted(tiny_features, tmp_path):
 
 
 def test_two_process_gloo_ddp(tiny_features, tmp_path):
-    cfg = replace(TINY, epochs=3, batch_frames=150, average_last=2)
+    cfg = replace(TINY, epochs=3, batch_frames=150, average_last=2, device="cpu")  # Gloo, also on a GPU machine
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "asr.train",
            *_train_cmd(tiny_features, tmp_path / "out", tmp_path / "p", cfg)[3:]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -266,3 +260,15 @@ def test_a_model_with_subword_units_trains_loads_safely_and_transcribes(tiny_fea
         for u in utts[:3]:
             t = rec.transcribe(u["audio"])
             assert t.text == u["text"] and [w.word for w in t.words] == u["text"].split(), method
+
+
+def test_spec_augment_starts_after_the_set_number_of_epochs(tiny_features, tmp_path):
+    base = replace(TINY, epochs=3, model=replace(TINY.model, dropout=0.0))
+    plain = train(base, tiny_features, tmp_path / "a", tmp_path / "ap", log=lambda m: None)
+    later = train(replace(base, spec_augment=True, spec_augment_after=2), tiny_features, tmp_path / "b",
+                  tmp_path / "bp", log=lambda m: None)
+    assert plain["epochs"] == later["epochs"] == 3
+    h_plain = json.loads((tmp_path / "a" / "history.json").read_text())
+    h_later = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert [h["train_loss"] for h in h_plain[:2]] == [h["train_loss"] for h in h_later[:2]]  # clean epochs
+    assert h_plain[2]["train_loss"] != h_later[2]["train_loss"]  # masked from the third on
