@@ -123,12 +123,17 @@ class CheckpointDir:
     def best(self) -> Path:
         return self.root / "best.pt"
 
-    def epoch(self, n: int) -> Path:
-        return self.root / f"epoch{n}.pt"
+    def snapshot(self, n: int) -> Path:
+        """The model at the ``n``-th dev evaluation (1-based), kept for averaging."""
+        return self.root / f"eval{n}.pt"
 
-    def epochs(self) -> list[Path]:
-        """The kept epoch models, oldest first."""
-        return sorted(self.root.glob("epoch*.pt"), key=lambda p: int(p.stem[5:]))
+    def snapshots(self) -> list[Path]:
+        """The kept evaluation models, oldest first."""
+        return sorted(self.root.glob("eval*.pt"), key=self.snapshot_number)
+
+    @staticmethod
+    def snapshot_number(path: Path) -> int:
+        return int(path.stem[4:])
 
     @property
     def tensorboard(self) -> Path:

@@ -213,7 +213,7 @@ def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None 
 # --- the stage ---------------------------------------------------------------------------------------
 
 
-VERSION = 2  # of the score stage's output: bump when what it writes changes
+VERSION = 3  # of the score stage's output: bump when what it writes changes
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,8 @@ def stage(ctx) -> dict:
         f"- decoding real-time factor (nj={settings.get('nj')}): "
         + ", ".join(f"{k} {v:.4f}" for k, v in settings.get("rtf", {}).items()),
         f"- training: {train_rec.get('train_seconds', 0):.0f} s, "
-        f"{train_rec.get('epochs')} epochs, kept {train_rec.get('chosen')}, dev WER (greedy) "
+        f"{train_rec.get('updates')} updates ({train_rec.get('epochs')} epochs), kept {train_rec.get('chosen')}, "
+        "dev WER (greedy) "
         f"{100 * train_rec.get('dev_wer', 0):.2f}%",
         f"- peak memory (max RSS of a stage process): {peak:.0f} MB",
         f"- git commit: {git_commit()}",

@@ -1,9 +1,11 @@
 """The training stage: CTC training of the acoustic model, resumable, reproducible, DDP-ready.
 
-Read top to bottom: :func:`load_data` (labels, too-short check), :func:`collate`,
-:func:`evaluate`, the :class:`Trainer` (one epoch, checkpoints), then :func:`train`,
-which ties them together with LR decay on dev plateau, early stopping, keep-best and
-averaging of the last checkpoints. Batches come from :func:`asr.batching.make_batches`
+Read top to bottom: the config and :func:`plan` (how many updates, how large the
+batches, the LR schedule: set by the amount of training audio), :func:`load_data`
+(labels, too-short check), :func:`collate`, :func:`evaluate`, the :class:`Trainer`
+(updates, checkpoints), then :func:`train`, which ties them together with dev evaluation
+at a fixed update interval, keep-best, early stopping and averaging of the last
+evaluated models. Batches come from :func:`asr.batching.make_batches`
 (frame-bounded, length-grouped). Everything a resumed run needs is in
 :class:`TrainState` and the checkpoint, which holds tensors and plain data only and is
 loaded with ``weights_only=True``.
@@ -49,7 +51,7 @@ matplotlib.use("Agg")  # curves are written to a file; no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
-VERSION = 2  # of the train stage's output: bump when the training or the files it writes change
+VERSION = 3  # of the train stage's output: bump when the training or the files it writes change
 
 
 @dataclass(frozen=True)
@@ -67,20 +69,31 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     clip_norm: float = 5.0  # gradient-norm clipping, the classic remedy for exploding RNN gradients
-    epochs: int = 20
-    batch_frames: int = 20_000  # padded frames per batch (batch size x longest utterance)
-    lr_decay: float = 0.5  # LR factor when dev stops improving ...
-    lr_patience: int = 1  # ... for this many epochs
-    early_stop: int = 4  # stop after this many epochs without dev improvement (0: never)
-    average_last: int = 3  # also try the average of the last N epoch models; keep it if dev is no worse
+    # how long: a number of optimizer updates, by default set by the amount of training audio (see plan())
+    updates: int = 0  # 0: updates_per_sqrt_hour x sqrt(hours of training audio), at least min_updates
+    updates_per_sqrt_hour: float = 1000.0  # fsdd's 4.7 h (speed-perturbed copies included): 2,180 updates
+    min_updates: int = 400  # a 2-minute corpus gets this many (with 10 epochs of a few batches it learned nothing)
+    epochs: int = 0  # instead: this many passes over the training data
+    batch_frames: int = 20_000  # padded frames per batch (batch size x longest utterance) ...
+    min_batches: int = 10  # ... smaller for a small corpus, so that an epoch has at least this many batches
+    # the learning rate: linear warm-up, then cosine decay to lr x final_lr ("cosine"), or held and multiplied
+    # by lr_decay after lr_patience dev evaluations without improvement ("plateau")
+    schedule: Literal["cosine", "plateau"] = "cosine"
+    warmup: float = 0.05  # share of the updates with the LR rising linearly from 0
+    final_lr: float = 0.02
+    lr_decay: float = 0.5
+    lr_patience: int = 2
+    evaluations: int = 20  # dev evaluations over the run, at a fixed update interval
+    early_stop: int = 0  # stop after this many evaluations without dev improvement (0: never); not before min_updates
+    average_last: int = 3  # also try the average of the last N evaluated models; keep it if dev is no worse
     # what keep-best, averaging and early stopping compare (then dev loss): greedy dev CER by default, since
     # the WER stays at or above 100% until CTC leaves its all-blank plateau; on speechocean762 choosing by
     # WER stopped a run at epoch 9 whose dev CER was still falling (94% -> 75%) and kept epoch 5
     select_on: Literal["cer", "wer", "loss"] = "cer"
     # augmentation
     spec_augment: bool = False
-    spec_augment_after: int = 0  # epochs of clean training before SpecAugment starts: from the first epoch, it kept
-    # 4x320 and 5x384 BiLSTMs on speechocean762 in CTC's blank plateau for 20-40 epochs (dev CER 74-78%)
+    spec_augment_from: float = 0.0  # share of the updates trained clean before SpecAugment starts: from the start,
+    # it kept 4x320 and 5x384 BiLSTMs on speechocean762 in CTC's blank plateau for 20-40 epochs (dev CER 74-78%)
     freq_mask: int = 5
     n_freq_masks: int = 2
     time_mask: int = 20
@@ -93,11 +106,59 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     threads: int = 0  # CPU threads per process (0: torch's default)
     nproc: int = 1  # processes for DistributedDataParallel (launched with torchrun)
-    checkpoint_every: int = 50  # batches between mid-epoch checkpoints
+    checkpoint_every: int = 50  # updates between checkpoints (besides one at every dev evaluation)
 
     def __post_init__(self):
-        if self.batch_frames < 1 or self.epochs < 1 or self.lr <= 0:
-            raise ValueError("batch_frames, epochs and lr must be positive")
+        if self.batch_frames < 1 or self.lr <= 0 or self.evaluations < 1 or self.min_batches < 1:
+            raise ValueError("batch_frames, lr, evaluations and min_batches must be positive")
+        if min(self.updates, self.epochs, self.min_updates) < 0 or not 0 <= self.warmup < 1:
+            raise ValueError("updates, epochs and min_updates must be >= 0, warmup in [0, 1)")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What :func:`plan` chose for a run: logged and stored in ``summary.json``."""
+
+    hours: float  # training audio
+    batch_frames: int
+    batches_per_epoch: int  # per process
+    updates: int
+    warmup: int  # updates
+    eval_every: int  # updates between dev evaluations
+    spec_augment_from: int  # update
+
+    def lr_factor(self, step: int, cfg: TrainConfig) -> float:
+        """The LR multiplier for update ``step`` (0-based), before any plateau decay."""
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        if cfg.schedule == "plateau":
+            return 1.0
+        progress = min(1.0, (step - self.warmup) / max(1, self.updates - self.warmup))
+        return cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def plan(cfg: TrainConfig, frames: np.ndarray, hop_seconds: float, world: int = 1) -> Schedule:
+    """The run's length, batch size, warm-up and evaluation interval, from the training data.
+
+    The number of updates grows with the square root of the training audio
+    (``updates_per_sqrt_hour``): 400 (``min_updates``) for a few minutes, about 1,500 for
+    2.4 hours, 10,000 for 100 hours (about 11 epochs at 20,000-frame batches), so a small corpus
+    gets many passes and a large one few. Batches shrink on a small corpus so that an epoch has
+    ``min_batches``. ``updates`` or ``epochs`` set the length directly.
+    """
+    total = int(frames.sum())
+    batch_frames = max(int(frames.max(initial=1)), min(cfg.batch_frames, total // cfg.min_batches))
+    per_epoch = max(1, len(make_batches(frames, batch_frames, 0, cfg.seed)) // world)
+    hours = total * hop_seconds / 3600
+    if cfg.updates:
+        updates = cfg.updates
+    elif cfg.epochs:
+        updates = cfg.epochs * per_epoch
+    else:
+        updates = max(cfg.min_updates, round(cfg.updates_per_sqrt_hour * math.sqrt(hours)))
+    return Schedule(hours=round(hours, 4), batch_frames=batch_frames, batches_per_epoch=per_epoch, updates=updates,
+                    warmup=round(cfg.warmup * updates), eval_every=max(1, math.ceil(updates / cfg.evaluations)),
+                    spec_augment_from=round(cfg.spec_augment_from * updates))
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -198,17 +259,18 @@ def evaluate(model, data: Data, cmvn, tokenizer, cfg: TrainConfig, device) -> di
 class TrainState:
     """Where training stands: saved in every checkpoint (as a plain dict), restored on resume."""
 
-    epoch: int = 0  # epochs finished
-    batch: int = 0  # batches of the current epoch finished
-    step: int = 0  # optimizer steps taken (or skipped) in all
-    skipped: int = 0  # steps skipped for non-finite gradients
-    loss_sum: float = 0.0  # this epoch's summed training loss (x utterances) ...
+    epoch: int = 0  # passes over the training data finished
+    batch: int = 0  # batches of the current pass finished
+    step: int = 0  # optimizer updates taken (or skipped) in all
+    skipped: int = 0  # updates skipped for non-finite gradients
+    loss_sum: float = 0.0  # summed training loss (x utterances) since the last dev evaluation ...
     loss_n: int = 0  # ... over this many utterances
-    best: list[float] | None = None  # [dev measure (TrainConfig.select_on), dev loss] of the best epoch
-    best_epoch: int = -1
-    bad_epochs: int = 0  # epochs since dev last improved
+    best: list[float] | None = None  # [dev measure (TrainConfig.select_on), dev loss] of the best evaluation
+    best_update: int = -1
+    bad_evals: int = 0  # dev evaluations since dev last improved
+    lr_scale: float = 1.0  # plateau decay so far
     stopped: bool = False  # early stopping fired
-    history: list[dict] = field(default_factory=list)  # one row per epoch
+    history: list[dict] = field(default_factory=list)  # one row per dev evaluation
     seconds: float = 0.0  # wall time of training and dev evaluation
     train_seconds: float = 0.0  # wall time of training alone
 
@@ -221,7 +283,7 @@ class Trainer:
     core: AcousticModel  # the model itself
     model: torch.nn.Module  # the model as trained (DDP-wrapped when world > 1)
     opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.ReduceLROnPlateau
+    schedule: Schedule
     scaler: torch.amp.GradScaler
     device: torch.device
     ckpt: CheckpointDir
@@ -238,8 +300,7 @@ class Trainer:
             return
         cuda = self.device.type == "cuda"
         _save_atomic({"model": self.core.state_dict(), "optimizer": self.opt.state_dict(),
-                      "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
-                      "state": asdict(self.state), "rng": torch.get_rng_state(),
+                      "scaler": self.scaler.state_dict(), "state": asdict(self.state), "rng": torch.get_rng_state(),
                       "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None},
                      self.ckpt.checkpoint)
 
@@ -256,7 +317,6 @@ class Trainer:
         try:
             self.core.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["optimizer"])
-            self.sched.load_state_dict(ckpt["scheduler"])
             self.scaler.load_state_dict(ckpt["scaler"])
             self.state = TrainState(**ckpt["state"])
             torch.set_rng_state(ckpt["rng"])
@@ -267,45 +327,59 @@ class Trainer:
             torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
         return True
 
-    def train_one_epoch(self, data: Data) -> None:
-        """Train from ``state.batch`` to the end of ``state.epoch``, checkpointing every ``checkpoint_every`` batches."""
+    def _update(self, data: Data, batch: list[int], params: list) -> tuple[float, float, float]:
+        """One optimizer update on ``batch``; returns (loss, gradient norm, audio seconds)."""
         cfg, st = self.cfg, self.state
-        batches = make_batches(data.frames, cfg.batch_frames, st.epoch, cfg.seed)
-        batches = batches[: len(batches) - len(batches) % self.world] if self.world > 1 else batches
-        mine = batches[self.rank::self.world]
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * self.schedule.lr_factor(st.step, cfg) * st.lr_scale
+        x, xl, y, yl = collate(data, batch, self.cmvn, self.device)
+        if cfg.spec_augment and st.step >= self.schedule.spec_augment_from:
+            x = spec_augment(x, cfg.freq_mask, cfg.n_freq_masks, cfg.time_mask, cfg.n_time_masks)
+        loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, cfg.precision)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+        loss_value = float(loss.detach())
+        if torch.isfinite(norm) and math.isfinite(loss_value):
+            self.scaler.step(self.opt)
+            st.loss_sum += loss_value * len(batch)
+            st.loss_n += len(batch)
+        else:
+            st.skipped += 1  # non-finite gradients: skip the update, keep the weights
+        self.scaler.update()
+        st.step += 1
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", loss_value, st.step)
+            self.writer.add_scalar("train/grad_norm", float(norm), st.step)
+            self.writer.add_scalar("train/lr", self.opt.param_groups[0]["lr"], st.step)
+        return loss_value, float(norm), float(xl.sum()) * self.hop_seconds
+
+    def train_steps(self, data: Data, n: int) -> None:
+        """Take ``n`` updates from where the state stands, across passes over the data, checkpointing every
+        ``checkpoint_every`` updates (the caller checkpoints after the last)."""
+        cfg, st = self.cfg, self.state
         params = [p for p in self.model.parameters() if p.requires_grad]
-        bar = tqdm(total=len(mine), initial=st.batch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
-                   disable=None if self.rank == 0 else True, leave=False, unit="batch")
-        t0, audio_s = time.perf_counter(), 0.0
-        for b in range(st.batch, len(mine)):
-            x, xl, y, yl = collate(data, mine[b], self.cmvn, self.device)
-            if cfg.spec_augment and st.epoch >= cfg.spec_augment_after:
-                x = spec_augment(x, cfg.freq_mask, cfg.n_freq_masks, cfg.time_mask, cfg.n_time_masks)
-            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, cfg.precision)
-            self.opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.opt)
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-            loss_value = float(loss.detach())
-            if torch.isfinite(norm) and math.isfinite(loss_value):
-                self.scaler.step(self.opt)
-                st.loss_sum += loss_value * len(mine[b])
-                st.loss_n += len(mine[b])
-            else:
-                st.skipped += 1  # non-finite gradients: skip the step, keep the weights
-            self.scaler.update()
-            st.step += 1
-            st.batch = b + 1
-            audio_s += float(xl.sum()) * self.hop_seconds
-            if self.writer is not None:
-                self.writer.add_scalar("train/loss", loss_value, st.step)
-                self.writer.add_scalar("train/grad_norm", float(norm), st.step)
-            bar.set_postfix(loss=f"{loss_value:.3f}", norm=f"{float(norm):.2f}",
-                            audio_x=f"{audio_s * self.world / (time.perf_counter() - t0):.0f}")
-            bar.update(1)
-            if cfg.checkpoint_every and st.batch % cfg.checkpoint_every == 0 and st.batch < len(mine):
-                self.save_checkpoint()
-                stop_point("train.checkpoint")
+        bar = tqdm(total=n, desc=f"updates {st.step + 1}-{st.step + n} of {self.schedule.updates}",
+                   disable=None if self.rank == 0 else True, leave=False, unit="update")
+        t0, audio_s, done = time.perf_counter(), 0.0, 0
+        while done < n:
+            batches = make_batches(data.frames, self.schedule.batch_frames, st.epoch, cfg.seed)
+            batches = batches[: len(batches) - len(batches) % self.world] if self.world > 1 else batches
+            mine = batches[self.rank::self.world]
+            while st.batch < len(mine) and done < n:
+                loss, norm, audio = self._update(data, mine[st.batch], params)
+                st.batch += 1
+                done += 1
+                audio_s += audio
+                bar.set_postfix(loss=f"{loss:.3f}", norm=f"{norm:.2f}", epoch=st.epoch + 1,
+                                audio_x=f"{audio_s * self.world / (time.perf_counter() - t0):.0f}")
+                bar.update(1)
+                if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and done < n:
+                    self.save_checkpoint()
+                    stop_point("train.checkpoint")
+            if st.batch >= len(mine):
+                st.epoch, st.batch = st.epoch + 1, 0
         bar.close()
 
 
@@ -357,15 +431,15 @@ def _average(paths: list[Path]) -> dict:
 
 
 def _plot(history: list[dict], path: Path) -> None:
-    epochs = [h["epoch"] for h in history]
+    updates = [h["update"] for h in history]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train CTC loss")
-    ax.plot(epochs, [h["dev_loss"] for h in history], "s-", label="dev CTC loss")
-    ax.set_xlabel("epoch")
+    ax.plot(updates, [h["train_loss"] for h in history], "o-", label="train CTC loss")
+    ax.plot(updates, [h["dev_loss"] for h in history], "s-", label="dev CTC loss")
+    ax.set_xlabel("update")
     ax.set_ylabel("CTC loss per token")
     ax2 = ax.twinx()
-    ax2.plot(epochs, [100 * h["dev_wer"] for h in history], "^--", color="tab:red", label="dev WER (greedy)")
-    ax2.set_ylabel("dev WER %")
+    ax2.plot(updates, [100 * h["dev_cer"] for h in history], "^--", color="tab:red", label="dev CER (greedy)")
+    ax2.set_ylabel("dev CER %")
     fig.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -373,51 +447,54 @@ def _plot(history: list[dict], path: Path) -> None:
 
 
 def _selection_score(cfg: TrainConfig, dev: dict) -> list[float]:
-    """What epochs are compared by: ``[the select_on measure, dev loss]``, lower is better."""
+    """What evaluations are compared by: ``[the select_on measure, dev loss]``, lower is better."""
     return [dev[cfg.select_on], dev["loss"]]
 
 
-def _end_of_epoch(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None:
-    """Dev evaluation, history, keep-best, epoch model, LR schedule and early stopping (epoch began at ``t0``)."""
+def _evaluate_now(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None:
+    """Dev evaluation, history, keep-best, a snapshot for averaging, plateau decay and early stopping
+    (the period began at ``t0``)."""
     cfg, st, device = t.cfg, t.state, t.device
     sums = torch.tensor([st.loss_sum, st.loss_n], dtype=torch.float64, device=device)
     if t.world > 1:
         dist.all_reduce(sums)
     dev = evaluate(t.core, dev_data, t.cmvn, tokenizer, cfg, device) if t.rank == 0 else {"loss": 0, "wer": 0, "cer": 0}
     dev_loss, dev_wer, dev_cer = _broadcast([dev["loss"], dev["wer"], dev["cer"]], device)
-    epoch = st.epoch + 1
     st.seconds += time.perf_counter() - t0
-    row = {"epoch": epoch, "train_loss": float(sums[0] / max(sums[1], 1)), "dev_loss": dev_loss,
-           "dev_wer": dev_wer, "dev_cer": dev_cer, "lr": t.opt.param_groups[0]["lr"],
-           "skipped_steps": st.skipped, "seconds": round(st.seconds, 1), "train_seconds": round(st.train_seconds, 1)}
+    n = len(st.history) + 1
+    row = {"update": st.step, "epoch": round(st.epoch + st.batch / t.schedule.batches_per_epoch, 2),
+           "train_loss": float(sums[0] / max(sums[1], 1)), "dev_loss": dev_loss, "dev_wer": dev_wer, "dev_cer": dev_cer,
+           "lr": t.opt.param_groups[0]["lr"], "skipped_steps": st.skipped, "seconds": round(st.seconds, 1),
+           "train_seconds": round(st.train_seconds, 1)}
     st.history.append(row)
-    log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, dev loss {dev_loss:.4f}, "
-        f"dev WER {100 * dev_wer:.2f}%, CER {100 * dev_cer:.2f}%, lr {row['lr']:.2e}")
+    log(f"update {st.step}/{t.schedule.updates} (epoch {row['epoch']:.1f}): train loss {row['train_loss']:.4f}, "
+        f"dev loss {dev_loss:.4f}, dev WER {100 * dev_wer:.2f}%, CER {100 * dev_cer:.2f}%, lr {row['lr']:.2e}")
     if t.writer is not None:
-        for k in ("train_loss", "dev_loss", "dev_wer", "dev_cer", "lr"):
-            t.writer.add_scalar(f"epoch/{k}", row[k], epoch)
+        for k in ("train_loss", "dev_loss", "dev_wer", "dev_cer"):
+            t.writer.add_scalar(f"dev/{k}", row[k], st.step)
     score = _selection_score(cfg, {"wer": dev_wer, "cer": dev_cer, "loss": dev_loss})
     if st.best is None or score < st.best:
-        st.best, st.best_epoch, st.bad_epochs = score, epoch, 0
+        st.best, st.best_update, st.bad_evals = score, st.step, 0
         if t.rank == 0:
             _save_atomic(t.core.state_dict(), t.ckpt.best)
     else:
-        st.bad_epochs += 1
+        st.bad_evals += 1
     if t.rank == 0:
-        _save_atomic(t.core.state_dict(), t.ckpt.epoch(epoch))
-        t.ckpt.epoch(epoch - cfg.average_last).unlink(missing_ok=True)
-    t.sched.step(dev_loss)
-    st.epoch, st.batch, st.loss_sum, st.loss_n = epoch, 0, 0.0, 0
-    if cfg.early_stop and st.bad_epochs >= cfg.early_stop:
+        _save_atomic(t.core.state_dict(), t.ckpt.snapshot(n))
+        t.ckpt.snapshot(n - cfg.average_last).unlink(missing_ok=True)
+    if cfg.schedule == "plateau" and st.bad_evals and st.bad_evals % cfg.lr_patience == 0:
+        st.lr_scale *= cfg.lr_decay
+    st.loss_sum, st.loss_n = 0.0, 0
+    if cfg.early_stop and st.bad_evals >= cfg.early_stop and st.step >= cfg.min_updates:
         st.stopped = True
-        log(f"train: no dev improvement for {cfg.early_stop} epochs, stopping")
+        log(f"train: no dev improvement in {cfg.early_stop} evaluations, stopping at update {st.step}")
 
 
 def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=print) -> dict:
     """Train, resuming from the checkpoint in ``partial`` when there is one; write ``out``'s model file.
 
     Returns:
-        a summary: epochs, best dev WER/loss, skipped steps, too-short utterances, seconds.
+        a summary: the schedule, updates, best dev WER/CER/loss, skipped updates, too-short utterances, seconds.
     """
     rank, world, device = _setup(cfg)
     torch.manual_seed(cfg.seed)
@@ -437,6 +514,10 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
         raise AsrError(f"dev sets {cfg.dev_sets}: {e} (characters never seen in training)") from None
     if not train_data.items:
         raise AsrError(f"no usable training utterances in {cfg.train_sets}")
+    schedule = plan(cfg, train_data.frames, store.config.hop_ms / 1000, world)
+    quiet(f"train: {schedule.hours:.2f} h of audio, {len(train_data.items)} utterances: {schedule.updates} updates "
+          f"of {schedule.batch_frames}-frame batches ({schedule.updates / schedule.batches_per_epoch:.1f} epochs), "
+          f"{schedule.warmup} warm-up, {cfg.schedule} LR, dev every {schedule.eval_every}")
 
     core = AcousticModel(store.config.dim, len(tokenizer), cfg.model).to(device)
     model = core
@@ -444,40 +525,40 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
         model = torch.nn.parallel.DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None)
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    t = Trainer(cfg, core, model, opt,
-                torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_decay, patience=cfg.lr_patience),
+    t = Trainer(cfg, core, model, opt, schedule,
                 torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision == "fp16"),
                 device, ckpt_dir, store.cmvn, store.config.hop_ms / 1000, rank, world,
                 SummaryWriter(str(ckpt_dir.tensorboard)) if rank == 0 else None)
     if t.resume():
-        quiet(f"train: resuming at epoch {t.state.epoch + 1}, batch {t.state.batch} (step {t.state.step})")
+        quiet(f"train: resuming at update {t.state.step + 1} (epoch {t.state.epoch + 1}, batch {t.state.batch})")
     st = t.state
-    while st.epoch < cfg.epochs and not st.stopped:
+    while st.step < schedule.updates and not st.stopped:
         t0 = time.perf_counter()
-        t.train_one_epoch(train_data)
+        t.train_steps(train_data, min(schedule.eval_every - st.step % schedule.eval_every, schedule.updates - st.step))
         st.train_seconds += time.perf_counter() - t0  # without the dev evaluation
-        _end_of_epoch(t, dev_data, tokenizer, quiet, t0)
+        _evaluate_now(t, dev_data, tokenizer, quiet, t0)
         t.save_checkpoint()
-        stop_point("train.epoch")
+        stop_point("train.eval")
     if t.writer is not None:
         t.writer.close()
 
     summary = {}
     if rank == 0:
         core.load_state_dict(load_weights(ckpt_dir.best))
-        chosen = f"best (epoch {st.best_epoch})"
-        best_dev = next(h for h in st.history if h["epoch"] == st.best_epoch)
+        chosen = f"best (update {st.best_update})"
+        best_dev = next(h for h in st.history if h["update"] == st.best_update)
         best_dev = {"wer": best_dev["dev_wer"], "cer": best_dev["dev_cer"], "loss": best_dev["dev_loss"]}
-        last = ckpt_dir.epochs()[-cfg.average_last:]
+        last = ckpt_dir.snapshots()[-cfg.average_last:]
         if cfg.average_last > 1 and len(last) > 1:
             best_state = {k: v.clone() for k, v in core.state_dict().items()}
             core.load_state_dict(_average(last))
             avg = evaluate(core, dev_data, t.cmvn, tokenizer, cfg, device)
             if _selection_score(cfg, avg) <= st.best:
-                chosen, best_dev = f"average of epochs {[int(p.stem[5:]) for p in last]}", avg
+                at = [st.history[ckpt_dir.snapshot_number(p) - 1]["update"] for p in last]
+                chosen, best_dev = f"average of the models at updates {at}", avg
             else:
                 core.load_state_dict(best_state)
-        quiet(f"train: keeping the {chosen}: dev WER {100 * best_dev['wer']:.2f}%")
+        quiet(f"train: keeping the {chosen}: dev WER {100 * best_dev['wer']:.2f}%, CER {100 * best_dev['cer']:.2f}%")
         extra = {"train_config": to_dict(cfg), "chosen": chosen}
         torch.save(checkpoint_dict(core, tokenizer.to_dict(), to_dict(store.config), store.cmvn.to_dict(), extra),
                    result.model)
@@ -486,7 +567,8 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
         _plot(st.history, result.curves)
         if ckpt_dir.tensorboard.is_dir():
             os.replace(ckpt_dir.tensorboard, result.tensorboard)
-        summary = {"epochs": len(st.history), "chosen": chosen, "dev_wer": best_dev["wer"], "dev_cer": best_dev["cer"],
+        summary = {"schedule": asdict(schedule), "updates": st.step, "epochs": round(st.step / schedule.batches_per_epoch, 2),
+                   "evaluations": len(st.history), "chosen": chosen, "dev_wer": best_dev["wer"], "dev_cer": best_dev["cer"],
                    "dev_loss": best_dev["loss"], "final_train_loss": st.history[-1]["train_loss"],
                    "skipped_steps": st.skipped, "too_short": len(short) + len(dev_short),
                    "train_utterances": len(train_data.items), "train_seconds": round(st.seconds, 1)}

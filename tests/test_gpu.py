@@ -106,18 +106,18 @@ def test_more_processes_than_gpus_is_a_clear_error(tiny_features, tmp_path):
 def test_kill_and_resume_on_cuda_continues_where_it_stopped(tiny_features, tmp_path):
     # CUDA's cuDNN RNN and CTC backward kernels sum with atomics, so two runs differ in the last bits and
     # the resumed run is compared with the uninterrupted one within a tolerance (on the CPU it is exact)
-    cfg = replace(TINY, epochs=6, batch_frames=150, checkpoint_every=1, device="cuda")
+    cfg = replace(TINY, epochs=6, evaluations=6, batch_frames=150, checkpoint_every=1, device="cuda")
     ref = subprocess.run(_train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO,
                          capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
     out, partial = tmp_path / "run", tmp_path / "run_p"
-    env = {**os.environ, "ASR_TEST_STOP_AT": "train.epoch:3"}
+    env = {**os.environ, "ASR_TEST_STOP_AT": "train.eval:3"}  # after the third epoch's evaluation
     killed = subprocess.run(_train_cmd(tiny_features, out, partial, cfg), cwd=REPO, capture_output=True, env=env)
     assert killed.returncode == -signal.SIGKILL
     assert torch.load(partial / "checkpoint.pt", weights_only=True)["state"]["epoch"] == 3
     again = subprocess.run(_train_cmd(tiny_features, out, partial, cfg), cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert "resuming at epoch 4" in again.stdout + again.stderr
+    assert "(epoch 4, batch 0)" in again.stdout + again.stderr
     h_ref = json.loads((tmp_path / "ref" / "history.json").read_text())
     h_run = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in h_run] == [1, 2, 3, 4, 5, 6]

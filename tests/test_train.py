@@ -23,7 +23,7 @@ from conftest import build_features
 REPO = Path(__file__).resolve().parent.parent
 TINY = TrainConfig(train_sets=("tiny",), dev_sets=("tiny",), model=ModelConfig(num_layers=1, hidden=64, dropout=0.0),
                    lr=1e-2, epochs=40, batch_frames=60, early_stop=0, average_last=1, threads=1,
-                   checkpoint_every=0, lr_patience=100)
+                   checkpoint_every=0, schedule="plateau", warmup=0.0, lr_patience=100)  # a constant LR
 
 
 def test_tiny_model_overfits_real_speech(tiny_features, tmp_path):
@@ -135,12 +135,13 @@ def _train_cmd(feats, out, partial, cfg):
 
 def test_kill_and_resume_equals_uninterrupted(tiny_features, tmp_path):
     # bit-exact on the CPU; CUDA's RNN and CTC backward kernels are not deterministic (tests/test_gpu.py)
-    cfg = replace(TINY, epochs=6, batch_frames=150, checkpoint_every=1, spec_augment=True, average_last=3,
-                  model=replace(TINY.model, dropout=0.2, num_layers=2), device="cpu")
+    cfg = replace(TINY, epochs=6, evaluations=6, batch_frames=150, min_batches=1, checkpoint_every=1, spec_augment=True,
+                  average_last=3, model=replace(TINY.model, dropout=0.2, num_layers=2), device="cpu")
     ref = subprocess.run(_train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO,
                          capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
-    # stop deterministically at the first mid-epoch checkpoint of epoch 3 (the process kills itself there)
+    # stop deterministically at the first mid-epoch checkpoint of epoch 3 (the process kills itself there);
+    # dev is evaluated once an epoch, and that update's checkpoint follows the evaluation
     frames = FeatureStore(tiny_features).open("tiny")
     frames = np.array([u["frames"] for u in frames.utts])
     per_epoch = [len(make_batches(frames, cfg.batch_frames, e, cfg.seed)) - 1 for e in range(3)]
@@ -163,7 +164,7 @@ def test_kill_and_resume_equals_uninterrupted(tiny_features, tmp_path):
 
 
 def test_two_process_gloo_ddp(tiny_features, tmp_path):
-    cfg = replace(TINY, epochs=3, batch_frames=150, average_last=2, device="cpu")  # Gloo, also on a GPU machine
+    cfg = replace(TINY, epochs=3, evaluations=3, batch_frames=150, average_last=2, device="cpu")  # Gloo, also on a GPU
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "asr.train",
            *_train_cmd(tiny_features, tmp_path / "out", tmp_path / "p", cfg)[3:]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -199,9 +200,9 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("planted", ["checkpoint.pt", "epoch99.pt"])
+@pytest.mark.parametrize("planted", ["checkpoint.pt", "eval99.pt"])
 def test_planted_pickles_in_the_checkpoint_folder_are_refused_without_running(tiny_features, tmp_path, planted):
-    # the resume checkpoint, and the epoch models averaged at the end (epoch99 sorts last)
+    # the resume checkpoint, and the evaluated models averaged at the end (eval99 sorts last)
     from asr.errors import AsrError
 
     partial = tmp_path / "partial"
@@ -262,13 +263,35 @@ def test_a_model_with_subword_units_trains_loads_safely_and_transcribes(tiny_fea
             assert t.text == u["text"] and [w.word for w in t.words] == u["text"].split(), method
 
 
-def test_spec_augment_starts_after_the_set_number_of_epochs(tiny_features, tmp_path):
-    base = replace(TINY, epochs=3, model=replace(TINY.model, dropout=0.0))
+def test_spec_augment_starts_after_the_set_share_of_updates(tiny_features, tmp_path):
+    base = replace(TINY, epochs=3, evaluations=3, model=replace(TINY.model, dropout=0.0))
     plain = train(base, tiny_features, tmp_path / "a", tmp_path / "ap", log=lambda m: None)
-    later = train(replace(base, spec_augment=True, spec_augment_after=2), tiny_features, tmp_path / "b",
+    later = train(replace(base, spec_augment=True, spec_augment_from=2 / 3), tiny_features, tmp_path / "b",
                   tmp_path / "bp", log=lambda m: None)
     assert plain["epochs"] == later["epochs"] == 3
+    assert later["schedule"]["spec_augment_from"] == 2 * later["schedule"]["batches_per_epoch"]
     h_plain = json.loads((tmp_path / "a" / "history.json").read_text())
     h_later = json.loads((tmp_path / "b" / "history.json").read_text())
     assert [h["train_loss"] for h in h_plain[:2]] == [h["train_loss"] for h in h_later[:2]]  # clean epochs
     assert h_plain[2]["train_loss"] != h_later[2]["train_loss"]  # masked from the third on
+
+
+def test_the_schedule_scales_with_the_training_audio():
+    from asr.train import plan
+    cfg = TrainConfig(batch_frames=8_000)
+    tiny = plan(cfg, np.full(30, 400), 0.01)  # 30 utterances of 4 s: 2 minutes
+    assert tiny.updates == cfg.min_updates  # not 10 epochs of 2 batches
+    assert tiny.batch_frames == 1_200 and tiny.batches_per_epoch >= cfg.min_batches
+    hours = {h: plan(cfg, np.full(int(h * 3600), 100), 0.01) for h in (1, 4, 100)}  # 1-second utterances
+    assert [hours[h].updates for h in (1, 4, 100)] == [1_000, 2_000, 10_000]  # sqrt of the hours
+    assert all(s.batch_frames == 8_000 for s in hours.values())
+    assert hours[100].updates / hours[100].batches_per_epoch < 10 < hours[1].updates / hours[1].batches_per_epoch
+    assert plan(replace(cfg, epochs=3), np.full(3600, 100), 0.01).updates == 3 * hours[1].batches_per_epoch
+    assert plan(replace(cfg, updates=123), np.full(3600, 100), 0.01).updates == 123
+    s = hours[1]
+    assert (s.warmup, s.eval_every) == (50, 50)
+    lr = [s.lr_factor(step, cfg) for step in range(s.updates)]
+    assert lr[0] < 0.05 and lr[s.warmup] == pytest.approx(1.0)  # warm-up, then the peak ...
+    assert all(a >= b for a, b in zip(lr[s.warmup:], lr[s.warmup + 1:]))  # ... decaying ...
+    assert lr[-1] == pytest.approx(cfg.final_lr, abs=1e-4)  # ... to the final share
+    assert s.lr_factor(900, replace(cfg, schedule="plateau")) == 1.0  # held: dev plateaus decay it

@@ -4,7 +4,7 @@
 
 Every setting trains the recipe's model (its ``train`` config, overrides applied) for one
 pass over the same seeded subset of the training features, from the same initial weights,
-through the train stage's own loop (:meth:`asr.train.Trainer.train_one_epoch`: CMVN,
+through the train stage's own loop (:meth:`asr.train.Trainer.train_steps`: CMVN,
 collation, autocast, gradient scaling and clipping), after one warm-up pass. The reference
 is that loop on the CPU with all its cores (fp32, PyTorch's oneDNN kernels); the GPU runs
 cuDNN's RNN kernels in plain fp32 (TF32 off), with TF32, and under bf16 and fp16
@@ -27,7 +27,7 @@ from asr.features import FeatureStore
 from asr.layout import CheckpointDir
 from asr.model import AcousticModel
 from asr.tokenizer import CharTokenizer
-from asr.train import Trainer, TrainState, load_data
+from asr.train import Trainer, TrainState, load_data, plan
 
 
 def _pass(cfg, store, data, tokenizer, device: str, precision: str, tf32: bool, init: dict, ckpt: Path) -> dict:
@@ -38,17 +38,18 @@ def _pass(cfg, store, data, tokenizer, device: str, precision: str, tf32: bool, 
     core = AcousticModel(store.config.dim, len(tokenizer), cfg.model).to(dev)
     core.load_state_dict(init)
     opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)
-    t = Trainer(cfg, core, core, opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt),
+    schedule = plan(cfg, data.frames, store.config.hop_ms / 1000)
+    t = Trainer(cfg, core, core, opt, schedule,
                 torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda" and precision == "fp16"),
                 dev, CheckpointDir(ckpt), store.cmvn, store.config.hop_ms / 1000)
-    t.train_one_epoch(data)  # warm-up: cuDNN plans, allocator, oneDNN primitives
+    t.train_steps(data, schedule.batches_per_epoch)  # warm-up: cuDNN plans, allocator, oneDNN primitives
     t.state = TrainState()
     torch.manual_seed(cfg.seed)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    t.train_one_epoch(data)
+    t.train_steps(data, schedule.batches_per_epoch)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0

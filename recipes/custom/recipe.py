@@ -20,7 +20,7 @@ CONFIG = {
     "lm": lm.LmConfig(sets=("train/*",), order=3),
     "train": train.TrainConfig(train_sets=("train/*",), dev_sets=("dev/*",),
                                model=ModelConfig(num_layers=2, hidden=128, stack=3),
-                               epochs=10, batch_frames=8_000, lr=2e-3),
+                               batch_frames=8_000, lr=2e-3),  # updates: by the audio's hours (asr.train.plan)
     "decode": decode.DecodeConfig(sets=("test/*",), tune_sets=("dev/*",)),
     "score": scoring.ScoreConfig(),
 }

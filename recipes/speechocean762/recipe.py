@@ -23,7 +23,7 @@ CONFIG = {
     # 9 epochs (CTC's blank plateau lasted about 7 epochs)
     "train": train.TrainConfig(train_sets=("train",), dev_sets=("dev",),
                                model=ModelConfig(num_layers=3, hidden=256, stack=3, dropout=0.2),
-                               epochs=20, batch_frames=5_000, lr=3e-3, early_stop=4),
+                               updates=3_000, batch_frames=5_000, lr=3e-3, early_stop=5),
     # open vocabulary: lexicon-free beam search with the 6-gram over characters. Dev WER (greedy 77.1%):
     # beam_lm 60.6% (LM weight 1.5), lexicon_lm over the training words 61.8%, lexicon_lm with wordfreq's
     # 20,000 most frequent words mixed in (lm.extra_words=20000, mix weight 0.98) 61.6%
