@@ -61,10 +61,11 @@ def cmd_convert(args) -> int:
 def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     # defaults are DecodeOptions' own (shown by the help text); only what is given overrides them
     p.add_argument("--method", choices=["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"], default=None,
-                   help="decoder (default: lexicon_lm with --lm, else greedy); beam_lm: open vocabulary, "
+                   help="decoder (default: the one the recipe tuned, stored in an exported model file; for a "
+                        "train-stage model file lexicon_lm with --lm, else greedy); beam_lm: open vocabulary, "
                         "lexicon-free with the unit n-gram")
     p.add_argument("--lm", help="the lm stage's output folder (e.g. data/fsdd/lm) or an ARPA file (words; "
-                                "units for beam_lm)")
+                                "units for beam_lm), instead of the LM an exported model file holds")
     p.add_argument("--lm-weight", type=float, help="LM weight (default 1.0)")
     p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
     p.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 16)")
@@ -149,6 +150,33 @@ def cmd_evaluate(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_info(args) -> int:
+    from asr.export import describe
+
+    print(describe(args.model))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from asr.export import to_onnx
+
+    meta = to_onnx(args.model, args.onnx)
+    print(f"{args.onnx}: ONNX network ({meta['parameters']:,} parameters) with the units, features, CMVN"
+          + (f", decoding {meta['decoding']['method']} and its LM files" if meta.get("decoding") else "")
+          + f" of {args.model}; run it with `asr transcribe {args.onnx} FILE` (no torch needed)")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from asr.serve import serve
+
+    given = {"method": args.method, "lm_weight": args.lm_weight, "word_score": args.word_score,
+             "beam_size": args.beam_size, "beam_threshold": args.beam_threshold}
+    serve(args.model, args.host, args.port, args.workers, args.max_mb, args.max_seconds, args.lm,
+          {k: v for k, v in given.items() if v is not None})
+    return 0
+
+
 def cmd_wer(args) -> int:
     from asr.manifest import read_text
     from asr.scoring import compare, score
@@ -194,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("transcribe", help="print the text of audio files (any format, rate, channels)")
-    p.add_argument("model", help="a model file (e.g. data/fsdd/train/model.pt)")
+    p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt)")
     p.add_argument("audio", nargs="+", help="audio files")
     p.add_argument("--json", action="store_true", help="print path, text and word times (seconds) as JSON")
     _add_decoder_args(p)
@@ -206,6 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the decode report here (hypotheses, alignments, speakers, sclite trn)")
     _add_decoder_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="what a model file holds: network, units, features, decoding, training, results")
+    p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="write a model file as ONNX (runs with onnxruntime, without torch)")
+    p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt)")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="an HTTP transcription service (OpenAI-compatible endpoint) and a web page")
+    p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt, or an .onnx export)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one, printed)")
+    p.add_argument("--workers", type=int, default=1, help="processes, each with the model loaded (default 1)")
+    p.add_argument("--max-mb", type=float, default=25.0, help="largest upload accepted (default 25 MB)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio accepted (default 600 s)")
+    _add_decoder_args(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("wer", help="score Kaldi-style text files (utt-id word word ...)")
     p.add_argument("ref", help="reference text file")

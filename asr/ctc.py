@@ -1,9 +1,8 @@
 """CTC helpers shared by training, decoding and transcription: best-path decoding and the
-frames a label sequence needs. (Turning units into words is the tokenizer's: ``Tokenizer.words``.)"""
+frames a label sequence needs, for torch tensors and numpy arrays alike (no torch import, so
+the ONNX runtime can use them). (Turning units into words is the tokenizer's: ``Tokenizer.words``.)"""
 
 from __future__ import annotations
-
-import torch
 
 
 def ctc_min_frames(labels: list[int]) -> int:
@@ -11,11 +10,11 @@ def ctc_min_frames(labels: list[int]) -> int:
     return len(labels) + sum(a == b for a, b in zip(labels, labels[1:]))
 
 
-def greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
+def greedy(log_probs, lengths, blank: int = 0) -> list[list[int]]:
     """Best path decoding: argmax per frame, merge repeats, drop blanks.
 
     Args:
-        log_probs: ``(B, T, V)``.
+        log_probs: ``(B, T, V)``, a torch tensor (on any device) or a numpy array.
         lengths: ``(B,)`` valid frames per item.
     Returns:
         one list of unit ids per item.
@@ -23,9 +22,9 @@ def greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> li
     return [[u for u, _ in greedy_frames(lp[:n], blank)] for lp, n in zip(log_probs, lengths.tolist())]
 
 
-def greedy_frames(log_probs: torch.Tensor, blank: int = 0) -> list[tuple[int, int]]:
-    """``(T, V)`` -> ``[(unit, first frame)]`` of the best path."""
-    best = log_probs.argmax(dim=-1).tolist()
+def greedy_frames(log_probs, blank: int = 0) -> list[tuple[int, int]]:
+    """``(T, V)`` (torch or numpy) -> ``[(unit, first frame)]`` of the best path."""
+    best = log_probs.argmax(-1).tolist()
     out, prev = [], blank
     for t, u in enumerate(best):
         if u != prev and u != blank:

@@ -1,10 +1,8 @@
-"""Decoding CTC posteriors: greedy best path, and flashlight beam search (lexicon-free, or
-lexicon-constrained with word n-gram shallow fusion) through torchaudio's ``ctc_decoder``.
+"""The decode stage: the network over stored features, then the searches of :mod:`asr.search`.
 
-:class:`DecodeOptions` is the one description of a decoder, shared by the decode stage,
-the recognizer (``asr.load_model``) and the CLI. The decode stage tunes the LM weight
-and word-insertion score on dev by a small grid, saves the chosen values, decodes the
-test sets over ``--nj`` processes, and reports the real-time factor.
+It tunes the LM weight, word-insertion score and mixing weight on dev by a small grid,
+saves the chosen values, decodes the test sets over ``--nj`` processes, and reports the
+real-time factor and the OOV rate.
 """
 
 from __future__ import annotations
@@ -12,62 +10,24 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import jiwer
-import numpy as np
 import torch
-from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState, ctc_decoder
 
-from asr.batching import make_batches, pad
-from asr.ctc import greedy_frames
-from asr.errors import AsrError
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
 from asr.layout import DecodeDir, LmDir, TrainDir
-from asr.lm import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
 from asr.manifest import read_lines, write_text
-from asr.model import build_from_checkpoint, read_checkpoint
+from asr.model import Network, read_checkpoint
 from asr.procs import fork_pool
-from asr.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_dict
+from asr.ctc import greedy_frames
+from asr.search import BeamSearch, DecodeOptions
+from asr.tokenizer import tokenizer_from_dict
 
-VERSION = 2  # of the decode stage's output: bump when the decoding or the files it writes change
-# beam: lexicon-free, no LM; beam_lm: lexicon-free with the unit n-gram (open vocabulary);
-# lexicon: words of the lexicon only; lexicon_lm: lexicon + word n-gram
-METHODS = ("greedy", "beam", "beam_lm", "lexicon", "lexicon_lm")
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How posteriors become text; the decode stage, ``asr.load_model`` and the CLI share it."""
-
-    method: Literal["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"] = "lexicon_lm"  # see METHODS
-    beam_size: int = 16  # hypotheses kept per frame
-    beam_threshold: float = 25.0  # drop hypotheses this far (log score) below the best
-    lm_weight: float = 1.0  # weight of the n-gram (beam_lm: over units; lexicon_lm: over words)
-    word_score: float = 0.0  # bonus per word (insertion penalty when negative)
-    mix_weight: float = 1.0  # lexicon_lm: weight of the in-domain n-gram against the large word list (1: none)
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method {self.method!r} is not one of {list(METHODS)}")
-        if not 0.0 <= self.mix_weight <= 1.0:
-            raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight}")
-        if self.beam_size < 1 or self.beam_threshold <= 0:
-            raise ValueError("beam_size must be >= 1 and beam_threshold > 0")
-
-    @property
-    def needs_lexicon(self) -> bool:
-        return self.method in ("lexicon", "lexicon_lm")
-
-    @property
-    def uses_lm(self) -> bool:
-        return self.method in ("beam_lm", "lexicon_lm")
+VERSION = 3  # of the decode stage's output: bump when the decoding or the files it writes change
 
 
 @dataclass(frozen=True)
@@ -80,7 +40,6 @@ class DecodeConfig:
     lm_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  # grid searched on tune_sets
     word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0)
     mix_weights: tuple[float, ...] = (1.0,)  # with lm.extra_words: e.g. 0.5,0.9 (1: the in-domain n-gram alone)
-    batch_frames: int = 40_000  # frames per forward batch
 
     def __post_init__(self):
         if not self.lm_weights or not self.word_scores or not self.mix_weights:
@@ -95,131 +54,6 @@ class DecodeConfig:
         return list(itertools.product(weights, self.word_scores, mixes))
 
 
-# --- beam search --------------------------------------------------------------------------------
-
-
-class DecoderLM(CTCDecoderLM):
-    """Shallow fusion of an :class:`asr.lm.NgramLM` in torchaudio's flashlight beam search.
-
-    Scores are natural-log probabilities (the decoder's unit); ``words[i]`` is the
-    word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file).
-    """
-
-    def __init__(self, lm: NgramLM | MixedLM, words: list[str]):
-        CTCDecoderLM.__init__(self)
-        self.lm, self.words = lm, words
-        self.context: dict[CTCDecoderLMState, tuple[str, ...]] = {}
-        self.cache: dict[tuple, float] = {}
-
-    def _score(self, word: str, history: tuple[str, ...]) -> float:
-        key = (*history, word)
-        if key not in self.cache:
-            self.cache[key] = self.lm.logprob(word, history) * math.log(10)
-        return self.cache[key]
-
-    def start(self, start_with_nothing: bool = False) -> CTCDecoderLMState:
-        state = CTCDecoderLMState()
-        self.context = {state: (BOS,)}
-        return state
-
-    def score(self, state: CTCDecoderLMState, usr_token_idx: int) -> tuple[CTCDecoderLMState, float]:
-        history = self.context[state]
-        word = self.words[usr_token_idx]
-        child = state.child(usr_token_idx)
-        if child not in self.context:
-            self.context[child] = (*history, word)[-(self.lm.order - 1):] if self.lm.order > 1 else ()
-        return child, self._score(word, history)
-
-    def finish(self, state: CTCDecoderLMState) -> tuple[CTCDecoderLMState, float]:
-        return state, self._score(EOS, self.context[state])
-
-
-class BeamSearch:
-    """torchaudio's flashlight CTC beam search with our units, lexicon and n-gram LM.
-
-    Args:
-        tokenizer: the model's units (characters, or subwords: lexicon-free methods only).
-        options: the method (``beam``, ``beam_lm``, ``lexicon``, ``lexicon_lm``) and its settings.
-        lm: for the lexicon methods, the lm stage's output folder or a word ARPA file (its
-            lexicon is then written to a temporary folder, removed once the decoder has read it);
-            for ``beam_lm``, the lm stage's output folder (its ``tokens.arpa``) or a unit ARPA file.
-    Raises:
-        AsrError: a method that needs ``lm`` without it, or an ``lm`` that is neither.
-    """
-
-    def __init__(self, tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
-        if options.method == "greedy":
-            raise AsrError("BeamSearch is for the beam methods; greedy decoding needs no search")
-        if not isinstance(tokenizer, CharTokenizer) and options.method != "beam":
-            raise AsrError(f"decoding method {options.method!r} needs character units; a model with subword "
-                           "units decodes with greedy or beam (lexicon-free, no LM) for now")
-        units = tokenizer.units
-        if (options.needs_lexicon or options.uses_lm) and lm is None:
-            what = "a lexicon" if options.needs_lexicon else "a unit n-gram"
-            raise AsrError(f"decoding method {options.method!r} needs {what} (the lm stage's output or --lm)")
-        self.options, self.tokenizer = options, tokenizer
-        with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
-            lexicon = lm_dict = fusion = None
-            if options.method == "beam_lm":
-                fusion = DecoderLM(self._token_lm(Path(lm)), list(units))  # scored per unit
-            if options.needs_lexicon:
-                d, ngram = self._lexicon(Path(lm), Path(tmp))
-                lexicon, lm_dict = str(d.lexicon), str(d.words)
-                if options.method == "lexicon_lm":
-                    ngram = ngram or NgramLM.read_arpa(d.arpa)
-                    if options.mix_weight < 1.0 and d.unigrams.is_file():
-                        ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight)
-                    fusion = DecoderLM(ngram, [w for _, w in read_lines(d.words)])
-            self.decoder = ctc_decoder(lexicon=lexicon, tokens=list(units), lm=fusion, lm_dict=lm_dict, nbest=1,
-                                       beam_size=options.beam_size, beam_threshold=options.beam_threshold,
-                                       lm_weight=options.lm_weight if fusion else 0.0,
-                                       word_score=options.word_score, blank_token=units[0],
-                                       sil_token=tokenizer.separator,
-                                       # lexicon-free, a word ends at a separator: its bonus is the word score
-                                       sil_score=0.0 if options.needs_lexicon else options.word_score,
-                                       unk_word="<unk>", log_add=False)
-
-    @staticmethod
-    def _token_lm(lm: Path) -> NgramLM:
-        if lm.is_dir():
-            if not LmDir(lm).tokens_arpa.is_file():
-                raise AsrError(f"{lm}: no {LmDir(lm).tokens_arpa.name}; the lm stage writes it with "
-                               "lm.token_order > 0")
-            return NgramLM.read_arpa(LmDir(lm).tokens_arpa)
-        return NgramLM.read_arpa(lm)
-
-    @staticmethod
-    def _lexicon(lm: Path, tmp: Path) -> tuple[LmDir, NgramLM | None]:
-        if lm.is_dir():
-            d = LmDir(lm)
-            if not (d.lexicon.is_file() and d.words.is_file()):
-                raise AsrError(f"{lm}: no {d.lexicon.name}/{d.words.name}; pass the lm stage's output folder "
-                               "(e.g. data/fsdd/lm) or an .arpa file")
-            return d, None
-        ngram = NgramLM.read_arpa(lm)
-        d = LmDir(tmp)
-        write_lm_dir(ngram, d, arpa=False)
-        return d, ngram
-
-    def __call__(self, log_probs: torch.Tensor) -> tuple[str, list[tuple[str, int, int]]]:
-        """``(T, V)`` -> text and ``[(word, first frame, last frame)]``."""
-        # flashlight's lexicon search completes a word only on a word separator, and our
-        # transcripts have none at the end: append one certain separator frame, so the last
-        # word is completed at no cost instead of at the price of a spurious "|"
-        emissions = log_probs.float().cpu()
-        if self.options.needs_lexicon:
-            sep = torch.full((1, log_probs.shape[1]), -1e4)
-            sep[0, self.tokenizer.units.index(self.tokenizer.separator)] = 0.0
-            emissions = torch.cat([emissions, sep])
-        emissions = emissions[None].contiguous()
-        hyp = self.decoder(emissions, torch.tensor([emissions.shape[1]]))[0]
-        if not hyp:
-            return "", []
-        best = hyp[0]
-        # with a lexicon, the units spell exactly the lexicon words the decoder chose
-        return self.tokenizer.words(best.tokens.tolist(), best.timesteps.tolist())
-
-
 # --- decoding feature sets, in worker processes -----------------------------------------------------
 
 _W: dict = {}
@@ -229,7 +63,7 @@ def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeCon
     """Load the model once per process; one thread each, the parallelism is across shards."""
     torch.set_num_threads(1)
     ckpt = read_checkpoint(model_path)
-    _W.update(model=build_from_checkpoint(ckpt, model_path), tokenizer=tokenizer_from_dict(ckpt["tokenizer"]),
+    _W.update(network=Network(ckpt, "cpu", model_path), tokenizer=tokenizer_from_dict(ckpt["tokenizer"]),
               store=FeatureStore(features_dir), lm_dir=lm_dir, cfg=cfg, decoders={}, sets={})
 
 
@@ -242,24 +76,24 @@ def _decoder(lm_weight: float, word_score: float, mix_weight: float) -> BeamSear
     return _W["decoders"][key]
 
 
-@torch.inference_mode()
 def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dict:
-    """Emissions of a shard, then greedy and every ``(lm_weight, word_score, mix_weight)`` beam setting."""
+    """Emissions of a shard, then greedy and every ``(lm_weight, word_score, mix_weight)`` beam setting.
+
+    The network runs on one utterance at a time, as :class:`asr.transcribe.Recognizer` runs it, so
+    ``asr evaluate`` with the exported model reproduces the reported WER (a padded batch rounds
+    differently and could flip a near-tie).
+    """
     name, indices, grid = task
-    store, model, cfg = _W["store"], _W["model"], _W["cfg"]
+    store, network, cfg = _W["store"], _W["network"], _W["cfg"]
     fs = _W["sets"].setdefault(name, store.open(name))
-    frames = np.array([fs.utts[i]["frames"] for i in indices])
     out = {"greedy": {}, **{g: {} for g in grid}}
-    for batch in make_batches(frames, cfg.batch_frames, 0, 0):
-        x, lengths = pad([store.cmvn(fs[indices[k]], fs.utts[indices[k]]["speaker"]) for k in batch])
-        log_probs, out_lengths = model(x, lengths)
-        for j, k in enumerate(batch):
-            uid = fs.utts[indices[k]]["id"]
-            lp = log_probs[j, : int(out_lengths[j])]
-            out["greedy"][uid] = _W["tokenizer"].decode(u for u, _ in greedy_frames(lp))
-            for g in grid:
-                if cfg.search.method != "greedy":
-                    out[g][uid] = _decoder(*g)(lp)[0]
+    for i in indices:
+        lp = network(store.cmvn(fs[i], fs.utts[i]["speaker"]))
+        uid = fs.utts[i]["id"]
+        out["greedy"][uid] = _W["tokenizer"].decode(u for u, _ in greedy_frames(lp))
+        for g in grid:
+            if cfg.search.method != "greedy":
+                out[g][uid] = _decoder(*g)(lp)[0]
     return out
 
 

@@ -1,145 +1,38 @@
-"""MFCC features: batched extraction with torchaudio, CMVN statistics, a memory-mapped store.
+"""The features stage: MFCC of every set over worker processes, CMVN statistics, a memory-mapped store.
 
-The MFCC follows librosa's definition (power spectrogram, Slaney mel filters,
-``10 log10`` with an 80 dB floor below each utterance's peak, orthonormal DCT-II),
-so it can be checked against ``librosa.feature.mfcc``; the tests state the
-tolerance. Each feature set is one float32 file read with ``np.memmap`` plus an
-index (JSON Lines: the utterance record, its first frame and frame count), so
-training reads frames without copying and a million utterances cost one file.
+The MFCC itself is :func:`asr.frontend.mfcc`, the same code every recognizer runs. Each
+feature set is one float32 file read with ``np.memmap`` plus an index (JSON Lines: the
+utterance record, its first frame and frame count), so training reads frames without
+copying and a million utterances cost one file.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-import torchaudio
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, load_audio, resample
-from asr.batching import pad
-from asr.config import from_dict, to_dict
-from asr.errors import AsrError, AudioError, ConfigError
+from asr.audio import load_audio, resample
+from asr.config import to_dict
+from asr.errors import AsrError, AudioError
+from asr.frontend import Cmvn, FeatureConfig, feature_config, mfcc
 from asr.fsutil import atomic_write_text
 from asr.layout import FEATURES_DATA, FEATURES_INDEX, FeaturesDir
 from asr.manifest import Utterance, expand_sets, manifest_names, read_manifest
 from asr.procs import fork_pool, stop_point
 
-VERSION = 1  # of the features stage's output: bump when the features or the files it writes change
-AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
-TOP_DB = 80.0  # dynamic range kept below each utterance's peak, as librosa.feature.mfcc
-TASK_SIZE = 64  # utterances per worker task: large enough to batch, small enough for a smooth progress bar
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """The ``features`` stage's config section."""
-
-    sample_rate: int = 16_000  # audio is resampled to this rate first
-    win_ms: float = 25.0  # analysis window
-    hop_ms: float = 10.0  # frame shift
-    n_mels: int = 40  # mel filters
-    n_mfcc: int = 13  # cepstral coefficients kept
-    f_min: float = 20.0
-    f_max: float | None = None  # None: Nyquist
-    preemphasis: float = 0.97  # 0 disables; y[t] = x[t] - a x[t-1]
-    dither: float = 0.0  # std of Gaussian noise added to the waveform (seeded by utterance id)
-    deltas: int = 2  # 0: static only, 1: + deltas, 2: + delta-deltas
-    cmvn: Literal["none", "utterance", "speaker", "global"] = "utterance"
-    sets: tuple[str, ...] = ()  # manifests of the prepare output to featurize, e.g. "isolated/train"
-    train_sets: tuple[str, ...] = ()  # sets whose statistics make the global CMVN
-    speed_perturb: tuple[float, ...] = ()  # extra copies of train sets at these speeds (Kaldi: 0.9, 1.1)
-    max_bad_fraction: float = 0.01  # fail the stage if more of a set is unreadable
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-
-    def __post_init__(self):
-        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
-            raise ValueError(f"sample_rate {self.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
-        if self.deltas not in (0, 1, 2):
-            raise ValueError(f"deltas must be 0, 1 or 2, got {self.deltas}")
-        if self.n_mfcc > self.n_mels:
-            raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
-        if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
-            raise ValueError(f"need 0 < hop_ms <= win_ms, got hop {self.hop_ms}, win {self.win_ms}")
-        if any(f <= 0 for f in self.speed_perturb):
-            raise ValueError(f"speed factors must be positive, got {self.speed_perturb}")
-
-    @property
-    def win_length(self) -> int:
-        return int(round(self.sample_rate * self.win_ms / 1000))
-
-    @property
-    def hop_length(self) -> int:
-        return int(round(self.sample_rate * self.hop_ms / 1000))
-
-    @property
-    def n_fft(self) -> int:
-        return 1 << (self.win_length - 1).bit_length()  # next power of two
-
-    @property
-    def dim(self) -> int:
-        return self.n_mfcc * (1 + self.deltas)
-
-    def num_frames(self, num_samples: int) -> int:
-        return 1 + num_samples // self.hop_length  # centred frames
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA GPU is visible; use device=auto or cpu")
-    return torch.device(name)
-
-
-class Mfcc(torch.nn.Module):
-    """Batched MFCC (+ deltas) with per-utterance lengths.
-
-    ``forward(waves (B, T), lengths (B,)) -> (feats (B, frames, dim), frame_lengths (B,))``.
-    Padding never changes the valid frames: the STFT pads with zeros (as librosa's
-    ``pad_mode="constant"``) and the 80 dB floor is taken per utterance over its
-    valid frames only.
-    """
-
-    def __init__(self, cfg: FeatureConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.spectrogram = torchaudio.transforms.Spectrogram(
-            n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
-            power=2.0, center=True, pad_mode="constant")
-        self.mel = torchaudio.transforms.MelScale(
-            n_mels=cfg.n_mels, sample_rate=cfg.sample_rate, f_min=cfg.f_min, f_max=cfg.f_max,
-            n_stft=cfg.n_fft // 2 + 1, norm="slaney", mel_scale="slaney")
-        self.register_buffer("dct", AF.create_dct(cfg.n_mfcc, cfg.n_mels, norm="ortho"))
-
-    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.cfg
-        if cfg.preemphasis:
-            waves = torch.cat([waves[:, :1], waves[:, 1:] - cfg.preemphasis * waves[:, :-1]], dim=1)
-            waves = waves * (torch.arange(waves.shape[1], device=waves.device) < lengths[:, None])
-        frames = 1 + lengths // cfg.hop_length
-        db = 10.0 * torch.log10(self.mel(self.spectrogram(waves)).clamp_min(AMIN))  # (B, n_mels, F)
-        valid = torch.arange(db.shape[-1], device=db.device)[None, :] < frames[:, None]  # (B, F)
-        peak = db.masked_fill(~valid[:, None, :], -math.inf).amax(dim=(1, 2))
-        db = torch.maximum(db, (peak - TOP_DB)[:, None, None])
-        mfcc = torch.matmul(db.transpose(1, 2), self.dct).transpose(1, 2)  # (B, n_mfcc, F)
-        # Repeat each utterance's last frame over its padding, so deltas near the end
-        # see what compute_deltas' replicate padding gives a single utterance.
-        last = torch.minimum(torch.arange(mfcc.shape[-1], device=mfcc.device)[None, :], frames[:, None] - 1)
-        last = last[:, None, :].expand_as(mfcc)
-        parts = [mfcc.gather(2, last)]
-        for _ in range(cfg.deltas):
-            parts.append(AF.compute_deltas(parts[-1]).gather(2, last))
-        return torch.cat(parts, dim=1).transpose(1, 2), frames
+VERSION = 2  # of the features stage's output: bump when the features or the files it writes change
+TASK_SIZE = 64  # utterances per worker task: few messages, a smooth progress bar
+__all__ = ["Cmvn", "FeatureConfig", "FeatureSet", "FeatureStore", "extract_set", "load_utterance", "spec_augment",
+           "stage"]
 
 
 def _dither(wave: np.ndarray, amount: float, uid: str) -> np.ndarray:
@@ -158,25 +51,13 @@ def load_utterance(u: Utterance, sample_rate: int, speed: float = 1.0) -> np.nda
     return wave
 
 
-def compute_batch(mfcc: Mfcc, waves: Sequence[np.ndarray], device: torch.device) -> list[np.ndarray]:
-    """MFCC of several signals in one padded batch; returns one ``(frames, dim)`` array each."""
-    batch, lengths = pad(waves)
-    with torch.inference_mode():
-        feats, frames = mfcc(batch.to(device), lengths.to(device))
-    feats = feats.cpu().numpy()
-    return [feats[i, : int(n)] for i, n in enumerate(frames.cpu())]
-
-
 # --- extraction over a set, in worker processes -------------------------------------------------
 
 _WORKER: dict = {}
 
 
-def _init_worker(cfg: FeatureConfig, device: str) -> None:
-    torch.set_num_threads(1)  # the parallelism is across processes
+def _init_worker(cfg: FeatureConfig) -> None:
     _WORKER["cfg"] = cfg
-    _WORKER["device"] = torch.device(device)
-    _WORKER["mfcc"] = Mfcc(cfg).to(device)
 
 
 def _task(items: list[tuple[Utterance, float]]) -> tuple[list, list]:
@@ -189,7 +70,7 @@ def _task(items: list[tuple[Utterance, float]]) -> tuple[list, list]:
             good.append((u, speed))
         except AudioError as e:
             bad.append((u.id, e.reason))
-    feats = compute_batch(_WORKER["mfcc"], waves, _WORKER["device"]) if waves else []
+    feats = [mfcc(w, cfg) for w in waves]
     return [(u, s, f) for (u, s), f in zip(good, feats)], bad
 
 
@@ -233,16 +114,15 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
         ``{"utterances", "frames", "bad": [(id, reason)]}``.
     """
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
     tasks = _tasks(utts, speeds)
     n_items = sum(len(t) for t in tasks)
     index, bad, offset = [], [], 0
-    if device.type == "cuda" or nj <= 1:  # one process: the GPU batches, or nothing to share out
-        _init_local(cfg, device)
+    if nj <= 1:
+        _init_worker(cfg)
         results: Iterator = map(_task, tasks)
         pool = None
     else:
-        pool = fork_pool(nj, _init_worker, (cfg, "cpu"))
+        pool = fork_pool(nj, _init_worker, (cfg,))
         results = pool.imap(_task, tasks)  # ordered: the file is the same for any nj
     try:
         with open(f"{out_prefix}{FEATURES_DATA}", "wb") as data, tqdm(total=n_items, desc=desc or out_prefix.name,
@@ -267,62 +147,7 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
     return {"utterances": len(index), "frames": offset, "bad": bad, "items": n_items}
 
 
-def _init_local(cfg: FeatureConfig, device: torch.device) -> None:
-    """In-process extraction keeps the caller's thread count."""
-    _WORKER.update(cfg=cfg, device=device, mfcc=Mfcc(cfg).to(device))
-
-
 # --- reading features back --------------------------------------------------------------------------
-
-
-class Cmvn:
-    """Mean/variance normalisation with saved statistics.
-
-    ``kind`` is ``none``, ``utterance`` (each utterance by its own statistics),
-    ``speaker`` (by its speaker's, falling back to the global ones for a speaker
-    never seen, as at inference) or ``global``.
-    """
-
-    def __init__(self, kind: str, mean: np.ndarray, std: np.ndarray, speakers: dict | None = None):
-        self.kind, self.mean, self.std = kind, np.asarray(mean, np.float32), np.asarray(std, np.float32)
-        self.speakers = {s: (np.asarray(v["mean"], np.float32), np.asarray(v["std"], np.float32))
-                         for s, v in (speakers or {}).items()}
-
-    def __call__(self, feats: np.ndarray, speaker: str | None = None) -> np.ndarray:
-        if self.kind == "none":
-            return np.array(feats, np.float32)  # a copy: the input may be a read-only memmap view
-        if self.kind == "utterance":
-            mean = feats.mean(0)
-            std = np.sqrt(np.maximum(feats.var(0), 1e-10))
-        elif self.kind == "speaker" and speaker in self.speakers:
-            mean, std = self.speakers[speaker]
-        else:
-            mean, std = self.mean, self.std
-        return ((feats - mean) / std).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist(),
-                "speakers": {s: {"mean": m.tolist(), "std": d.tolist()} for s, (m, d) in self.speakers.items()}}
-
-    @classmethod
-    def from_dict(cls, d: dict, dim: int | None = None, source: str = "CMVN statistics") -> Cmvn:
-        """Rebuild saved statistics.
-
-        Raises:
-            AsrError: missing entries, an unknown kind, or vectors that are not ``dim`` long (names ``source``).
-        """
-        if not isinstance(d, dict) or any(k not in d for k in ("kind", "mean", "std")):
-            raise AsrError(f"{source}: CMVN statistics lack kind/mean/std; the file is damaged")
-        if d["kind"] not in ("none", "utterance", "speaker", "global"):
-            raise AsrError(f"{source}: unknown CMVN kind {d['kind']!r}")
-        try:
-            cmvn = cls(d["kind"], d["mean"], d["std"], d.get("speakers"))
-        except (TypeError, ValueError, KeyError) as e:
-            raise AsrError(f"{source}: CMVN statistics are not numbers ({e})") from None
-        if dim is not None and not (cmvn.mean.shape == cmvn.std.shape == (dim,)):
-            raise AsrError(f"{source}: CMVN statistics have {cmvn.mean.shape} values, the features {dim}; "
-                           "the file is damaged")
-        return cmvn
 
 
 class FeatureSet:
@@ -357,7 +182,7 @@ class FeatureStore:
         self.root = Path(root)
         self.dir = FeaturesDir(self.root)
         meta = json.loads(self.dir.meta.read_text())
-        self.config = from_dict(FeatureConfig, meta["config"])
+        self.config = feature_config(meta["config"])
         self.cmvn = Cmvn.from_dict(json.loads(self.dir.cmvn.read_text()), self.config.dim, str(self.dir.cmvn))
         self.sets = meta["sets"]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 RECORD = "record.json"  # every stage output: cache key, config, times, counts (written last)
 RESULTS = "RESULTS.md"  # the score stage's summary, exported to the work directory
+MODEL = "model.pt"  # the export stage's shipped model file, also exported to the work directory
 FEATURES_DATA = ".f32"  # a feature set's frames: <set>.f32 ...
 FEATURES_INDEX = ".index.jsonl"  # ... and its index: <set>.index.jsonl
 
@@ -86,7 +87,7 @@ class TrainDir:
 
     @property
     def model(self) -> Path:
-        return self.root / "model.pt"
+        return self.root / MODEL
 
     @property
     def summary(self) -> Path:
@@ -217,3 +218,14 @@ class ScoreDir:
 
     def set(self, name: str) -> ReportDir:
         return ReportDir(self.root / name)
+
+
+@dataclass(frozen=True)
+class ExportDir:
+    """The ``export`` stage: the model file a user ships (copied to the work directory)."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL

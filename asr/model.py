@@ -16,9 +16,10 @@ import torch
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from asr.errors import AsrError
+import numpy as np
 
-FORMAT_VERSION = 1
+from asr.errors import AsrError
+from asr.modelfile import FORMAT_VERSION, check
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,6 @@ def checkpoint_dict(model: AcousticModel, tokenizer: dict, features: dict, cmvn:
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **(extra or {})}
 
 
-# what a model file must hold, with the type of each entry
-REQUIRED = {"model": dict, "input_dim": int, "tokenizer": dict, "features": dict, "cmvn": dict, "state_dict": dict}
-
-
 def build_from_checkpoint(ckpt: dict, source: str = "model file") -> AcousticModel:
     """Rebuild the model of a model file's dict (see :func:`read_checkpoint`).
 
@@ -178,11 +175,24 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise AsrError(f"{path}: no such model file (train one with `asr run fsdd`, it is written to "
                        "data/fsdd/train/model.pt)")
-    ckpt = load_weights(path)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
-        raise AsrError(f"{path}: not an asr model file of format {FORMAT_VERSION}")
-    bad = [k for k, kind in REQUIRED.items() if not isinstance(ckpt.get(k), kind)]
-    if bad or not isinstance(ckpt["tokenizer"].get("units"), list):
-        raise AsrError(f"{path}: the model file lacks {bad or ['tokenizer units']} (damaged, or not written by "
-                       "`asr run`); retrain or use another model file")
+    ckpt = check(load_weights(path), str(path))
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise AsrError(f"{path}: the model file lacks its weights (state_dict); retrain or use another model file")
     return ckpt
+
+
+class Network:
+    """A model file's network as a function of one utterance: ``(T, D)`` normalised features (numpy)
+    -> ``(T', V)`` log-probabilities (numpy), on ``device``."""
+
+    def __init__(self, ckpt: dict, device: str = "cpu", source: str = "model file", threads: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model = build_from_checkpoint(ckpt, source).to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(self.device)
+        log_probs, lengths = self.model(x, torch.tensor([x.shape[1]]))
+        return log_probs[0, : int(lengths[0])].float().cpu().numpy()

@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from asr import crossval, decode, features, lm, scoring, train
+from asr import crossval, decode, export, features, lm, scoring, train
 from asr.config import apply_overrides
 from asr.errors import ConfigError
-from asr.layout import RESULTS
+from asr.layout import MODEL, RESULTS
 from asr.stages import Pipeline, Stage
 
 def recipes_dir() -> Path:
@@ -66,7 +66,7 @@ def pipeline(name: str, work_dir: str | None = None, overrides: list[str] = (),
 
 
 def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[Stage]:
-    """The usual six stages: prepare -> features -> lm -> train -> decode -> score (RESULTS.md).
+    """The usual stages: prepare -> features -> lm -> train -> decode -> score (RESULTS.md) -> export (model.pt).
 
     Args:
         prepare: the corpus module's stage function, ``prepare_version`` its ``VERSION``.
@@ -80,12 +80,15 @@ def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[St
         Stage(4, "train", train.stage, inputs=("features",), version=train.VERSION),
         Stage(5, "decode", decode.stage, inputs=("features", "lm", "train"), version=decode.VERSION),
         Stage(6, "score", scoring.stage, inputs=("train", "decode"), exports=(RESULTS,), version=scoring.VERSION),
+        Stage(7, "export", export.stage, inputs=("train", "lm", "decode", "score"), exports=(MODEL,),
+              version=export.VERSION),
     ]
 
 
 def crossval_stages(prepare, prepare_version: int, prepare_data=None) -> list[Stage]:
-    """:func:`standard_stages` with train, decode and score run once per fold (:mod:`asr.crossval`)."""
-    stages = standard_stages(prepare, prepare_version, prepare_data)
+    """:func:`standard_stages` with train, decode and score run once per fold (:mod:`asr.crossval`), and no
+    export: a fold's model is not the one to ship."""
+    stages = [s for s in standard_stages(prepare, prepare_version, prepare_data) if s.name != "export"]
     fold = {"train": (crossval.train_stage, train.VERSION, crossval.check_train),
             "decode": (crossval.decode_stage, decode.VERSION, crossval.check_decode),
             "score": (crossval.score_stage, scoring.VERSION, None)}

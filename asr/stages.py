@@ -32,7 +32,7 @@ from typing import Any
 from asr import __version__
 from asr.config import Config, flatten, to_dict
 from asr.errors import AsrError, ConfigError
-from asr.fsutil import atomic_write_text
+from asr.fsutil import atomic_write_bytes, atomic_write_text
 from asr.layout import RECORD
 
 DATA_STAMPS = "data.json"  # a stage's data fingerprint, file by file, next to its record
@@ -406,7 +406,7 @@ class Pipeline:
         self._publish(tmp, s.name)
         shutil.rmtree(partial, ignore_errors=True)
         for name in s.exports:
-            atomic_write_text(self.work_dir / name, (self.out_dir(s.name) / name).read_text())
+            atomic_write_bytes(self.work_dir / name, (self.out_dir(s.name) / name).read_bytes())
         log(f"stage {s.number} ({s.name}): done in {wall:.1f}s")
 
 

@@ -1,26 +1,27 @@
-"""Transcribing audio with a trained model file: the ``asr.load_model`` API behind
-``asr transcribe`` and ``asr evaluate``.
+"""Transcribing audio with a model file: the ``asr.load_model`` API behind ``asr transcribe``,
+``asr evaluate`` and ``asr serve``.
 
-Long files are read and decoded in chunks (``chunk_seconds``), so memory does not
-grow with the file's length; word times come from the CTC frame positions.
+A :class:`Recognizer` is the numpy feature front end (:mod:`asr.frontend`), a network (the
+torch model of a ``.pt`` file, or an ONNX session: :mod:`asr.onnxrt`) and a search
+(:mod:`asr.search`). Only the torch network imports torch, so an ONNX model transcribes
+without it. Long files are read and decoded in chunks (``chunk_seconds``), so memory does
+not grow with the file's length; word times come from the CTC frame positions.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from asr import modelfile
 from asr.audio import resample, stream_audio
-from asr.config import from_dict
 from asr.ctc import greedy_frames
-from asr.decode import BeamSearch, DecodeOptions
 from asr.errors import AsrError, ConfigError
-from asr.features import Cmvn, FeatureConfig, Mfcc
-from asr.model import build_from_checkpoint, read_checkpoint
+from asr.frontend import Cmvn, FeatureConfig, feature_config, mfcc
+from asr.search import BeamSearch, DecodeOptions
 from asr.tokenizer import tokenizer_from_dict
 
 
@@ -43,49 +44,50 @@ class Transcript:
 
 
 class Recognizer:
-    """A loaded model with its features, CMVN and decoder.
+    """A loaded model: its features, CMVN, network and decoder.
 
     Args:
-        ckpt: the model file's dict (see :func:`asr.model.checkpoint_dict`).
-        options: the decoder (:class:`asr.decode.DecodeOptions`); ``None``: lexicon + LM
-            beam search with ``lm``, greedy without.
-        lm: for the lexicon methods, the lm stage's output folder or an ARPA file.
+        meta: the model file's dict (see :mod:`asr.modelfile`); its weights are the network's business.
+        network: ``(T, D)`` normalised features -> ``(T', V)`` log-probabilities, numpy in and out.
+        options: the decoder (:class:`asr.search.DecodeOptions`); ``None``: the model file's tuned one.
+        lm: for the LM methods, the lm stage's output folder or an ARPA file; ``None``: the LM the model
+            file embeds (an exported model), if any.
         chunk_seconds: longer audio is processed in chunks of this length.
         source: the model file's name, for error messages.
     Raises:
         AsrError: a model file whose parts do not fit together (names ``source``).
     """
 
-    def __init__(self, ckpt: dict, options: DecodeOptions | None = None, lm: str | Path | None = None,
-                 chunk_seconds: float = 30.0, device: str = "cpu", source: str = "model file"):
-        self.options = options = options or decode_options(lm)
-        self.model = build_from_checkpoint(ckpt, source).to(device)
-        self.device = torch.device(device)
-        self.tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
+    def __init__(self, meta: dict, network: Callable[[np.ndarray], np.ndarray], options: DecodeOptions | None = None,
+                 lm: str | Path | None = None, chunk_seconds: float = 30.0, source: str = "model file"):
+        self.options = options = options or modelfile.decoding(meta, lm, {}, source)
+        self.network, self.meta = network, meta
+        self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
         try:
-            self.feature_config: FeatureConfig = from_dict(FeatureConfig, ckpt["features"])
+            self.feature_config: FeatureConfig = feature_config(meta["features"])
         except ConfigError as e:
             raise AsrError(f"{source}: bad feature config in the model file ({e})") from None
-        if self.feature_config.dim != self.model.input_dim:
+        if self.feature_config.dim != meta["input_dim"]:
             raise AsrError(f"{source}: the feature config gives {self.feature_config.dim} values per frame, "
-                           f"the network takes {self.model.input_dim}; the file is damaged")
-        self.mfcc = Mfcc(self.feature_config).to(device)
-        self.cmvn = Cmvn.from_dict(ckpt["cmvn"], self.feature_config.dim, source)
-        self.frame_seconds = self.feature_config.hop_ms / 1000 * self.model.cfg.stack
+                           f"the network takes {meta['input_dim']}; the file is damaged")
+        self.cmvn = Cmvn.from_dict(meta["cmvn"], self.feature_config.dim, source)
+        self.frame_seconds = self.feature_config.hop_ms / 1000 * meta["model"].get("stack", 1)
         self.chunk_seconds = chunk_seconds
-        self.beam = BeamSearch(self.tokenizer, options, lm) if options.method != "greedy" else None
+        self.beam = None
+        if options.method != "greedy":
+            with modelfile.lm_folder(meta if lm is None else {}) as embedded:  # the file's own LM, if any
+                self.beam = BeamSearch(self.tokenizer, options, lm if lm is not None else embedded)
 
     @property
     def sample_rate(self) -> int:
         return self.feature_config.sample_rate
 
-    @torch.inference_mode()
+    def log_probs(self, wave: np.ndarray) -> np.ndarray:
+        """``(T', V)`` log-probabilities of a mono signal at the model's rate."""
+        return self.network(self.cmvn(mfcc(wave, self.feature_config)))
+
     def _decode(self, wave: np.ndarray, offset: float) -> tuple[str, list[Word]]:
-        n = torch.tensor([len(wave)], device=self.device)
-        feats, frames = self.mfcc(torch.from_numpy(wave)[None].to(self.device), n)
-        x = torch.from_numpy(self.cmvn(feats[0, : int(frames[0])].cpu().numpy()))[None].to(self.device)
-        log_probs, lengths = self.model(x, torch.tensor([x.shape[1]]))
-        lp = log_probs[0, : int(lengths[0])].cpu()
+        lp = self.log_probs(wave)
         if self.beam is not None:
             text, spans = self.beam(lp)
         else:
@@ -124,39 +126,36 @@ class Recognizer:
 
 
 def load_model(path: str | Path, lm: str | Path | None = None, chunk_seconds: float = 30.0, device: str = "cpu",
-               **decoding) -> Recognizer:
+               threads: int = 0, **decoding) -> Recognizer:
     """Load a model file for transcription.
 
     Args:
-        path: the model file (``data/<recipe>/train/model.pt``).
-        lm: the lm stage's output folder or an ARPA file, for the lexicon methods.
-        decoding: fields of :class:`asr.decode.DecodeOptions` (``method="lexicon_lm"``,
-            ``lm_weight=0.5``, ...); unset ones keep their defaults, and without ``method``
-            the decoder is lexicon + LM beam search when ``lm`` is given, else greedy.
+        path: the model file: a recipe's exported ``data/<recipe>/model.pt`` (its tuned decoding and
+            LM inside), the train stage's ``data/<recipe>/train/model.pt``, or an ``.onnx`` export
+            (``asr export``), which runs on onnxruntime without importing torch.
+        lm: the lm stage's output folder or an ARPA file, instead of the LM the model file embeds.
+        device: ``cpu`` or ``cuda`` for a torch model (an ONNX model runs on the CPU).
+        threads: CPU threads for the network (0: the runtime's default; torch's setting is process-wide).
+        decoding: fields of :class:`asr.search.DecodeOptions` (``method="lexicon_lm"``,
+            ``lm_weight=0.5``, ...) overriding the model file's tuned decoding; another ``method``
+            starts from that method's defaults. A model file without a tuned decoding decodes
+            with lexicon + LM beam search when ``lm`` is given, else greedily (and says so once).
     Raises:
         AsrError: a missing or bad model file, or unknown decoding options.
 
     Example:
-        >>> asr.load_model("data/fsdd/train/model.pt").transcribe("seven.wav").text
+        >>> asr.load_model("data/fsdd/model.pt").transcribe("seven.wav").text
         'seven'
     """
-    return Recognizer(read_checkpoint(path), decode_options(lm, **decoding), lm, chunk_seconds, device, source=str(path))
+    source = str(path)
+    if str(path).endswith(".onnx"):
+        from asr.onnxrt import load  # here: onnxruntime is loaded only for an ONNX model
 
+        meta, network = load(path, threads)
+    else:
+        from asr.model import Network, read_checkpoint  # here: importing torch costs ~2.5 s of an ONNX start
 
-def decode_options(lm: str | Path | None = None, **decoding) -> DecodeOptions:
-    """:class:`DecodeOptions` from the given fields; without ``method``: lexicon + LM beam search
-    when there is an ``lm``, greedy when there is none.
-
-    Raises:
-        AsrError: unknown fields or bad values.
-    """
-    fields = {f.name for f in dataclasses.fields(DecodeOptions)}
-    unknown = sorted(set(decoding) - fields)
-    if unknown:
-        raise AsrError(f"unknown decoding option(s) {unknown}; options: {sorted(fields)}")
-    if "method" not in decoding and not lm:
-        decoding["method"] = "greedy"
-    try:
-        return DecodeOptions(**decoding)
-    except ValueError as e:
-        raise AsrError(f"decoding options: {e}") from None
+        meta = read_checkpoint(path)
+        network = Network(meta, device, source, threads)
+    options = modelfile.decoding(meta, lm, decoding, source)
+    return Recognizer(meta, network, options, lm, chunk_seconds, source)

@@ -8,6 +8,8 @@ instead of skipping it.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +122,32 @@ def tiny_features(fsdd_utts, tmp_path_factory):
     work = tmp_path_factory.mktemp("tiny")
     six = [u for u in fsdd_utts if u.speaker == "jackson"][:6]
     return build_features(work, {"tiny": six})
+
+
+REPO = Path(__file__).resolve().parent.parent
+# the fsdd recipe shortened: a subset, a small model, few updates, a 2-point decoding grid
+SHORT = ["prepare.connected_train=300", "prepare.connected_dev=50", "prepare.connected_test=100",
+         "features.speed_perturb=", "train.spec_augment=false", "train.model.dropout=0.1",  # augmentation slows 8 epochs
+         "train.max_utterances=800", "train.epochs=8", "train.model.hidden=96", "train.batch_frames=2000", "train.lr=0.005",
+         "decode.lm_weights=0,1", "decode.word_scores=0"]
+
+
+def asr(*args, check=True):
+    """``python -m asr ARGS`` from the repository root; fails the test on a non-zero exit unless ``check=False``."""
+    r = subprocess.run([sys.executable, "-m", "asr", *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+    if check:
+        assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def run_fsdd(work, corpora_root, *extra):
+    sets = [a for s in SHORT for a in ("--set", s)]
+    return asr("run", "fsdd", "--work-dir", str(work), "--corpus-dir", str(corpora_root), *sets, *extra)
+
+
+@pytest.fixture(scope="session")
+def fsdd_work(corpora_root, tmp_path_factory):
+    """A work directory with the short fsdd recipe run end to end (its exported model.pt included)."""
+    work = tmp_path_factory.mktemp("fsdd_recipe")
+    run_fsdd(work, corpora_root)
+    return work

@@ -1,9 +1,10 @@
 
+import numpy as np
 import pytest
 import torch
 
 from asr.ctc import greedy, greedy_frames
-from asr.decode import BeamSearch, DecodeOptions
+from asr.search import BeamSearch, DecodeOptions
 from asr.errors import AsrError
 from asr.lm import BOS, LOG0, NgramLM, build
 from asr.tokenizer import CharTokenizer
@@ -83,8 +84,10 @@ def test_beam_search_lexicon_and_lm(tmp_path):
         assert [w for w, _, _ in spans] == ["no", "on"] and spans[0][1] <= spans[0][2] < spans[1][1] <= spans[1][2]
         if method != "beam":
             sep = posteriors(["|"])
-            best = decoder.decoder(torch.cat([lp, sep])[None].contiguous(), torch.tensor([6]))[0][0]
-            assert best.words == ["no", "on"]  # the lexicon words equal the words the units spell
+            emissions = np.ascontiguousarray(torch.cat([lp, sep]).numpy())
+            best = decoder.decoder.decode(emissions.ctypes.data, 6, emissions.shape[1])[0]
+            # the lexicon words equal the words the units spell
+            assert [decoder.words.get_entry(w) for w in best.words if w >= 0] == ["no", "on"]
     # a misspelling only the lexicon can fix: 'nb' is not a word, 'no' is
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
     assert TOK.decode(greedy(lp[None], torch.tensor([2]))[0]) == "nb"

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from asr.audio import load_audio
-from asr.features import Cmvn, FeatureConfig, FeatureSet, Mfcc, compute_batch, extract_set
+from asr.features import Cmvn, FeatureConfig, FeatureSet, extract_set
+from asr.frontend import mfcc
 from asr.manifest import Utterance
 from conftest import tone, write_wav
 
-CPU = torch.device("cpu")
-# Our float32 torch MFCC against librosa's float64 one: values span about +-400,
+# Our float32 MFCC against librosa's float64 one: values span about +-400,
 # the largest difference seen is ~1e-4; we allow 1e-2 absolute.
 LIBROSA_ATOL = 1e-2
 
@@ -27,22 +27,41 @@ def test_mfcc_matches_librosa_on_real_speech(fsdd_recordings, rate, n_mels, n_mf
     cfg = FeatureConfig(sample_rate=rate, n_mels=n_mels, n_mfcc=n_mfcc, preemphasis=0.0, deltas=0, f_min=0.0)
     for name in ("7_jackson_3.wav", "0_nicolas_40.wav", "9_yweweler_12.wav"):
         x = load_audio(fsdd_recordings / name, rate)
-        ours = compute_batch(Mfcc(cfg), [x], CPU)[0]
+        ours = mfcc(x, cfg)
         ref = _librosa_mfcc(x, cfg)
         assert ours.shape == ref.shape == (cfg.num_frames(len(x)), n_mfcc)
         np.testing.assert_allclose(ours, ref, atol=LIBROSA_ATOL)
 
 
-def test_batch_equals_one_by_one():
-    cfg = FeatureConfig(sample_rate=8_000, dither=0.0)
-    waves = [tone(s, 8_000, freq=f, seed=i) for i, (s, f) in enumerate([(0.3, 300), (1.1, 700), (0.05, 1500)])]
-    mfcc = Mfcc(cfg)
-    batch = compute_batch(mfcc, waves, CPU)
-    for w, b in zip(waves, batch):
-        single = compute_batch(mfcc, [w], CPU)[0]
-        assert b.shape == single.shape == (cfg.num_frames(len(w)), 39)
-        # equal up to float32 summation order (the delta convolution runs on another shape)
-        np.testing.assert_allclose(b, single, rtol=1e-5, atol=1e-4)
+def _torchaudio_mfcc(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """The same definition built from torchaudio's transforms, as an independent reference."""
+    import torchaudio
+    import torchaudio.functional as AF
+
+    w = torch.from_numpy(x)
+    w = torch.cat([w[:1], w[1:] - cfg.preemphasis * w[:-1]])
+    spec = torchaudio.transforms.Spectrogram(n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
+                                             power=2.0, center=True, pad_mode="constant")(w)
+    mel = torchaudio.transforms.MelScale(n_mels=cfg.n_mels, sample_rate=cfg.sample_rate, f_min=cfg.f_min,
+                                         f_max=cfg.f_max, n_stft=cfg.n_fft // 2 + 1, norm="slaney",
+                                         mel_scale="slaney")(spec)
+    db = 10 * torch.log10(mel.clamp_min(1e-10))
+    db = torch.maximum(db, db.max() - 80.0)
+    parts = [(db.T @ AF.create_dct(cfg.n_mfcc, cfg.n_mels, norm="ortho")).T]
+    for _ in range(cfg.deltas):
+        parts.append(AF.compute_deltas(parts[-1]))
+    return torch.cat(parts).T.numpy()
+
+
+@pytest.mark.parametrize("rate", [8_000, 16_000])
+def test_mfcc_with_deltas_matches_torchaudio(fsdd_recordings, rate):
+    cfg = FeatureConfig(sample_rate=rate)
+    for name in ("7_jackson_3.wav", "0_nicolas_40.wav"):
+        x = load_audio(fsdd_recordings / name, rate)
+        ours, ref = mfcc(x, cfg), _torchaudio_mfcc(x, cfg)
+        assert ours.shape == ref.shape == (cfg.num_frames(len(x)), 39)
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=2e-3)
+    assert mfcc(np.zeros(0, np.float32), cfg).shape == (1, 39)  # an empty signal still has its centred frame
 
 
 def _manifest(tmp_path, n=5):
@@ -63,7 +82,7 @@ def test_store_reads_back_exactly_and_is_the_same_for_any_nj(tmp_path):
     fs = FeatureSet(tmp_path / "one" / "set", cfg.dim)
     assert isinstance(fs.data, np.memmap)
     for i, u in enumerate(utts):
-        direct = compute_batch(Mfcc(cfg), [load_audio(u.audio, 8_000)], CPU)[0]
+        direct = mfcc(load_audio(u.audio, 8_000), cfg)
         np.testing.assert_array_equal(fs[i], direct)
         assert fs.utts[i]["id"] == u.id and fs.utts[i]["frames"] == len(direct)
 

@@ -1,40 +1,25 @@
 """The fsdd recipe end to end on the real corpus, shortened: tiny model, few epochs, subset."""
 
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from asr.manifest import read_text
 from asr.stages import DATA_STAMPS
-
-REPO = Path(__file__).resolve().parent.parent
-SHORT = ["prepare.connected_train=300", "prepare.connected_dev=50", "prepare.connected_test=100",
-         "features.speed_perturb=", "train.spec_augment=false", "train.model.dropout=0.1",  # augmentation slows 8 epochs
-         "train.max_utterances=800", "train.epochs=8", "train.model.hidden=96", "train.batch_frames=2000", "train.lr=0.005",
-         "decode.lm_weights=0,1", "decode.word_scores=0"]
+from conftest import REPO, SHORT, asr, run_fsdd
 
 
-def asr(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "asr", *args], cwd=REPO, capture_output=True, text=True, timeout=900)
-    if check:
-        assert r.returncode == 0, r.stdout + r.stderr
-    return r
 
-
-def run_fsdd(work, corpora_root, *extra):
-    sets = [a for s in SHORT for a in ("--set", s)]
-    return asr("run", "fsdd", "--work-dir", str(work), "--corpus-dir", str(corpora_root), *sets, *extra)
-
-
-@pytest.fixture(scope="module")
-def work(corpora_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("fsdd_recipe")
-    run_fsdd(work, corpora_root)
-    return work
+@pytest.fixture
+def work(fsdd_work):
+    return fsdd_work
 
 
 def test_short_recipe_reaches_a_real_wer(work, fsdd_counts):
@@ -61,11 +46,11 @@ def test_rerun_skips_everything_and_decode_change_reruns_decode_and_score_only(w
     t0 = time.perf_counter()
     out = run_fsdd(work, corpora_root).stdout
     assert time.perf_counter() - t0 < 30
-    assert out.count("up to date, skipped") == 6
+    assert out.count("up to date, skipped") == 7
     out = run_fsdd(work, corpora_root, "--set", "decode.search.beam_size=8").stdout
     skipped = [line.split()[2].strip("():") for line in out.splitlines() if "skipped" in line]
     ran = [line.split()[2].strip("():") for line in out.splitlines() if line.endswith(": running")]
-    assert skipped == ["prepare", "features", "lm", "train"] and ran == ["decode", "score"]
+    assert skipped == ["prepare", "features", "lm", "train"] and ran == ["decode", "score", "export"]
 
 
 def test_transcribe_real_fsdd_files(work, fsdd_recordings):
@@ -103,6 +88,62 @@ def test_evaluate_matches_the_decode_stage(work, fsdd_counts):
     same = sum(ours[k] == stage[k] for k in stage)
     assert same >= len(stage) - 2  # batch vs single-utterance float rounding may flip a near-tie
     assert r.stdout.startswith("%WER ")
+
+
+def test_the_exported_model_decodes_as_the_recipe_reported_without_flags(work):
+    model = work / "model.pt"  # the export stage's file, beside RESULTS.md
+    ckpt = torch.load(model, weights_only=True)
+    settings = json.loads((work / "decode" / "settings.json").read_text())
+    assert ckpt["decoding"]["method"] == settings["method"] == "lexicon_lm"
+    assert (ckpt["decoding"]["lm_weight"], ckpt["decoding"]["word_score"]) == (settings["lm_weight"], settings["word_score"])
+    assert set(ckpt["lm_files"]) == {"lexicon.txt", "words.txt", "lm.arpa"}
+    metrics = json.loads((work / "score" / "record.json").read_text())["metrics"]
+    test = str(work / "prepare" / "isolated" / "test.jsonl")
+    r = asr("evaluate", str(model), test)
+    errors = re.match(r"%WER [0-9.]+ \[ (\d+) / (\d+),", r.stdout).groups()
+    m = metrics["isolated/test"]
+    assert (int(errors[0]), int(errors[1])) == (round(m["wer"] * m["words"]), m["words"])  # the same errors
+    assert "holds no tuned decoding" not in r.stderr
+    g = asr("evaluate", str(model), test, "--method", "greedy")  # a flag overrides the stored decoding
+    assert g.stdout.startswith(f"%WER {100 * m['greedy_wer']:.2f} ")
+    info = asr("info", str(model)).stdout
+    for part in ("network: LSTM 2x96 bidirectional", f"decoding: lexicon_lm, beam {settings['beam_size']}",
+                 "tuned on isolated/dev, connected/dev",
+                 "embedded LM files: lexicon.txt", "result isolated/test: WER", "git commit: "):
+        assert part in info, info
+
+
+def test_a_train_stage_model_file_decodes_greedily_and_says_so_once(work, fsdd_recordings):
+    files = [str(fsdd_recordings / f"{d}_nicolas_0.wav") for d in (1, 2)]
+    r = asr("transcribe", str(work / "train" / "model.pt"), *files)
+    assert r.stderr.count("holds no tuned decoding") == 1 and len(r.stdout.splitlines()) == 2
+    assert "decoding: none stored" in asr("info", str(work / "train" / "model.pt")).stdout
+
+
+def test_onnx_export_transcribes_as_the_torch_model_does_without_torch(work, tmp_path):
+    from asr.audio import load_audio
+    from asr.manifest import read_manifest
+    from asr.transcribe import load_model
+
+    onnx_path = tmp_path / "fsdd.onnx"
+    asr("export", str(work / "model.pt"), "--onnx", str(onnx_path))
+    utts = [u for name in ("isolated", "connected") for u in read_manifest(work / "prepare" / name / "test.jsonl")]
+    for options in ({"method": "greedy"}, {}):  # greedy, and the stored lexicon + LM search
+        ours, theirs = load_model(work / "model.pt", **options), load_model(onnx_path, **options)
+        assert ours.options == theirs.options
+        differ = [u.id for u in utts if ours.transcribe(u.audio).text != theirs.transcribe(u.audio).text]
+        assert differ == [], (options, differ)
+    for u in utts[::25]:
+        wave = load_audio(u.audio, 8_000)
+        np.testing.assert_allclose(theirs.log_probs(wave), ours.log_probs(wave), rtol=0, atol=1e-4)
+    code = ("import sys; from asr.cli import main; main(['transcribe', sys.argv[1], sys.argv[2]]); "
+            "print('torch' in sys.modules, 'torchaudio' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(onnx_path), utts[0].audio], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{utts[0].audio}\t{ours.transcribe(utts[0].audio).text}", "False False"]
+    info = asr("info", str(onnx_path)).stdout
+    assert "decoding: lexicon_lm" in info and "parameters" in info
 
 
 def test_custom_recipe_on_exported_kaldi_dirs_matches_fsdd(work, tmp_path):
@@ -174,13 +215,13 @@ def test_long_audio_is_transcribed_in_chunks(work, fsdd_recordings, tmp_path):
     gap = np.zeros(4_000, np.float32)
     long = np.concatenate([np.concatenate([p, gap]) for p in parts] * 6)  # ~40 s
     sf.write(str(tmp_path / "long.wav"), long, 8_000)
-    model = asr_pkg.load_model(work / "train" / "model.pt", chunk_seconds=2.0)
+    model = asr_pkg.load_model(work / "model.pt", chunk_seconds=2.0)  # the recipe's decoding: lexicon + LM
     t = model.transcribe(tmp_path / "long.wav")
     starts = [w.start for w in t.words]
     assert starts == sorted(starts) and t.words[-1].end <= len(long) / 8_000 + 0.1
     assert len(t.words) >= 40  # 60 digits, some cut by chunk seams
-    whole = asr_pkg.load_model(work / "train" / "model.pt").transcribe(long, sample_rate=8_000)
-    assert len(whole.words) >= 45  # the tiny greedy model merges a few neighbours ("threefour")
+    whole = asr_pkg.load_model(work / "model.pt").transcribe(long, sample_rate=8_000)
+    assert len(whole.words) >= 45  # the small model misses a few
 
 
 # --- stage output formats: a change without a version bump fails ------------------------------------

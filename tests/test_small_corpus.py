@@ -11,7 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from asr.corpora import fsdd
-from test_recipe import asr
+from conftest import asr
 
 WORDS = 8  # per utterance
 

@@ -290,8 +290,10 @@ def test_the_schedule_scales_with_the_training_audio():
     assert plan(replace(cfg, updates=123), np.full(3600, 100), 0.01).updates == 123
     s = hours[1]
     assert (s.warmup, s.eval_every) == (50, 50)
-    lr = [s.lr_factor(step, cfg) for step in range(s.updates)]
+    cosine = replace(cfg, schedule="cosine")
+    lr = [s.lr_factor(step, cosine) for step in range(s.updates)]
     assert lr[0] < 0.05 and lr[s.warmup] == pytest.approx(1.0)  # warm-up, then the peak ...
     assert all(a >= b for a, b in zip(lr[s.warmup:], lr[s.warmup + 1:]))  # ... decaying ...
     assert lr[-1] == pytest.approx(cfg.final_lr, abs=1e-4)  # ... to the final share
+    assert s.lr_factor(s.warmup + 1, cfg) == 1.0  # the default, plateau: held after the warm-up
     assert s.lr_factor(900, replace(cfg, schedule="plateau")) == 1.0  # held: dev plateaus decay it

@@ -1,12 +1,14 @@
-"""Benchmark: decoding real-time factor on one CPU thread, and the cold start of ``asr transcribe``.
+"""Benchmark: decoding real-time factor on one CPU thread, and the cold start of ``asr transcribe``
+with the torch model file against its ONNX export, in the same run.
 
     python -m asr.benchmarks.decode [--recipe fsdd] [--work-dir data/fsdd] [--repeats 3]
 
-Needs a finished recipe run (its model, features and LM). RTF is wall time over
-audio time for the recipe's test sets (feature loading + network + search, one
-process, one thread). The cold start runs ``asr transcribe`` on a 1-second file
-in fresh processes and splits the time into import, model load and decode; the
-bare ``import torch, torchaudio`` is measured in the same run as the reference.
+Needs a finished recipe run (its model, features, LM and exported ``model.pt``). The first
+table: the decode stage's path (stored features + network + search) per decoder. The second:
+the shipped model (``data/<recipe>/model.pt``, its tuned decoding) and its ONNX export
+transcribing the test sets' audio (MFCC + network + search, one thread), and the cold start
+of ``asr transcribe`` on a 1-second file in fresh processes, split into import, model load
+and decode; the bare ``import torch, torchaudio`` is shown for reference.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +28,9 @@ import numpy as np
 from asr import recipe
 from asr.decode import decode_sets
 from asr.features import FeatureStore
-from asr.layout import DecodeDir, TrainDir
+from asr.export import to_onnx
+from asr.layout import MODEL, DecodeDir, TrainDir
+from asr.transcribe import load_model
 
 CHILD = """
 import time; t0 = time.perf_counter()
@@ -37,7 +42,7 @@ rec = asr.transcribe.load_model(sys.argv[1])
 t2 = time.perf_counter()
 text = rec.transcribe(sys.argv[2]).text
 t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2, text)
+print(t1 - t0, t2 - t1, t3 - t2, "torch" in sys.modules, text)
 """
 
 
@@ -77,24 +82,42 @@ def main() -> None:
     for method, seconds, rtf, target in rows:
         print(f"| {method} | {seconds:.2f} | {rtf:.4f} | <= {target} |")
 
-    one_second = min((u for n in test_sets for u in store.open(n).utts), key=lambda u: abs(u["duration"] - 1.0))
-    bare, cli, parts = [], [], []
-    for _ in range(args.repeats):
-        bare.append(_wall([sys.executable, "-c", "import torch, torchaudio"])[0])
-        cli.append(_wall([sys.executable, "-m", "asr", "transcribe", str(model), one_second["audio"]])[0])
-        parts.append([float(x) for x in _wall([sys.executable, "-c", CHILD, str(model), one_second["audio"]])[1].split()[:3]])
-    med = np.median(np.array(parts), axis=0)
-    b, c = statistics.median(bare), statistics.median(cli)
-    print(f"\ncold start: `asr transcribe` on {Path(one_second['audio']).name} ({one_second['duration']:.2f} s), "
-          f"median of {args.repeats}")
-    print("| process | wall s |")
-    print("|---|---|")
-    print(f"| python -c 'import torch, torchaudio' (reference) | {b:.2f} |")
-    print(f"| asr transcribe (whole process) | {c:.2f} |")
-    print(f"| - import | {med[0]:.2f} |")
-    print(f"| - model load | {med[1]:.2f} |")
-    print(f"| - decode | {med[2]:.2f} |")
-    print(f"| excess over the reference (target <= 1 s) | {c - b:.2f} |")
+    # the shipped model (the export stage's, with its tuned decoding and LM) and its ONNX export
+    shipped = work / MODEL if (work / MODEL).is_file() else model
+    utts = [u for n in test_sets for u in store.open(n).utts]
+    with tempfile.TemporaryDirectory(prefix="asr-bench-decode-") as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        to_onnx(shipped, onnx_path)
+        paths = {"torch (model.pt)": shipped, "ONNX (asr export)": onnx_path}
+        rtf = {}
+        for name, path in paths.items():  # the whole transcription path from audio, one thread
+            rec = load_model(path, threads=1)
+            t0 = time.perf_counter()
+            for u in utts:
+                rec.transcribe(u["audio"])
+            rtf[name] = (time.perf_counter() - t0) / audio
+        one_second = min(utts, key=lambda u: abs(u["duration"] - 1.0))
+        cold = {}
+        for name, path in paths.items():
+            walls, parts = [], []
+            for _ in range(args.repeats):
+                walls.append(_wall([sys.executable, "-m", "asr", "transcribe", str(path), one_second["audio"]])[0])
+                out = _wall([sys.executable, "-c", CHILD, str(path), one_second["audio"]])[1].split()
+                parts.append([float(x) for x in out[:3]])
+            cold[name] = (statistics.median(walls), np.median(np.array(parts), axis=0), out[3] == "True")
+        bare = statistics.median(_wall([sys.executable, "-c", "import torch, torchaudio"])[0]
+                                 for _ in range(args.repeats))
+    print(f"\ntranscription from audio ({shipped.name}: {rec.options.method}), {len(utts)} files, {audio:.0f} s, "
+          f"1 thread; cold start: `asr transcribe` on {Path(one_second['audio']).name} "
+          f"({one_second['duration']:.2f} s), median of {args.repeats} fresh processes")
+    print("| model | RTF, 1 thread | cold start, whole process s | ratio | import s | load s | decode s | torch imported |")
+    print("|---|---|---|---|---|---|---|---|")
+    ref = cold["torch (model.pt)"][0]
+    for name in paths:
+        wall, (imp, load, dec), torch_loaded = cold[name]
+        print(f"| {name} | {rtf[name]:.4f} | {wall:.2f} | {wall / ref:.2f}x | {imp:.2f} | {load:.2f} | {dec:.2f} | "
+              f"{'yes' if torch_loaded else 'no'} |")
+    print(f"| python -c 'import torch, torchaudio' (for reference) | - | {bare:.2f} | {bare / ref:.2f}x | | | | yes |")
 
 
 if __name__ == "__main__":

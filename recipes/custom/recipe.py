@@ -7,7 +7,7 @@ Each path is a Kaldi data directory (wav.scp, text, utt2spk) or a JSONL manifest
 several paths per split are comma-separated. See README.md for a worked example.
 """
 
-from asr import decode, features, lm, scoring, train
+from asr import decode, export, features, lm, scoring, train
 from asr.corpora import custom
 from asr.model import ModelConfig
 from asr.recipe import standard_stages
@@ -23,4 +23,5 @@ CONFIG = {
                                batch_frames=8_000, lr=2e-3),  # updates: by the audio's hours (asr.train.plan)
     "decode": decode.DecodeConfig(sets=("test/*",), tune_sets=("dev/*",)),
     "score": scoring.ScoreConfig(),
+    "export": export.ExportConfig(),
 }

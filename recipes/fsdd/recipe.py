@@ -5,7 +5,7 @@
 One model learns both tasks; it is tuned on both dev sets and scored on both test sets.
 """
 
-from asr import decode, features, lm, scoring, train
+from asr import decode, export, features, lm, scoring, train
 from asr.corpora import fsdd
 from asr.model import ModelConfig
 from asr.recipe import standard_stages
@@ -31,4 +31,5 @@ CONFIG = {
                                batch_frames=8_000, lr=2e-3, spec_augment=True),  # updates: by the audio's hours
     "decode": decode.DecodeConfig(sets=TEST, tune_sets=DEV),
     "score": scoring.ScoreConfig(),
+    "export": export.ExportConfig(),
 }

@@ -23,9 +23,7 @@ CONFIG = {
                                        speed_perturb=(0.9, 1.1), cmvn="speaker"),
     "lm": lm.LmConfig(sets=("isolated/train",), order=2),
     "train": train.TrainConfig(model=ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3),
-                               epochs=20, batch_frames=4_000, lr=2e-3, spec_augment=True,
-                               # as measured: dev once an epoch, LR halved after a plateau, early stop
-                               schedule="plateau", warmup=0.0, evaluations=20, lr_patience=1, early_stop=4),
+                               batch_frames=4_000, lr=2e-3, spec_augment=True, **train.EPOCH_PLATEAU, epochs=20),
     "decode": DecodeConfig(lm_weights=(0.0,), word_scores=(0.0,)),
     "score": scoring.ScoreConfig(),
 }

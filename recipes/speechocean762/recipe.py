@@ -7,7 +7,7 @@ Trains on the upstream train split less two speaker-disjoint sets carved from it
 scored too when the corpus copy has it. See asr/corpora/speechocean762.py.
 """
 
-from asr import decode, features, lm, scoring, train
+from asr import decode, export, features, lm, scoring, train
 from asr.corpora import speechocean762 as so762
 from asr.model import ModelConfig
 from asr.recipe import standard_stages
@@ -23,7 +23,7 @@ CONFIG = {
     # 9 epochs (CTC's blank plateau lasted about 7 epochs)
     "train": train.TrainConfig(train_sets=("train",), dev_sets=("dev",),
                                model=ModelConfig(num_layers=3, hidden=256, stack=3, dropout=0.2),
-                               updates=3_000, batch_frames=5_000, lr=3e-3, early_stop=5),
+                               batch_frames=5_000, lr=3e-3, **train.EPOCH_PLATEAU, epochs=20),
     # open vocabulary: lexicon-free beam search with the 6-gram over characters. Dev WER (greedy 77.1%):
     # beam_lm 60.6% (LM weight 1.5), lexicon_lm over the training words 61.8%, lexicon_lm with wordfreq's
     # 20,000 most frequent words mixed in (lm.extra_words=20000, mix weight 0.98) 61.6%
@@ -31,4 +31,5 @@ CONFIG = {
                                   search=decode.DecodeOptions(method="beam_lm"),
                                   lm_weights=(1.0, 1.5, 2.0), word_scores=(0.0, 1.0)),
     "score": scoring.ScoreConfig(),
+    "export": export.ExportConfig(),
 }

@@ -1,0 +1,221 @@
+"""A model a user can ship: one file that holds everything ``asr.load_model`` needs.
+
+The ``export`` stage adds to the train stage's model file the decoding the recipe tuned
+on dev (method, beam, LM weight, word score, mixing weight), the lexicon and language
+models that decoding reads (as text), the training summary and the scored results, and
+copies it to ``data/<recipe>/model.pt`` beside ``RESULTS.md``. It is plain data: it loads
+with ``torch.load(..., weights_only=True)``. :func:`to_onnx` writes the network as ONNX with
+the rest in its metadata, for :mod:`asr.onnxrt`; :func:`describe` is ``asr info``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from asr.errors import AsrError
+from asr.layout import RECORD, DecodeDir, ExportDir, LmDir, TrainDir
+from asr import onnxrt
+from asr.model import AcousticModel, build_from_checkpoint, read_checkpoint
+from asr.modelfile import stored_options
+from asr.search import DecodeOptions
+from asr.stages import git_commit
+
+VERSION = 1  # of the export stage's output: bump when what the shipped file holds changes
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The ``export`` stage's config section: nothing to choose yet (everything comes from the stages before)."""
+
+
+def lm_files(options: DecodeOptions, lm_dir: Path | None) -> dict[str, str]:
+    """The lm stage's files a decoding reads, by file name, as text (none for greedy and beam)."""
+    if not (options.needs_lexicon or options.uses_lm):
+        return {}
+    if lm_dir is None:
+        raise AsrError(f"decoding {options.method!r} needs the lm stage's output, and there is none")
+    d = LmDir(Path(lm_dir))
+    if options.method == "beam_lm":
+        paths = [d.tokens_arpa]
+    else:
+        paths = [d.lexicon, d.words] + ([d.arpa] if options.method == "lexicon_lm" else [])
+        if options.method == "lexicon_lm" and options.mix_weight < 1.0:
+            paths.append(d.unigrams)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise AsrError(f"the decoding {options.method!r} needs {', '.join(missing)}, which the lm stage did not write")
+    return {p.name: p.read_text(encoding="utf-8") for p in paths}
+
+
+def bundle(model_path: Path, lm_dir: Path | None, settings: dict, results: dict, training: dict) -> dict:
+    """The shipped model: the trained model file plus decoding, LM files, training summary and results."""
+    ckpt = read_checkpoint(model_path)
+    fields = {f.name for f in dataclasses.fields(DecodeOptions)}
+    options = DecodeOptions(**{k: v for k, v in settings.items() if k in fields})
+    ckpt["decoding"] = {**dataclasses.asdict(options), "tuned_on": settings.get("tuned_on", [])}
+    ckpt["lm_files"] = lm_files(options, lm_dir)
+    ckpt["training"] = training
+    ckpt["results"] = results
+    ckpt["git_commit"] = git_commit()
+    return ckpt
+
+
+def stage(ctx) -> dict:
+    """The ``export`` stage: write ``model.pt`` (copied to the work directory) with the tuned decoding."""
+    settings = json.loads(DecodeDir(ctx.inputs["decode"]).settings.read_text())
+    results = json.loads((Path(ctx.inputs["score"]) / RECORD).read_text()).get("metrics", {})
+    summary = TrainDir(ctx.inputs["train"]).summary
+    training = json.loads(summary.read_text()) if summary.is_file() else {}
+    ckpt = bundle(TrainDir(ctx.inputs["train"]).model, ctx.inputs.get("lm"), settings, results, training)
+    out = ExportDir(ctx.out).model
+    torch.save(ckpt, out)
+    ctx.log(f"export: {out.name} with decoding {settings['method']} (LM weight {settings['lm_weight']}, "
+            f"word score {settings['word_score']}), {out.stat().st_size / 1e6:.1f} MB")
+    return {"method": settings["method"], "bytes": out.stat().st_size,
+            "lm_files": sorted(ckpt["lm_files"])}
+
+
+def describe(path: str | Path) -> str:
+    """What a model file holds, as ``asr info`` prints it."""
+    if str(path).endswith(".onnx"):
+        ckpt = onnxrt.load(path)[0]
+        params = ckpt.get("parameters", 0)
+    else:
+        ckpt = read_checkpoint(path)
+        params = sum(v.numel() for v in ckpt["state_dict"].values() if isinstance(v, torch.Tensor))
+    m, f = ckpt["model"], ckpt["features"]
+    tok = ckpt["tokenizer"]
+    kind = {"char": "characters", "sentencepiece": "sentencepiece subwords"}.get(tok.get("type"), tok.get("type"))
+    units = len(tok.get("units", []))
+    lines = [f"model file: {path}",
+             f"network: {m['rnn'].upper()} {m['num_layers']}x{m['hidden']}"
+             f"{' bidirectional' if m.get('bidirectional', True) else ''}"
+             f"{', projection ' + str(m['proj']) if m.get('proj') else ''}, x{m.get('stack', 1)} frame stacking, "
+             f"dropout {m.get('dropout')}; {params:,} parameters",
+             f"units: {units} {kind} (blank and word separator included)",
+             f"features: {f.get('n_mfcc')} MFCC"
+             f"{' + deltas' * min(1, f.get('deltas', 0))}{' + delta-deltas' if f.get('deltas') == 2 else ''} "
+             f"({ckpt['input_dim']} per frame) at {f.get('sample_rate')} Hz, {f.get('win_ms')} ms windows every "
+             f"{f.get('hop_ms')} ms; CMVN {ckpt['cmvn'].get('kind')}"]
+    options = stored_options(ckpt, str(path))
+    if options is None:
+        lines.append("decoding: none stored (a train-stage model file): greedy unless --method/--lm say otherwise")
+    else:
+        tuned = ckpt["decoding"].get("tuned_on") or []
+        lines.append(f"decoding: {options.method}, beam {options.beam_size}, LM weight {options.lm_weight}, "
+                     f"word score {options.word_score}"
+                     + (f", in-domain LM share {options.mix_weight}" if options.mix_weight < 1 else "")
+                     + (f"; tuned on {', '.join(tuned)}" if tuned else ""))
+        files = ckpt.get("lm_files") or {}
+        if files:
+            lines.append("embedded LM files: " + ", ".join(f"{n} ({len(t.encode()) / 1e3:.0f} kB)"
+                                                           for n, t in sorted(files.items())))
+    training = ckpt.get("training") or {}
+    cfg = ckpt.get("train_config") or {}
+    if training or cfg:
+        sched = training.get("schedule") or {}
+        lines.append(f"training: sets {', '.join(cfg.get('train_sets', [])) or '?'}"
+                     + (f", {training['train_utterances']} utterances" if "train_utterances" in training else "")
+                     + (f", {sched['hours']:.2f} h of audio" if "hours" in sched else "")
+                     + (f", {training['updates']} updates" if "updates" in training else "")
+                     + (f"; kept {training.get('chosen') or ckpt.get('chosen')}" if training or ckpt.get("chosen") else ""))
+        if "dev_wer" in training:
+            lines.append(f"dev ({', '.join(cfg.get('dev_sets', []))}): greedy WER {100 * training['dev_wer']:.2f}%, "
+                         f"CER {100 * training['dev_cer']:.2f}%")
+    for name, r in (ckpt.get("results") or {}).items():
+        ci = r.get("wer_ci")
+        lines.append(f"result {name}: WER {100 * r['wer']:.2f}%"
+                     + (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci else "")
+                     + f", CER {100 * r['cer']:.2f}%, greedy WER {100 * r['greedy_wer']:.2f}% "
+                     f"({r.get('utterances')} utterances)")
+    lines.append(f"git commit: {ckpt.get('git_commit') or 'not recorded'}")
+    return "\n".join(lines)
+
+
+# --- ONNX -------------------------------------------------------------------------------------------
+
+
+class _Unrolled(torch.nn.Module):
+    """The network with one single-layer, one-direction RNN per layer and direction (ONNX's LSTM/GRU op),
+    each reverse direction fed every utterance reversed within its own length, as :class:`AcousticModel`
+    does on the CPU, so padded batches of any lengths give each utterance's own result."""
+
+    def __init__(self, model: AcousticModel):
+        super().__init__()
+        cfg, rnn = model.cfg, model.rnn
+        if cfg.proj:
+            raise AsrError("ONNX export of LSTM projections is not supported (ONNX's LSTM has none); "
+                           "train with train.model.proj=0 to export")
+        self.cfg, self.output = cfg, model.output
+        cls = torch.nn.LSTM if cfg.rnn == "lstm" else torch.nn.GRU
+        self.cells = torch.nn.ModuleList()
+        for layer in range(cfg.num_layers):
+            for suffix in ["", "_reverse"][: 2 if cfg.bidirectional else 1]:
+                inp = getattr(rnn, f"weight_ih_l{layer}{suffix}").shape[1]
+                cell = cls(inp, cfg.hidden, batch_first=True)
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(cell, f"{name}_l0").data.copy_(getattr(rnn, f"{name}_l{layer}{suffix}").data)
+                self.cells.append(cell)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, d = feats.shape
+        s = self.cfg.stack
+        steps = torch.arange(t)
+        feats = feats * (steps[None, :, None] < lengths[:, None, None]).to(feats.dtype)
+        pad = (s - t % s) % s
+        feats = torch.cat([feats, feats.new_zeros(b, pad, d)], dim=1)
+        x = feats.reshape(b, -1, d * s)
+        out_lengths = torch.div(lengths + s - 1, s, rounding_mode="floor")
+        steps = torch.arange(x.shape[1])
+        valid = (steps[None] < out_lengths[:, None]).to(x.dtype)[..., None]
+        source = (out_lengths[:, None] - 1 - steps[None]).clamp(min=0)[..., None]
+        dirs = 2 if self.cfg.bidirectional else 1
+        h = x
+        for layer in range(self.cfg.num_layers):
+            outs = []
+            for k in range(dirs):
+                cell = self.cells[layer * dirs + k]
+                if k:
+                    rev = h.gather(1, source.expand(-1, -1, h.shape[2]))
+                    y = cell(rev)[0]
+                    outs.append(y.gather(1, source.expand(-1, -1, y.shape[2])))
+                else:
+                    outs.append(cell(h)[0])
+            h = torch.cat(outs, dim=-1) if dirs > 1 else outs[0]
+        return self.output(h * valid).log_softmax(dim=-1), out_lengths
+
+
+def to_onnx(model_path: str | Path, out: str | Path) -> dict:
+    """Write a model file's network as ONNX (dynamic batch and time axes) with the rest of the file
+    (units, features, CMVN, decoding, LM files, training summary, results) in its metadata.
+
+    Returns:
+        the metadata written (see :mod:`asr.onnxrt`).
+    """
+    ckpt = read_checkpoint(model_path)
+    network = _Unrolled(build_from_checkpoint(ckpt, str(model_path))).eval()
+    feats = torch.randn(2, 23, ckpt["input_dim"])
+    lengths = torch.tensor([23, 11])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation; it does the job
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, (feats, lengths), str(tmp), dynamo=False, opset_version=17,
+                          input_names=["feats", "lengths"], output_names=["log_probs", "out_lengths"],
+                          dynamic_axes={"feats": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
+                                        "log_probs": {0: "batch", 1: "steps"}, "out_lengths": {0: "batch"}})
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    meta["parameters"] = sum(v.numel() for v in ckpt["state_dict"].values())
+    graph = onnx.load(str(tmp))
+    graph.metadata_props.add(key=onnxrt.META_KEY, value=json.dumps(meta))
+    onnx.save(graph, str(tmp))
+    tmp.replace(out)
+    return meta

@@ -1,0 +1,222 @@
+"""The feature front end in numpy alone: the MFCC config, MFCC (+ deltas) of a signal, and CMVN.
+
+The features stage and every recognizer (the torch model and the ONNX runtime) compute
+features with this one code, so an exported model hears exactly what it was scored on,
+and transcription needs no torch. The MFCC follows librosa's definition (power
+spectrogram of a periodic Hann window zero-padded to a power of two, centred frames with
+zero padding, Slaney mel filters, ``10 log10`` with an 80 dB floor below the utterance's
+peak, orthonormal DCT-II), and the deltas Kaldi's and torchaudio's regression over
++-2 frames; the tests compare it with ``librosa.feature.mfcc`` and torchaudio.
+
+Written by hand rather than taken from librosa, whose import alone costs about 0.5 s of
+every ``asr transcribe`` start (numba), and whose filters we would still have to combine
+the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asr.config import from_dict
+from asr.errors import AsrError
+
+AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
+TOP_DB = 80.0  # dynamic range kept below each utterance's peak, as librosa.feature.mfcc
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The ``features`` stage's config section."""
+
+    sample_rate: int = 16_000  # audio is resampled to this rate first
+    win_ms: float = 25.0  # analysis window
+    hop_ms: float = 10.0  # frame shift
+    n_mels: int = 40  # mel filters
+    n_mfcc: int = 13  # cepstral coefficients kept
+    f_min: float = 20.0
+    f_max: float | None = None  # None: Nyquist
+    preemphasis: float = 0.97  # 0 disables; y[t] = x[t] - a x[t-1]
+    dither: float = 0.0  # std of Gaussian noise added to the waveform (seeded by utterance id)
+    deltas: int = 2  # 0: static only, 1: + deltas, 2: + delta-deltas
+    cmvn: Literal["none", "utterance", "speaker", "global"] = "utterance"
+    sets: tuple[str, ...] = ()  # manifests of the prepare output to featurize, e.g. "isolated/train"
+    train_sets: tuple[str, ...] = ()  # sets whose statistics make the global CMVN
+    speed_perturb: tuple[float, ...] = ()  # extra copies of train sets at these speeds (Kaldi: 0.9, 1.1)
+    max_bad_fraction: float = 0.01  # fail the stage if more of a set is unreadable
+
+    def __post_init__(self):
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample_rate {self.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+        if self.deltas not in (0, 1, 2):
+            raise ValueError(f"deltas must be 0, 1 or 2, got {self.deltas}")
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
+        if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
+            raise ValueError(f"need 0 < hop_ms <= win_ms, got hop {self.hop_ms}, win {self.win_ms}")
+        if any(f <= 0 for f in self.speed_perturb):
+            raise ValueError(f"speed factors must be positive, got {self.speed_perturb}")
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def n_fft(self) -> int:
+        return 1 << (self.win_length - 1).bit_length()  # next power of two
+
+    @property
+    def dim(self) -> int:
+        return self.n_mfcc * (1 + self.deltas)
+
+    def num_frames(self, num_samples: int) -> int:
+        return 1 + num_samples // self.hop_length  # centred frames
+
+
+RETIRED = ("device",)  # fields older files hold that mean nothing now (the MFCC ran on a GPU; it is numpy now)
+
+
+def feature_config(d: dict) -> FeatureConfig:
+    """A stored feature config, also one written by an older version (its retired fields ignored).
+
+    Raises:
+        ConfigError: unknown fields or bad values.
+    """
+    return from_dict(FeatureConfig, {k: v for k, v in d.items() if k not in RETIRED})
+
+
+# --- MFCC --------------------------------------------------------------------------------------------
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear to 1 kHz, logarithmic above."""
+    f = np.asarray(f, np.float64)
+    sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_hz / sp + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / sp)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / sp
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), m * sp)
+
+
+@functools.cache
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None) -> np.ndarray:
+    """``(n_fft // 2 + 1, n_mels)`` triangular filters on Slaney's mel scale, area-normalised (Slaney)."""
+    freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
+    top = float(sample_rate // 2) if f_max is None else f_max
+    f_pts = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(top), n_mels + 2))
+    f_diff = np.diff(f_pts)
+    slopes = f_pts[None, :] - freqs[:, None]
+    down, up = -slopes[:, :-2] / f_diff[:-1], slopes[:, 2:] / f_diff[1:]
+    fb = np.maximum(0.0, np.minimum(down, up))
+    return (fb * (2.0 / (f_pts[2:] - f_pts[:-2]))[None, :]).astype(np.float32)
+
+
+@functools.cache
+def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
+    """``(n_mels, n_mfcc)`` orthonormal DCT-II."""
+    n, k = np.arange(n_mels), np.arange(n_mfcc)[:, None]
+    dct = np.cos(math.pi / n_mels * (n + 0.5) * k)
+    dct[0] *= 1 / math.sqrt(2)
+    return (dct * math.sqrt(2.0 / n_mels)).T.astype(np.float32)
+
+
+@functools.cache
+def _window(win_length: int, n_fft: int) -> np.ndarray:
+    """A periodic Hann window, zero-padded on both sides to ``n_fft`` (as torch.stft places it)."""
+    w = 0.5 - 0.5 * np.cos(2 * math.pi * np.arange(win_length) / win_length)
+    left = (n_fft - win_length) // 2
+    return np.pad(w, (left, n_fft - win_length - left)).astype(np.float32)
+
+
+def deltas(x: np.ndarray) -> np.ndarray:
+    """Regression deltas over +-2 frames of ``(frames, dim)``, the edges repeated (Kaldi, torchaudio)."""
+    p = np.pad(x, ((2, 2), (0, 0)), mode="edge")
+    n = len(x)
+    return ((p[3: n + 3] - p[1: n + 1]) + 2 * (p[4: n + 4] - p[:n])) / 10.0
+
+
+def mfcc(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """MFCC (+ deltas) of a mono float signal at ``cfg.sample_rate``: ``(cfg.num_frames(len(wave)), cfg.dim)`` float32."""
+    x = np.asarray(wave, np.float32)
+    if cfg.preemphasis and len(x):
+        x = np.concatenate([x[:1], x[1:] - np.float32(cfg.preemphasis) * x[:-1]])
+    n_fft, hop = cfg.n_fft, cfg.hop_length
+    frames = cfg.num_frames(len(x))
+    padded = np.zeros(n_fft + (frames - 1) * hop, np.float32)  # centred frames, zero padding
+    body = x[: len(padded) - n_fft // 2]
+    padded[n_fft // 2: n_fft // 2 + len(body)] = body
+    windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:frames]
+    power = np.abs(np.fft.rfft(windows * _window(cfg.win_length, n_fft), axis=1)) ** 2
+    mel = power.astype(np.float32) @ mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
+    db = 10.0 * np.log10(np.maximum(mel, AMIN))
+    db = np.maximum(db, db.max(initial=-np.inf) - TOP_DB)
+    parts = [db @ dct_matrix(cfg.n_mfcc, cfg.n_mels)]
+    for _ in range(cfg.deltas):
+        parts.append(deltas(parts[-1]))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+# --- normalisation -------------------------------------------------------------------------------------
+
+
+class Cmvn:
+    """Mean/variance normalisation with saved statistics.
+
+    ``kind`` is ``none``, ``utterance`` (each utterance by its own statistics),
+    ``speaker`` (by its speaker's, falling back to the global ones for a speaker
+    never seen, as at inference) or ``global``.
+    """
+
+    def __init__(self, kind: str, mean: np.ndarray, std: np.ndarray, speakers: dict | None = None):
+        self.kind, self.mean, self.std = kind, np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        self.speakers = {s: (np.asarray(v["mean"], np.float32), np.asarray(v["std"], np.float32))
+                         for s, v in (speakers or {}).items()}
+
+    def __call__(self, feats: np.ndarray, speaker: str | None = None) -> np.ndarray:
+        if self.kind == "none":
+            return np.array(feats, np.float32)  # a copy: the input may be a read-only memmap view
+        if self.kind == "utterance":
+            mean = feats.mean(0)
+            std = np.sqrt(np.maximum(feats.var(0), 1e-10))
+        elif self.kind == "speaker" and speaker in self.speakers:
+            mean, std = self.speakers[speaker]
+        else:
+            mean, std = self.mean, self.std
+        return ((feats - mean) / std).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "speakers": {s: {"mean": m.tolist(), "std": d.tolist()} for s, (m, d) in self.speakers.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict, dim: int | None = None, source: str = "CMVN statistics") -> Cmvn:
+        """Rebuild saved statistics.
+
+        Raises:
+            AsrError: missing entries, an unknown kind, or vectors that are not ``dim`` long (names ``source``).
+        """
+        if not isinstance(d, dict) or any(k not in d for k in ("kind", "mean", "std")):
+            raise AsrError(f"{source}: CMVN statistics lack kind/mean/std; the file is damaged")
+        if d["kind"] not in ("none", "utterance", "speaker", "global"):
+            raise AsrError(f"{source}: unknown CMVN kind {d['kind']!r}")
+        try:
+            cmvn = cls(d["kind"], d["mean"], d["std"], d.get("speakers"))
+        except (TypeError, ValueError, KeyError) as e:
+            raise AsrError(f"{source}: CMVN statistics are not numbers ({e})") from None
+        if dim is not None and not (cmvn.mean.shape == cmvn.std.shape == (dim,)):
+            raise AsrError(f"{source}: CMVN statistics have {cmvn.mean.shape} values, the features {dim}; "
+                           "the file is damaged")
+        return cmvn

@@ -1,0 +1,216 @@
+"""Searching CTC posteriors for text, in numpy and flashlight-text alone (no torch): flashlight's beam search, lexicon-free (with an n-gram over units) or over a lexicon's words
+(with a word n-gram) by shallow fusion.
+
+:class:`DecodeOptions` is the one description of a decoder, shared by the decode stage,
+the recognizer (``asr.load_model``), an exported model file and the CLI. Flashlight's
+decoders are driven directly (the same calls torchaudio's ``ctc_decoder`` wraps), so that
+transcribing with an ONNX model never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from flashlight.lib.text.decoder import (
+    LM,
+    CriterionType,
+    LexiconDecoder,
+    LexiconDecoderOptions,
+    LexiconFreeDecoder,
+    LexiconFreeDecoderOptions,
+    LMState,
+    SmearingMode,
+    Trie,
+    ZeroLM,
+)
+from flashlight.lib.text.dictionary import Dictionary, load_words
+
+from asr.errors import AsrError
+from asr.layout import LmDir
+from asr.lm import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
+from asr.manifest import read_lines
+from asr.tokenizer import CharTokenizer, Tokenizer
+
+# beam: lexicon-free, no LM; beam_lm: lexicon-free with the unit n-gram (open vocabulary);
+# lexicon: words of the lexicon only; lexicon_lm: lexicon + word n-gram
+METHODS = ("greedy", "beam", "beam_lm", "lexicon", "lexicon_lm")
+UNK = "<unk>"
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How posteriors become text; the decode stage, ``asr.load_model`` and the CLI share it."""
+
+    method: Literal["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"] = "lexicon_lm"  # see METHODS
+    beam_size: int = 16  # hypotheses kept per frame
+    beam_threshold: float = 25.0  # drop hypotheses this far (log score) below the best
+    lm_weight: float = 1.0  # weight of the n-gram (beam_lm: over units; lexicon_lm: over words)
+    word_score: float = 0.0  # bonus per word (insertion penalty when negative)
+    mix_weight: float = 1.0  # lexicon_lm: weight of the in-domain n-gram against the large word list (1: none)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r} is not one of {list(METHODS)}")
+        if not 0.0 <= self.mix_weight <= 1.0:
+            raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight}")
+        if self.beam_size < 1 or self.beam_threshold <= 0:
+            raise ValueError("beam_size must be >= 1 and beam_threshold > 0")
+
+    @property
+    def needs_lexicon(self) -> bool:
+        return self.method in ("lexicon", "lexicon_lm")
+
+    @property
+    def uses_lm(self) -> bool:
+        return self.method in ("beam_lm", "lexicon_lm")
+
+
+class DecoderLM(LM):
+    """Shallow fusion of an :class:`asr.lm.NgramLM` in flashlight's beam search.
+
+    Scores are natural-log probabilities (the decoder's unit); ``words[i]`` is the
+    word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file).
+    """
+
+    def __init__(self, lm: NgramLM | MixedLM, words: list[str]):
+        LM.__init__(self)
+        self.lm, self.words = lm, words
+        self.context: dict[LMState, tuple[str, ...]] = {}
+        self.cache: dict[tuple, float] = {}
+
+    def _score(self, word: str, history: tuple[str, ...]) -> float:
+        key = (*history, word)
+        if key not in self.cache:
+            self.cache[key] = self.lm.logprob(word, history) * math.log(10)
+        return self.cache[key]
+
+    def start(self, start_with_nothing: bool = False) -> LMState:
+        state = LMState()
+        self.context = {state: (BOS,)}
+        return state
+
+    def score(self, state: LMState, usr_token_idx: int) -> tuple[LMState, float]:
+        history = self.context[state]
+        word = self.words[usr_token_idx]
+        child = state.child(usr_token_idx)
+        if child not in self.context:
+            self.context[child] = (*history, word)[-(self.lm.order - 1):] if self.lm.order > 1 else ()
+        return child, self._score(word, history)
+
+    def finish(self, state: LMState) -> tuple[LMState, float]:
+        return state, self._score(EOS, self.context[state])
+
+
+class BeamSearch:
+    """Flashlight's CTC beam search with our units, lexicon and n-gram LM.
+
+    Args:
+        tokenizer: the model's units (characters, or subwords: lexicon-free methods only).
+        options: the method (``beam``, ``beam_lm``, ``lexicon``, ``lexicon_lm``) and its settings.
+        lm: for the lexicon methods, the lm stage's output folder or a word ARPA file (its
+            lexicon is then written to a temporary folder, removed once the decoder has read it);
+            for ``beam_lm``, the lm stage's output folder (its ``tokens.arpa``) or a unit ARPA file.
+    Raises:
+        AsrError: a method that needs ``lm`` without it, or an ``lm`` that is neither.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
+        if options.method == "greedy":
+            raise AsrError("BeamSearch is for the beam methods; greedy decoding needs no search")
+        if not isinstance(tokenizer, CharTokenizer) and options.method != "beam":
+            raise AsrError(f"decoding method {options.method!r} needs character units; a model with subword "
+                           "units decodes with greedy or beam (lexicon-free, no LM) for now")
+        units = list(tokenizer.units)
+        if (options.needs_lexicon or options.uses_lm) and lm is None:
+            what = "a lexicon" if options.needs_lexicon else "a unit n-gram"
+            raise AsrError(f"decoding method {options.method!r} needs {what} (the lm stage's output or --lm)")
+        self.options, self.tokenizer = options, tokenizer
+        self.tokens = Dictionary(units)
+        self.blank = self.tokens.get_index(units[0])
+        silence = self.tokens.get_index(tokenizer.separator)
+        n_tokens = self.tokens.index_size()
+        if not options.needs_lexicon:
+            fusion = DecoderLM(self._token_lm(Path(lm)), units) if options.method == "beam_lm" else ZeroLM()
+            opts = LexiconFreeDecoderOptions(
+                beam_size=options.beam_size, beam_size_token=n_tokens, beam_threshold=options.beam_threshold,
+                lm_weight=options.lm_weight if options.uses_lm else 0.0,
+                sil_score=options.word_score,  # lexicon-free, a word ends at a separator: its bonus is the word score
+                log_add=False, criterion_type=CriterionType.CTC)
+            self.lm = fusion  # flashlight keeps a reference only: ours must live as long as the decoder
+            self.decoder = LexiconFreeDecoder(opts, fusion, silence, self.blank, [])
+            return
+        with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
+            d, ngram = self._lexicon(Path(lm), Path(tmp))
+            lexicon = load_words(str(d.lexicon))
+            words = Dictionary(str(d.words))
+            fusion = ZeroLM()
+            if options.method == "lexicon_lm":
+                ngram = ngram or NgramLM.read_arpa(d.arpa)
+                if options.mix_weight < 1.0 and d.unigrams.is_file():
+                    ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight)
+                fusion = DecoderLM(ngram, [w for _, w in read_lines(d.words)])
+        trie = Trie(n_tokens, silence)
+        start = fusion.start(False)
+        for word, spellings in lexicon.items():
+            index = words.get_index(word)
+            _, score = fusion.score(start, index)
+            for spelling in spellings:
+                trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
+        trie.smear(SmearingMode.MAX)
+        opts = LexiconDecoderOptions(
+            beam_size=options.beam_size, beam_size_token=n_tokens, beam_threshold=options.beam_threshold,
+            lm_weight=options.lm_weight if options.uses_lm else 0.0, word_score=options.word_score,
+            unk_score=float("-inf"), sil_score=0.0, log_add=False, criterion_type=CriterionType.CTC)
+        self.lm, self.trie, self.words = fusion, trie, words
+        self.decoder = LexiconDecoder(opts, trie, fusion, silence, self.blank, words.get_index(UNK), [], False)
+
+    @staticmethod
+    def _token_lm(lm: Path) -> NgramLM:
+        if lm.is_dir():
+            if not LmDir(lm).tokens_arpa.is_file():
+                raise AsrError(f"{lm}: no {LmDir(lm).tokens_arpa.name}; the lm stage writes it with "
+                               "lm.token_order > 0")
+            return NgramLM.read_arpa(LmDir(lm).tokens_arpa)
+        return NgramLM.read_arpa(lm)
+
+    @staticmethod
+    def _lexicon(lm: Path, tmp: Path) -> tuple[LmDir, NgramLM | None]:
+        if lm.is_dir():
+            d = LmDir(lm)
+            if not (d.lexicon.is_file() and d.words.is_file()):
+                raise AsrError(f"{lm}: no {d.lexicon.name}/{d.words.name}; pass the lm stage's output folder "
+                               "(e.g. data/fsdd/lm) or an .arpa file")
+            return d, None
+        ngram = NgramLM.read_arpa(lm)
+        d = LmDir(tmp)
+        write_lm_dir(ngram, d, arpa=False)
+        return d, ngram
+
+    def __call__(self, log_probs: np.ndarray) -> tuple[str, list[tuple[str, int, int]]]:
+        """``(T, V)`` log-probabilities -> text and ``[(word, first frame, last frame)]``."""
+        emissions = np.asarray(log_probs, dtype=np.float32)
+        # flashlight's lexicon search completes a word only on a word separator, and our
+        # transcripts have none at the end: append one certain separator frame, so the last
+        # word is completed at no cost instead of at the price of a spurious "|"
+        if self.options.needs_lexicon:
+            sep = np.full((1, emissions.shape[1]), -1e4, np.float32)
+            sep[0, self.tokenizer.units.index(self.tokenizer.separator)] = 0.0
+            emissions = np.concatenate([emissions, sep])
+        emissions = np.ascontiguousarray(emissions)
+        results = self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
+        if not results:
+            return "", []
+        path = results[0].tokens
+        units, frames, prev = [], [], self.blank
+        for t, u in enumerate(path):  # repeats merged, blanks dropped, each unit at its first frame
+            if u != self.blank and (t == 0 or u != prev):
+                units.append(u)
+                frames.append(t)
+            prev = u
+        # with a lexicon, the units spell exactly the lexicon words the decoder chose
+        return self.tokenizer.words(units, frames)
