@@ -115,7 +115,7 @@ def describe(path: str | Path) -> str:
                      + (f"; tuned on {', '.join(tuned)}" if tuned else ""))
         files = ckpt.get("lm_files") or {}
         if files:
-            lines.append("embedded LM files: " + ", ".join(f"{n} ({len(t.encode()) / 1e3:.0f} kB)"
+            lines.append("embedded LM files: " + ", ".join(f"{n} ({len(t.encode()) / 1e3:.1f} kB)"
                                                            for n, t in sorted(files.items())))
     training = ckpt.get("training") or {}
     cfg = ckpt.get("train_config") or {}

@@ -82,7 +82,9 @@ class AcousticModel(nn.Module):
         out_lengths = self.output_lengths(lengths)
         # packed: cuDNN; LSTM projections (oneDNN has none); and inference, where the packed CPU
         # path decoded FSDD's test sets in 1.74 s against 2.06 s (asr.benchmarks.decode, 1 thread)
-        if feats.is_cuda or self.cfg.proj or not torch.is_grad_enabled():
+        if b == 1 and not self.cfg.proj:  # one utterance (transcription, decoding): no padding, no packing needed
+            hidden, _ = self.rnn(feats)
+        elif feats.is_cuda or self.cfg.proj or not torch.is_grad_enabled():
             packed = pack_padded_sequence(feats, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
             hidden, _ = self.rnn(packed)
             hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=feats.shape[1])

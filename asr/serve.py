@@ -138,7 +138,8 @@ def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seco
 def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process, from the settings ``serve`` put in the environment."""
     cfg = json.loads(os.environ[ENV])
-    recognizer = load_model(cfg["model"], lm=cfg.get("lm"), **cfg.get("decoding", {}))
+    # one thread per worker: requests run in parallel across workers (--workers), not inside one
+    recognizer = load_model(cfg["model"], lm=cfg.get("lm"), threads=1, **cfg.get("decoding", {}))
     return create_app(recognizer, cfg["model"], cfg["max_mb"], cfg["max_seconds"])
 
 

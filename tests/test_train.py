@@ -289,7 +289,8 @@ def test_the_schedule_scales_with_the_training_audio():
     assert plan(replace(cfg, epochs=3), np.full(3600, 100), 0.01).updates == 3 * hours[1].batches_per_epoch
     assert plan(replace(cfg, updates=123), np.full(3600, 100), 0.01).updates == 123
     s = hours[1]
-    assert (s.warmup, s.eval_every) == (50, 50)
+    assert (s.warmup, s.eval_every) == (50, s.batches_per_epoch)  # dev once an epoch by default ...
+    assert plan(replace(cfg, evaluations=20), np.full(3600, 100), 0.01).eval_every == 50  # ... or 20 times a run
     cosine = replace(cfg, schedule="cosine")
     lr = [s.lr_factor(step, cosine) for step in range(s.updates)]
     assert lr[0] < 0.05 and lr[s.warmup] == pytest.approx(1.0)  # warm-up, then the peak ...

@@ -7,7 +7,7 @@ on a free 127.0.0.1 port and ``--clients`` threads send ``--requests`` POSTs of 
 (OpenAI-style form, ``response_format=json``), each as soon as its previous answer came. Every
 answer is checked against the same model's direct transcription of that file. Reported:
 failed requests, wrong answers, throughput, p50/p95 latency, and the resident memory of the
-server's processes after one warm-up request per worker and at the end.
+server's processes after 25 warm-up requests per worker and at the end.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _load(model: Path, files: list[Path], clients: int, requests: int, workers: 
     try:
         line = proc.stdout.readline()  # printed once the socket is bound
         url = line.split()[4]
-        for f in files[:workers * 2]:  # warm up every worker (each loads its own model)
+        for f in files[: workers * 25]:  # warm up every worker (each loads its own model) and its allocators
             post_audio(url, f.name, data[f])
         rss_start = _rss_mb(proc.pid)
         latencies, failed, wrong, lock = [], 0, 0, threading.Lock()

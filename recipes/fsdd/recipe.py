@@ -28,7 +28,7 @@ CONFIG = {
     "lm": lm.LmConfig(sets=TRAIN, order=3),
     "train": train.TrainConfig(train_sets=TRAIN, dev_sets=DEV,
                                model=ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3),
-                               batch_frames=8_000, lr=2e-3, spec_augment=True),  # updates: by the audio's hours
+                               batch_frames=8_000, lr=2e-3, spec_augment=True, **train.EPOCH_PLATEAU, epochs=8),
     "decode": decode.DecodeConfig(sets=TEST, tune_sets=DEV),
     "score": scoring.ScoreConfig(),
     "export": export.ExportConfig(),
