@@ -26,6 +26,8 @@ CONFIG = {
     "features": features.FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=ALL, train_sets=TRAIN,
                                        speed_perturb=(0.9, 1.1)),
     "lm": lm.LmConfig(sets=TRAIN, order=3),
+    # the epoch schedule it was tuned with: the updates-based default (2,177 updates, warm-up, dev once an epoch)
+    # gave 0.00% / 0.57% isolated / connected test WER against 1.00% / 0.10% with this one (README)
     "train": train.TrainConfig(train_sets=TRAIN, dev_sets=DEV,
                                model=ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3),
                                batch_frames=8_000, lr=2e-3, spec_augment=True, **train.EPOCH_PLATEAU, epochs=8),
