@@ -46,8 +46,9 @@ class ModelConfig:
 class AcousticModel(nn.Module):
     """``forward(feats (B, T, D), lengths (B,)) -> (log_probs (B, T', V), out_lengths (B,))``.
 
-    ``T' = ceil(T / stack)``. Padding never reaches a real frame's output. On CUDA, for
-    LSTM projections and without autograd the sequences are packed. In CPU training each
+    ``T' = ceil(T / stack)``. Padding never reaches a real frame's output. A single utterance
+    (transcription, decoding) runs straight through the RNN. On CUDA, for LSTM projections
+    and without autograd a batch is packed. In CPU training each
     direction runs over the padded batch, the reverse one fed each utterance reversed
     within its own length, so padding only ever follows the real frames: the result of
     packing, through PyTorch's oneDNN LSTM kernel, which takes no packed input and
