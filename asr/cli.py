@@ -173,7 +173,7 @@ def cmd_serve(args) -> int:
     given = {"method": args.method, "lm_weight": args.lm_weight, "word_score": args.word_score,
              "beam_size": args.beam_size, "beam_threshold": args.beam_threshold}
     serve(args.model, args.host, args.port, args.workers, args.max_mb, args.max_seconds, args.lm,
-          {k: v for k, v in given.items() if v is not None})
+          {k: v for k, v in given.items() if v is not None}, args.chunk_seconds)
     return 0
 
 

@@ -57,8 +57,7 @@ def lm_files(options: DecodeOptions, lm_dir: Path | None) -> dict[str, str]:
 def bundle(model_path: Path, lm_dir: Path | None, settings: dict, results: dict, training: dict) -> dict:
     """The shipped model: the trained model file plus decoding, LM files, training summary and results."""
     ckpt = read_checkpoint(model_path)
-    fields = {f.name for f in dataclasses.fields(DecodeOptions)}
-    options = DecodeOptions(**{k: v for k, v in settings.items() if k in fields})
+    options = stored_options({"decoding": settings}, "the decode stage's settings")
     ckpt["decoding"] = {**dataclasses.asdict(options), "tuned_on": settings.get("tuned_on", [])}
     ckpt["lm_files"] = lm_files(options, lm_dir)
     ckpt["training"] = training

@@ -139,12 +139,14 @@ def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process, from the settings ``serve`` put in the environment."""
     cfg = json.loads(os.environ[ENV])
     # one thread per worker: requests run in parallel across workers (--workers), not inside one
-    recognizer = load_model(cfg["model"], lm=cfg.get("lm"), threads=1, **cfg.get("decoding", {}))
+    recognizer = load_model(cfg["model"], lm=cfg.get("lm"), chunk_seconds=cfg["chunk_seconds"], threads=1,
+                            **cfg.get("decoding", {}))
     return create_app(recognizer, cfg["model"], cfg["max_mb"], cfg["max_seconds"])
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, max_mb: float = 25.0,
-          max_seconds: float = 600.0, lm: str | None = None, decoding: dict | None = None) -> None:
+          max_seconds: float = 600.0, lm: str | None = None, decoding: dict | None = None,
+          chunk_seconds: float = 30.0) -> None:
     """Load the model (once per worker), bind ``host:port`` (0: a free port), say where, and serve until stopped.
 
     The socket is bound before the address is printed, so a client that reads the line can connect
@@ -155,7 +157,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 
     """
     load_model(model, lm=lm, **(decoding or {}))  # fail here, with our message, not in a worker
     os.environ[ENV] = json.dumps({"model": model, "lm": lm, "decoding": decoding or {}, "max_mb": max_mb,
-                                  "max_seconds": max_seconds})
+                                  "max_seconds": max_seconds, "chunk_seconds": chunk_seconds})
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

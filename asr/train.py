@@ -288,6 +288,16 @@ class TrainState:
     seconds: float = 0.0  # wall time of training and dev evaluation
     train_seconds: float = 0.0  # wall time of training alone
 
+    def plateau(self, dev_loss: float, patience: int, decay: float) -> None:
+        """Plateau decay after a dev evaluation, as torch's ReduceLROnPlateau: the LR scale is multiplied
+        by ``decay`` once the dev loss has not improved (by 0.01%) for more than ``patience`` evaluations."""
+        if self.plateau_loss is None or dev_loss < self.plateau_loss * (1 - 1e-4):
+            self.plateau_loss, self.plateau_bad = dev_loss, 0
+        else:
+            self.plateau_bad += 1
+        if self.plateau_bad > patience:
+            self.lr_scale, self.plateau_bad = self.lr_scale * decay, 0
+
 
 @dataclass
 class Trainer:
@@ -505,12 +515,7 @@ def _evaluate_now(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None
         _save_atomic(t.core.state_dict(), t.ckpt.snapshot(n))
         t.ckpt.snapshot(n - cfg.average_last).unlink(missing_ok=True)
     if cfg.schedule == "plateau":
-        if st.plateau_loss is None or dev_loss < st.plateau_loss * (1 - 1e-4):
-            st.plateau_loss, st.plateau_bad = dev_loss, 0
-        else:
-            st.plateau_bad += 1
-        if st.plateau_bad > cfg.lr_patience:
-            st.lr_scale, st.plateau_bad = st.lr_scale * cfg.lr_decay, 0
+        st.plateau(dev_loss, cfg.lr_patience, cfg.lr_decay)
     st.loss_sum, st.loss_n = 0.0, 0
     if cfg.early_stop and st.bad_evals >= cfg.early_stop and st.step >= cfg.min_updates:
         st.stopped = True

@@ -298,3 +298,14 @@ def test_the_schedule_scales_with_the_training_audio():
     assert lr[-1] == pytest.approx(cfg.final_lr, abs=1e-4)  # ... to the final share
     assert s.lr_factor(s.warmup + 1, cfg) == 1.0  # the default, plateau: held after the warm-up
     assert s.lr_factor(900, replace(cfg, schedule="plateau")) == 1.0  # held: dev plateaus decay it
+
+
+def test_plateau_decay_halves_the_lr_after_the_dev_loss_stalls_past_its_patience():
+    from asr.train import TrainState
+    st = TrainState()
+    scales = []
+    for loss in (2.0, 1.5, 1.6, 1.5, 1.7, 1.4, 1.45, 1.41, 1.42):
+        st.plateau(loss, patience=1, decay=0.5)
+        scales.append(st.lr_scale)
+    # 1.6 and 1.5 do not beat 1.5: halved on the second; 1.4 improves; 1.45, 1.41 stall: halved again
+    assert scales == [1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
