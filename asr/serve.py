@@ -94,9 +94,12 @@ def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seco
 
     @app.middleware("http")
     async def refuse_large_bodies(request: Request, call_next):
-        """An upload over the limit is refused from its Content-Length, before it is read."""
+        """An upload over the limit is refused from its Content-Length, without parsing or keeping it; the
+        body is still read (and dropped), since a client still sending when the answer comes gets a broken pipe."""
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > max_mb * 1e6 + FORM_OVERHEAD:
+            async for _ in request.stream():
+                pass
             return error(BadInput(413, f"the request is {int(length) / 1e6:.1f} MB, over this server's limit of "
                                        f"{max_mb:g} MB"))
         return await call_next(request)
