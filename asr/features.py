@@ -20,6 +20,7 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
+from asr import augment
 from asr.audio import load_audio, resample
 from asr.config import to_dict
 from asr.errors import AsrError, AudioError
@@ -60,23 +61,34 @@ def _init_worker(cfg: FeatureConfig) -> None:
     _WORKER["cfg"] = cfg
 
 
-def _task(items: list[tuple[Utterance, float]]) -> tuple[list, list]:
-    """Featurize a chunk; returns ``([(utt, speed, feats)], [(id, reason)])``."""
+def _task(items: list[tuple[Utterance, float, int]]) -> tuple[list, list]:
+    """Featurize a chunk of (utterance, speed, augmented copy or 0); returns ``([(utt, speed, copy, feats)], [(id, reason)])``."""
     cfg = _WORKER["cfg"]
-    waves, good, bad = [], [], []
-    for u, speed in items:
+    done, bad = [], []
+    for u, speed, copy in items:
         try:
-            waves.append(_dither(load_utterance(u, cfg.sample_rate, speed), cfg.dither, u.id))
-            good.append((u, speed))
+            wave = load_utterance(u, cfg.sample_rate, speed)
         except AudioError as e:
             bad.append((u.id, e.reason))
-    feats = [mfcc(w, cfg) for w in waves]
-    return [(u, s, f) for (u, s), f in zip(good, feats)], bad
+            continue
+        warp = 1.0
+        if copy:
+            chain, rng = augment.draw(cfg.augment, copy, u.id)
+            wave, warp = augment.apply(wave, chain, rng, cfg.sample_rate, cfg.augment), chain.vtlp
+        done.append((u, speed, copy, mfcc(_dither(wave, cfg.dither, u.id), cfg, warp)))
+    return done, bad
 
 
-def _tasks(utts: list[Utterance], speeds: Sequence[float]) -> list[list[tuple[Utterance, float]]]:
-    items = [(u, s) for s in speeds for u in utts]
+def _tasks(utts: list[Utterance], speeds: Sequence[float], copies: int = 0) -> list[list[tuple[Utterance, float, int]]]:
+    items = [(u, s, 0) for s in speeds for u in utts] + [(u, 1.0, k) for k in range(1, copies + 1) for u in utts]
     return [items[i: i + TASK_SIZE] for i in range(0, len(items), TASK_SIZE)]
+
+
+def copy_id(uid: str, speed: float = 1.0, copy: int = 0) -> str:
+    """The id of a perturbed copy: ``sp{speed}-{id}`` or ``aug{copy}-{id}``; the id itself for the original."""
+    if copy:
+        return f"aug{copy}-{uid}"
+    return f"sp{speed:g}-{uid}" if speed != 1.0 else uid
 
 
 @dataclass
@@ -104,19 +116,23 @@ def _mean_std(acc: np.ndarray) -> dict:
 
 
 def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj: int = 1,
-                speeds: Sequence[float] = (1.0,), stats: _Stats | None = None, desc: str = "") -> dict:
+                speeds: Sequence[float] = (1.0,), stats: _Stats | None = None, desc: str = "",
+                copies: int = 0) -> dict:
     """Featurize ``utts`` into ``out_prefix.f32`` + ``out_prefix.index.jsonl``.
 
-    Speed-perturbed copies (``speeds`` other than 1) get ids ``sp{speed}-{id}``.
+    Speed-perturbed copies (``speeds`` other than 1) get ids ``sp{speed}-{id}``; ``copies``
+    augmented copies (``cfg.augment``) ids ``aug{k}-{id}``.
     Memory stays flat: each finished chunk is appended to the file and dropped.
 
     Returns:
         ``{"utterances", "frames", "bad": [(id, reason)]}``.
     """
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    tasks = _tasks(utts, speeds)
+    tasks = _tasks(utts, speeds, copies)
     n_items = sum(len(t) for t in tasks)
     index, bad, offset = [], [], 0
+    if copies and cfg.augment.reverb_prob > 0:  # simulate the rooms once, here: forked workers inherit them
+        augment.room_bank(cfg.sample_rate, cfg.augment.rooms, tuple(cfg.augment.rt60), cfg.augment.seed)
     if nj <= 1:
         _init_worker(cfg)
         results: Iterator = map(_task, tasks)
@@ -128,11 +144,11 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
         with open(f"{out_prefix}{FEATURES_DATA}", "wb") as data, tqdm(total=n_items, desc=desc or out_prefix.name,
                                                            unit="utt", disable=None, leave=False) as bar:
             for done, failed in results:
-                for u, speed, f in done:
+                for u, speed, copy, f in done:
                     data.write(np.ascontiguousarray(f, dtype=np.float32).tobytes())
                     rec = u.to_dict()
-                    if speed != 1.0:
-                        rec.update(id=f"sp{speed:g}-{u.id}", duration=u.duration / speed)
+                    if speed != 1.0 or copy:
+                        rec.update(id=copy_id(u.id, speed, copy), duration=u.duration / speed)
                     index.append({**rec, "start": offset, "frames": len(f)})
                     offset += len(f)
                     if stats is not None:
@@ -217,8 +233,8 @@ def stage(ctx) -> dict:
         utts = read_manifest(prep / f"{name}.jsonl")
         is_train = name in train_sets
         speeds = (1.0, *[s for s in cfg.speed_perturb if s != 1.0]) if is_train else (1.0,)
-        r = extract_set(utts, out.prefix(name), cfg, ctx.nj, speeds,
-                        train_stats if is_train else other_stats, desc=f"features {name}")
+        r = extract_set(utts, out.prefix(name), cfg, ctx.nj, speeds, train_stats if is_train else other_stats,
+                        desc=f"features {name}", copies=cfg.augment.copies if is_train else 0)
         counts[name] = r["utterances"]
         bad_all += [(name, uid, why) for uid, why in r["bad"]]
         if r["bad"] and len(r["bad"]) > cfg.max_bad_fraction * r["items"]:
@@ -230,7 +246,8 @@ def stage(ctx) -> dict:
     speakers = {**other_stats.speakers, **train_stats.speakers}  # a training speaker: training audio only
     pooled = list(train_stats.speakers.values()) or list(other_stats.speakers.values())
     glob = _mean_std(sum(pooled) if pooled else np.zeros((3, cfg.dim)))
-    cmvn = Cmvn(cfg.cmvn, glob["mean"], glob["std"], {s: _mean_std(a) for s, a in sorted(speakers.items())})
+    cmvn = Cmvn(cfg.cmvn, glob["mean"], glob["std"], {s: _mean_std(a) for s, a in sorted(speakers.items())},
+                cfg.cmvn_prior_frames)
     atomic_write_text(out.cmvn, json.dumps(cmvn.to_dict()) + "\n")
     atomic_write_text(out.bad, "".join(f"{s} {u} {w}\n" for s, u, w in bad_all))
     atomic_write_text(out.meta, json.dumps({"config": to_dict(cfg), "sets": sets}, indent=1) + "\n")

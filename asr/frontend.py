@@ -23,10 +23,13 @@ from typing import Literal
 import numpy as np
 
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asr.augment import AugmentConfig
 from asr.config import from_dict
 from asr.errors import AsrError
 
 AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
+ONLINE_PRIOR_FRAMES = 100  # "online" CMVN: the global statistics count as this many frames (1 s at a 10 ms hop)
+VTLP_BOUNDARY = 0.6  # share of the Nyquist frequency up to which VTLP scales linearly (4.8 kHz at 16 kHz, Jaitly & Hinton)
 TOP_DB = 80.0  # dynamic range kept below each utterance's peak, as librosa.feature.mfcc
 
 
@@ -44,10 +47,12 @@ class FeatureConfig:
     preemphasis: float = 0.97  # 0 disables; y[t] = x[t] - a x[t-1]
     dither: float = 0.0  # std of Gaussian noise added to the waveform (seeded by utterance id)
     deltas: int = 2  # 0: static only, 1: + deltas, 2: + delta-deltas
-    cmvn: Literal["none", "utterance", "speaker", "global"] = "utterance"
+    cmvn: Literal["none", "utterance", "speaker", "global", "online"] = "utterance"  # see Cmvn
+    cmvn_prior_frames: int = ONLINE_PRIOR_FRAMES  # "online" CMVN: weight of the global statistics, in frames
     sets: tuple[str, ...] = ()  # manifests of the prepare output to featurize, e.g. "isolated/train"
     train_sets: tuple[str, ...] = ()  # sets whose statistics make the global CMVN
     speed_perturb: tuple[float, ...] = ()  # extra copies of train sets at these speeds (Kaldi: 0.9, 1.1)
+    augment: AugmentConfig = AugmentConfig()  # augmented copies of train sets (volume, noise, reverb, VTLP)
     max_bad_fraction: float = 0.01  # fail the stage if more of a set is unreadable
 
     def __post_init__(self):
@@ -55,6 +60,8 @@ class FeatureConfig:
             raise ValueError(f"sample_rate {self.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
         if self.deltas not in (0, 1, 2):
             raise ValueError(f"deltas must be 0, 1 or 2, got {self.deltas}")
+        if self.cmvn_prior_frames < 1:
+            raise ValueError(f"cmvn_prior_frames must be >= 1, got {self.cmvn_prior_frames}")
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
         if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
@@ -111,10 +118,24 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), m * sp)
 
 
+def warp_frequencies(freqs: np.ndarray, alpha: float, nyquist: float) -> np.ndarray:
+    """Vocal-tract-length warp of frequencies (Jaitly & Hinton 2013): ``f * alpha`` up to a
+    boundary, then the straight line that maps the Nyquist frequency onto itself."""
+    if alpha == 1.0:
+        return freqs
+    edge = VTLP_BOUNDARY * nyquist * min(alpha, 1.0) / alpha
+    upper = nyquist - (nyquist - VTLP_BOUNDARY * nyquist * min(alpha, 1.0)) / (nyquist - edge) * (nyquist - freqs)
+    return np.where(freqs <= edge, freqs * alpha, upper)
+
+
 @functools.cache
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None) -> np.ndarray:
-    """``(n_fft // 2 + 1, n_mels)`` triangular filters on Slaney's mel scale, area-normalised (Slaney)."""
-    freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None,
+                   warp: float = 1.0) -> np.ndarray:
+    """``(n_fft // 2 + 1, n_mels)`` triangular filters on Slaney's mel scale, area-normalised (Slaney).
+
+    ``warp`` != 1 applies :func:`warp_frequencies` to the FFT bins (VTLP augmentation).
+    """
+    freqs = warp_frequencies(np.linspace(0, sample_rate // 2, n_fft // 2 + 1), warp, sample_rate / 2)
     top = float(sample_rate // 2) if f_max is None else f_max
     f_pts = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(top), n_mels + 2))
     f_diff = np.diff(f_pts)
@@ -148,8 +169,11 @@ def deltas(x: np.ndarray) -> np.ndarray:
     return ((p[3: n + 3] - p[1: n + 1]) + 2 * (p[4: n + 4] - p[:n])) / 10.0
 
 
-def mfcc(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """MFCC (+ deltas) of a mono float signal at ``cfg.sample_rate``: ``(cfg.num_frames(len(wave)), cfg.dim)`` float32."""
+def mfcc(wave: np.ndarray, cfg: FeatureConfig, warp: float = 1.0) -> np.ndarray:
+    """MFCC (+ deltas) of a mono float signal at ``cfg.sample_rate``: ``(cfg.num_frames(len(wave)), cfg.dim)`` float32.
+
+    ``warp``: a VTLP factor for training copies (:func:`warp_frequencies`); recognition uses 1.
+    """
     x = np.asarray(wave, np.float32)
     if cfg.preemphasis and len(x):
         x = np.concatenate([x[:1], x[1:] - np.float32(cfg.preemphasis) * x[:-1]])
@@ -160,7 +184,7 @@ def mfcc(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     padded[n_fft // 2: n_fft // 2 + len(body)] = body
     windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:frames]
     power = np.abs(np.fft.rfft(windows * _window(cfg.win_length, n_fft), axis=1)) ** 2
-    mel = power.astype(np.float32) @ mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
+    mel = power.astype(np.float32) @ mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, warp)
     db = 10.0 * np.log10(np.maximum(mel, AMIN))
     db = np.maximum(db, db.max(initial=-np.inf) - TOP_DB)
     parts = [db @ dct_matrix(cfg.n_mfcc, cfg.n_mels)]
@@ -172,18 +196,28 @@ def mfcc(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 # --- normalisation -------------------------------------------------------------------------------------
 
 
+KINDS = ("none", "utterance", "speaker", "global", "online")
+
+
 class Cmvn:
     """Mean/variance normalisation with saved statistics.
 
     ``kind`` is ``none``, ``utterance`` (each utterance by its own statistics),
     ``speaker`` (by its speaker's, falling back to the global ones for a speaker
-    never seen, as at inference) or ``global``.
+    never seen, as at inference), ``global``, or ``online``: causal, as Kaldi's online
+    CMVN, frame ``t`` by the statistics of frames ``0..t`` of its utterance pooled with
+    the global ones weighted as ``prior_frames`` frames. ``utterance``, ``global`` and
+    ``online`` need nothing but the file at hand, so ``asr transcribe`` on one new file
+    normalises exactly as the recipe did; ``speaker`` does not (an unseen speaker's
+    statistics come from all of their audio in a test set).
     """
 
-    def __init__(self, kind: str, mean: np.ndarray, std: np.ndarray, speakers: dict | None = None):
+    def __init__(self, kind: str, mean: np.ndarray, std: np.ndarray, speakers: dict | None = None,
+                 prior_frames: int = ONLINE_PRIOR_FRAMES):
         self.kind, self.mean, self.std = kind, np.asarray(mean, np.float32), np.asarray(std, np.float32)
         self.speakers = {s: (np.asarray(v["mean"], np.float32), np.asarray(v["std"], np.float32))
                          for s, v in (speakers or {}).items()}
+        self.prior_frames = prior_frames
 
     def __call__(self, feats: np.ndarray, speaker: str | None = None) -> np.ndarray:
         if self.kind == "none":
@@ -191,14 +225,26 @@ class Cmvn:
         if self.kind == "utterance":
             mean = feats.mean(0)
             std = np.sqrt(np.maximum(feats.var(0), 1e-10))
+        elif self.kind == "online":
+            mean, std = self._running(feats)
         elif self.kind == "speaker" and speaker in self.speakers:
             mean, std = self.speakers[speaker]
         else:
             mean, std = self.mean, self.std
         return ((feats - mean) / std).astype(np.float32)
 
+    def _running(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(T, D)`` causal means and standard deviations of ``feats`` with the global prior."""
+        f = np.asarray(feats, np.float64)
+        p = float(self.prior_frames)
+        g_mean, g_var = self.mean.astype(np.float64), self.std.astype(np.float64) ** 2
+        n = p + np.arange(1, len(f) + 1, dtype=np.float64)[:, None]
+        mean = (p * g_mean + np.cumsum(f, 0)) / n
+        second = (p * (g_var + g_mean * g_mean) + np.cumsum(f * f, 0)) / n
+        return mean, np.sqrt(np.maximum(second - mean * mean, 1e-10))
+
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist(),
+        return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist(), "prior_frames": self.prior_frames,
                 "speakers": {s: {"mean": m.tolist(), "std": d.tolist()} for s, (m, d) in self.speakers.items()}}
 
     @classmethod
@@ -210,10 +256,10 @@ class Cmvn:
         """
         if not isinstance(d, dict) or any(k not in d for k in ("kind", "mean", "std")):
             raise AsrError(f"{source}: CMVN statistics lack kind/mean/std; the file is damaged")
-        if d["kind"] not in ("none", "utterance", "speaker", "global"):
+        if d["kind"] not in KINDS:
             raise AsrError(f"{source}: unknown CMVN kind {d['kind']!r}")
         try:
-            cmvn = cls(d["kind"], d["mean"], d["std"], d.get("speakers"))
+            cmvn = cls(d["kind"], d["mean"], d["std"], d.get("speakers"), int(d.get("prior_frames", ONLINE_PRIOR_FRAMES)))
         except (TypeError, ValueError, KeyError) as e:
             raise AsrError(f"{source}: CMVN statistics are not numbers ({e})") from None
         if dim is not None and not (cmvn.mean.shape == cmvn.std.shape == (dim,)):

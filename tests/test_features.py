@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from asr import features
 from asr.audio import load_audio
+from asr.search import DecodeOptions
+from asr.tokenizer import CharTokenizer
 from asr.features import Cmvn, FeatureConfig, FeatureSet, extract_set
 from asr.frontend import mfcc
 from asr.manifest import Utterance
@@ -118,6 +121,50 @@ def test_cmvn_kinds():
     np.testing.assert_array_equal(spk(x, "unknown"), x)  # falls back to the global stats
     d = json.loads(json.dumps(spk.to_dict()))
     np.testing.assert_array_equal(Cmvn.from_dict(d)(x, "s"), spk(x, "s"))
+
+
+def test_online_cmvn_is_causal_and_starts_from_the_global_statistics():
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((300, 3)) * [1, 2, 3] + [5, -1, 0]).astype(np.float32)
+    g_mean, g_std = np.array([4.0, 0.0, 1.0]), np.array([1.5, 1.5, 2.5])
+    online = Cmvn("online", g_mean, g_std, prior_frames=50)
+    y = online(x)
+    # frame t depends on frames 0..t only: a different future leaves the past unchanged
+    z = online(np.concatenate([x[:100], x[100:] + 10]))
+    np.testing.assert_array_equal(y[:100], z[:100])
+    assert not np.allclose(y[100:], z[100:])
+    # frame 0: one frame against 50 of the prior, so nearly the global normalisation
+    np.testing.assert_allclose(y[0], (x[0] - g_mean) / g_std, atol=0.2)
+    # late frames: dominated by the utterance's own statistics
+    np.testing.assert_allclose(y[200:].mean(0), 0, atol=0.25)
+    first = (x[0] * 1.0 + 50 * g_mean) / 51
+    np.testing.assert_allclose(y[0], (x[0] - first) / np.sqrt((50 * (g_std ** 2 + g_mean ** 2) + x[0] ** 2) / 51
+                                                               - first ** 2), rtol=1e-5)
+    assert Cmvn.from_dict(json.loads(json.dumps(online.to_dict()))).prior_frames == 50
+
+
+@pytest.mark.parametrize("kind", ["utterance", "global", "online"])
+def test_transcribe_normalises_one_file_exactly_as_the_recipe_did(fsdd_utts, tmp_path, kind):
+    # the recipe's decode stage feeds the network store.cmvn(features of the set); a Recognizer built
+    # from the model file's parts feeds it cmvn(mfcc(the file)): the inputs must be the same numbers
+    from asr.config import to_dict
+    from asr.transcribe import Recognizer
+    from conftest import build_features
+
+    store = features.FeatureStore(build_features(tmp_path, {"train": fsdd_utts[:6], "test": fsdd_utts[6:9]}, cmvn=kind))
+    seen = []
+
+    def network(x):
+        seen.append(x)
+        return np.zeros((len(x), 12), np.float32)
+
+    meta = {"features": to_dict(store.config), "cmvn": store.cmvn.to_dict(), "input_dim": store.config.dim,
+            "model": {"stack": 1}, "tokenizer": CharTokenizer("abcdefghij").to_dict()}
+    rec = Recognizer(meta, network, DecodeOptions(method="greedy"))
+    test = store.open("test")
+    for i, u in enumerate(test.utts):
+        rec.transcribe(u["audio"])
+        np.testing.assert_array_equal(seen[-1], store.cmvn(test[i], u["speaker"]))
 
 
 def _stage(tmp_path, name, sets_order, train_sets, utts_by_set, cmvn="global"):

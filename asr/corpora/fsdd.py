@@ -29,6 +29,7 @@ import numpy as np
 
 from asr.audio import load_audio, read_info, save_audio
 from asr import corpora
+from asr.corpora import speechocean762
 from asr.errors import CorpusError
 from asr.fsutil import atomic_write_text, file_stamp
 from asr.manifest import Utterance, check, write_manifest
@@ -78,6 +79,9 @@ class FsddConfig:
     min_pause: float = 0.05  # seconds of silence between (and around) the digits
     max_pause: float = 0.30
     seed: int = 0
+    # add speechocean762's digit strings (67 other speakers, adults and children, found in the same
+    # corpus folder) to every training set, never to dev or test
+    so762_digits: bool = False
     corpus_dir: str | None = None  # folder holding fsdd/ (--corpus-dir, else $ASR_CORPORA); None: download
     download_dir: str = "data/downloads"
 
@@ -131,7 +135,13 @@ def fingerprint(cfg: FsddConfig) -> dict[str, str] | None:
         return {}  # the stage itself reports the bad folder
     if rec is None:
         return None
-    return {str(p): file_stamp(p) for p in sorted(rec.glob("*.wav"))}
+    stamps = {str(p): file_stamp(p) for p in sorted(rec.glob("*.wav"))}
+    if cfg.so762_digits:
+        extra = speechocean762.fingerprint(speechocean762.So762Config(cfg.corpus_dir, cfg.download_dir))
+        if extra is None:
+            return None
+        stamps.update(extra)
+    return stamps
 
 
 def scan(recordings_dir: str | Path) -> list[Recording]:
@@ -231,8 +241,12 @@ def make_connected(recs: list[Recording], n: int, split: str, out_dir: Path, cfg
 # --- the whole preparation -------------------------------------------------------------------
 
 
-def prepare(recordings_dir: str | Path, out_dir: str | Path, cfg: FsddConfig = FsddConfig()) -> dict:
+def prepare(recordings_dir: str | Path, out_dir: str | Path, cfg: FsddConfig = FsddConfig(),
+            extra_train: tuple[Utterance, ...] | list[Utterance] = ()) -> dict:
     """Write every manifest of both tasks under ``out_dir``.
+
+    ``extra_train`` (other corpora's digit strings, absolute audio paths) joins
+    ``connected/train`` and every ``loso/<speaker>/train``.
 
     Layout::
 
@@ -258,11 +272,13 @@ def prepare(recordings_dir: str | Path, out_dir: str | Path, cfg: FsddConfig = F
         emit(f"isolated/{split}", utts)
     for spk in sorted({r.speaker for r in recs}):
         for split, utts in speaker_heldout_splits(recs, spk).items():
-            emit(f"loso/{spk}/{split}", utts)
+            emit(f"loso/{spk}/{split}", utts + list(extra_train) if split == "train" else utts)
     sizes = {"train": cfg.connected_train, "dev": cfg.connected_dev, "test": cfg.connected_test}
     for offset, split in enumerate(SPLITS):
         pool = [r for r in recs if split_of(r) == split]
         utts, layout = make_connected(pool, sizes[split], split, out / "connected", cfg, cfg.seed * 1000 + offset)
+        if split == "train":
+            utts += list(extra_train)
         emit(f"connected/{split}", utts, out / "connected")
         atomic_write_text(out / "connected" / f"{split}.layout.jsonl", "".join(json.dumps(x) + "\n" for x in layout))
     return counts
@@ -273,4 +289,12 @@ def stage(ctx) -> dict:
     cfg: FsddConfig = ctx.config
     recordings = locate(cfg.corpus_dir, cfg.download_dir)
     ctx.log(f"prepare: FSDD recordings from {recordings}")
-    return {"counts": prepare(recordings, ctx.out, cfg), "recordings_dir": str(recordings)}
+    extra: list[Utterance] = []
+    if cfg.so762_digits:
+        root = speechocean762.locate(cfg.corpus_dir, cfg.download_dir)
+        extra = [dataclasses.replace(u, audio=str(Path(u.audio).resolve()))  # manifests elsewhere read them too
+                 for u in speechocean762.sentences_of(root, set(DIGIT_WORDS))]
+        ctx.log(f"prepare: + {len(extra)} digit strings by {len({u.speaker for u in extra})} speakers "
+                f"of speechocean762 ({root}) in every training set")
+    return {"counts": prepare(recordings, ctx.out, cfg, extra), "recordings_dir": str(recordings),
+            "extra_train": len(extra)}

@@ -18,6 +18,7 @@ turns references and training text alike into lower case words with their apostr
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from dataclasses import dataclass
@@ -147,6 +148,14 @@ def read_split(root: Path, split: str) -> tuple[list[Utterance], dict[str, int]]
     speakers = {u.speaker for u in utts}
     age = {s: int(ages[s]) if ages.get(s, "").isdigit() else -1 for s in speakers}
     return utts, age
+
+
+def sentences_of(root: Path, vocabulary: set[str], prefix: str = "so762-") -> list[Utterance]:
+    """The upstream train split's sentences made only of ``vocabulary`` words (e.g. spoken digit
+    strings), ids and speakers prefixed with ``prefix`` so they cannot clash with another corpus's."""
+    utts, _ = read_split(root, "train")
+    return [dataclasses.replace(u, id=prefix + u.id, speaker=prefix + u.speaker) for u in utts
+            if u.text and set(u.text.split()) <= vocabulary]
 
 
 def speaker_split(ages: dict[str, int], n_dev: int, n_devtest: int, seed: int = 0) -> dict[str, str]:
