@@ -268,7 +268,9 @@ def test_config_overrides_are_typed_and_checked():
 
 # --- the real feature stage, killed with SIGKILL and re-run -----------------------------------------
 
-SMALL = ["--stop-stage", "features", "--set", "prepare.connected_train=40", "--set", "prepare.connected_dev=10", "--set", "prepare.connected_test=10"]
+# with augmented copies: their features too must be the same after a kill, over 2 workers
+SMALL = ["--stop-stage", "features", "--set", "prepare.connected_train=40", "--set", "prepare.connected_dev=10",
+         "--set", "prepare.connected_test=10", "--set", "features.augment.copies=1"]
 
 
 def _asr(*args, **kw):

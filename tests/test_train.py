@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from asr.augment import AugmentConfig
 from asr.config import to_dict
 from asr.batching import make_batches
 from asr.ctc import ctc_min_frames, greedy
@@ -133,8 +134,11 @@ def _train_cmd(feats, out, partial, cfg):
             "--partial", str(partial), "--config", json.dumps(to_dict(cfg))]
 
 
-def test_kill_and_resume_equals_uninterrupted(tiny_features, tmp_path):
-    # bit-exact on the CPU; CUDA's RNN and CTC backward kernels are not deterministic (tests/test_gpu.py)
+def test_kill_and_resume_equals_uninterrupted(fsdd_utts, tmp_path):
+    # bit-exact on the CPU; CUDA's RNN and CTC backward kernels are not deterministic (tests/test_gpu.py).
+    # Augmented training: a reverberated/noised/VTLP copy of every utterance, and SpecAugment
+    six = [u for u in fsdd_utts if u.speaker == "jackson"][:6]
+    tiny_features = build_features(tmp_path / "feats", {"tiny": six}, augment=AugmentConfig(copies=1, rooms=2))
     cfg = replace(TINY, epochs=6, evaluations=6, batch_frames=150, min_batches=1, checkpoint_every=1, spec_augment=True,
                   average_last=3, model=replace(TINY.model, dropout=0.2, num_layers=2), device="cpu")
     ref = subprocess.run(_train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO,
