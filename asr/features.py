@@ -30,7 +30,7 @@ from asr.layout import FEATURES_DATA, FEATURES_INDEX, FeaturesDir
 from asr.manifest import Utterance, expand_sets, manifest_names, read_manifest
 from asr.procs import fork_pool, stop_point
 
-VERSION = 2  # of the features stage's output: bump when the features or the files it writes change
+VERSION = 3  # of the features stage's output: bump when the features or the files it writes change
 TASK_SIZE = 64  # utterances per worker task: few messages, a smooth progress bar
 __all__ = ["Cmvn", "FeatureConfig", "FeatureSet", "FeatureStore", "extract_set", "load_utterance", "spec_augment",
            "stage"]
