@@ -79,7 +79,7 @@ class FsddConfig:
     min_pause: float = 0.05  # seconds of silence between (and around) the digits
     max_pause: float = 0.30
     seed: int = 0
-    # add speechocean762's digit strings (67 other speakers, adults and children, found in the same
+    # add speechocean762's 77 digit strings (26 other speakers, adults and children, found in the same
     # corpus folder) to every training set, never to dev or test
     so762_digits: bool = False
     corpus_dir: str | None = None  # folder holding fsdd/ (--corpus-dir, else $ASR_CORPORA); None: download
