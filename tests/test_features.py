@@ -141,6 +141,8 @@ def test_online_cmvn_is_causal_and_starts_from_the_global_statistics():
     np.testing.assert_allclose(y[0], (x[0] - first) / np.sqrt((50 * (g_std ** 2 + g_mean ** 2) + x[0] ** 2) / 51
                                                                - first ** 2), rtol=1e-5)
     assert Cmvn.from_dict(json.loads(json.dumps(online.to_dict()))).prior_frames == 50
+    with pytest.raises(ValueError, match="cmvn_prior_frames must be >= 1"):
+        FeatureConfig(cmvn="online", cmvn_prior_frames=0)
 
 
 @pytest.mark.parametrize("kind", ["utterance", "global", "online"])
