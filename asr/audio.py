@@ -1,7 +1,8 @@
 """Reading and writing audio.
 
 Audio is read with soundfile (libsndfile: WAV, FLAC, OGG, NIST SPHERE and more at
-any bit depth), mixed down to mono, resampled with soxr through librosa, and
+any bit depth; MP3 with libsndfile >= 1.1, which the soundfile wheels bundle), and headerless
+``.raw`` files as AN4 ships them (16 kHz, 16-bit signed, big-endian: :data:`RAW_FORMAT`), mixed down to mono, resampled with soxr through librosa, and
 returned as float32 in [-1, 1]. torchaudio's own ``load`` needs TorchCodec and
 FFmpeg, which we do not depend on. Paths reach libsndfile as bytes (``os.fsencode``),
 so a file name that is not valid UTF-8 opens like any other.
@@ -25,6 +26,24 @@ from asr.errors import AudioError
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 RESAMPLE_TYPE = "soxr_hq"
+# A headerless file says nothing about itself: ``.raw`` is read as CMU's AN4 corpus writes it
+# (Sphinx's format: 16 kHz mono 16-bit signed big-endian), the one corpus users bring as raw.
+RAW_SUFFIX = ".raw"
+RAW_FORMAT = {"format": "RAW", "samplerate": 16_000, "channels": 1, "subtype": "PCM_16", "endian": "BIG"}
+
+
+def _layout(path: Path) -> dict:
+    """What libsndfile must be told to open ``path``: nothing, or the raw layout for a ``.raw`` file.
+
+    Raises:
+        AudioError: a ``.raw`` file whose size is not a whole number of 16-bit samples.
+    """
+    if path.suffix.lower() != RAW_SUFFIX:
+        return {}
+    if path.stat().st_size % 2:
+        raise AudioError(path, "a .raw file must hold whole 16-bit samples (16 kHz big-endian, as AN4), "
+                               "but its size is odd", "re-download or re-export the file")
+    return RAW_FORMAT
 
 
 @dataclass(frozen=True)
@@ -105,11 +124,12 @@ def read_info(path: str | Path) -> AudioInfo:
     """
     path = Path(path)
     check_file(path)
+    layout = _layout(path)
     try:
-        info = sf.info(os.fsencode(path))
+        with sf.SoundFile(os.fsencode(path), **layout) as f:
+            return AudioInfo(sample_rate=f.samplerate, frames=f.frames, channels=f.channels)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioError(path, f"not a readable audio file ({e})") from None
-    return AudioInfo(sample_rate=info.samplerate, frames=info.frames, channels=info.channels)
 
 
 def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
@@ -165,7 +185,8 @@ def load_audio(
             "check the offset and duration in the manifest or segments file",
         )
     try:
-        data, rate = sf.read(os.fsencode(path), start=start, stop=stop, dtype="float32", always_2d=True)
+        data, rate = sf.read(os.fsencode(path), start=start, stop=stop, dtype="float32", always_2d=True,
+                             **_layout(path))
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioError(path, f"corrupt audio data ({e})") from None
     if data.shape[0] == 0:
@@ -197,7 +218,7 @@ def stream_audio(path: str | Path, sample_rate: int, chunk_seconds: float) -> It
         raise AudioError(path, "holds zero samples")
     block = max(1, int(chunk_seconds * info.sample_rate))
     try:
-        for data in sf.blocks(os.fsencode(path), blocksize=block, dtype="float32", always_2d=True):
+        for data in sf.blocks(os.fsencode(path), blocksize=block, dtype="float32", always_2d=True, **_layout(path)):
             if not np.isfinite(data).all():
                 raise AudioError(path, "holds NaN or infinite samples", "the file is corrupt; re-export it")
             mono = np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))

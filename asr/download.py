@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -38,16 +39,22 @@ def download(url: str, dest: str | Path, sha256: str | None, timeout: float = 60
     h, size = hashlib.sha256(), 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
+            announced = int(r.headers.get("Content-Length") or -1)
             for block in iter(lambda: r.read(CHUNK), b""):
                 h.update(block)
                 f.write(block)
                 size += len(block)
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # HTTPException: cut off mid-body
         part.unlink(missing_ok=True)
         raise CorpusError(
-            f"cannot download {url}: {e}. Without internet access, point the recipe at a "
-            "local copy with --corpus-dir or the ASR_CORPORA environment variable"
+            f"cannot download {url}: {type(e).__name__}: {e}; nothing was kept, run again to restart it. "
+            "Without internet access, point the recipe at a local copy with --corpus-dir or the ASR_CORPORA "
+            "environment variable"
         ) from None
+    if 0 <= announced != size:  # urllib returns what came when a connection drops mid-body
+        part.unlink(missing_ok=True)
+        raise CorpusError(f"cannot download {url}: the connection was cut off after {size} of {announced} bytes; "
+                          "nothing was kept, run again to restart it")
     if sha256 and h.hexdigest() != sha256:
         part.unlink(missing_ok=True)
         raise CorpusError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {h.hexdigest()}")

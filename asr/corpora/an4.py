@@ -1,0 +1,195 @@
+"""AN4 (CMU's "alphanumeric" census database, 1991): spoken names, addresses, numbers and
+spelled letters; 948 training and 130 test utterances, about 50 minutes, 16 kHz.
+
+CMU ships it as ``an4_raw.bigendian.tar.gz`` (headerless 16 kHz 16-bit big-endian ``.raw``
+files, the Sphinx format) or ``an4_sphere.tar.gz`` (the same audio as NIST SPHERE ``.sph``);
+either unpacks to::
+
+    an4/wav/an4_clstk/<speaker>/<utt>.raw|.sph        training speakers (close-talking microphone)
+    an4/wav/an4test_clstk/<speaker>/<utt>.raw|.sph    test speakers
+    an4/etc/an4_{train,test}.fileids                  "an4_clstk/fash/an251-fash-b" per line
+    an4/etc/an4_{train,test}.transcription            "<s> YES </s> (an251-fash-b)" per line
+
+Utterance ids are ``<prompt>-<speaker>-b``; a speaker id's first letter is its gender (f/m).
+:func:`normalize` lower-cases the words and drops the sentence marks, for training text and
+references alike (numbers stay written as words, spelled letters as single letters, as AN4
+writes them). ``dev`` is carved from the training speakers (``dev_speakers``, women and men
+alternating), speaker-disjoint from train; ``test`` is the official test.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from asr import corpora
+from asr.audio import read_info
+from asr.errors import CorpusError, ManifestError
+from asr.fsutil import file_stamp, sha256sum
+from asr.manifest import Utterance, check, read_lines, write_manifest
+
+VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
+SAMPLE_RATE = 16_000
+# CMU publishes no checksum for either archive: a download is checked by its size (the raw
+# archive is about 64 MB) and, once unpacked, by its content (fileids and transcription agree).
+URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_raw.bigendian.tar.gz"
+ARCHIVE_NAME = "an4_raw.bigendian.tar.gz"
+MIN_ARCHIVE_BYTES = 50_000_000
+UPSTREAM_SPLITS = ("train", "test")
+AUDIO_SUFFIXES = (".raw", ".sph", ".wav")  # the raw archive, the SPHERE archive, a converted copy
+_LINE = re.compile(r"^(?P<text>.*)\((?P<id>[^()\s]+)\)\s*$")
+_MARK = re.compile(r"</?s>|<sil>|\+\+[^+]*\+\+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class An4Config:
+    """The ``prepare`` stage's config section."""
+
+    corpus_dir: str | None = None  # folder holding an4/ (--corpus-dir, else $ASR_CORPORA); None: download
+    download_dir: str = "data/downloads"
+    dev_speakers: int = 8  # training speakers held out for dev (women and men alternating), of 74
+    seed: int = 0  # which speakers go to dev
+
+    def __post_init__(self):
+        if self.dev_speakers < 1:
+            raise ValueError("dev_speakers must be >= 1: dev tunes decoding and stops training")
+
+
+def normalize(text: str) -> str:
+    """Scoring form of a transcript: sentence and silence marks dropped, lower case, single spaces."""
+    return " ".join(_MARK.sub(" ", text).lower().split())
+
+
+# --- finding the corpus ------------------------------------------------------------------------
+
+
+def _root_in(folder: Path) -> Path | None:
+    for cand in (folder / "an4", folder):
+        if (cand / "etc" / "an4_train.transcription").is_file():
+            return cand
+    return None
+
+
+def source(url: str = URL, min_bytes: int = MIN_ARCHIVE_BYTES) -> corpora.Source:
+    return corpora.Source("AN4", _root_in, "an4/etc/an4_train.transcription", url, ARCHIVE_NAME, None, min_bytes)
+
+
+def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads", url: str = URL,
+           min_bytes: int = MIN_ARCHIVE_BYTES) -> Path:
+    """The ``an4/`` folder; downloads and unpacks CMU's archive when no copy is on disk.
+
+    Raises:
+        CorpusError: a named copy without the corpus, a failed download, or an archive without it.
+    """
+    return corpora.locate(source(url, min_bytes), corpus_dir, download_dir)
+
+
+def fingerprint(cfg: An4Config) -> dict[str, str] | None:
+    """Listing files (hashed) and audio (size, modification time); None before a download."""
+    try:
+        root = corpora.find_local(source(), cfg.corpus_dir, cfg.download_dir)
+    except CorpusError:
+        return {}  # the stage itself reports the bad folder
+    if root is None:
+        return None
+    out = {str(f): f"sha256 {sha256sum(f)}" for f in sorted((root / "etc").glob("an4_*.*"))}
+    out.update({str(f): file_stamp(f) for f in sorted((root / "wav").glob("*/*/*"))})
+    return out
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def _audio(root: Path, fileid: str) -> Path | None:
+    for suffix in AUDIO_SUFFIXES:
+        p = root / "wav" / f"{fileid}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+def read_split(root: Path, split: str) -> list[Utterance]:
+    """The utterances of ``etc/an4_<split>.fileids`` with their transcripts, sorted by id.
+
+    Raises:
+        ManifestError: a transcription line without an ``(id)``, ids in one listing and not the
+            other, a listed file without audio (every problem, by file and line).
+    """
+    fileids_path, trans_path = (root / "etc" / f"an4_{split}.{kind}" for kind in ("fileids", "transcription"))
+    problems, texts = [], {}
+    for n, line in read_lines(trans_path):
+        if not line.strip():
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            problems.append((f"{trans_path}:{n}", "expected '<s> TEXT </s> (utterance-id)'"))
+            continue
+        texts[m["id"]] = (normalize(m["text"]), n)
+    utts, seen = [], set()
+    for n, fileid in read_lines(fileids_path):
+        fileid = fileid.strip()
+        if not fileid:
+            continue
+        uid, speaker = Path(fileid).name, Path(fileid).parent.name
+        seen.add(uid)
+        if uid not in texts:
+            problems.append((f"{fileids_path}:{n}", f"{uid} has no line in {trans_path.name}"))
+            continue
+        audio = _audio(root, fileid)
+        if audio is None:
+            problems.append((f"{fileids_path}:{n}", f"no audio wav/{fileid}{{{','.join(AUDIO_SUFFIXES)}}}"))
+            continue
+        utts.append(Utterance(uid, str(audio), read_info(audio).duration, texts[uid][0], speaker))
+    problems += [(f"{trans_path}:{n}", f"{uid} is not in {fileids_path.name}") for uid, (_, n) in texts.items()
+                 if uid not in seen]
+    if problems:
+        raise ManifestError(str(root / "etc"), problems)
+    if not utts:
+        raise CorpusError(f"{fileids_path}: lists no utterances")
+    return sorted(utts, key=lambda u: u.id)
+
+
+def dev_speakers(speakers: set[str], n: int, seed: int = 0) -> set[str]:
+    """``n`` speakers drawn with ``seed``, women (ids starting with ``f``) and men alternating."""
+    rng = random.Random(seed)
+    groups = [sorted(s for s in speakers if s.startswith("f")), sorted(s for s in speakers if not s.startswith("f"))]
+    for g in groups:
+        rng.shuffle(g)
+    out = set()
+    for k in range(min(n, len(speakers))):
+        g = groups[k % 2] if groups[k % 2] else groups[1 - k % 2]
+        out.add(g.pop())
+    return out
+
+
+def prepare(root: Path, out: Path, cfg: An4Config = An4Config()) -> dict:
+    """Write ``train.jsonl``, ``dev.jsonl`` and ``test.jsonl``.
+
+    Returns:
+        utterances, speakers and minutes per set.
+    """
+    train = read_split(root, "train")
+    speakers = {u.speaker for u in train}
+    dev = dev_speakers(speakers, cfg.dev_speakers, cfg.seed)
+    if dev == speakers:
+        raise CorpusError(f"dev_speakers={cfg.dev_speakers} leaves none of the {len(speakers)} training speakers "
+                          "to train on; lower prepare.dev_speakers")
+    sets = {"train": [u for u in train if u.speaker not in dev], "dev": [u for u in train if u.speaker in dev],
+            "test": read_split(root, "test")}
+    counts = {}
+    for name, utts in sets.items():
+        check(utts, f"AN4 {name}")
+        write_manifest(out / f"{name}.jsonl", utts)
+        counts[name] = {"utterances": len(utts), "speakers": len({u.speaker for u in utts}),
+                        "minutes": round(sum(u.duration for u in utts) / 60, 2)}
+    return counts
+
+
+def stage(ctx) -> dict:
+    """The ``prepare`` stage: find (or download) AN4 and write the manifests."""
+    cfg: An4Config = ctx.config
+    root = locate(cfg.corpus_dir, cfg.download_dir)
+    ctx.log(f"prepare: AN4 from {root}")
+    return {"counts": prepare(root, ctx.out, cfg), "corpus": str(root)}
