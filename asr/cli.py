@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from asr.errors import AsrError
+from asr.phones import PHONE_MAPS
 
 
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
@@ -114,6 +115,7 @@ def cmd_evaluate(args) -> int:
     from asr.errors import AudioError
     from asr.features import load_utterance
     from asr.manifest import check, load_data
+    from asr.phones import fold_text
     from asr.scoring import score, write_report
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
@@ -138,10 +140,11 @@ def cmd_evaluate(args) -> int:
     scored = [u for u in utts if u.id in hyps]
     if not scored:
         raise AsrError(f"{args.data}: none of the {len(utts)} utterances could be read")
-    s = score({u.id: u.text for u in scored}, hyps)
+    s = score({u.id: fold_text(u.text, args.phone_map) for u in scored},
+              {k: fold_text(v, args.phone_map) for k, v in hyps.items()})
     out = args.out or tempfile.mkdtemp(prefix="asr-evaluate-")
     write_report(out, s, {u.id: u.speaker for u in scored}, name=str(args.data))
-    print(s.words.line("WER"))
+    print(s.words.line("PER" if args.phone_map else "WER"))
     print(s.chars.line("CER"))
     if bad:
         print(f"asr evaluate: {len(bad)} of {len(utts)} utterances could not be read and were left out of the "
@@ -179,21 +182,31 @@ def cmd_serve(args) -> int:
 
 def cmd_wer(args) -> int:
     from asr.manifest import read_text
+    from asr.phones import fold_text
     from asr.scoring import compare, score
 
-    refs = read_text(args.ref)
-    s = score(refs, read_text(args.hyp), args.missing_as_deletions, ref_name=args.ref, hyp_name=args.hyp)
-    print(s.words.line("WER"))
+    def read(path):
+        return {k: fold_text(v, args.phone_map) for k, v in read_text(path).items()}
+
+    refs = read(args.ref)
+    s = score(refs, read(args.hyp), args.missing_as_deletions, ref_name=args.ref, hyp_name=args.hyp)
+    print(s.words.line("PER" if args.phone_map else "WER"))
     print(s.chars.line("CER"))
     if args.bootstrap:
         lo, hi = s.bootstrap()
         print(f"95% confidence interval of the WER: [{100 * lo:.2f}, {100 * hi:.2f}]")
     if args.compare:
-        other = score(refs, read_text(args.compare), args.missing_as_deletions, ref_name=args.ref,
+        other = score(refs, read(args.compare), args.missing_as_deletions, ref_name=args.ref,
                       hyp_name=args.compare)
         print(f"%WER of {args.compare}: {100 * other.words.rate:.2f}")
         print(f"probability that {args.hyp} improves on {args.compare}: {compare(s, other):.3f}")
     return 0
+
+
+def _add_phone_map(p) -> None:
+    p.add_argument("--phone-map", default="", choices=["", *PHONE_MAPS],
+                   help="phone transcripts: fold references and hypotheses first (timit39: TIMIT's 39 phones) "
+                        "and report the phone error rate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a model file")
     p.add_argument("data", help="a .jsonl manifest or a Kaldi data directory")
     p.add_argument("--out", help="write the decode report here (hypotheses, alignments, speakers, sclite trn)")
+    _add_phone_map(p)
     _add_decoder_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -260,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing-as-deletions", action="store_true",
                    help="count references without a hypothesis as deleted instead of failing")
     p.add_argument("--bootstrap", action="store_true", help="add a 95%% bootstrap confidence interval")
+    _add_phone_map(p)
     p.add_argument("--compare", metavar="HYP2", help="probability that HYP improves on HYP2 (paired bootstrap)")
     p.set_defaults(func=cmd_wer)
     return parser

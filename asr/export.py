@@ -91,14 +91,15 @@ def describe(path: str | Path) -> str:
         params = sum(v.numel() for v in ckpt["state_dict"].values() if isinstance(v, torch.Tensor))
     m, f = ckpt["model"], ckpt["features"]
     tok = ckpt["tokenizer"]
-    kind = {"char": "characters", "sentencepiece": "sentencepiece subwords"}.get(tok.get("type"), tok.get("type"))
+    kind = {"char": "characters (blank and word separator included)", "sentencepiece": "sentencepiece subwords "
+            "(blank included)", "phone": "phones (blank included)"}.get(tok.get("type"), tok.get("type"))
     units = len(tok.get("units", []))
     lines = [f"model file: {path}",
              f"network: {m['rnn'].upper()} {m['num_layers']}x{m['hidden']}"
              f"{' bidirectional' if m.get('bidirectional', True) else ''}"
              f"{', projection ' + str(m['proj']) if m.get('proj') else ''}, x{m.get('stack', 1)} frame stacking, "
              f"dropout {m.get('dropout')}; {params:,} parameters",
-             f"units: {units} {kind} (blank and word separator included)",
+             f"units: {units} {kind}",
              f"features: {f.get('n_mfcc')} MFCC"
              f"{' + deltas' * min(1, f.get('deltas', 0))}{' + delta-deltas' if f.get('deltas') == 2 else ''} "
              f"({ckpt['input_dim']} per frame) at {f.get('sample_rate')} Hz, {f.get('win_ms')} ms windows every "

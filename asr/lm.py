@@ -19,6 +19,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 from asr.errors import AsrError
@@ -224,7 +225,8 @@ class LmConfig:
 
     sets: tuple[str, ...] = ("train",)  # manifests of the prepare output whose transcripts train the LM
     order: int = 3
-    token_order: int = 0  # >0: also an n-gram over characters + word separator (open-vocabulary decoding)
+    token_order: int = 0  # >0: also an n-gram over the model's units (open-vocabulary decoding) ...
+    units: Literal["char", "phone"] = "char"  # ... characters + word separator, or the transcripts' phones
     extra_words: int = 0  # >0: the lexicon also gets this many of wordfreq's most frequent words ...
     extra_language: str = "en"  # ... of this language (their frequencies mix with the n-gram; decode.mix_weights)
 
@@ -269,13 +271,15 @@ def unit_sentence(text: str) -> str:
 
 
 def build(texts: list[str], out: Path, order: int, token_order: int = 0,
-          extra: dict[str, float] | None = None) -> NgramLM:
+          extra: dict[str, float] | None = None, units: str = "char") -> NgramLM:
     """Write ``out``'s ARPA model, lexicon and word list (with ``extra`` words), and with
-    ``token_order`` the unit-level model (see :class:`asr.layout.LmDir`)."""
+    ``token_order`` the unit-level model (see :class:`asr.layout.LmDir`): over characters, or with
+    ``units="phone"`` over the transcripts' space-separated phones."""
     lm = NgramLM.estimate(texts, order)
     write_lm_dir(lm, LmDir(out), extra=extra)
     if token_order:
-        NgramLM.estimate([unit_sentence(t) for t in texts], token_order).write_arpa(LmDir(out).tokens_arpa)
+        sentences = [unit_sentence(t) for t in texts] if units == "char" else texts
+        NgramLM.estimate(sentences, token_order).write_arpa(LmDir(out).tokens_arpa)
     return lm
 
 
@@ -286,6 +290,6 @@ def stage(ctx) -> dict:
     texts = [u.text for name in expand_sets(cfg.sets, manifest_names(prep)) for u in read_manifest(prep / f"{name}.jsonl")]
     alphabet = {c for t in texts for c in t} - {" "}
     extra = frequent_words(cfg.extra_words, cfg.extra_language, alphabet) if cfg.extra_words else None
-    lm = build(texts, ctx.out, cfg.order, cfg.token_order, extra)
+    lm = build(texts, ctx.out, cfg.order, cfg.token_order, extra, cfg.units)
     return {"sentences": len(texts), "vocabulary": len(lm.vocab), "extra_words": len(extra or {}),
             "ngrams": {n: len(p) for n, p in lm.probs.items()}}

@@ -20,6 +20,7 @@ from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
 from asr.layout import RECORD, DecodeDir, ReportDir, ScoreDir, TrainDir
 from asr.manifest import read_text, write_text
+from asr.phones import PHONE_MAPS, fold_text
 from asr.stages import git_commit
 
 BOOTSTRAP_SAMPLES = 1000
@@ -221,10 +222,15 @@ class ScoreConfig:
     """The ``score`` stage's config section."""
 
     bootstrap_samples: int = BOOTSTRAP_SAMPLES  # resamples for the 95% intervals; 0: no intervals
+    # phone models: fold references and hypotheses to a scoring phone set first (timit39: TIMIT's 39
+    # phones, Lee & Hon); the word error rate over phones is then the phone error rate (PER)
+    phone_map: str = ""
 
     def __post_init__(self):
         if self.bootstrap_samples < 0:
             raise ValueError(f"bootstrap_samples must be >= 0, got {self.bootstrap_samples}")
+        if self.phone_map and self.phone_map not in PHONE_MAPS:
+            raise ValueError(f"unknown phone_map {self.phone_map!r}; maps: {list(PHONE_MAPS)} or '' for none")
 
 
 def _record(d: Path) -> dict:
@@ -248,12 +254,17 @@ def stage(ctx) -> dict:
     dec = DecodeDir(ctx.inputs["decode"])
     settings = json.loads(dec.settings.read_text())
     rows, metrics = [], {}
+    rate = "PER" if cfg.phone_map else "WER"
+
+    def read(path: Path) -> dict[str, str]:
+        return {k: fold_text(v, cfg.phone_map) for k, v in read_text(path).items()}
+
     for name in dec.sets():
         d = dec.set(name)
-        refs = read_text(d.ref)
+        refs = read(d.ref)
         speakers = read_text(d.utt2spk)
-        s = score(refs, read_text(d.hyp), ref_name=str(d.ref), hyp_name=str(d.hyp))
-        g = score(refs, read_text(d.greedy))
+        s = score(refs, read(d.hyp), ref_name=str(d.ref), hyp_name=str(d.hyp))
+        g = score(refs, read(d.greedy))
         summary = write_report(ScoreDir(ctx.out).set(name).root, s, speakers, name, cfg.bootstrap_samples)
         metrics[name] = {"wer": s.words.rate, "cer": s.chars.rate, "greedy_wer": g.words.rate,
                          "utterances": len(s.ids), "words": s.words.ref_len}
@@ -274,8 +285,11 @@ def stage(ctx) -> dict:
     ci = "95% CI" if cfg.bootstrap_samples else "no CI"
     lines = [
         "# Results", "",
-        f"Test sets scored once, with settings tuned on {settings['tuned_on']}.", "",
-        f"| set | utterances | words | WER % [{ci}] | CER % [{ci}] | greedy WER % | decoder | OOV % |",
+        f"Test sets scored once, with settings tuned on {settings['tuned_on']}."
+        + (f" Phones folded by {cfg.phone_map} before scoring: {rate} is the phone error rate." if cfg.phone_map else ""),
+        "",
+        f"| set | utterances | {'phones' if cfg.phone_map else 'words'} | {rate} % [{ci}] | CER % [{ci}] | "
+        f"greedy {rate} % | decoder | OOV % |",
         "|---|---|---|---|---|---|---|---|", *rows, "",
         "OOV: running words of the references missing from the decoder's word list (the lm stage's).", "",
         f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "

@@ -34,7 +34,7 @@ from asr.errors import AsrError
 from asr.layout import LmDir
 from asr.lm import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
 from asr.manifest import read_lines
-from asr.tokenizer import CharTokenizer, Tokenizer
+from asr.tokenizer import PhoneTokenizer, SubwordTokenizer, Tokenizer
 
 # beam: lexicon-free, no LM; beam_lm: lexicon-free with the unit n-gram (open vocabulary);
 # lexicon: words of the lexicon only; lexicon_lm: lexicon + word n-gram
@@ -122,9 +122,12 @@ class BeamSearch:
     def __init__(self, tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
         if options.method == "greedy":
             raise AsrError("BeamSearch is for the beam methods; greedy decoding needs no search")
-        if not isinstance(tokenizer, CharTokenizer) and options.method != "beam":
+        if isinstance(tokenizer, SubwordTokenizer) and options.method != "beam":
             raise AsrError(f"decoding method {options.method!r} needs character units; a model with subword "
                            "units decodes with greedy or beam (lexicon-free, no LM) for now")
+        if isinstance(tokenizer, PhoneTokenizer) and options.needs_lexicon:
+            raise AsrError(f"decoding method {options.method!r} spells words with characters; a phone model "
+                           "decodes with greedy, beam or beam_lm (an n-gram over its phones)")
         units = list(tokenizer.units)
         if (options.needs_lexicon or options.uses_lm) and lm is None:
             what = "a lexicon" if options.needs_lexicon else "a unit n-gram"

@@ -5,7 +5,8 @@ stands for a space, then the characters of the alphabet in sorted order.
 :class:`SubwordTokenizer`: a sentencepiece model (BPE or unigram, trained on the training
 transcripts); unit 0 is the blank (in place of sentencepiece's ``<unk>``, which text never
 maps to: characters outside the training alphabet are an error), unit k>0 is piece k, and a
-piece starting with ``\u2581`` begins a word. Either is saved with the model as a plain dict
+piece starting with ``\u2581`` begins a word. :class:`PhoneTokenizer`: each space-separated
+token of the text is a unit (phones, as TIMIT's), unit 0 the blank. Each is saved with the model as a plain dict
 (the sentencepiece model as base64 text), so a model file alone can decode and loads with
 ``weights_only=True``.
 """
@@ -211,7 +212,70 @@ class SubwordTokenizer(_Units):
         return tok
 
 
-Tokenizer = CharTokenizer | SubwordTokenizer
+class PhoneTokenizer(_Units):
+    """Space-separated tokens as units (phone transcripts such as ``"sil dh ax k ae t"``): every
+    token is a unit and a "word" of the output, so the scorer's word error rate is the phone error rate.
+
+    Args:
+        phones: the tokens text may hold.
+    """
+
+    def __init__(self, phones: Iterable[str]):
+        phones = sorted(set(phones))
+        for p in phones:
+            if not p or p != p.strip() or " " in p or p == BLANK:
+                raise TokenizerError(f"bad phone {p!r}: phones are non-empty tokens without spaces, not {BLANK!r}")
+        self.units: list[str] = [BLANK, *phones]
+        self._index = {u: i for i, u in enumerate(self.units)}
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> PhoneTokenizer:
+        """Learn the phone set from training transcripts."""
+        return cls({p for t in texts for p in t.split()})
+
+    @property
+    def alphabet(self) -> set[str]:
+        return {c for u in self.units[1:] for c in u} | {" "}
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """The tokens of ``text`` that are not phones of this set, in order of appearance."""
+        return list(dict.fromkeys(p for p in text.split() if p not in self._index or p == BLANK))
+
+    def encode(self, text: str) -> list[int]:
+        """Text -> unit ids.
+
+        Raises:
+            TokenizerError: a token outside the phone set (never dropped silently).
+        """
+        bad = self.unknown_chars(text)
+        if bad:
+            raise TokenizerError(f"text {text!r} holds tokens outside the phone set: {bad}")
+        return [self._index[p] for p in text.split()]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.units[i] for i in ids if i != 0)
+
+    def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
+        """Each decoded phone is a word of its own."""
+        return _words((self.units[u], t, True) for u, t in zip(tokens, frames) if u != 0)
+
+    @property
+    def separator(self) -> str:
+        """No unit separates phones: the beam search's silence token is the blank."""
+        return BLANK
+
+    def to_dict(self) -> dict:
+        return {"type": "phone", "units": list(self.units)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PhoneTokenizer:
+        tok = cls(d["units"][1:])
+        if tok.units != d["units"]:
+            raise TokenizerError("saved phone units are not in canonical order; the file is corrupt")
+        return tok
+
+
+Tokenizer = CharTokenizer | SubwordTokenizer | PhoneTokenizer
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
@@ -220,7 +284,7 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
     Raises:
         TokenizerError: an unknown type or a damaged entry.
     """
-    kinds = {"char": CharTokenizer, "sentencepiece": SubwordTokenizer}
+    kinds = {"char": CharTokenizer, "sentencepiece": SubwordTokenizer, "phone": PhoneTokenizer}
     if not isinstance(d, dict) or d.get("type") not in kinds:
         raise TokenizerError(f"unknown tokenizer type {d.get('type') if isinstance(d, dict) else d!r}")
     return kinds[d["type"]].from_dict(d)

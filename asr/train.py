@@ -45,7 +45,7 @@ from asr.features import FeatureStore, spec_augment
 from asr.layout import CheckpointDir, TrainDir
 from asr.model import AcousticModel, ModelConfig, checkpoint_dict, load_weights
 from asr.procs import stop_point
-from asr.tokenizer import CharTokenizer, SubwordTokenizer, Tokenizer
+from asr.tokenizer import CharTokenizer, PhoneTokenizer, SubwordTokenizer, Tokenizer
 
 matplotlib.use("Agg")  # curves are written to a file; no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -62,8 +62,10 @@ class TrainConfig:
     dev_sets: tuple[str, ...] = ("dev",)  # feature sets for LR decay, early stopping, model choice
     max_utterances: int = 0  # 0: all; else a seeded random subset of the training sets (quick runs)
     model: ModelConfig = ModelConfig()  # the network (train.model.hidden=128, ...)
-    units: Literal["char", "bpe", "unigram"] = "char"  # output units: characters, or sentencepiece subwords ...
-    vocab_size: int = 256  # ... of this many units (blank included)
+    # characters; sentencepiece subwords (bpe, unigram) of vocab_size units; or phone: each space-separated token
+    # of the transcripts is a unit (TIMIT's phone transcripts)
+    units: Literal["char", "bpe", "unigram", "phone"] = "char"
+    vocab_size: int = 256  # subword units: this many (blank included)
     # optimisation
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-3
@@ -535,8 +537,10 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     result, ckpt_dir = TrainDir(out), CheckpointDir(partial)
     store = FeatureStore(features_dir)
     texts = [u["text"] for name in store.expand(cfg.train_sets) for u in store.open(name).utts]
-    tokenizer = CharTokenizer.from_texts(texts) if cfg.units == "char" else \
-        SubwordTokenizer.train(texts, cfg.vocab_size, cfg.units)
+    if cfg.units in ("char", "phone"):
+        tokenizer = (CharTokenizer if cfg.units == "char" else PhoneTokenizer).from_texts(texts)
+    else:
+        tokenizer = SubwordTokenizer.train(texts, cfg.vocab_size, cfg.units)
     quiet = (lambda m: None) if rank else log
     stack = cfg.model.stack
     train_data, short = load_data(store, cfg.train_sets, tokenizer, stack, cfg.max_utterances, cfg.seed, quiet)
