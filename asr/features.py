@@ -1,9 +1,11 @@
 """The features stage: MFCC of every set over worker processes, CMVN statistics, a memory-mapped store.
 
 The MFCC itself is :func:`asr.frontend.mfcc`, the same code every recognizer runs. Each
-feature set is one float32 file read with ``np.memmap`` plus an index (JSON Lines: the
-utterance record, its first frame and frame count), so training reads frames without
-copying and a million utterances cost one file.
+feature set is float32 frames in one file per ``shard_hours`` of audio (so no file grows past
+a few GB) plus an index (JSON Lines: the utterance record, its shard, first frame and frame
+count). Extraction streams (each finished chunk is written and dropped); reading takes one
+utterance at a time with ``pread``, so neither a million utterances nor 1,000 hours are ever
+held in memory (a memory map would count every page it touched as the process's own).
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from asr.config import to_dict
 from asr.errors import AsrError, AudioError
 from asr.frontend import Cmvn, FeatureConfig, feature_config, mfcc
 from asr.fsutil import atomic_write_text
-from asr.layout import FEATURES_DATA, FEATURES_INDEX, FeaturesDir
+from asr.layout import FEATURES_INDEX, FeaturesDir, shard_path
 from asr.manifest import Utterance, expand_sets, manifest_names, read_manifest
 from asr.procs import fork_pool, stop_point
 
-VERSION = 3  # of the features stage's output: bump when the features or the files it writes change
+VERSION = 4  # of the features stage's output: bump when the features or the files it writes change
 TASK_SIZE = 64  # utterances per worker task: few messages, a smooth progress bar
 __all__ = ["Cmvn", "FeatureConfig", "FeatureSet", "FeatureStore", "extract_set", "load_utterance", "spec_augment",
            "stage"]
@@ -130,7 +132,8 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     tasks = _tasks(utts, speeds, copies)
     n_items = sum(len(t) for t in tasks)
-    index, bad, offset = [], [], 0
+    index, bad, offset, shard = [], [], 0, 0
+    shard_frames = max(1, int(cfg.shard_hours * 3600 * 1000 / cfg.hop_ms))
     if copies and cfg.augment.reverb_prob > 0:  # simulate the rooms once, here: forked workers inherit them
         augment.room_bank(cfg.sample_rate, cfg.augment.rooms, tuple(cfg.augment.rt60), cfg.augment.seed)
     if nj <= 1:
@@ -140,16 +143,21 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
     else:
         pool = fork_pool(nj, _init_worker, (cfg,))
         results = pool.imap(_task, tasks)  # ordered: the file is the same for any nj
+    data = None
     try:
-        with open(f"{out_prefix}{FEATURES_DATA}", "wb") as data, tqdm(total=n_items, desc=desc or out_prefix.name,
-                                                           unit="utt", disable=None, leave=False) as bar:
+        data = open(shard_path(out_prefix, 0), "wb")
+        with tqdm(total=n_items, desc=desc or out_prefix.name, unit="utt", disable=None, leave=False) as bar:
             for done, failed in results:
                 for u, speed, copy, f in done:
+                    if offset and offset + len(f) > shard_frames:  # this shard is full: start the next file
+                        data.close()
+                        shard, offset = shard + 1, 0
+                        data = open(shard_path(out_prefix, shard), "wb")
                     data.write(np.ascontiguousarray(f, dtype=np.float32).tobytes())
                     rec = u.to_dict()
                     if speed != 1.0 or copy:
                         rec.update(id=copy_id(u.id, speed, copy), duration=u.duration / speed)
-                    index.append({**rec, "start": offset, "frames": len(f)})
+                    index.append({**rec, "shard": shard, "start": offset, "frames": len(f)})
                     offset += len(f)
                     if stats is not None:
                         stats.add(u.speaker, f)
@@ -157,30 +165,35 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
                 bar.update(len(done) + len(failed))
                 stop_point("features.chunk")
     finally:
+        if data is not None:
+            data.close()
         if pool is not None:
             pool.terminate()
     atomic_write_text(f"{out_prefix}{FEATURES_INDEX}", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in index))
-    return {"utterances": len(index), "frames": offset, "bad": bad, "items": n_items}
+    return {"utterances": len(index), "frames": sum(r["frames"] for r in index), "shards": shard + 1, "bad": bad,
+            "items": n_items}
 
 
 # --- reading features back --------------------------------------------------------------------------
 
 
 class FeatureSet:
-    """One stored set: ``len(fs)`` utterances, ``fs[i] -> (frames, dim)`` memmap view, ``fs.utts[i]`` records."""
+    """One stored set: ``len(fs)`` utterances, ``fs[i] -> (frames, dim)`` array read from disk, ``fs.utts[i]`` records."""
 
     def __init__(self, prefix: str | Path, dim: int):
-        self.prefix = Path(prefix)
-        data_path, index_path = Path(f"{self.prefix}{FEATURES_DATA}"), Path(f"{self.prefix}{FEATURES_INDEX}")
-        with open(index_path, encoding="utf-8") as f:
+        self.prefix, self.dim = Path(prefix), dim
+        with open(f"{self.prefix}{FEATURES_INDEX}", encoding="utf-8") as f:
             self.utts: list[dict] = [json.loads(line) for line in f]
-        total = sum(u["frames"] for u in self.utts)
-        size = os.path.getsize(data_path)
-        if size != total * dim * 4:
-            raise AsrError(f"{data_path} holds {size} bytes, the index expects {total * dim * 4}; "
-                           "re-run the features stage with --force")
-        self.data = np.memmap(data_path, dtype=np.float32, mode="r", shape=(total, dim)) if total else \
-            np.zeros((0, dim), np.float32)
+        frames: dict[int, int] = {0: 0}
+        for u in self.utts:
+            frames[u.setdefault("shard", 0)] = frames.get(u["shard"], 0) + u["frames"]
+        self.paths = [shard_path(self.prefix, k) for k in range(max(frames) + 1)]
+        for k, path in enumerate(self.paths):
+            size = os.path.getsize(path) if path.is_file() else -1
+            if size != frames.get(k, 0) * dim * 4:
+                raise AsrError(f"{path} holds {size if size >= 0 else 'no'} bytes, the index expects "
+                               f"{frames.get(k, 0) * dim * 4}; re-run the features stage with --force")
+        self._fds = [os.open(p, os.O_RDONLY) for p in self.paths]  # pread: safe to share with forked workers
         self.ids = {u["id"]: i for i, u in enumerate(self.utts)}
 
     def __len__(self) -> int:
@@ -188,7 +201,19 @@ class FeatureSet:
 
     def __getitem__(self, i: int) -> np.ndarray:
         u = self.utts[i]
-        return self.data[u["start"]: u["start"] + u["frames"]]
+        buf = bytearray(u["frames"] * self.dim * 4)
+        if os.preadv(self._fds[u["shard"]], [buf], u["start"] * self.dim * 4) != len(buf):
+            raise AsrError(f"{self.paths[u['shard']]}: short read for {u['id']}; re-run the features stage with --force")
+        return np.frombuffer(buf, np.float32).reshape(u["frames"], self.dim)
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+    def __del__(self):
+        if getattr(self, "_fds", None):
+            self.close()
 
 
 class FeatureStore:
@@ -228,7 +253,7 @@ def stage(ctx) -> dict:
     sets = expand_sets(cfg.sets or ["*"], manifest_names(prep))
     train_sets = set(expand_sets(cfg.train_sets, sets))
     train_stats, other_stats = _Stats(cfg.dim), _Stats(cfg.dim)
-    counts, bad_all = {}, []
+    counts, shards, bad_all = {}, {}, []
     for name in sets:
         utts = read_manifest(prep / f"{name}.jsonl")
         is_train = name in train_sets
@@ -236,6 +261,7 @@ def stage(ctx) -> dict:
         r = extract_set(utts, out.prefix(name), cfg, ctx.nj, speeds, train_stats if is_train else other_stats,
                         desc=f"features {name}", copies=cfg.augment.copies if is_train else 0)
         counts[name] = r["utterances"]
+        shards[name] = r["shards"]
         bad_all += [(name, uid, why) for uid, why in r["bad"]]
         if r["bad"] and len(r["bad"]) > cfg.max_bad_fraction * r["items"]:
             shown = "\n".join(f"  {uid}: {why}" for uid, why in r["bad"][:20])
@@ -251,7 +277,7 @@ def stage(ctx) -> dict:
     atomic_write_text(out.cmvn, json.dumps(cmvn.to_dict()) + "\n")
     atomic_write_text(out.bad, "".join(f"{s} {u} {w}\n" for s, u, w in bad_all))
     atomic_write_text(out.meta, json.dumps({"config": to_dict(cfg), "sets": sets}, indent=1) + "\n")
-    return {"counts": counts, "bad": len(bad_all), "dim": cfg.dim}
+    return {"counts": counts, "shards": shards, "bad": len(bad_all), "dim": cfg.dim}
 
 
 # --- training-time augmentation -----------------------------------------------------------------

@@ -54,12 +54,15 @@ class FeatureConfig:
     speed_perturb: tuple[float, ...] = ()  # extra copies of train sets at these speeds (Kaldi: 0.9, 1.1)
     augment: AugmentConfig = AugmentConfig()  # augmented copies of train sets (volume, noise, reverb, VTLP)
     max_bad_fraction: float = 0.01  # fail the stage if more of a set is unreadable
+    shard_hours: float = 10.0  # a set's frames go to one file per this many hours of audio (10 h: about 0.6 GB)
 
     def __post_init__(self):
         if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
             raise ValueError(f"sample_rate {self.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
         if self.deltas not in (0, 1, 2):
             raise ValueError(f"deltas must be 0, 1 or 2, got {self.deltas}")
+        if self.shard_hours <= 0:
+            raise ValueError(f"shard_hours must be > 0, got {self.shard_hours}")
         if self.cmvn_prior_frames < 1:
             raise ValueError(f"cmvn_prior_frames must be >= 1, got {self.cmvn_prior_frames}")
         if self.n_mfcc > self.n_mels:

@@ -16,8 +16,13 @@ from pathlib import Path
 RECORD = "record.json"  # every stage output: cache key, config, times, counts (written last)
 RESULTS = "RESULTS.md"  # the score stage's summary, exported to the work directory
 MODEL = "model.pt"  # the export stage's shipped model file, also exported to the work directory
-FEATURES_DATA = ".f32"  # a feature set's frames: <set>.f32 ...
+FEATURES_DATA = ".f32"  # a feature set's frames: <set>.f32 (then <set>.shard1.f32, ... past features.shard_hours) ...
 FEATURES_INDEX = ".index.jsonl"  # ... and its index: <set>.index.jsonl
+
+
+def shard_path(prefix: str | Path, shard: int) -> Path:
+    """Shard ``shard`` of a feature set's frames: ``<prefix>.f32``, then ``<prefix>.shard<k>.f32``."""
+    return Path(f"{prefix}{f'.shard{shard}' if shard else ''}{FEATURES_DATA}")
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,8 @@ class FeaturesDir:
         """``<root>/<set>``: the set's files are this plus ``.f32`` and ``.index.jsonl``."""
         return self.root / name
 
-    def data(self, name: str) -> Path:
-        return self.root / f"{name}{FEATURES_DATA}"
+    def data(self, name: str, shard: int = 0) -> Path:
+        return shard_path(self.root / name, shard)
 
     def index(self, name: str) -> Path:
         return self.root / f"{name}{FEATURES_INDEX}"

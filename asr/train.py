@@ -112,10 +112,15 @@ class TrainConfig:
     # 958 with bf16, python -m asr.benchmarks.gpu). The CPU always trains in fp32
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     threads: int = 0  # CPU threads per process (0: torch's default)
+    # processes that read, normalise and pad batches ahead of the model (a DataLoader; pinned memory on CUDA);
+    # -1: 2 with a GPU, none on a CPU, whose cores are busy training
+    loader_workers: int = -1
     nproc: int = 1  # processes for DistributedDataParallel (launched with torchrun)
     checkpoint_every: int = 50  # updates between checkpoints (besides one at every dev evaluation)
 
     def __post_init__(self):
+        if self.loader_workers < -1:
+            raise ValueError(f"loader_workers must be >= 0, or -1 for automatic, got {self.loader_workers}")
         if self.batch_frames < 1 or self.lr <= 0 or self.evaluations < 0 or self.min_batches < 1:
             raise ValueError("batch_frames, lr and min_batches must be positive, evaluations >= 0")
         if min(self.updates, self.epochs, self.min_updates) < 0 or not 0 <= self.warmup < 1:
@@ -225,12 +230,38 @@ def load_data(store: FeatureStore, names, tokenizer: Tokenizer, stack: int, max_
     return data, short
 
 
-def collate(data: Data, batch: list[int], cmvn, device: torch.device):
-    """Padded ``(B, T, D)`` features (CMVN applied), lengths, concatenated targets, target lengths."""
+def collate(data: Data, batch: list[int], cmvn, device: torch.device | None = None):
+    """Padded ``(B, T, D)`` features (CMVN applied), lengths, concatenated targets, target lengths (on ``device``)."""
     x, lengths = pad([cmvn(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch])
     targets = torch.tensor([u for i in batch for u in data.labels[i]], dtype=torch.long)
     target_lengths = torch.tensor([len(data.labels[i]) for i in batch])
-    return x.to(device), lengths.to(device), targets.to(device), target_lengths.to(device)
+    out = (x, lengths, targets, target_lengths)
+    return out if device is None else tuple(t.to(device) for t in out)
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Each item one whole batch, collated on the CPU: the DataLoader's workers read, normalise and pad it."""
+
+    def __init__(self, data: Data, batches: list[list[int]], cmvn):
+        self.data, self.batches, self.cmvn = data, batches, cmvn
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int):
+        return collate(self.data, self.batches[k], self.cmvn)
+
+
+def batch_loader(data: Data, batches: list[list[int]], cmvn, workers: int, pin: bool):
+    """The batches in order, built ``workers`` processes ahead (none: here, one at a time). No randomness
+    happens in a worker (SpecAugment runs on the model's side), so any ``workers`` trains the same model."""
+    if workers <= 0:
+        return (collate(data, b, cmvn) for b in batches)
+    # its own generator: the loader draws its workers' seed from it, not from the global one that
+    # SpecAugment and dropout draw from
+    return iter(torch.utils.data.DataLoader(_Batches(data, batches, cmvn), batch_size=None, shuffle=False,
+                                            num_workers=workers, pin_memory=pin, prefetch_factor=4,
+                                            generator=torch.Generator()))
 
 
 # --- loss and evaluation ------------------------------------------------------------------------------
@@ -353,12 +384,12 @@ class Trainer:
             torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
         return True
 
-    def _update(self, data: Data, batch: list[int], params: list) -> tuple[float, float, float]:
-        """One optimizer update on ``batch``; returns (loss, gradient norm, audio seconds)."""
+    def _update(self, batch: tuple, params: list) -> tuple[float, float, float]:
+        """One optimizer update on a collated batch; returns (loss, gradient norm, audio seconds)."""
         cfg, st = self.cfg, self.state
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * self.schedule.lr_factor(st.step, cfg) * st.lr_scale
-        x, xl, y, yl = collate(data, batch, self.cmvn, self.device)
+        x, xl, y, yl = (t.to(self.device, non_blocking=True) for t in batch)
         if cfg.spec_augment and st.step >= self.schedule.spec_augment_from:
             x = spec_augment(x, cfg.freq_mask, cfg.n_freq_masks, cfg.time_mask, cfg.n_time_masks)
         loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, cfg.precision)
@@ -369,8 +400,8 @@ class Trainer:
         loss_value = float(loss.detach())
         if torch.isfinite(norm) and math.isfinite(loss_value):
             self.scaler.step(self.opt)
-            st.loss_sum += loss_value * len(batch)
-            st.loss_n += len(batch)
+            st.loss_sum += loss_value * len(xl)
+            st.loss_n += len(xl)
         else:
             st.skipped += 1  # non-finite gradients: skip the update, keep the weights
         self.scaler.update()
@@ -393,8 +424,10 @@ class Trainer:
             batches = make_batches(data.frames, self.schedule.batch_frames, st.epoch, cfg.seed)
             batches = batches[: len(batches) - len(batches) % self.world] if self.world > 1 else batches
             mine = batches[self.rank::self.world]
+            workers = cfg.loader_workers if cfg.loader_workers >= 0 else 2 * (self.device.type == "cuda")
+            ahead = batch_loader(data, mine[st.batch:], self.cmvn, workers, self.device.type == "cuda")
             while st.batch < len(mine) and done < n:
-                loss, norm, audio = self._update(data, mine[st.batch], params)
+                loss, norm, audio = self._update(next(ahead), params)
                 st.batch += 1
                 done += 1
                 audio_s += audio
@@ -404,6 +437,7 @@ class Trainer:
                 if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and done < n:
                     self.save_checkpoint()
                     stop_point("train.checkpoint")
+            del ahead  # stops its workers, and drops the batches built past ``n``
             if st.batch >= len(mine):
                 st.epoch, st.batch = st.epoch + 1, 0
         bar.close()

@@ -9,10 +9,11 @@ from asr import features
 from asr.audio import load_audio
 from asr.search import DecodeOptions
 from asr.tokenizer import CharTokenizer
-from asr.features import Cmvn, FeatureConfig, FeatureSet, extract_set
+from asr.errors import AsrError
+from asr.features import Cmvn, FeatureConfig, FeatureSet, FeatureStore, extract_set
 from asr.frontend import mfcc
 from asr.manifest import Utterance
-from conftest import tone, write_wav
+from conftest import build_features, tone, write_wav
 
 # Our float32 MFCC against librosa's float64 one: values span about +-400,
 # the largest difference seen is ~1e-4; we allow 1e-2 absolute.
@@ -83,7 +84,7 @@ def test_store_reads_back_exactly_and_is_the_same_for_any_nj(tmp_path):
     assert r1["utterances"] == r2["utterances"] == 5 and r1["bad"] == []
     assert (tmp_path / "one/set.f32").read_bytes() == (tmp_path / "two/set.f32").read_bytes()
     fs = FeatureSet(tmp_path / "one" / "set", cfg.dim)
-    assert isinstance(fs.data, np.memmap)
+    assert fs.paths == [tmp_path / "one" / "set.f32"]  # under shard_hours: one file
     for i, u in enumerate(utts):
         direct = mfcc(load_audio(u.audio, 8_000), cfg)
         np.testing.assert_array_equal(fs[i], direct)
@@ -212,3 +213,24 @@ def test_feature_sets_close_their_index_file(tmp_path):
         fs = FeatureSet(tmp_path / "set", cfg.dim)
         gc.collect()
     assert len(fs) == 2
+
+
+def test_sets_shard_by_hours_and_read_back_the_same_frames(fsdd_utts, tmp_path):
+    utts = fsdd_utts[:40]
+    whole = FeatureStore(build_features(tmp_path / "whole", {"set": utts}))
+    seconds = sum(u.duration for u in utts)
+    sharded = FeatureStore(build_features(tmp_path / "sharded", {"set": utts}, shard_hours=seconds / 3600 / 4.5))
+    a, b = whole.open("set"), sharded.open("set")
+    assert len(a.paths) == 1 and len(b.paths) == 5  # a quarter of the audio per file, whole utterances only
+    limit = int(seconds / 4.5 * 100)  # frames per shard at the 10 ms hop
+    assert all(0 < p.stat().st_size <= limit * b.dim * 4 for p in b.paths)
+    assert [p.name for p in b.paths] == ["set.f32", *(f"set.shard{k}.f32" for k in range(1, 5))]
+    assert [u["shard"] for u in b.utts] == sorted(u["shard"] for u in b.utts)
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a[i], b[i])
+        assert b[i].flags.writeable and b[i].shape == (b.utts[i]["frames"], b.dim)
+    b.paths[2].write_bytes(b.paths[2].read_bytes()[:-4])  # a cut-off shard is named, not misread
+    with pytest.raises(AsrError, match=r"set.shard2.f32 holds .* bytes, the index expects"):
+        sharded.open("set")
+    with pytest.raises(ValueError, match="shard_hours must be > 0"):
+        FeatureConfig(shard_hours=0)

@@ -184,7 +184,7 @@ def test_two_process_gloo_ddp(tiny_features, tmp_path):
 def test_non_finite_gradients_skip_the_step_and_are_counted(fsdd_utts, tmp_path):
     feats = build_features(tmp_path / "w", {"tiny": fsdd_utts[:4]}, cmvn="none")
     fs = FeatureStore(feats).open("tiny")
-    data = np.memmap(f"{feats}/tiny.f32", dtype=np.float32, mode="r+", shape=fs.data.shape)
+    data = np.memmap(f"{feats}/tiny.f32", dtype=np.float32, mode="r+", shape=(sum(u["frames"] for u in fs.utts), fs.dim))
     data[fs.utts[1]["start"]] = np.nan  # one corrupt frame in one utterance
     data.flush()
     cfg = replace(TINY, epochs=2, batch_frames=60)  # one utterance per batch
@@ -313,3 +313,21 @@ def test_plateau_decay_halves_the_lr_after_the_dev_loss_stalls_past_its_patience
         scales.append(st.lr_scale)
     # 1.6 and 1.5 do not beat 1.5: halved on the second; 1.4 improves; 1.45, 1.41 stall: halved again
     assert scales == [1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_background_batch_workers_train_the_same_model(fsdd_utts, tmp_path):
+    # a DataLoader with 2 worker processes builds the batches ahead; nothing random happens there,
+    # so the model and its history equal those of batches built in the training process
+    feats = build_features(tmp_path / "w", {"tiny": fsdd_utts[:12]}, shard_hours=0.001)  # several shards, too
+    assert len(FeatureStore(feats).open("tiny").paths) > 1
+    runs = {}
+    for workers in (0, 2):
+        cfg = replace(TINY, epochs=3, batch_frames=150, spec_augment=True, loader_workers=workers, device="cpu")
+        train(cfg, feats, tmp_path / f"out{workers}", tmp_path / f"p{workers}", log=lambda m: None)
+        hist = json.loads((tmp_path / f"out{workers}" / "history.json").read_text())
+        runs[workers] = ([{k: v for k, v in h.items() if "seconds" not in k} for h in hist],
+                         read_checkpoint(tmp_path / f"out{workers}" / "model.pt")["state_dict"])
+    assert runs[0][0] == runs[2][0]
+    assert all(torch.equal(runs[0][1][k], runs[2][1][k]) for k in runs[0][1])
+    with pytest.raises(ValueError, match="loader_workers must be >= 0"):
+        replace(TINY, loader_workers=-2)
