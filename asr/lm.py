@@ -19,8 +19,8 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
