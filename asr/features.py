@@ -132,7 +132,9 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     tasks = _tasks(utts, speeds, copies)
     n_items = sum(len(t) for t in tasks)
-    index, bad, offset, shard = [], [], 0, 0
+    bad, offset, shard, written, frames = [], 0, 0, 0, 0
+    index_path = Path(f"{out_prefix}{FEATURES_INDEX}")
+    index_part = index_path.with_name(index_path.name + ".part")  # renamed into place once complete
     shard_frames = max(1, int(cfg.shard_hours * 3600 * 1000 / cfg.hop_ms))
     if copies and cfg.augment.reverb_prob > 0:  # simulate the rooms once, here: forked workers inherit them
         augment.room_bank(cfg.sample_rate, cfg.augment.rooms, tuple(cfg.augment.rt60), cfg.augment.seed)
@@ -143,9 +145,9 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
     else:
         pool = fork_pool(nj, _init_worker, (cfg,))
         results = pool.imap(_task, tasks)  # ordered: the file is the same for any nj
-    data = None
+    data = index = None
     try:
-        data = open(shard_path(out_prefix, 0), "wb")
+        data, index = open(shard_path(out_prefix, 0), "wb"), open(index_part, "w", encoding="utf-8")
         with tqdm(total=n_items, desc=desc or out_prefix.name, unit="utt", disable=None, leave=False) as bar:
             for done, failed in results:
                 for u, speed, copy, f in done:
@@ -157,21 +159,22 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
                     rec = u.to_dict()
                     if speed != 1.0 or copy:
                         rec.update(id=copy_id(u.id, speed, copy), duration=u.duration / speed)
-                    index.append({**rec, "shard": shard, "start": offset, "frames": len(f)})
-                    offset += len(f)
+                    rec.update(shard=shard, start=offset, frames=len(f))
+                    index.write(json.dumps(rec, ensure_ascii=False) + "\n")  # streamed: memory stays flat
+                    offset, written, frames = offset + len(f), written + 1, frames + len(f)
                     if stats is not None:
                         stats.add(u.speaker, f)
                 bad += failed
                 bar.update(len(done) + len(failed))
                 stop_point("features.chunk")
     finally:
-        if data is not None:
-            data.close()
+        for fh in (data, index):
+            if fh is not None:
+                fh.close()
         if pool is not None:
             pool.terminate()
-    atomic_write_text(f"{out_prefix}{FEATURES_INDEX}", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in index))
-    return {"utterances": len(index), "frames": sum(r["frames"] for r in index), "shards": shard + 1, "bad": bad,
-            "items": n_items}
+    os.replace(index_part, index_path)
+    return {"utterances": written, "frames": frames, "shards": shard + 1, "bad": bad, "items": n_items}
 
 
 # --- reading features back --------------------------------------------------------------------------
