@@ -14,6 +14,7 @@ from pathlib import Path
 
 from asr.download import download, extract_tar
 from asr.errors import CorpusError
+from asr.manifest import Utterance, check, write_manifest
 
 CORPORA_ENV = "ASR_CORPORA"
 
@@ -85,3 +86,18 @@ def locate(src: Source, corpus_dir: str | Path | None, download_dir: str | Path)
         if found is None:
             raise CorpusError(f"{archive} holds no {src.expected}; delete it and download again")
     return found
+
+
+def write_sets(out: Path, sets: dict[str, list[Utterance]], corpus: str) -> dict[str, dict]:
+    """Validate and write each set as ``out/<name>.jsonl``; returns its utterances, speakers and hours.
+
+    Raises:
+        ManifestError: an invalid entry, named by set and utterance id.
+    """
+    counts = {}
+    for name, utts in sets.items():
+        check(utts, f"{corpus} {name}")
+        write_manifest(out / f"{name}.jsonl", utts)
+        counts[name] = {"utterances": len(utts), "speakers": len({u.speaker for u in utts}),
+                        "hours": round(sum(u.duration for u in utts) / 3600, 3)}
+    return counts

@@ -28,7 +28,7 @@ from asr import corpora
 from asr.audio import read_info
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance, check, read_lines, write_manifest
+from asr.manifest import Utterance, read_lines
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000
@@ -168,7 +168,7 @@ def prepare(root: Path, out: Path, cfg: An4Config = An4Config()) -> dict:
     """Write ``train.jsonl``, ``dev.jsonl`` and ``test.jsonl``.
 
     Returns:
-        utterances, speakers and minutes per set.
+        utterances, speakers and hours per set.
     """
     train = read_split(root, "train")
     speakers = {u.speaker for u in train}
@@ -178,13 +178,7 @@ def prepare(root: Path, out: Path, cfg: An4Config = An4Config()) -> dict:
                           "to train on; lower prepare.dev_speakers")
     sets = {"train": [u for u in train if u.speaker not in dev], "dev": [u for u in train if u.speaker in dev],
             "test": read_split(root, "test")}
-    counts = {}
-    for name, utts in sets.items():
-        check(utts, f"AN4 {name}")
-        write_manifest(out / f"{name}.jsonl", utts)
-        counts[name] = {"utterances": len(utts), "speakers": len({u.speaker for u in utts}),
-                        "minutes": round(sum(u.duration for u in utts) / 60, 2)}
-    return counts
+    return corpora.write_sets(out, sets, "AN4")
 
 
 def stage(ctx) -> dict:

@@ -34,7 +34,7 @@ from asr import corpora
 from asr.audio import read_info
 from asr.errors import AudioError, CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance, check, read_lines, write_manifest
+from asr.manifest import Utterance, read_lines
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000  # clips are 32 or 48 kHz MP3; features resample to this
@@ -220,7 +220,7 @@ def prepare(root: Path, out: Path, cfg: CommonVoiceConfig) -> dict:
     Returns:
         utterances, speakers and hours per set.
     """
-    counts = {}
+    sets = {}
     for split in SPLITS:
         if not (root / f"{split}.tsv").is_file():
             raise CorpusError(f"{root} has no {split}.tsv: a Common Voice release ships train.tsv, dev.tsv and test.tsv")
@@ -233,11 +233,8 @@ def prepare(root: Path, out: Path, cfg: CommonVoiceConfig) -> dict:
                 kept.append(u)
                 total += u.duration
             utts = kept
-        check(utts, f"Common Voice {cfg.language} {split}")
-        write_manifest(out / f"{split}.jsonl", utts)
-        counts[split] = {"utterances": len(utts), "speakers": len({u.speaker for u in utts}),
-                         "hours": round(sum(u.duration for u in utts) / 3600, 3)}
-    return counts
+        sets[split] = utts
+    return corpora.write_sets(out, sets, f"Common Voice {cfg.language}")
 
 
 def stage(ctx) -> dict:

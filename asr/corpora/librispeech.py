@@ -26,7 +26,7 @@ from asr.audio import read_info
 from asr.corpora.speechocean762 import normalize
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance, check, write_manifest
+from asr.manifest import Utterance
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000
@@ -169,15 +169,7 @@ def prepare(subset_dirs: dict[str, Path], out: Path, cfg: LibriSpeechConfig) -> 
         utterances, speakers and hours per set.
     """
     roles = cfg.roles()
-    counts = {}
-    for subset, d in subset_dirs.items():
-        utts = read_subset(d)
-        name = f"{roles[subset]}/{subset}"
-        check(utts, f"LibriSpeech {subset}")
-        write_manifest(out / f"{name}.jsonl", utts)
-        counts[name] = {"utterances": len(utts), "speakers": len({u.speaker for u in utts}),
-                        "hours": round(sum(u.duration for u in utts) / 3600, 3)}
-    return counts
+    return corpora.write_sets(out, {f"{roles[s]}/{s}": read_subset(d) for s, d in subset_dirs.items()}, "LibriSpeech")
 
 
 def stage(ctx) -> dict:

@@ -34,7 +34,7 @@ from asr.audio import read_info
 from asr.corpora.speechocean762 import normalize
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance, check, read_lines, write_manifest
+from asr.manifest import Utterance, read_lines
 from asr.phones import TIMIT_FOLD, TIMIT_SETS, fold_timit
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
@@ -201,14 +201,13 @@ def prepare(root: Path, out: Path, cfg: TimitConfig) -> dict:
     """Write ``train.jsonl``, ``dev.jsonl`` and ``test.jsonl``.
 
     Returns:
-        sentences, speakers and the units per set.
+        sentences, speakers, hours and (phones) distinct phones per set.
     """
-    counts = {}
-    for split, utts in read_sets(root, cfg).items():
-        check(utts, f"TIMIT {split}")
-        write_manifest(out / f"{split}.jsonl", utts)
-        counts[split] = {"utterances": len(utts), "speakers": len({u.speaker for u in utts}),
-                         "units": len({p for u in utts for p in u.text.split()}) if cfg.text == "phones" else None}
+    sets = read_sets(root, cfg)
+    counts = corpora.write_sets(out, sets, "TIMIT")
+    if cfg.text == "phones":
+        for split, utts in sets.items():
+            counts[split]["phones"] = len({p for u in utts for p in u.text.split()})
     return counts
 
 
