@@ -1,4 +1,4 @@
-"""The features stage: MFCC of every set over worker processes, CMVN statistics, a memory-mapped store.
+"""The features stage: MFCC of every set over worker processes, CMVN statistics, a sharded store.
 
 The MFCC itself is :func:`asr.frontend.mfcc`, the same code every recognizer runs. Each
 feature set is float32 frames in one file per ``shard_hours`` of audio (so no file grows past
@@ -120,14 +120,14 @@ def _mean_std(acc: np.ndarray) -> dict:
 def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj: int = 1,
                 speeds: Sequence[float] = (1.0,), stats: _Stats | None = None, desc: str = "",
                 copies: int = 0) -> dict:
-    """Featurize ``utts`` into ``out_prefix.f32`` + ``out_prefix.index.jsonl``.
+    """Featurize ``utts`` into ``out_prefix.f32`` (and ``.shard<k>.f32`` past ``cfg.shard_hours``) + ``out_prefix.index.jsonl``.
 
     Speed-perturbed copies (``speeds`` other than 1) get ids ``sp{speed}-{id}``; ``copies``
     augmented copies (``cfg.augment``) ids ``aug{k}-{id}``.
     Memory stays flat: each finished chunk is appended to the file and dropped.
 
     Returns:
-        ``{"utterances", "frames", "bad": [(id, reason)]}``.
+        ``{"utterances", "frames", "shards", "bad": [(id, reason)], "items"}``.
     """
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     tasks = _tasks(utts, speeds, copies)
