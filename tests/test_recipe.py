@@ -319,6 +319,7 @@ def test_edited_transcript_or_replaced_audio_makes_prepare_stale(fsdd_utts, tmp_
 # --- speechocean762, shortened -------------------------------------------------------------------
 
 SO762_SHORT = ["prepare.dev_speakers=6", "prepare.devtest_speakers=6", "train.max_utterances=1200",
+               "features.speed_perturb=", "train.spec_augment=false",
                "train.model.num_layers=2", "train.model.hidden=128", "train.epochs=8", "train.batch_frames=4000",
                "train.model.dropout=0.1", "lm.token_order=0", "decode.search.method=lexicon_lm",
                "decode.lm_weights=0.5,1,2", "decode.word_scores=0,1"]
