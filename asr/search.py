@@ -123,6 +123,9 @@ class BeamSearch:
         if options.method == "greedy":
             raise AsrError("BeamSearch is for the beam methods; greedy decoding needs no search")
         if isinstance(tokenizer, SubwordTokenizer) and options.method != "beam":
+            # beam_lm's n-gram is over characters; flashlight's lexicon search completes a word on a separator
+            # unit, which sentencepiece units lack (spelled in pieces, a word's last piece cannot repeat across
+            # frames: tried, it doubled words)
             raise AsrError(f"decoding method {options.method!r} needs character units; a model with subword "
                            "units decodes with greedy or beam (lexicon-free, no LM) for now")
         if isinstance(tokenizer, PhoneTokenizer) and options.needs_lexicon:
@@ -208,7 +211,9 @@ class BeamSearch:
         results = self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
         if not results:
             return "", []
-        path = results[0].tokens
+        path = list(results[0].tokens)
+        if len(path) == emissions.shape[0] + 2:  # flashlight adds the start and end states: frame t is path[t + 1]
+            path = path[1:-1]
         units, frames, prev = [], [], self.blank
         for t, u in enumerate(path):  # repeats merged, blanks dropped, each unit at its first frame
             if u != self.blank and (t == 0 or u != prev):

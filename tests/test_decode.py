@@ -132,6 +132,13 @@ def test_open_vocabulary_decoding_with_a_unit_lm(tmp_path):
         BeamSearch(TOK, DecodeOptions("beam_lm"), None)
 
 
+def test_word_frames_are_the_frames_of_their_units(tmp_path):
+    build(["no on", "on no"], tmp_path, 2, 3)
+    lp = posteriors(["n", "o", "|", "o", "n"])
+    for method in ("beam", "beam_lm", "lexicon", "lexicon_lm"):  # flashlight's start and end states not counted
+        assert BeamSearch(TOK, DecodeOptions(method), tmp_path)(lp) == ("no on", [("no", 0, 1), ("on", 3, 4)]), method
+
+
 def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
     from asr.lm import MixedLM, read_unigrams, write_lm_dir
     from asr.layout import LmDir
