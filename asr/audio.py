@@ -1,9 +1,9 @@
 """Reading and writing audio.
 
 Audio is read with soundfile (libsndfile: WAV, FLAC, OGG, NIST SPHERE and more at
-any bit depth; MP3 with libsndfile >= 1.1, which the soundfile wheels bundle), and headerless
-``.raw`` files as AN4 ships them (16 kHz, 16-bit signed, big-endian: :data:`RAW_FORMAT`), mixed down to mono, resampled with soxr through librosa, and
-returned as float32 in [-1, 1]. torchaudio's own ``load`` needs TorchCodec and
+any bit depth; MP3 with libsndfile >= 1.1, which the soundfile wheels bundle; headerless
+``.raw`` files as AN4 ships them, :data:`RAW_FORMAT`), mixed down to mono, resampled with
+soxr through librosa, and returned as float32 in [-1, 1]. torchaudio's own ``load`` needs TorchCodec and
 FFmpeg, which we do not depend on. Paths reach libsndfile as bytes (``os.fsencode``),
 so a file name that is not valid UTF-8 opens like any other.
 """
