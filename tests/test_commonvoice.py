@@ -66,6 +66,16 @@ def test_prepare_a_release_through_the_recipe(so762_root, tmp_path, durations):
             assert u.duration == pytest.approx(seconds, abs=1e-3 if durations else 0.1)
 
 
+def test_max_train_hours_keeps_the_first_utterances_up_to_the_limit(so762_root, tmp_path):
+    made = _build(so762_root, tmp_path / "corpora", durations=True)
+    root = cv.locate(cv.CommonVoiceConfig(corpus_dir=str(tmp_path / "corpora")))
+    train = sorted((k, v[2]) for k, v in made.items() if v[0] == "train")
+    limit = (train[0][1] + train[1][1] / 2) / 3600  # reached inside the second utterance
+    counts = cv.prepare(root, tmp_path / "out", cv.CommonVoiceConfig(max_train_hours=limit))
+    assert [u.id for u in read_manifest(tmp_path / "out" / "train.jsonl")] == [train[0][0], train[1][0]]
+    assert counts["train"]["utterances"] == 2 and counts["dev"]["utterances"] == 2  # dev and test untouched
+
+
 def test_normalisation_per_language():
     assert cv.normalize("\u201cHello,\u201d she said \u2014 it\u2019s 42 km!", "en") == "hello she said it's 42 km"
     assert cv.normalize("Stra\u00dfe \u00c4RGER \uff21", "de") == "stra\u00dfe \u00e4rger a"  # NFKC folds the wide A

@@ -140,6 +140,8 @@ def test_a_phone_model_through_every_stage(so762_root, tmp_path):
             "train.spec_augment=false", "train.early_stop=0", "decode.lm_weights=0,0.5"]
     asr("run", "timit", "--work-dir", str(work), "--corpus-dir", str(tmp_path / "corpora"),
         *[a for s in sets for a in ("--set", s)])
+    unigrams = (work / "lm" / "tokens.arpa").read_text().split("\\2-grams:")[0].split()
+    assert "sil" in unigrams and "cl" in unigrams and "|" not in unigrams  # beam_lm's n-gram is over phones
     results = (work / "RESULTS.md").read_text()
     assert "PER % [95% CI]" in results and "Phones folded by timit39" in results and "| phones |" in results
     hyp = " ".join(read_kaldi_table(work / "decode" / "test" / "hyp.txt").values()).split()
