@@ -34,7 +34,7 @@ from asr.errors import AsrError
 from asr.layout import LmDir
 from asr.lm import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
 from asr.manifest import read_lines
-from asr.tokenizer import PhoneTokenizer, SubwordTokenizer, Tokenizer
+from asr.tokenizer import PIECE_START, WORD_SEP, PhoneTokenizer, SubwordTokenizer, Tokenizer
 
 # beam: lexicon-free, no LM; beam_lm: lexicon-free with the unit n-gram (open vocabulary);
 # lexicon: words of the lexicon only; lexicon_lm: lexicon + word n-gram
@@ -74,12 +74,13 @@ class DecoderLM(LM):
     """Shallow fusion of an :class:`asr.lm.NgramLM` in flashlight's beam search.
 
     Scores are natural-log probabilities (the decoder's unit); ``words[i]`` is the
-    word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file).
+    word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file), and ``bonus[i]``,
+    if given, is added to its every score.
     """
 
-    def __init__(self, lm: NgramLM | MixedLM, words: list[str]):
+    def __init__(self, lm: NgramLM | MixedLM | SpelledLM, words: list[str], bonus: list[float] | None = None):
         LM.__init__(self)
-        self.lm, self.words = lm, words
+        self.lm, self.words, self.bonus = lm, words, bonus
         self.context: dict[LMState, tuple[str, ...]] = {}
         self.cache: dict[tuple, float] = {}
 
@@ -100,10 +101,43 @@ class DecoderLM(LM):
         child = state.child(usr_token_idx)
         if child not in self.context:
             self.context[child] = (*history, word)[-(self.lm.order - 1):] if self.lm.order > 1 else ()
-        return child, self._score(word, history)
+        return child, self._score(word, history) + (self.bonus[usr_token_idx] if self.bonus else 0.0)
 
     def finish(self, state: LMState) -> tuple[LMState, float]:
         return state, self._score(EOS, self.context[state])
+
+
+class SpelledLM:
+    """A character n-gram scoring sentencepiece pieces by their spelling (beam_lm for subword models).
+
+    ``logprob(piece, history)`` is the log10 probability of the piece's characters after the
+    characters of the history pieces, a word-initial piece starting with the word separator except
+    at the start of the sentence: over a sentence, the pieces' scores add up to the character
+    n-gram's score of its text, so subword and character models decode with the same LM (the lm
+    stage's ``tokens.arpa``, which needs no tokenizer and can be estimated before training). A piece
+    has at least one character, so ``order - 1`` pieces hold enough history.
+    """
+
+    def __init__(self, chars: NgramLM):
+        self.chars, self.order = chars, chars.order
+
+    @staticmethod
+    def spell(piece: str, first: bool) -> list[str]:
+        if piece in (BOS, EOS):
+            return [piece]
+        if piece.startswith(PIECE_START):
+            return ([] if first else [WORD_SEP]) + list(piece[len(PIECE_START):])
+        return list(piece)
+
+    def logprob(self, piece: str, history: tuple[str, ...]) -> float:
+        hist: list[str] = []
+        for p in history:
+            hist += self.spell(p, hist == [BOS])
+        total = 0.0
+        for c in self.spell(piece, hist == [BOS]):
+            total += self.chars.logprob(c, tuple(hist[-(self.order - 1):]) if self.order > 1 else ())
+            hist.append(c)
+        return total
 
 
 class BeamSearch:
@@ -122,12 +156,12 @@ class BeamSearch:
     def __init__(self, tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
         if options.method == "greedy":
             raise AsrError("BeamSearch is for the beam methods; greedy decoding needs no search")
-        if isinstance(tokenizer, SubwordTokenizer) and options.method != "beam":
-            # beam_lm's n-gram is over characters; flashlight's lexicon search completes a word on a separator
-            # unit, which sentencepiece units lack (spelled in pieces, a word's last piece cannot repeat across
-            # frames: tried, it doubled words)
+        subword = isinstance(tokenizer, SubwordTokenizer)
+        if subword and options.needs_lexicon:
+            # flashlight's lexicon search completes a word on a separator unit, which sentencepiece units lack
+            # (spelled in pieces, a word's last piece cannot repeat across frames: tried, it doubled words)
             raise AsrError(f"decoding method {options.method!r} needs character units; a model with subword "
-                           "units decodes with greedy or beam (lexicon-free, no LM) for now")
+                           "units decodes with greedy, beam or beam_lm (lexicon-free, the character n-gram)")
         if isinstance(tokenizer, PhoneTokenizer) and options.needs_lexicon:
             raise AsrError(f"decoding method {options.method!r} spells words with characters; a phone model "
                            "decodes with greedy, beam or beam_lm (an n-gram over its phones)")
@@ -141,11 +175,22 @@ class BeamSearch:
         silence = self.tokens.get_index(tokenizer.separator)
         n_tokens = self.tokens.index_size()
         if not options.needs_lexicon:
-            fusion = DecoderLM(self._token_lm(Path(lm)), units) if options.method == "beam_lm" else ZeroLM()
+            fusion = ZeroLM()
+            if options.method == "beam_lm":
+                token_lm = self._token_lm(Path(lm))
+                if not subword:
+                    fusion = DecoderLM(token_lm, units)
+                else:
+                    # no separator unit: the word score goes to each word-initial piece, through the LM
+                    # (flashlight multiplies the LM's score by lm_weight, hence the division)
+                    bonus = options.word_score / options.lm_weight if options.lm_weight else 0.0
+                    fusion = DecoderLM(SpelledLM(token_lm), units,
+                                       [bonus if u.startswith(PIECE_START) else 0.0 for u in units])
             opts = LexiconFreeDecoderOptions(
                 beam_size=options.beam_size, beam_size_token=n_tokens, beam_threshold=options.beam_threshold,
                 lm_weight=options.lm_weight if options.uses_lm else 0.0,
-                sil_score=options.word_score,  # lexicon-free, a word ends at a separator: its bonus is the word score
+                # lexicon-free, a word ends at a separator: its bonus is the word score (subwords: see above)
+                sil_score=0.0 if subword and options.method == "beam_lm" else options.word_score,
                 log_add=False, criterion_type=CriterionType.CTC)
             self.lm = fusion  # flashlight keeps a reference only: ours must live as long as the decoder
             self.decoder = LexiconFreeDecoder(opts, fusion, silence, self.blank, [])

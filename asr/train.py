@@ -51,7 +51,7 @@ matplotlib.use("Agg")  # curves are written to a file; no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
-VERSION = 3  # of the train stage's output: bump when the training or the files it writes change
+VERSION = 4  # of the train stage's output: bump when the training or the files it writes change
 
 
 @dataclass(frozen=True)
@@ -139,8 +139,9 @@ class Schedule:
 
     hours: float  # training audio
     batch_frames: int
-    batches_per_epoch: int  # per process
+    batches_per_epoch: int  # per process, in the first epoch (later epochs' jittered batches are a few more)
     updates: int
+    epochs: float  # passes over the training data: exactly ``epochs`` when set, else about
     warmup: int  # updates
     eval_every: int  # updates between dev evaluations
     spec_augment_from: int  # update
@@ -171,10 +172,13 @@ def plan(cfg: TrainConfig, frames: np.ndarray, hop_seconds: float, world: int = 
     if cfg.updates:
         updates = cfg.updates
     elif cfg.epochs:
-        updates = cfg.epochs * per_epoch
+        # each epoch's own batches: after the first (sorted by length), lengths are jittered, which packs
+        # them less tightly (on speechocean762 550 batches, then about 590: epochs x 550 stopped at 7.5 of 8)
+        updates = sum(len(make_batches(frames, batch_frames, e, cfg.seed)) // world for e in range(cfg.epochs))
     else:
         updates = max(cfg.min_updates, round(cfg.updates_per_sqrt_hour * math.sqrt(hours)))
     return Schedule(hours=round(hours, 4), batch_frames=batch_frames, batches_per_epoch=per_epoch, updates=updates,
+                    epochs=cfg.epochs if cfg.epochs and not cfg.updates else round(updates / per_epoch, 2),
                     warmup=round(cfg.warmup * updates),
                     eval_every=per_epoch if cfg.evaluations == 0 else max(1, math.ceil(updates / cfg.evaluations)),
                     spec_augment_from=round(cfg.spec_augment_from * updates))
@@ -350,6 +354,12 @@ class Trainer:
     world: int = 1
     writer: SummaryWriter | None = None
     state: TrainState = field(default_factory=TrainState)
+    epoch_batches: int = 0  # batches of the epoch under way (0: none started in this process yet)
+
+    @property
+    def epochs_done(self) -> float:
+        """Passes over the training data so far, the current one by its own batch count."""
+        return round(self.state.epoch + self.state.batch / (self.epoch_batches or self.schedule.batches_per_epoch), 2)
 
     def save_checkpoint(self) -> None:
         """Everything a resumed run needs, as tensors and plain data (loads with ``weights_only=True``)."""
@@ -424,6 +434,7 @@ class Trainer:
             batches = make_batches(data.frames, self.schedule.batch_frames, st.epoch, cfg.seed)
             batches = batches[: len(batches) - len(batches) % self.world] if self.world > 1 else batches
             mine = batches[self.rank::self.world]
+            self.epoch_batches = len(mine)
             workers = cfg.loader_workers if cfg.loader_workers >= 0 else 2 * (self.device.type == "cuda")
             ahead = batch_loader(data, mine[st.batch:], self.cmvn, workers, self.device.type == "cuda")
             while st.batch < len(mine) and done < n:
@@ -530,7 +541,7 @@ def _evaluate_now(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None
     dev_loss, dev_wer, dev_cer = _broadcast([dev["loss"], dev["wer"], dev["cer"]], device)
     st.seconds += time.perf_counter() - t0
     n = len(st.history) + 1
-    row = {"update": st.step, "epoch": round(st.epoch + st.batch / t.schedule.batches_per_epoch, 2),
+    row = {"update": st.step, "epoch": t.epochs_done,
            "train_loss": float(sums[0] / max(sums[1], 1)), "dev_loss": dev_loss, "dev_wer": dev_wer, "dev_cer": dev_cer,
            "lr": t.opt.param_groups[0]["lr"], "skipped_steps": st.skipped, "seconds": round(st.seconds, 1),
            "train_seconds": round(st.train_seconds, 1)}
@@ -586,7 +597,7 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
         raise AsrError(f"no usable training utterances in {cfg.train_sets}")
     schedule = plan(cfg, train_data.frames, store.config.hop_ms / 1000, world)
     quiet(f"train: {schedule.hours:.2f} h of audio, {len(train_data.items)} utterances: {schedule.updates} updates "
-          f"of {schedule.batch_frames}-frame batches ({schedule.updates / schedule.batches_per_epoch:.1f} epochs), "
+          f"of {schedule.batch_frames}-frame batches ({schedule.epochs:g} epochs), "
           f"{schedule.warmup} warm-up, {cfg.schedule} LR, dev every {schedule.eval_every}")
 
     core = AcousticModel(store.config.dim, len(tokenizer), cfg.model).to(device)
@@ -637,7 +648,7 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
         _plot(st.history, result.curves)
         if ckpt_dir.tensorboard.is_dir():
             os.replace(ckpt_dir.tensorboard, result.tensorboard)
-        summary = {"schedule": asdict(schedule), "updates": st.step, "epochs": round(st.step / schedule.batches_per_epoch, 2),
+        summary = {"schedule": asdict(schedule), "updates": st.step, "epochs": t.epochs_done,
                    "evaluations": len(st.history), "chosen": chosen, "dev_wer": best_dev["wer"], "dev_cer": best_dev["cer"],
                    "dev_loss": best_dev["loss"], "final_train_loss": st.history[-1]["train_loss"],
                    "skipped_steps": st.skipped, "too_short": len(short) + len(dev_short),

@@ -157,3 +157,47 @@ def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
     # "non" is not in the training text: the word list puts it in the lexicon, the mixture scores it
     lp = posteriors(["n", "o", "n"])
     assert BeamSearch(TOK, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)(lp)[0] == "non"
+
+
+def _subword_posteriors(tok, frames: list[dict[str, float]]) -> torch.Tensor:
+    """``(T, V)`` log-posteriors: each frame a dict of piece -> logit (the rest 0)."""
+    logits = torch.zeros(len(frames), len(tok))
+    for t, f in enumerate(frames):
+        for piece, v in f.items():
+            logits[t, tok.units.index(piece)] = v
+    return logits.log_softmax(-1)
+
+
+def test_subword_models_decode_open_vocabulary_with_the_character_ngram(tmp_path):
+    from asr.lm import EOS, unit_sentence
+    from asr.search import SpelledLM
+    from asr.tokenizer import SubwordTokenizer
+
+    texts = ["no on", "on no", "no"]
+    build(texts, tmp_path, order=2, token_order=3)
+    chars = NgramLM.read_arpa(tmp_path / "tokens.arpa")
+    tok = SubwordTokenizer.train(texts + ["bob ban", "an obo"], 9)
+    assert {"▁no", "▁o", "n", "o", "b"} <= set(tok.units)
+    # over a sentence, the pieces' scores add up to the character n-gram's score of its text
+    spelled = SpelledLM(chars)
+    for text in ("no on", "on no no", "non", "bob ban", "noon o"):
+        pieces = [tok.units[i] for i in tok.encode(text)]
+        hist, total = (BOS,), 0.0
+        for p in [*pieces, EOS]:
+            total += spelled.logprob(p, hist[-(spelled.order - 1):])
+            hist = (*hist, p)
+        assert total == pytest.approx(chars.sentence_logprob(unit_sentence(text)), abs=1e-9), (text, pieces)
+    # "non" never occurs in the training text: the pieces spell it, the LM scores it
+    lp = _subword_posteriors(tok, [{"▁no": 8}, {"n": 8}])
+    text, spans = BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
+    assert text == "non" and [w for w, _, _ in spans] == ["non"]
+    # where the acoustics are unsure ("nob" or "non"), the LM picks what the language says
+    lp = _subword_posteriors(tok, [{"▁no": 9}, {"b": 5, "n": 4.5}])
+    assert BeamSearch(tok, DecodeOptions("beam"), tmp_path)(lp)[0] == "nob"
+    assert BeamSearch(tok, DecodeOptions("beam_lm"), tmp_path)(lp)[0] == "non"
+    # the word score is a bonus per word (each word-initial piece), whatever the LM weight
+    lp = _subword_posteriors(tok, [{"▁no": 9}, {"o": 5, "▁o": 4.5}, {"n": 9}])
+    assert BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.01), tmp_path)(lp)[0] == "noon"
+    assert BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.01, word_score=2.0), tmp_path)(lp)[0] == "no on"
+    with pytest.raises(AsrError, match="needs character units"):
+        BeamSearch(tok, DecodeOptions("lexicon_lm"), tmp_path)

@@ -292,6 +292,14 @@ def test_the_schedule_scales_with_the_training_audio():
     assert hours[100].updates / hours[100].batches_per_epoch < 10 < hours[1].updates / hours[1].batches_per_epoch
     assert plan(replace(cfg, epochs=3), np.full(3600, 100), 0.01).updates == 3 * hours[1].batches_per_epoch
     assert plan(replace(cfg, updates=123), np.full(3600, 100), 0.01).updates == 123
+    # utterances of many lengths: epochs after the first pack less tightly (jittered lengths), and
+    # ``epochs=3`` is three whole passes, each by its own batches
+    from asr.batching import make_batches
+    varied = np.random.default_rng(0).integers(100, 1_500, size=2_000)
+    three = plan(replace(cfg, epochs=3), varied, 0.01)
+    counts = [len(make_batches(varied, three.batch_frames, e, cfg.seed)) for e in range(3)]
+    assert three.updates == sum(counts) and counts[0] == three.batches_per_epoch < counts[1] and three.epochs == 3
+    assert plan(replace(cfg, epochs=3), varied, 0.01, world=2).updates == sum(c // 2 for c in counts)
     s = hours[1]
     assert (s.warmup, s.eval_every) == (50, s.batches_per_epoch)  # dev once an epoch by default ...
     assert plan(replace(cfg, evaluations=20), np.full(3600, 100), 0.01).eval_every == 50  # ... or 20 times a run
