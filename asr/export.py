@@ -100,8 +100,8 @@ def describe(path: str | Path) -> str:
              f"{', projection ' + str(m['proj']) if m.get('proj') else ''}, x{m.get('stack', 1)} frame stacking, "
              f"dropout {m.get('dropout')}; {params:,} parameters",
              f"units: {units} {kind}",
-             f"features: {f.get('n_mfcc')} MFCC"
-             f"{' + deltas' * min(1, f.get('deltas', 0))}{' + delta-deltas' if f.get('deltas') == 2 else ''} "
+             (f"features: {f.get('n_mels')} log-mel" if f.get("kind") == "fbank" else f"features: {f.get('n_mfcc')} MFCC")
+             + f"{' + deltas' * min(1, f.get('deltas', 0))}{' + delta-deltas' if f.get('deltas') == 2 else ''} "
              f"({ckpt['input_dim']} per frame) at {f.get('sample_rate')} Hz, {f.get('win_ms')} ms windows every "
              f"{f.get('hop_ms')} ms; CMVN {ckpt['cmvn'].get('kind')}"]
     options = stored_options(ckpt, str(path))

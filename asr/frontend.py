@@ -1,5 +1,7 @@
 """The feature front end in numpy alone: the MFCC config, MFCC (+ deltas) of a signal, and CMVN.
 
+``kind="fbank"`` keeps the log-mel energies (the same filters and floor) instead of their DCT.
+
 The features stage and every recognizer (the torch model and the ONNX runtime) compute
 features with this one code, so an exported model hears exactly what it was scored on,
 and transcription needs no torch. The MFCC follows librosa's definition (power
@@ -38,6 +40,8 @@ class FeatureConfig:
     """The ``features`` stage's config section."""
 
     sample_rate: int = 16_000  # audio is resampled to this rate first
+    # mfcc: n_mfcc cepstral coefficients (the default); fbank: the n_mels log-mel energies themselves
+    kind: Literal["mfcc", "fbank"] = "mfcc"
     win_ms: float = 25.0  # analysis window
     hop_ms: float = 10.0  # frame shift
     n_mels: int = 40  # mel filters
@@ -65,7 +69,9 @@ class FeatureConfig:
             raise ValueError(f"shard_hours must be > 0, got {self.shard_hours}")
         if self.cmvn_prior_frames < 1:
             raise ValueError(f"cmvn_prior_frames must be >= 1, got {self.cmvn_prior_frames}")
-        if self.n_mfcc > self.n_mels:
+        if self.kind not in ("mfcc", "fbank"):
+            raise ValueError(f"kind must be mfcc or fbank, got {self.kind!r}")
+        if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
         if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
             raise ValueError(f"need 0 < hop_ms <= win_ms, got hop {self.hop_ms}, win {self.win_ms}")
@@ -86,7 +92,7 @@ class FeatureConfig:
 
     @property
     def dim(self) -> int:
-        return self.n_mfcc * (1 + self.deltas)
+        return (self.n_mels if self.kind == "fbank" else self.n_mfcc) * (1 + self.deltas)
 
     def num_frames(self, num_samples: int) -> int:
         return 1 + num_samples // self.hop_length  # centred frames
@@ -190,7 +196,7 @@ def mfcc(wave: np.ndarray, cfg: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     mel = power.astype(np.float32) @ mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, warp)
     db = 10.0 * np.log10(np.maximum(mel, AMIN))
     db = np.maximum(db, db.max(initial=-np.inf) - TOP_DB)
-    parts = [db @ dct_matrix(cfg.n_mfcc, cfg.n_mels)]
+    parts = [db if cfg.kind == "fbank" else db @ dct_matrix(cfg.n_mfcc, cfg.n_mels)]
     for _ in range(cfg.deltas):
         parts.append(deltas(parts[-1]))
     return np.concatenate(parts, axis=1).astype(np.float32)

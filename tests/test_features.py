@@ -37,6 +37,22 @@ def test_mfcc_matches_librosa_on_real_speech(fsdd_recordings, rate, n_mels, n_mf
         np.testing.assert_allclose(ours, ref, atol=LIBROSA_ATOL)
 
 
+def test_log_mel_filterbank_matches_librosa(fsdd_recordings, tmp_path):
+    cfg = FeatureConfig(sample_rate=8_000, kind="fbank", n_mels=40, preemphasis=0.0, deltas=1, f_min=0.0)
+    assert cfg.dim == 80
+    for name in ("7_jackson_3.wav", "0_nicolas_40.wav"):
+        x = load_audio(fsdd_recordings / name, cfg.sample_rate)
+        mel = librosa.feature.melspectrogram(y=x.astype(np.float64), sr=cfg.sample_rate, n_fft=cfg.n_fft,
+                                             hop_length=cfg.hop_length, win_length=cfg.win_length,
+                                             n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max)
+        ref = librosa.power_to_db(mel, top_db=80.0).T
+        ours = mfcc(x, cfg)
+        assert ours.shape == (len(ref), 80)
+        np.testing.assert_allclose(ours[:, :40], ref, atol=LIBROSA_ATOL)
+    with pytest.raises(ValueError, match="kind must be"):
+        FeatureConfig(kind="plp")
+
+
 def _torchaudio_mfcc(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """The same definition built from torchaudio's transforms, as an independent reference."""
     import torchaudio
