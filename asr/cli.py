@@ -71,6 +71,7 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
     p.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 16)")
     p.add_argument("--beam-threshold", type=float, help="pruning distance from the best hypothesis (default 25)")
+    p.add_argument("--beam-size-token", type=int, help="units tried per frame, the most likely first (0: all)")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in chunks")
 
 
@@ -78,7 +79,8 @@ def _recognizer(args):
     from asr.transcribe import load_model
 
     given = {"method": args.method, "lm_weight": args.lm_weight, "word_score": args.word_score,
-             "beam_size": args.beam_size, "beam_threshold": args.beam_threshold}
+             "beam_size": args.beam_size, "beam_threshold": args.beam_threshold,
+             "beam_size_token": args.beam_size_token}
     return load_model(args.model, lm=args.lm, chunk_seconds=args.chunk_seconds,
                       **{k: v for k, v in given.items() if v is not None})
 
@@ -174,7 +176,8 @@ def cmd_serve(args) -> int:
     from asr.serve import serve
 
     given = {"method": args.method, "lm_weight": args.lm_weight, "word_score": args.word_score,
-             "beam_size": args.beam_size, "beam_threshold": args.beam_threshold}
+             "beam_size": args.beam_size, "beam_threshold": args.beam_threshold,
+             "beam_size_token": args.beam_size_token}
     serve(args.model, args.host, args.port, args.workers, args.max_mb, args.max_seconds, args.lm,
           {k: v for k, v in given.items() if v is not None}, args.chunk_seconds)
     return 0

@@ -172,6 +172,7 @@ def stage(ctx) -> dict:
         write_text(d.utt2spk, {u["id"]: u["speaker"] for u in store.open(name).utts})
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
     settings = {"method": method, "beam_size": cfg.search.beam_size, "beam_threshold": cfg.search.beam_threshold,
+                "beam_size_token": cfg.search.beam_size_token,
                 "lm_weight": chosen[0], "word_score": chosen[1], "mix_weight": chosen[2],
                 "tuned_on": tune_sets, "greedy_dev_wer": greedy_dev, "grid": tuning, "rtf": rtf, "oov": oov,
                 "nj": ctx.nj}

@@ -48,6 +48,7 @@ class DecodeOptions:
 
     method: Literal["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"] = "lexicon_lm"  # see METHODS
     beam_size: int = 16  # hypotheses kept per frame
+    beam_size_token: int = 0  # units tried per frame, the most likely first (0: all)
     beam_threshold: float = 25.0  # drop hypotheses this far (log score) below the best
     lm_weight: float = 1.0  # weight of the n-gram (beam_lm: over units; lexicon_lm: over words)
     word_score: float = 0.0  # bonus per word (insertion penalty when negative)
@@ -58,8 +59,8 @@ class DecodeOptions:
             raise ValueError(f"method {self.method!r} is not one of {list(METHODS)}")
         if not 0.0 <= self.mix_weight <= 1.0:
             raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight}")
-        if self.beam_size < 1 or self.beam_threshold <= 0:
-            raise ValueError("beam_size must be >= 1 and beam_threshold > 0")
+        if self.beam_size < 1 or self.beam_threshold <= 0 or self.beam_size_token < 0:
+            raise ValueError("beam_size must be >= 1, beam_size_token >= 0 and beam_threshold > 0")
 
     @property
     def needs_lexicon(self) -> bool:
@@ -187,7 +188,7 @@ class BeamSearch:
                     fusion = DecoderLM(SpelledLM(token_lm), units,
                                        [bonus if u.startswith(PIECE_START) else 0.0 for u in units])
             opts = LexiconFreeDecoderOptions(
-                beam_size=options.beam_size, beam_size_token=n_tokens, beam_threshold=options.beam_threshold,
+                beam_size=options.beam_size, beam_size_token=options.beam_size_token or n_tokens, beam_threshold=options.beam_threshold,
                 lm_weight=options.lm_weight if options.uses_lm else 0.0,
                 # lexicon-free, a word ends at a separator: its bonus is the word score (subwords: see above)
                 sil_score=0.0 if subword and options.method == "beam_lm" else options.word_score,
@@ -214,7 +215,7 @@ class BeamSearch:
                 trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
         trie.smear(SmearingMode.MAX)
         opts = LexiconDecoderOptions(
-            beam_size=options.beam_size, beam_size_token=n_tokens, beam_threshold=options.beam_threshold,
+            beam_size=options.beam_size, beam_size_token=options.beam_size_token or n_tokens, beam_threshold=options.beam_threshold,
             lm_weight=options.lm_weight if options.uses_lm else 0.0, word_score=options.word_score,
             unk_score=float("-inf"), sil_score=0.0, log_add=False, criterion_type=CriterionType.CTC)
         self.lm, self.trie, self.words = fusion, trie, words

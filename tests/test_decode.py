@@ -128,6 +128,9 @@ def test_open_vocabulary_decoding_with_a_unit_lm(tmp_path):
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
     assert BeamSearch(TOK, DecodeOptions("beam"), tmp_path)(lp)[0] == "nb"
     assert BeamSearch(TOK, DecodeOptions("beam_lm"), tmp_path)(lp)[0] == "no"
+    # trying only the likeliest unit of each frame, the LM has nothing to choose from
+    assert BeamSearch(TOK, DecodeOptions("beam_lm", beam_size_token=1), tmp_path)(lp)[0] == "nb"
+    assert BeamSearch(TOK, DecodeOptions("beam_lm", beam_size_token=2), tmp_path)(lp)[0] == "no"
     with pytest.raises(AsrError, match="needs a unit n-gram"):
         BeamSearch(TOK, DecodeOptions("beam_lm"), None)
 
