@@ -144,19 +144,24 @@ def test_kill_and_resume_equals_uninterrupted(fsdd_utts, tmp_path):
     ref = subprocess.run(_train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO,
                          capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
-    # stop deterministically at the first mid-epoch checkpoint of epoch 3 (the process kills itself there);
-    # dev is evaluated once an epoch, and that update's checkpoint follows the evaluation
+    # stop deterministically early in epoch 3 (the process kills itself there)
     frames = FeatureStore(tiny_features).open("tiny")
     frames = np.array([u["frames"] for u in frames.utts])
-    per_epoch = [len(make_batches(frames, cfg.batch_frames, e, cfg.seed)) - 1 for e in range(3)]
-    assert per_epoch[2] >= 1
+    counts = [len(make_batches(frames, cfg.batch_frames, e, cfg.seed)) for e in range(cfg.epochs)]
+    # every update checkpoints, but one with a dev evaluation (6 at even intervals) after it (train.eval):
+    # stop at the first update of epoch 3 that has none
+    eval_every = math.ceil(sum(counts) / cfg.evaluations)
+    step = counts[0] + counts[1] + 1
+    step += step % eval_every == 0
+    batch = step - counts[0] - counts[1]
+    assert batch < counts[2]
     out, partial = tmp_path / "run", tmp_path / "run_p"
-    env = {**os.environ, "ASR_TEST_STOP_AT": f"train.checkpoint:{per_epoch[0] + per_epoch[1] + 1}"}
+    env = {**os.environ, "ASR_TEST_STOP_AT": f"train.checkpoint:{step - step // eval_every}"}
     killed = subprocess.run(_train_cmd(tiny_features, out, partial, cfg), cwd=REPO, capture_output=True, env=env)
     assert killed.returncode == -signal.SIGKILL
     assert not (out / "model.pt").exists()
     state = torch.load(partial / "checkpoint.pt", weights_only=True)["state"]
-    assert (state["epoch"], state["batch"]) == (2, 1)
+    assert (state["epoch"], state["batch"]) == (2, batch)
     again = subprocess.run(_train_cmd(tiny_features, out, partial, cfg), cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     h_ref = json.loads((tmp_path / "ref" / "history.json").read_text())
