@@ -175,6 +175,7 @@ class BeamSearch:
         self.blank = self.tokens.get_index(units[0])
         silence = self.tokens.get_index(tokenizer.separator)
         n_tokens = self.tokens.index_size()
+        per_frame = options.beam_size_token or n_tokens  # units tried per frame
         if not options.needs_lexicon:
             fusion = ZeroLM()
             if options.method == "beam_lm":
@@ -188,7 +189,7 @@ class BeamSearch:
                     fusion = DecoderLM(SpelledLM(token_lm), units,
                                        [bonus if u.startswith(PIECE_START) else 0.0 for u in units])
             opts = LexiconFreeDecoderOptions(
-                beam_size=options.beam_size, beam_size_token=options.beam_size_token or n_tokens, beam_threshold=options.beam_threshold,
+                beam_size=options.beam_size, beam_size_token=per_frame, beam_threshold=options.beam_threshold,
                 lm_weight=options.lm_weight if options.uses_lm else 0.0,
                 # lexicon-free, a word ends at a separator: its bonus is the word score (subwords: see above)
                 sil_score=0.0 if subword and options.method == "beam_lm" else options.word_score,
@@ -215,7 +216,7 @@ class BeamSearch:
                 trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
         trie.smear(SmearingMode.MAX)
         opts = LexiconDecoderOptions(
-            beam_size=options.beam_size, beam_size_token=options.beam_size_token or n_tokens, beam_threshold=options.beam_threshold,
+            beam_size=options.beam_size, beam_size_token=per_frame, beam_threshold=options.beam_threshold,
             lm_weight=options.lm_weight if options.uses_lm else 0.0, word_score=options.word_score,
             unk_score=float("-inf"), sil_score=0.0, log_add=False, criterion_type=CriterionType.CTC)
         self.lm, self.trie, self.words = fusion, trie, words

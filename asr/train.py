@@ -141,7 +141,7 @@ class Schedule:
     batch_frames: int
     batches_per_epoch: int  # per process, in the first epoch (later epochs' jittered batches are a few more)
     updates: int
-    epochs: float  # passes over the training data: exactly ``epochs`` when set, else about
+    epochs: float  # passes over the data: ``epochs`` when set, else updates / the first pass's batches
     warmup: int  # updates
     eval_every: int  # updates between dev evaluations
     spec_augment_from: int  # update
