@@ -65,6 +65,9 @@ def test_transcribe_real_fsdd_files(work, fsdd_recordings):
     arpa = asr("transcribe", str(work / "train" / "model.pt"), *map(str, files), "--lm", str(work / "lm" / "lm.arpa"),
                "--lm-weight", "0")
     assert arpa.stdout == r.stdout  # an ARPA file works as well as the lm stage's folder
+    bad = asr("transcribe", str(work / "train" / "model.pt"), str(files[0]), "--method", "beam",
+              "--beam-size-token", "-1", check=False)  # the option reaches the search, checked there
+    assert bad.returncode == 2 and "beam_size_token >= 0" in bad.stderr and not bad.stdout
     # a bad file is named on stderr, the others are still transcribed, and the exit status says so
     junk = work / "junk.wav"
     junk.write_text("not audio")
