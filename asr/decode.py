@@ -27,7 +27,7 @@ from asr.ctc import greedy_frames
 from asr.search import BeamSearch, DecodeOptions
 from asr.tokenizer import tokenizer_from_dict
 
-VERSION = 4  # of the decode stage's output: bump when the decoding or the files it writes change
+VERSION = 5  # of the decode stage's output: bump when the decoding or the files it writes change
 
 
 @dataclass(frozen=True)

@@ -267,5 +267,13 @@ class BeamSearch:
                 units.append(u)
                 frames.append(t)
             prev = u
-        # with a lexicon, the units spell exactly the lexicon words the decoder chose
-        return self.tokenizer.words(units, frames)
+        text, timed = self.tokenizer.words(units, frames)
+        if self.options.needs_lexicon:
+            # the units spell the lexicon words the decoder chose, unless no hypothesis in the beam had
+            # finished a word when the audio ended (a word cut off): flashlight then returns one ending
+            # inside a word, whose spelled-out prefix ("thr") is no word; keep the words it completed
+            completed = sum(w >= 0 for w in results[0].words)
+            if len(timed) > completed:
+                timed = timed[:completed]
+                text = " ".join(w for w, _, _ in timed)
+        return text, timed

@@ -96,6 +96,15 @@ def test_beam_search_lexicon_and_lm(tmp_path):
         BeamSearch(TOK, DecodeOptions("lexicon"), None)
 
 
+def test_a_word_cut_off_by_the_end_of_the_audio_is_left_out_not_spelled(tmp_path):
+    build(["no on", "on no", "no"], tmp_path, order=2)
+    lp = posteriors(["n", "o", "|", "o"])  # "o": the start of "on", cut off
+    for method in ("lexicon", "lexicon_lm"):
+        # a beam of one keeps no hypothesis that finished its last word: flashlight returns one that ends inside
+        # "on" (its units then spelled "no on", or "no o", which is no word); a lexicon search outputs words only
+        assert BeamSearch(TOK, DecodeOptions(method, beam_size=1), tmp_path)(lp) == ("no", [("no", 0, 1)]), method
+
+
 def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monkeypatch):
     import tempfile
 
