@@ -20,11 +20,11 @@ CONFIG = {
     # against a rising dev loss from epoch 6 without it)
     "features": features.FeatureConfig(sample_rate=so762.SAMPLE_RATE, train_sets=("train",), speed_perturb=(0.9, 1.1)),
     "lm": lm.LmConfig(sets=("train",), order=3, token_order=6),
-    # (measured when 8 epochs meant 8 x the first pass's 550 batches, 4,400 updates; 8 whole passes are 4,722)
-    # 3 x 256 BiLSTM over x3-stacked MFCC frames, 8 epochs of the perturbed audio (42 minutes end to end on 2 CPU
-    # cores), SpecAugment from 30% of the updates on (from the start, with lr 2e-3, CTC's blank plateau lasted
-    # about 7 epochs), the last 3 dev evaluations averaged. Dev WER greedy / beam_lm: 74.5% / 59.7%, against
-    # 77.1% / 60.6% for 20 epochs (early-stopped at 16) without speed perturbation and SpecAugment
+    # 3 x 256 BiLSTM over x3-stacked MFCC frames, 8 passes of the perturbed audio (4,722 updates; 43.5 minutes end
+    # to end on 2 CPU cores), SpecAugment from 30% of the updates on (from the start, with lr 2e-3, CTC's blank
+    # plateau lasted about 7 epochs), the last 3 dev evaluations averaged. Dev WER greedy / beam_lm: 74.3% / 58.9%
+    # (at 4,400 updates, when 8 epochs stopped at 7.5 passes: 74.5% / 59.7%), against 77.1% / 60.6% for 20 epochs
+    # (early-stopped at 16) without speed perturbation and SpecAugment
     "train": train.TrainConfig(train_sets=("train",), dev_sets=("dev",),
                                model=ModelConfig(num_layers=3, hidden=256, stack=3, dropout=0.2),
                                batch_frames=5_000, lr=3e-3, **train.EPOCH_PLATEAU, epochs=8, spec_augment=True,
