@@ -330,7 +330,8 @@ SO762_SHORT = ["prepare.dev_speakers=6", "prepare.devtest_speakers=6", "train.ma
                "decode.lm_weights=0.5,1,2", "decode.word_scores=0,1"]
 
 
-SO762_SHORT_WER_BOUND = 0.85  # measured 75.1% [71.4, 78.9] (greedy 88.0%); the most frequent word everywhere: > 95%
+SO762_SHORT_WER_BOUND = 0.85  # measured 77.1% [73.6, 80.7] (greedy 92.0%; 75.1% with the plateau LR); the most
+# frequent word everywhere: > 95%
 
 
 def test_short_speechocean762_recipe_recognises_sentences(so762_root, tmp_path):
