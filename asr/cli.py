@@ -75,14 +75,18 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in chunks")
 
 
-def _recognizer(args):
-    from asr.transcribe import load_model
-
+def _decoder_overrides(args) -> dict:
+    """The decoding options given on the command line (those left out keep the model's or the defaults)."""
     given = {"method": args.method, "lm_weight": args.lm_weight, "word_score": args.word_score,
              "beam_size": args.beam_size, "beam_threshold": args.beam_threshold,
              "beam_size_token": args.beam_size_token}
-    return load_model(args.model, lm=args.lm, chunk_seconds=args.chunk_seconds,
-                      **{k: v for k, v in given.items() if v is not None})
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _recognizer(args):
+    from asr.transcribe import load_model
+
+    return load_model(args.model, lm=args.lm, chunk_seconds=args.chunk_seconds, **_decoder_overrides(args))
 
 
 def _shown(path: str) -> str:
@@ -175,11 +179,8 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     from asr.serve import serve
 
-    given = {"method": args.method, "lm_weight": args.lm_weight, "word_score": args.word_score,
-             "beam_size": args.beam_size, "beam_threshold": args.beam_threshold,
-             "beam_size_token": args.beam_size_token}
     serve(args.model, args.host, args.port, args.workers, args.max_mb, args.max_seconds, args.lm,
-          {k: v for k, v in given.items() if v is not None}, args.chunk_seconds)
+          _decoder_overrides(args), args.chunk_seconds)
     return 0
 
 
