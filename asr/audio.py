@@ -106,7 +106,8 @@ def check_file(path: Path) -> None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise AudioError(path, "no such file", "check the path in the manifest or wav.scp") from None
+        raise AudioError(path, "no such file",
+                         "check the path (on the command line, in the manifest or in wav.scp)") from None
     except OSError as e:
         raise AudioError(path, f"cannot be read ({e.strerror})") from None
     if stat.S_ISDIR(mode):

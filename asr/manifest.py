@@ -111,6 +111,10 @@ def read_manifest(path: str | Path) -> list[Utterance]:
             problems.append((f"line {lineno}", f"not valid JSON ({e.msg})"))
         except ManifestError as e:
             problems += [(f"line {lineno} ({uid})", reason) for uid, reason in e.problems]
+    if problems and not utts and all("not valid JSON" in reason for _, reason in problems):
+        raise ManifestError(str(path), [("-", "not a JSON Lines manifest (no line is JSON): give a manifest with one "
+                                              '{"id", "audio", "text"} record a line, or the Kaldi data directory '
+                                              "(the folder holding wav.scp and text)")])
     if problems:
         raise ManifestError(str(path), problems)
     return utts
