@@ -147,10 +147,13 @@ class NgramLM:
         """Raises: AsrError for a file that is not ARPA."""
         probs: dict[int, dict[tuple, float]] = {}
         backoffs: dict[tuple, float] = {}
-        n = 0
+        n, started = 0, False
         try:
             for _, line in read_lines(path):
                 line = line.strip()
+                started = started or line == "\\data\\"
+                if not started:  # free text before \data\ (CMU Sphinx writes a line of it): read past it
+                    continue
                 if not line or line.startswith("ngram ") or line in ("\\data\\", "\\end\\"):
                     continue
                 if line.startswith("\\") and line.endswith("-grams:"):

@@ -70,6 +70,14 @@ def test_arpa_round_trip_and_other_readers(tmp_path):
     with pytest.raises(AsrError, match="not a readable ARPA"):
         (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\nnonsense\n")
         NgramLM.read_arpa(tmp_path / "bad.arpa")
+    # free text before \data\, as CMU Sphinx writes it (pocketsphinx's en-us model), is read past
+    (tmp_path / "header.arpa").write_text("This is an ARPA-format language model file\n"
+                                          + (tmp_path / "lm.arpa").read_text())
+    with_header = NgramLM.read_arpa(tmp_path / "header.arpa")
+    assert ken.score(probe[0], bos=True, eos=True) == pytest.approx(with_header.sentence_logprob(probe[0]), abs=1e-4)
+    with pytest.raises(AsrError, match="no unigrams"):
+        (tmp_path / "text.arpa").write_text("u1 hello world\n")
+        NgramLM.read_arpa(tmp_path / "text.arpa")
 
 
 def test_beam_search_lexicon_and_lm(tmp_path):
