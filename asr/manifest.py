@@ -97,7 +97,7 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(str(path), [("-", "no such manifest file")])
-    utts, problems = [], []
+    utts, problems, not_json = [], [], 0
     for lineno, line in read_lines(path):
         if not line.strip():
             continue
@@ -109,9 +109,10 @@ def read_manifest(path: str | Path) -> list[Utterance]:
             utts.append(u)
         except json.JSONDecodeError as e:
             problems.append((f"line {lineno}", f"not valid JSON ({e.msg})"))
+            not_json += 1
         except ManifestError as e:
             problems += [(f"line {lineno} ({uid})", reason) for uid, reason in e.problems]
-    if problems and not utts and all("not valid JSON" in reason for _, reason in problems):
+    if not utts and problems and not_json == len(problems):
         raise ManifestError(str(path), [("-", "not a JSON Lines manifest (no line is JSON): give a manifest with one "
                                               '{"id", "audio", "text"} record a line, or the Kaldi data directory '
                                               "(the folder holding wav.scp and text)")])

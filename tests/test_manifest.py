@@ -94,7 +94,6 @@ def test_bad_jsonl_lines_are_all_reported(tmp_path, utts):
     assert "line 2" in text and "line 3 (x)" in text and "missing field" in text and "colour" in text
 
 
-
 def test_a_kaldi_text_file_given_as_a_manifest_is_named_as_such_once(tmp_path):
     p = tmp_path / "text"
     p.write_text("u1 hello world\nu2 foo\n")
@@ -102,6 +101,7 @@ def test_a_kaldi_text_file_given_as_a_manifest_is_named_as_such_once(tmp_path):
         read_manifest(p)
     assert len(e.value.problems) == 1
     assert "not a JSON Lines manifest" in str(e.value) and "Kaldi data directory" in str(e.value)
+
 
 def test_tokenizer_round_trip_and_unknown_chars():
     tok = CharTokenizer.from_texts(["one two", "three"])
