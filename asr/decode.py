@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ class DecodeConfig:
     def __post_init__(self):
         if not self.lm_weights or not self.word_scores or not self.mix_weights:
             raise ValueError("lm_weights, word_scores and mix_weights need at least one value each")
+        if not all(math.isfinite(x) for x in (*self.lm_weights, *self.word_scores, *self.mix_weights)):
+            raise ValueError("lm_weights, word_scores and mix_weights must be finite numbers")
 
     def grid(self) -> list[tuple[float, float, float]]:
         """The ``(lm_weight, word_score, mix_weight)`` settings tuned on dev."""

@@ -144,7 +144,10 @@ class NgramLM:
 
     @classmethod
     def read_arpa(cls, path: str | Path) -> NgramLM:
-        """Raises: AsrError for a file that is not ARPA."""
+        """Raises: AsrError for a missing file or one that is not ARPA."""
+        if not Path(path).is_file():
+            raise AsrError(f"{path}: no such ARPA file (give the lm stage's output folder, e.g. data/fsdd/lm, "
+                           "or an ARPA language model)")
         probs: dict[int, dict[tuple, float]] = {}
         backoffs: dict[tuple, float] = {}
         n, started = 0, False

@@ -59,8 +59,11 @@ class DecodeOptions:
             raise ValueError(f"method {self.method!r} is not one of {list(METHODS)}")
         if not 0.0 <= self.mix_weight <= 1.0:
             raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight}")
-        if self.beam_size < 1 or self.beam_threshold <= 0 or self.beam_size_token < 0:
+        if self.beam_size < 1 or not self.beam_threshold > 0 or self.beam_size_token < 0:
             raise ValueError("beam_size must be >= 1, beam_size_token >= 0 and beam_threshold > 0")
+        if not all(math.isfinite(x) for x in (self.lm_weight, self.word_score, self.beam_threshold)):
+            raise ValueError(f"lm_weight, word_score and beam_threshold must be finite numbers, got {self.lm_weight}, "
+                             f"{self.word_score} and {self.beam_threshold}")
 
     @property
     def needs_lexicon(self) -> bool:

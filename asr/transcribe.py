@@ -10,6 +10,7 @@ not grow with the file's length; word times come from the CTC frame positions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,8 @@ class Recognizer:
 
     def __init__(self, meta: dict, network: Callable[[np.ndarray], np.ndarray], options: DecodeOptions | None = None,
                  lm: str | Path | None = None, chunk_seconds: float = 30.0, source: str = "model file"):
+        if not 0 < chunk_seconds < math.inf:
+            raise AsrError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds}")
         self.options = options = options or modelfile.decoding(meta, lm, {}, source)
         self.network, self.meta = network, meta
         self.tokenizer = tokenizer_from_dict(meta["tokenizer"])

@@ -69,6 +69,27 @@ def test_transcribe_a_non_utf8_file_name_among_others(model_file, tmp_path):
     assert js.returncode == 0 and json.loads(js.stdout)["path"].endswith("caf\\xe9.wav")
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("chunk_seconds", 0.0, "chunk_seconds must be a positive number of seconds"),
+    ("chunk_seconds", float("nan"), "chunk_seconds must be a positive number of seconds"),
+    ("lm_weight", float("nan"), "must be finite numbers"),
+    ("word_score", float("inf"), "must be finite numbers"),
+    ("beam_threshold", float("nan"), "beam_threshold > 0"),
+])
+def test_nonsense_transcription_settings_are_refused_not_decoded_to_nothing(model_file, option, value, message):
+    # before: chunk_seconds 0 and an LM weight of nan transcribed every file as empty text, silently
+    with pytest.raises(AsrError, match=message):
+        load_model(model_file, method="beam", **{option: value})
+
+
+def test_a_missing_lm_is_named_as_such(model_file, tmp_path):
+    for method in ("lexicon_lm", "beam_lm"):
+        r = asr("transcribe", str(model_file), "--method", method, "--lm", str(tmp_path / "nowhere"),
+                str(write_wav(tmp_path / "a.wav", tone(0.5, 8_000), 8_000)), text=True)
+        _no_traceback(r)
+        assert r.returncode != 0 and f"{tmp_path / 'nowhere'}: no such ARPA file" in r.stderr, r.stderr
+
+
 def test_a_directory_or_fifo_given_as_audio_says_what_it_is(tmp_path):
     from asr.audio import load_audio
 
