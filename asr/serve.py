@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import socket
 import sys
@@ -158,7 +159,12 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 
     Raises:
         AsrError: a bad model file or options (checked here, before any worker starts), or a port in use.
     """
-    load_model(model, lm=lm, **(decoding or {}))  # fail here, with our message, not in a worker
+    if not 0 <= port <= 65535:
+        raise AsrError(f"--port {port} is no TCP port: give 0-65535 (0: any free one)")
+    if workers < 1 or not 0 < max_mb < math.inf or not 0 < max_seconds < math.inf:
+        raise AsrError(f"--workers ({workers}), --max-mb ({max_mb}) and --max-seconds ({max_seconds}) must be positive")
+    # fail here, with our message, not in a worker
+    load_model(model, lm=lm, chunk_seconds=chunk_seconds, **(decoding or {}))
     os.environ[ENV] = json.dumps({"model": model, "lm": lm, "decoding": decoding or {}, "max_mb": max_mb,
                                   "max_seconds": max_seconds, "chunk_seconds": chunk_seconds})
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)

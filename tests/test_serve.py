@@ -49,6 +49,17 @@ def server(onnx_model):
     proc.wait(timeout=60)
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--port", "99999", "--port 99999 is no TCP port"),  # before: an OverflowError traceback from bind()
+    ("--workers", "0", "must be positive"),
+    ("--max-mb", "0", "must be positive"),
+    ("--chunk-seconds", "0", "chunk_seconds must be a positive number"),
+])
+def test_bad_service_options_are_refused_before_serving(onnx_model, option, value, message):
+    r = asr("serve", str(onnx_model), option, value, check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and message in r.stderr, r.stderr
+
+
 def test_transcriptions_match_the_model_in_every_response_format(server, onnx_model, fsdd_work):
     utts = read_manifest(fsdd_work / "prepare" / "isolated" / "test.jsonl")[::20]
     direct = load_model(onnx_model)
