@@ -285,9 +285,13 @@ class Pipeline:
     # --- running --------------------------------------------------------------------
 
     def _lock(self):
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         path = self.work_dir / ".lock"
-        f = open(path, "a+")
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+")
+        except OSError as e:
+            raise AsrError(f"cannot write in the work directory {self.work_dir} ({e.strerror}); "
+                           "give one you can write to with --work-dir") from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -340,6 +344,10 @@ class Pipeline:
         """
         first = self.resolve(stage, self.stages[0].number)
         last = self.resolve(stop_stage, self.stages[-1].number)
+        if first > last:
+            raise AsrError(f"--stage {stage} comes after --stop-stage {stop_stage}: nothing to run")
+        if nj < 1:
+            raise AsrError(f"--nj must be at least 1, got {nj}")
         lock = self._lock()
         try:
             done: list[tuple[str, str]] = []

@@ -75,6 +75,14 @@ def test_stage_range_force_and_names(tmp_path):
     assert p.run(stage="b", stop_stage="b", force=True, log=lambda m: None) == [("b", "ran")]
     with pytest.raises(ConfigError, match="unknown stage 'zz'; stages: 1:a, 2:b, 3:c"):
         p.run(stage="zz")
+    # before: a reversed range ran nothing and said nothing, --nj 0 was taken, an unwritable work dir a traceback
+    with pytest.raises(AsrError, match="--stage c comes after --stop-stage a: nothing to run"):
+        p.run(stage="c", stop_stage="a")
+    with pytest.raises(AsrError, match="--nj must be at least 1, got 0"):
+        p.run(nj=0)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(AsrError, match="cannot write in the work directory"):
+        Pipeline(STAGES, CONFIG, tmp_path / "a_file" / "work").run(log=lambda m: None)
 
 
 def test_failed_stage_keeps_last_good_output(tmp_path):
