@@ -297,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`asr ... | head`): not an error of ours
         sys.stdout = None
         return 141
+    except OSError as e:  # a path the system refused (no such folder, no permission, disk full): name it
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"asr {args.command}: error: {where}{e.strerror or e} (check the path, its permissions and the free "
+              "space)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"asr {args.command}: interrupted; finished stages are kept, re-run to continue", file=sys.stderr)
         return 130

@@ -90,6 +90,13 @@ def test_a_missing_lm_is_named_as_such(model_file, tmp_path):
         assert r.returncode != 0 and f"{tmp_path / 'nowhere'}: no such ARPA file" in r.stderr, r.stderr
 
 
+def test_an_output_path_the_system_refuses_is_named_without_a_traceback(model_file, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    r = asr("export", str(model_file), "--onnx", str(tmp_path / "a_file" / "model.onnx"), text=True)
+    _no_traceback(r)
+    assert r.returncode == 2 and f"error: {tmp_path / 'a_file'}" in r.stderr, r.stderr
+
+
 def test_a_directory_or_fifo_given_as_audio_says_what_it_is(tmp_path):
     from asr.audio import load_audio
 
