@@ -272,6 +272,12 @@ def test_config_overrides_are_typed_and_checked():
         apply_overrides({"train": TrainConfig()}, ["train.model.hiden=3"])
     with pytest.raises(ConfigError, match="train.model is a group of keys"):
         apply_overrides({"train": TrainConfig()}, ["train.model=3"])
+    # a NaN in the decoder's tuning grid decoded every utterance to nothing before
+    from asr.decode import DecodeConfig
+    with pytest.raises(ConfigError, match="must be finite numbers"):
+        apply_overrides({"decode": DecodeConfig()}, ["decode.lm_weights=0.5,nan"])
+    with pytest.raises(ConfigError, match="must be finite numbers"):
+        apply_overrides({"decode": DecodeConfig()}, ["decode.search.word_score=inf"])
 
 
 # --- the real feature stage, killed with SIGKILL and re-run -----------------------------------------

@@ -34,8 +34,8 @@ CONFIG = {
     # (greedy 77.1%): beam_lm 60.6% (LM weight 1.5), lexicon_lm over the training words 61.8%, lexicon_lm with
     # wordfreq's 20,000 most frequent words mixed in (lm.extra_words=20000, mix weight 0.98) 61.6%
     "decode": decode.DecodeConfig(sets=("*test",), tune_sets=("dev",),  # devtest, and test when there
-                                  # the 8 likeliest units a frame (4,400-update model): dev WER unchanged (59.71%), 3x faster
-                                  # (dev 52 -> 17 s, 1 thread); 4 units: 60.10%
+                                  # the 8 likeliest units a frame (4,400-update model): dev WER unchanged
+                                  # (59.71%), 3x faster (dev 52 -> 17 s, 1 thread); 4 units: 60.10%
                                   search=decode.DecodeOptions(method="beam_lm", beam_size_token=8),
                                   lm_weights=(1.0, 1.5, 2.0), word_scores=(0.0, 1.0)),
     "score": scoring.ScoreConfig(),
