@@ -16,6 +16,9 @@ the same on every run, in any order and over any number of workers:
    applies to the frequency axis of its mel filters (Jaitly & Hinton 2013; see
    :func:`asr.frontend.warp_frequencies`).
 
+Non-speech examples (the features stage's ``nonspeech``): digital silence or generated noise,
+white to brown, at a random level, to be trained on with an empty transcript (:func:`nonspeech`).
+
 Steps 1-3 keep the signal's length (the reverberant tail past the end is cut), so the
 transcript's alignment is unchanged. Speed perturbation stays the features stage's
 ``speed_perturb`` (whole extra copies at fixed factors).
@@ -35,6 +38,11 @@ MAX_ROOM_M = (8.0, 6.0, 3.5)  # ... and largest
 SPEED_OF_SOUND = 343.0  # m/s, as pyroomacoustics
 WALL_CLEARANCE_M = 0.5  # source and microphone stay this far from every wall
 VTLP_STEP = 0.01  # warp factors are rounded to this step: a few distinct mel filterbanks, each built once
+NONSPEECH_AUDIO = "<generated non-speech>"  # the audio field of a generated non-speech example
+NONSPEECH_SPEAKER = "nonspeech"
+NONSPEECH_SECONDS = (0.5, 4.0)  # length of a non-speech example, uniform
+NONSPEECH_SILENT = 0.25  # share of them that are digital silence (all samples zero) ...
+NONSPEECH_DBFS = (-70.0, -20.0)  # ... the others noise at a level (RMS re full scale) uniform in this range
 
 
 @dataclass(frozen=True)
@@ -147,3 +155,13 @@ def apply(wave: np.ndarray, chain: Chain, rng: np.random.Generator, sample_rate:
         scale = math.sqrt(power / 10.0 ** (chain.snr_db / 10.0))
         x = x + np.float32(scale) * coloured_noise(len(x), chain.noise_slope, rng)
     return x.astype(np.float32)
+
+
+def nonspeech(uid: str, seconds: float, sample_rate: int) -> np.ndarray:
+    """The samples of non-speech example ``uid``: digital silence or coloured noise, drawn from the id alone."""
+    rng = np.random.default_rng(zlib.crc32(uid.encode()))
+    n = int(round(seconds * sample_rate))
+    if rng.random() < NONSPEECH_SILENT:
+        return np.zeros(n, np.float32)
+    level = 10.0 ** (float(rng.uniform(*NONSPEECH_DBFS)) / 20.0)
+    return (np.float32(level) * coloured_noise(n, float(rng.uniform(-2.0, 0.0)), rng)).astype(np.float32)

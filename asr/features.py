@@ -69,7 +69,10 @@ def _task(items: list[tuple[Utterance, float, int]]) -> tuple[list, list]:
     done, bad = [], []
     for u, speed, copy in items:
         try:
-            wave = load_utterance(u, cfg.sample_rate, speed)
+            if u.audio == augment.NONSPEECH_AUDIO:
+                wave = augment.nonspeech(u.id, u.duration, cfg.sample_rate)
+            else:
+                wave = load_utterance(u, cfg.sample_rate, speed)
         except AudioError as e:
             bad.append((u.id, e.reason))
             continue
@@ -81,9 +84,18 @@ def _task(items: list[tuple[Utterance, float, int]]) -> tuple[list, list]:
     return done, bad
 
 
-def _tasks(utts: list[Utterance], speeds: Sequence[float], copies: int = 0) -> list[list[tuple[Utterance, float, int]]]:
+def _tasks(utts: list[Utterance], speeds: Sequence[float], copies: int = 0,
+           nonspeech: int = 0) -> list[list[tuple[Utterance, float, int]]]:
     items = [(u, s, 0) for s in speeds for u in utts] + [(u, 1.0, k) for k in range(1, copies + 1) for u in utts]
+    items += [(u, 1.0, 0) for u in nonspeech_utterances(nonspeech)]
     return [items[i: i + TASK_SIZE] for i in range(0, len(items), TASK_SIZE)]
+
+
+def nonspeech_utterances(n: int) -> list[Utterance]:
+    """``n`` generated non-speech examples (:func:`asr.augment.nonspeech`) with empty transcripts, ids ``nonspeech{k}``."""
+    rng = np.random.default_rng(n)
+    return [Utterance(f"nonspeech{k:05d}", augment.NONSPEECH_AUDIO, round(float(rng.uniform(*augment.NONSPEECH_SECONDS)), 2),
+                      "", augment.NONSPEECH_SPEAKER) for k in range(n)]
 
 
 def copy_id(uid: str, speed: float = 1.0, copy: int = 0) -> str:
@@ -119,18 +131,19 @@ def _mean_std(acc: np.ndarray) -> dict:
 
 def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj: int = 1,
                 speeds: Sequence[float] = (1.0,), stats: _Stats | None = None, desc: str = "",
-                copies: int = 0) -> dict:
+                copies: int = 0, nonspeech: int = 0) -> dict:
     """Featurize ``utts`` into ``out_prefix.f32`` (and ``.shard<k>.f32`` past ``cfg.shard_hours``) + ``out_prefix.index.jsonl``.
 
     Speed-perturbed copies (``speeds`` other than 1) get ids ``sp{speed}-{id}``; ``copies``
-    augmented copies (``cfg.augment``) ids ``aug{k}-{id}``.
+    augmented copies (``cfg.augment``) ids ``aug{k}-{id}``; ``nonspeech`` generated non-speech examples
+    (empty transcripts, left out of the CMVN statistics) ids ``nonspeech{k}``.
     Memory stays flat: each finished chunk is appended to the file and dropped.
 
     Returns:
         ``{"utterances", "frames", "shards", "bad": [(id, reason)], "items"}``.
     """
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    tasks = _tasks(utts, speeds, copies)
+    tasks = _tasks(utts, speeds, copies, nonspeech)
     n_items = sum(len(t) for t in tasks)
     bad, offset, shard, written, frames = [], 0, 0, 0, 0
     index_path = Path(f"{out_prefix}{FEATURES_INDEX}")
@@ -162,7 +175,7 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
                     rec.update(shard=shard, start=offset, frames=len(f))
                     index.write(json.dumps(rec, ensure_ascii=False) + "\n")  # streamed: memory stays flat
                     offset, written, frames = offset + len(f), written + 1, frames + len(f)
-                    if stats is not None:
+                    if stats is not None and u.audio != augment.NONSPEECH_AUDIO:
                         stats.add(u.speaker, f)
                 bad += failed
                 bar.update(len(done) + len(failed))
@@ -262,7 +275,8 @@ def stage(ctx) -> dict:
         is_train = name in train_sets
         speeds = (1.0, *[s for s in cfg.speed_perturb if s != 1.0]) if is_train else (1.0,)
         r = extract_set(utts, out.prefix(name), cfg, ctx.nj, speeds, train_stats if is_train else other_stats,
-                        desc=f"features {name}", copies=cfg.augment.copies if is_train else 0)
+                        desc=f"features {name}", copies=cfg.augment.copies if is_train else 0,
+                        nonspeech=round(cfg.nonspeech * len(utts)) if is_train else 0)
         counts[name] = r["utterances"]
         shards[name] = r["shards"]
         bad_all += [(name, uid, why) for uid, why in r["bad"]]

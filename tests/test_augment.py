@@ -125,3 +125,30 @@ def test_features_stage_adds_augmented_copies_of_train_sets_only(fsdd_utts, tmp_
     assert all(u["text"] == v["text"] for u, v in zip(tr.utts, tr.utts[n:]))
     again = FeatureStore(build_features(tmp_path / "b", {"train": train, "dev": dev}, augment=aug))
     assert [p.read_bytes() for p in again.open("train").paths] == [p.read_bytes() for p in tr.paths]
+
+
+def test_features_stage_adds_nonspeech_examples_to_train_sets_only_outside_the_cmvn_statistics(fsdd_utts, tmp_path):
+    jackson = [u for u in fsdd_utts if u.speaker == "jackson"]
+    train, dev = jackson[:20], jackson[20:22]
+    plain = FeatureStore(build_features(tmp_path / "a", {"train": train, "dev": dev}))
+    store = FeatureStore(build_features(tmp_path / "b", {"train": train, "dev": dev}, nonspeech=0.2))
+    tr = store.open("train")
+    extra = tr.utts[len(train):]
+    assert [u["id"] for u in tr.utts[:len(train)]] == [u.id for u in train]
+    assert len(train) >= 10 and [u["id"] for u in extra] == [f"nonspeech{k:05d}" for k in range(round(0.2 * len(train)))]
+    assert all(u["text"] == "" and u["speaker"] == augment.NONSPEECH_SPEAKER for u in extra)
+    assert [u["id"] for u in store.open("dev").utts] == [u.id for u in dev]
+    for k, u in enumerate(extra, len(train)):  # as long as drawn, at 100 frames a second
+        lo, hi = augment.NONSPEECH_SECONDS
+        assert lo * 100 <= tr[k].shape[0] <= hi * 100 + 1 and tr[k].shape[0] == round(u["duration"] * 100) + 1
+    assert store.cmvn.to_dict() == plain.cmvn.to_dict()  # the statistics are the speech's
+    kinds = [float(np.abs(augment.nonspeech(f"nonspeech{k:05d}", 1.0, RATE)).max()) for k in range(200)]
+    silent = sum(x == 0.0 for x in kinds) / len(kinds)
+    assert silent == pytest.approx(augment.NONSPEECH_SILENT, abs=0.08)
+    noisy = [augment.nonspeech(f"nonspeech{k:05d}", 1.0, RATE) for k in range(200)]
+    levels = [_power_db(x) for x in noisy if np.any(x)]
+    lo, hi = augment.NONSPEECH_DBFS
+    assert lo - 1 < min(levels) and max(levels) < hi + 1
+    assert np.array_equal(augment.nonspeech("nonspeech00003", 1.0, RATE), noisy[3])
+    with pytest.raises(ValueError, match="nonspeech"):
+        FeatureConfig(nonspeech=1.5)

@@ -233,9 +233,10 @@ def test_feature_sets_close_their_index_file(tmp_path):
 
 def test_sets_shard_by_hours_and_read_back_the_same_frames(fsdd_utts, tmp_path):
     utts = fsdd_utts[:40]
-    whole = FeatureStore(build_features(tmp_path / "whole", {"set": utts}))
+    whole = FeatureStore(build_features(tmp_path / "whole", {"set": utts}, nonspeech=0))  # the speech's frames alone
     seconds = sum(u.duration for u in utts)
-    sharded = FeatureStore(build_features(tmp_path / "sharded", {"set": utts}, shard_hours=seconds / 3600 / 4.5))
+    sharded = FeatureStore(build_features(tmp_path / "sharded", {"set": utts}, shard_hours=seconds / 3600 / 4.5,
+                                          nonspeech=0))
     a, b = whole.open("set"), sharded.open("set")
     assert len(a.paths) == 1 and len(b.paths) == 5  # a quarter of the audio per file, whole utterances only
     limit = int(seconds / 4.5 * 100)  # frames per shard at the 10 ms hop

@@ -35,6 +35,20 @@ def test_short_recipe_reaches_a_real_wer(work, fsdd_counts):
         assert (work / "score" / "isolated" / "test" / name).is_file(), name
 
 
+def test_silence_and_noise_are_transcribed_as_nothing(work):
+    """The recipe trains on generated non-speech (``features.nonspeech``); a model without it heard digits in
+    digital silence and noise (the full fsdd model: 6 of these 8 signals; this short model without it: see README)."""
+    from asr.benchmarks.nonspeech import signals
+    from asr.transcribe import load_model
+
+    index = [json.loads(line) for line in (work / "features" / "isolated" / "train.index.jsonl").open()]
+    assert any(u["text"] == "" and u["id"].startswith("nonspeech") for u in index)
+    model = load_model(work / "model.pt")
+    heard = {k: model.transcribe(x, model.sample_rate).text for k, x in signals(model.sample_rate).items()}
+    quiet = ("silence 1 s", "silence 3 s", "white noise -40 dBFS", "pink noise -30 dBFS", "dither 1 LSB")
+    assert {k: heard[k] for k in quiet} == {k: "" for k in quiet}, heard
+
+
 def test_beam_with_lexicon_and_lm_never_worse_than_greedy_on_dev(work):
     settings = json.loads((work / "decode" / "settings.json").read_text())
     tuned = min(g["dev_wer"] for g in settings["grid"])
