@@ -85,17 +85,18 @@ def _task(items: list[tuple[Utterance, float, int]]) -> tuple[list, list]:
 
 
 def _tasks(utts: list[Utterance], speeds: Sequence[float], copies: int = 0,
-           nonspeech: int = 0) -> list[list[tuple[Utterance, float, int]]]:
+           nonspeech: tuple[int, int] = (0, 0)) -> list[list[tuple[Utterance, float, int]]]:
     items = [(u, s, 0) for s in speeds for u in utts] + [(u, 1.0, k) for k in range(1, copies + 1) for u in utts]
-    items += [(u, 1.0, 0) for u in nonspeech_utterances(nonspeech)]
+    items += [(u, 1.0, 0) for u in nonspeech_utterances(*nonspeech)]
     return [items[i: i + TASK_SIZE] for i in range(0, len(items), TASK_SIZE)]
 
 
-def nonspeech_utterances(n: int) -> list[Utterance]:
-    """``n`` generated non-speech examples (:func:`asr.augment.nonspeech`) with empty transcripts, ids ``nonspeech{k}``."""
-    rng = np.random.default_rng(n)
-    return [Utterance(f"nonspeech{k:05d}", augment.NONSPEECH_AUDIO, round(float(rng.uniform(*augment.NONSPEECH_SECONDS)), 2),
-                      "", augment.NONSPEECH_SPEAKER) for k in range(n)]
+def nonspeech_utterances(first: int, n: int) -> list[Utterance]:
+    """Generated non-speech examples ``first`` to ``first + n - 1`` (:func:`asr.augment.nonspeech`), empty
+    transcripts, ids ``nonspeech{k}``: numbered on across the train sets, so that no two share an id."""
+    seconds = np.random.default_rng(first + n).uniform(*augment.NONSPEECH_SECONDS, size=first + n)[first:]
+    return [Utterance(f"nonspeech{k:05d}", augment.NONSPEECH_AUDIO, round(float(d), 2), "", augment.NONSPEECH_SPEAKER)
+            for k, d in enumerate(seconds, first)]
 
 
 def copy_id(uid: str, speed: float = 1.0, copy: int = 0) -> str:
@@ -131,12 +132,12 @@ def _mean_std(acc: np.ndarray) -> dict:
 
 def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj: int = 1,
                 speeds: Sequence[float] = (1.0,), stats: _Stats | None = None, desc: str = "",
-                copies: int = 0, nonspeech: int = 0) -> dict:
+                copies: int = 0, nonspeech: tuple[int, int] = (0, 0)) -> dict:
     """Featurize ``utts`` into ``out_prefix.f32`` (and ``.shard<k>.f32`` past ``cfg.shard_hours``) + ``out_prefix.index.jsonl``.
 
     Speed-perturbed copies (``speeds`` other than 1) get ids ``sp{speed}-{id}``; ``copies``
-    augmented copies (``cfg.augment``) ids ``aug{k}-{id}``; ``nonspeech`` generated non-speech examples
-    (empty transcripts, left out of the CMVN statistics) ids ``nonspeech{k}``.
+    augmented copies (``cfg.augment``) ids ``aug{k}-{id}``; ``nonspeech=(first, n)`` adds generated non-speech
+    examples ``first`` to ``first + n - 1`` (empty transcripts, left out of the CMVN statistics).
     Memory stays flat: each finished chunk is appended to the file and dropped.
 
     Returns:
@@ -269,14 +270,16 @@ def stage(ctx) -> dict:
     sets = expand_sets(cfg.sets or ["*"], manifest_names(prep))
     train_sets = set(expand_sets(cfg.train_sets, sets))
     train_stats, other_stats = _Stats(cfg.dim), _Stats(cfg.dim)
-    counts, shards, bad_all = {}, {}, []
+    counts, shards, bad_all, nonspeech = {}, {}, [], 0
     for name in sets:
         utts = read_manifest(prep / f"{name}.jsonl")
         is_train = name in train_sets
         speeds = (1.0, *[s for s in cfg.speed_perturb if s != 1.0]) if is_train else (1.0,)
+        n_nonspeech = round(cfg.nonspeech * len(utts)) if is_train else 0
         r = extract_set(utts, out.prefix(name), cfg, ctx.nj, speeds, train_stats if is_train else other_stats,
                         desc=f"features {name}", copies=cfg.augment.copies if is_train else 0,
-                        nonspeech=round(cfg.nonspeech * len(utts)) if is_train else 0)
+                        nonspeech=(nonspeech, n_nonspeech))
+        nonspeech += n_nonspeech
         counts[name] = r["utterances"]
         shards[name] = r["shards"]
         bad_all += [(name, uid, why) for uid, why in r["bad"]]

@@ -55,7 +55,7 @@ def build_features(work: Path, sets: dict, **cfg_overrides) -> Path:
 
     for name, utts in sets.items():
         write_manifest(work / "prepare" / f"{name}.jsonl", utts)
-    cfg = features.FeatureConfig(sample_rate=8_000, sets=tuple(sets), train_sets=tuple(sets)[:1], **cfg_overrides)
+    cfg = features.FeatureConfig(**{"sample_rate": 8_000, "sets": tuple(sets), "train_sets": tuple(sets)[:1], **cfg_overrides})
     out = work / "features"
     out.mkdir(parents=True)
     features.stage(SimpleNamespace(config=cfg, out=out, inputs={"prepare": work / "prepare"}, nj=1,

@@ -128,14 +128,16 @@ def test_features_stage_adds_augmented_copies_of_train_sets_only(fsdd_utts, tmp_
 
 
 def test_features_stage_adds_nonspeech_examples_to_train_sets_only_outside_the_cmvn_statistics(fsdd_utts, tmp_path):
-    jackson = [u for u in fsdd_utts if u.speaker == "jackson"]
-    train, dev = jackson[:20], jackson[20:22]
-    plain = FeatureStore(build_features(tmp_path / "a", {"train": train, "dev": dev}))
-    store = FeatureStore(build_features(tmp_path / "b", {"train": train, "dev": dev}, nonspeech=0.2))
+    train, train2, dev = fsdd_utts[:10], fsdd_utts[10:15], fsdd_utts[15:17]
+    sets = {"train": train, "train2": train2, "dev": dev}
+    plain = FeatureStore(build_features(tmp_path / "a", sets, train_sets=("train", "train2"), nonspeech=0))
+    store = FeatureStore(build_features(tmp_path / "b", sets, train_sets=("train", "train2"), nonspeech=0.2))
     tr = store.open("train")
     extra = tr.utts[len(train):]
     assert [u["id"] for u in tr.utts[:len(train)]] == [u.id for u in train]
-    assert len(train) >= 10 and [u["id"] for u in extra] == [f"nonspeech{k:05d}" for k in range(round(0.2 * len(train)))]
+    assert [u["id"] for u in extra] == ["nonspeech00000", "nonspeech00001"]  # 20% of 10
+    # numbered on in the second train set: no two examples share an id (nor, drawn from it, their samples)
+    assert [u["id"] for u in store.open("train2").utts[len(train2):]] == ["nonspeech00002"]
     assert all(u["text"] == "" and u["speaker"] == augment.NONSPEECH_SPEAKER for u in extra)
     assert [u["id"] for u in store.open("dev").utts] == [u.id for u in dev]
     for k, u in enumerate(extra, len(train)):  # as long as drawn, at 100 frames a second
