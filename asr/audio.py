@@ -1,4 +1,4 @@
-"""Reading and writing audio.
+"""Reading and writing audio, from files or from bytes in memory (uploads to ``asr serve``).
 
 Audio is read with soundfile (libsndfile: WAV, FLAC, OGG, NIST SPHERE and more at
 any bit depth; MP3 with libsndfile >= 1.1, which the soundfile wheels bundle; headerless
@@ -6,10 +6,15 @@ any bit depth; MP3 with libsndfile >= 1.1, which the soundfile wheels bundle; he
 soxr through librosa, and returned as float32 in [-1, 1]. torchaudio's own ``load`` needs TorchCodec and
 FFmpeg, which we do not depend on. Paths reach libsndfile as bytes (``os.fsencode``),
 so a file name that is not valid UTF-8 opens like any other.
+
+Files and uploads pass the same checks (rate, channel count, truncation, NaN samples), and
+are mixed down to mono block by block, so reading costs memory for the mono signal and one
+block, whatever the channel count.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
@@ -26,10 +31,17 @@ from asr.errors import AudioError
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 RESAMPLE_TYPE = "soxr_hq"
+# More channels than this is no recording of speech; a crafted 100 KB OGG can declare 255 channels of
+# 48 kHz silence (3 GB as float32): refused from its header.
+MAX_CHANNELS = 32
+READ_BLOCK_SAMPLES = 1 << 20  # samples (all channels together) read at a time: 4 MB as float32
 # A headerless file says nothing about itself: ``.raw`` is read as CMU's AN4 corpus writes it
 # (Sphinx's format: 16 kHz mono 16-bit signed big-endian), the one corpus users bring as raw.
 RAW_SUFFIX = ".raw"
 RAW_FORMAT = {"format": "RAW", "samplerate": 16_000, "channels": 1, "subtype": "PCM_16", "endian": "BIG"}
+
+
+Source = str | Path | bytes  # a file, or a file's bytes (named separately in messages)
 
 
 def _layout(path: Path) -> dict:
@@ -68,14 +80,23 @@ def _check_rate(path: str | Path, rate: int, what: str) -> None:
         )
 
 
-def _check_riff_truncation(path: Path) -> None:
+def _check_header(name: str | Path, info: AudioInfo) -> None:
+    """The checks every reader makes on a header: a supported rate and channel count."""
+    _check_rate(name, info.sample_rate, "file")
+    if info.channels > MAX_CHANNELS:
+        raise AudioError(name, f"{info.channels} channels is more than the {MAX_CHANNELS} accepted",
+                         "mix the recording down to mono or stereo")
+
+
+def _check_riff_truncation(source: Source, name: str | Path) -> None:
     """Raise if a RIFF/WAVE file holds fewer data bytes than its header declares.
 
     libsndfile quietly reads whatever is there, so a cut-off download would pass
     as a shorter recording. We walk the chunk list by hand for this one check.
     """
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             return
@@ -88,13 +109,56 @@ def _check_riff_truncation(path: Path) -> None:
                 # 0 and 0xFFFFFFFF mark a stream whose length was never filled in.
                 if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
                     raise AudioError(
-                        path,
+                        name,
                         f"truncated: the header declares {chunk_size} bytes of audio "
                         f"but the file holds {available}",
                         "re-download or re-export the file",
                     )
                 return
             pos += 8 + chunk_size + (chunk_size & 1)
+
+
+def _open(source: Source, name: str | Path) -> sf.SoundFile:
+    """libsndfile's reader of a file (checked first) or of bytes.
+
+    Raises:
+        AudioError: missing, not a regular file, or not readable audio (names ``name``).
+    """
+    if isinstance(source, bytes):
+        if not source:
+            raise AudioError(name, "the file is empty", "send an audio file (WAV, FLAC, OGG)")
+        args, layout = io.BytesIO(source), {}
+    else:
+        path = Path(source)
+        check_file(path)
+        args, layout = os.fsencode(path), _layout(path)
+    try:
+        return sf.SoundFile(args, **layout)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        reason = str(e).strip().rsplit(": ", 1)[-1][:160]  # libsndfile's reason, without a BytesIO's repr
+        raise AudioError(name, f"not a readable audio file ({reason})", "send WAV, FLAC or OGG") from None
+
+
+def _mono_blocks(f: sf.SoundFile, name: str | Path, frames: int | None = None) -> Iterator[np.ndarray]:
+    """Mono float32 blocks of an open file, each mixed down as it is read (at most
+    :data:`READ_BLOCK_SAMPLES` samples of all channels in memory); ``frames``: stop after so many.
+
+    Raises:
+        AudioError: corrupt data or NaN / infinite samples.
+    """
+    block = max(1, READ_BLOCK_SAMPLES // max(1, f.channels))
+    left = f.frames - f.tell() if frames is None else frames
+    try:
+        while left > 0:
+            data = f.read(min(block, left), dtype="float32", always_2d=True)
+            if len(data) == 0:
+                return
+            left -= len(data)
+            if not np.isfinite(data).all():
+                raise AudioError(name, "holds NaN or infinite samples", "the file is corrupt; re-export it")
+            yield data[:, 0].copy() if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(name, f"corrupt audio data ({e})") from None
 
 
 def check_file(path: Path) -> None:
@@ -117,20 +181,15 @@ def check_file(path: Path) -> None:
         raise AudioError(path, f"is {kind}, not an audio file", "write the audio to a file first")
 
 
-def read_info(path: str | Path) -> AudioInfo:
-    """Read an audio file's header.
+def read_info(source: Source, name: str | Path | None = None) -> AudioInfo:
+    """Read an audio file's header (``source``: a path, or the file's bytes named ``name``).
 
     Raises:
         AudioError: the file is missing or is not readable audio.
     """
-    path = Path(path)
-    check_file(path)
-    layout = _layout(path)
-    try:
-        with sf.SoundFile(os.fsencode(path), **layout) as f:
-            return AudioInfo(sample_rate=f.samplerate, frames=f.frames, channels=f.channels)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise AudioError(path, f"not a readable audio file ({e})") from None
+    name = source if name is None and not isinstance(source, bytes) else (name or "audio")
+    with _open(source, name) as f:
+        return AudioInfo(sample_rate=f.samplerate, frames=f.frames, channels=f.channels)
 
 
 def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
@@ -171,61 +230,71 @@ def load_audio(
             samples, NaN or infinite samples, or an unsupported sample rate.
     """
     path = Path(path)
-    info = read_info(path)
-    _check_rate(path, info.sample_rate, "file")
-    if sample_rate is not None:
-        _check_rate(path, sample_rate, "requested")
-    _check_riff_truncation(path)
-
-    start = int(round(offset * info.sample_rate))
-    stop = None if duration is None else start + int(round(duration * info.sample_rate))
-    if start > info.frames or (stop is not None and stop > info.frames + 1):
-        raise AudioError(
-            path,
-            f"segment {offset:.3f}s+{duration}s lies past the end of the file ({info.duration:.3f}s)",
-            "check the offset and duration in the manifest or segments file",
-        )
-    try:
-        data, rate = sf.read(os.fsencode(path), start=start, stop=stop, dtype="float32", always_2d=True,
-                             **_layout(path))
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise AudioError(path, f"corrupt audio data ({e})") from None
-    if data.shape[0] == 0:
+    with _open(path, path) as f:
+        info = AudioInfo(f.samplerate, f.frames, f.channels)
+        _check_header(path, info)
+        if sample_rate is not None:
+            _check_rate(path, sample_rate, "requested")
+        _check_riff_truncation(path, path)
+        start = int(round(offset * info.sample_rate))
+        stop = info.frames if duration is None else start + int(round(duration * info.sample_rate))
+        if start > info.frames or stop > info.frames + 1:
+            raise AudioError(
+                path,
+                f"segment {offset:.3f}s+{duration}s lies past the end of the file ({info.duration:.3f}s)",
+                "check the offset and duration in the manifest or segments file",
+            )
+        try:
+            f.seek(start)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise AudioError(path, f"corrupt audio data ({e})") from None
+        blocks = list(_mono_blocks(f, path, min(stop, info.frames) - start))
+    mono = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if len(mono) == 0:
         raise AudioError(path, "holds zero samples")
-    if not np.isfinite(data).all():
-        raise AudioError(path, "holds NaN or infinite samples", "the file is corrupt; re-export it")
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
     if sample_rate is not None:
-        mono = resample(mono, rate, sample_rate)
+        mono = resample(mono, info.sample_rate, sample_rate)
     return mono
 
 
-def stream_audio(path: str | Path, sample_rate: int, chunk_seconds: float) -> Iterator[np.ndarray]:
+def stream_audio(source: Source, sample_rate: int, chunk_seconds: float, name: str | Path | None = None,
+                 max_samples: int | None = None) -> Iterator[np.ndarray]:
     """Yield consecutive mono float32 chunks of about ``chunk_seconds`` at ``sample_rate``.
 
-    Memory stays bounded by the chunk size whatever the file's length. Each chunk is
-    resampled on its own (soxr's edge effects at the seams are below 1e-3 of full scale).
+    Memory stays bounded by the chunk size whatever the file's length and channel count (each block
+    is mixed down as it is read). Each chunk is resampled on its own (soxr's edge effects at the
+    seams are below 1e-3 of full scale).
 
+    Args:
+        source: a path, or a file's bytes (an upload) named ``name`` in messages.
+        max_samples: refuse a file whose header declares more samples (frames x channels) than this.
     Raises:
-        AudioError: as :func:`load_audio`.
+        AudioError: as :func:`load_audio`, and over ``max_samples``.
     """
-    path = Path(path)
-    info = read_info(path)
-    _check_rate(path, info.sample_rate, "file")
-    _check_rate(path, sample_rate, "requested")
-    _check_riff_truncation(path)
-    if info.frames == 0:
-        raise AudioError(path, "holds zero samples")
-    block = max(1, int(chunk_seconds * info.sample_rate))
-    try:
-        for data in sf.blocks(os.fsencode(path), blocksize=block, dtype="float32", always_2d=True, **_layout(path)):
-            if not np.isfinite(data).all():
-                raise AudioError(path, "holds NaN or infinite samples", "the file is corrupt; re-export it")
-            mono = np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
-            yield resample(mono, info.sample_rate, sample_rate)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise AudioError(path, f"corrupt audio data ({e})") from None
+    name = source if name is None and not isinstance(source, bytes) else (name or "audio")
+    _check_rate(name, sample_rate, "requested")
+    with _open(source, name) as f:
+        info = AudioInfo(f.samplerate, f.frames, f.channels)
+        _check_header(name, info)
+        _check_riff_truncation(source, name)
+        if info.frames == 0:
+            raise AudioError(name, "holds zero samples")
+        if max_samples is not None and info.frames * info.channels > max_samples:
+            raise AudioError(name, f"{info.duration:.0f} s of {info.channels}-channel audio at {info.sample_rate} Hz "
+                                   f"decodes to {info.frames * info.channels:,} samples, over the limit of "
+                                   f"{max_samples:,}", "send fewer channels or a shorter file")
+        chunk = max(1, int(chunk_seconds * info.sample_rate))
+        pending: list[np.ndarray] = []
+        held = 0
+        for block in _mono_blocks(f, name):
+            pending.append(block)
+            held += len(block)
+            while held >= chunk:
+                joined = np.concatenate(pending)
+                yield resample(joined[:chunk], info.sample_rate, sample_rate)
+                pending, held = [joined[chunk:]], held - chunk
+        if held:
+            yield resample(np.concatenate(pending), info.sample_rate, sample_rate)
 
 
 def save_audio(path: str | Path, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:

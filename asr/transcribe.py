@@ -6,12 +6,17 @@ torch model of a ``.pt`` file, or an ONNX session: :mod:`asr.onnxrt`) and a sear
 (:mod:`asr.search`). Only the torch network imports torch, so an ONNX model transcribes
 without it. Long files are read and decoded in chunks (``chunk_seconds``), so memory does
 not grow with the file's length; word times come from the CTC frame positions.
+
+At a chunk's seams nothing is lost or doubled: the network hears each chunk with
+:data:`CONTEXT_SECONDS` of audio on either side and keeps the chunk's own frames (a BiLSTM's
+frames near an edge then see what they would in one pass), and the search is cut not at the
+chunk's end but in the longest pause between two words of the best path.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +29,12 @@ from asr.errors import AsrError, ConfigError
 from asr.frontend import Cmvn, FeatureConfig, feature_config, mfcc
 from asr.search import BeamSearch, DecodeOptions
 from asr.tokenizer import tokenizer_from_dict
+
+CONTEXT_SECONDS = 1.5  # audio each side of a chunk that the network hears with it
+MIN_CHUNK_SECONDS = 1.0  # shorter chunks would be mostly context (and 0.0001 s chunks took minutes per file)
+# the best path's last word may go on past the frames at hand: the pause after it counts as a place to cut
+# only this long (the blanks between a word's own units last well under it)
+TRAILING_PAUSE_SECONDS = 0.5
 
 
 @dataclass
@@ -61,8 +72,9 @@ class Recognizer:
 
     def __init__(self, meta: dict, network: Callable[[np.ndarray], np.ndarray], options: DecodeOptions | None = None,
                  lm: str | Path | None = None, chunk_seconds: float = 30.0, source: str = "model file"):
-        if not 0 < chunk_seconds < math.inf:
-            raise AsrError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds}")
+        if not MIN_CHUNK_SECONDS <= chunk_seconds < math.inf:
+            raise AsrError(f"chunk_seconds must be a positive number of seconds, at least {MIN_CHUNK_SECONDS:g}, "
+                           f"got {chunk_seconds}")
         self.options = options = options or modelfile.decoding(meta, lm, {}, source)
         self.network, self.meta = network, meta
         self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
@@ -74,7 +86,8 @@ class Recognizer:
             raise AsrError(f"{source}: the feature config gives {self.feature_config.dim} values per frame, "
                            f"the network takes {meta['input_dim']}; the file is damaged")
         self.cmvn = Cmvn.from_dict(meta["cmvn"], self.feature_config.dim, source)
-        self.frame_seconds = self.feature_config.hop_ms / 1000 * meta["model"].get("stack", 1)
+        self.frame_samples = self.feature_config.hop_length * meta["model"].get("stack", 1)  # per output frame
+        self.frame_seconds = self.frame_samples / self.feature_config.sample_rate
         self.chunk_seconds = chunk_seconds
         self.beam = None
         if options.method != "greedy":
@@ -89,19 +102,84 @@ class Recognizer:
         """``(T', V)`` log-probabilities of a mono signal at the model's rate."""
         return self.network(self.cmvn(mfcc(wave, self.feature_config)))
 
-    def _decode(self, wave: np.ndarray, offset: float) -> tuple[str, list[Word]]:
-        lp = self.log_probs(wave)
+    def _decode(self, lp: np.ndarray, first_frame: int) -> tuple[str, list[Word]]:
         if self.beam is not None:
             text, spans = self.beam(lp)
         else:
             path = greedy_frames(lp)
             text, spans = self.tokenizer.words([u for u, _ in path], [t for _, t in path])
-        words = [Word(w, offset + s * self.frame_seconds, offset + (e + 1) * self.frame_seconds) for w, s, e in spans]
+        seconds = self.frame_seconds
+        words = [Word(w, (first_frame + s) * seconds, (first_frame + e + 1) * seconds) for w, s, e in spans]
         return text, words
 
-    def transcribe(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> Transcript:
-        """Transcribe a file (any format, rate and channel count) or a mono float array.
+    def _log_prob_pieces(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The whole signal's ``(T', V)`` log-probabilities in consecutive pieces of about ``chunk_seconds``,
+        each computed with :data:`CONTEXT_SECONDS` of audio on either side (a piece's frames are the
+        frames of the whole signal: windows start on a multiple of an output frame's samples)."""
+        step = self.frame_samples
+        core = max(1, round(self.chunk_seconds * self.sample_rate / step)) * step
+        context = round(CONTEXT_SECONDS * self.sample_rate / step) * step
+        buf, buf_start, done = np.zeros(0, np.float32), 0, 0  # samples held, where they start, emitted up to
+        for chunk in chunks:
+            buf = np.concatenate([buf, chunk])
+            while buf_start + len(buf) >= done + core + context:
+                start = max(0, done - context)
+                lp = self.log_probs(buf[start - buf_start: done + core + context - buf_start])
+                first = (done - start) // step
+                yield lp[first: first + core // step]
+                done += core
+                drop = max(0, done - context) - buf_start
+                buf, buf_start = buf[drop:], buf_start + drop
+        if buf_start + len(buf) > done:
+            start = max(0, done - context)
+            yield self.log_probs(buf[start - buf_start:])[(done - start) // step:]
 
+    def _cut(self, lp: np.ndarray) -> int | None:
+        """Where to split log-probabilities between two searches: the middle of the longest pause between
+        words of the best path (or a long one after its last word); ``None`` when there is none."""
+        path = greedy_frames(lp)
+        _, spans = self.tokenizer.words([u for u, _ in path], [t for _, t in path])
+        if not spans:
+            return len(lp)  # no word at all
+        pauses = [(b[1] - a[2], (a[2] + b[1] + 1) // 2) for a, b in zip(spans, spans[1:])]
+        trailing = len(lp) - 1 - spans[-1][2]
+        if trailing * self.frame_seconds >= TRAILING_PAUSE_SECONDS:
+            pauses.append((trailing, (spans[-1][2] + len(lp) + 1) // 2))
+        cut = max(pauses)[1] if pauses else None
+        return cut if cut is None or 0 < cut < len(lp) else None
+
+    def _transcribe(self, chunks: Iterable[np.ndarray], path: str | None) -> Transcript:
+        max_frames = max(1, round(self.chunk_seconds / self.frame_seconds))
+        texts, words, held, first = [], [], [], 0  # held: pieces not yet searched, from frame ``first``
+
+        def search(lp: np.ndarray) -> None:
+            text, w = self._decode(lp, first)
+            texts.append(text)
+            words.extend(w)
+
+        for piece in self._log_prob_pieces(chunks):
+            held.append(piece)
+            while sum(len(p) for p in held) >= max_frames:
+                lp = np.concatenate(held)
+                cut = self._cut(lp)
+                if cut is None:  # one word so far: wait for more, up to twice the chunk
+                    if len(lp) < 2 * max_frames:
+                        held = [lp]
+                        break
+                    cut = len(lp)
+                search(lp[:cut])
+                held, first = [lp[cut:]], first + cut
+        if held and sum(len(p) for p in held):
+            search(np.concatenate(held))
+        return Transcript(" ".join(t for t in texts if t), words, path)
+
+    def transcribe(self, audio: str | Path | bytes | np.ndarray, sample_rate: int | None = None,
+                   name: str | None = None, max_samples: int | None = None) -> Transcript:
+        """Transcribe a file (any format, rate and channel count), a file's bytes, or a mono float array.
+
+        Args:
+            name: what to call a file's bytes in messages.
+            max_samples: refuse a file (or bytes) declaring more samples (frames x channels) than this.
         Raises:
             AudioError: an unreadable file (named in the message).
             AsrError: an array without its ``sample_rate``.
@@ -111,21 +189,11 @@ class Recognizer:
                 raise AsrError("transcribe(array) needs sample_rate=")
             wave = np.asarray(audio, dtype=np.float32)
             wave = wave.mean(axis=1) if wave.ndim == 2 else wave
-            step = int(self.chunk_seconds * self.sample_rate)
-            wave = resample(wave, sample_rate, self.sample_rate)
-            chunks = (wave[i: i + step] for i in range(0, len(wave), step))
-            path = None
-        else:
-            chunks = stream_audio(audio, self.sample_rate, self.chunk_seconds)
-            path = str(audio)
-        texts, words, offset = [], [], 0.0
-        for chunk in chunks:
-            if len(chunk):
-                text, w = self._decode(chunk, offset)
-                texts.append(text)
-                words += w
-            offset += len(chunk) / self.sample_rate
-        return Transcript(" ".join(t for t in texts if t), words, path)
+            if not np.isfinite(wave).all():
+                raise AsrError("the samples hold NaN or infinite values")
+            return self._transcribe([resample(wave, sample_rate, self.sample_rate)], None)
+        chunks = stream_audio(audio, self.sample_rate, self.chunk_seconds, name=name, max_samples=max_samples)
+        return self._transcribe(chunks, None if isinstance(audio, bytes) else str(audio))
 
 
 def load_model(path: str | Path, lm: str | Path | None = None, chunk_seconds: float = 30.0, device: str = "cpu",
