@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asr.errors import AudioError
+from asr.errors import AudioError, AudioTooLarge
 
 # Rates outside this range are not speech audio we can resample sensibly.
 MIN_SAMPLE_RATE = 1_000
@@ -80,7 +80,7 @@ def _check_rate(path: str | Path, rate: int, what: str) -> None:
         )
 
 
-def _check_header(name: str | Path, info: AudioInfo) -> None:
+def check_header(name: str | Path, info: AudioInfo) -> None:
     """The checks every reader makes on a header: a supported rate and channel count."""
     _check_rate(name, info.sample_rate, "file")
     if info.channels > MAX_CHANNELS:
@@ -136,7 +136,7 @@ def _open(source: Source, name: str | Path) -> sf.SoundFile:
         return sf.SoundFile(args, **layout)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         reason = str(e).strip().rsplit(": ", 1)[-1][:160]  # libsndfile's reason, without a BytesIO's repr
-        raise AudioError(name, f"not a readable audio file ({reason})", "send WAV, FLAC or OGG") from None
+        raise AudioError(name, f"not a readable audio file, or a truncated one ({reason})", "send WAV, FLAC or OGG") from None
 
 
 def _mono_blocks(f: sf.SoundFile, name: str | Path, frames: int | None = None) -> Iterator[np.ndarray]:
@@ -232,7 +232,7 @@ def load_audio(
     path = Path(path)
     with _open(path, path) as f:
         info = AudioInfo(f.samplerate, f.frames, f.channels)
-        _check_header(path, info)
+        check_header(path, info)
         if sample_rate is not None:
             _check_rate(path, sample_rate, "requested")
         _check_riff_truncation(path, path)
@@ -275,12 +275,12 @@ def stream_audio(source: Source, sample_rate: int, chunk_seconds: float, name: s
     _check_rate(name, sample_rate, "requested")
     with _open(source, name) as f:
         info = AudioInfo(f.samplerate, f.frames, f.channels)
-        _check_header(name, info)
+        check_header(name, info)
         _check_riff_truncation(source, name)
         if info.frames == 0:
             raise AudioError(name, "holds zero samples")
         if max_samples is not None and info.frames * info.channels > max_samples:
-            raise AudioError(name, f"{info.duration:.0f} s of {info.channels}-channel audio at {info.sample_rate} Hz "
+            raise AudioTooLarge(name, f"{info.duration:.0f} s of {info.channels}-channel audio at {info.sample_rate} Hz "
                                    f"decodes to {info.frames * info.channels:,} samples, over the limit of "
                                    f"{max_samples:,}", "send fewer channels or a shorter file")
         chunk = max(1, int(chunk_seconds * info.sample_rate))

@@ -180,7 +180,7 @@ def cmd_serve(args) -> int:
     from asr.serve import serve
 
     serve(args.model, args.host, args.port, args.workers, args.max_mb, args.max_seconds, args.lm,
-          _decoder_overrides(args), args.chunk_seconds)
+          _decoder_overrides(args), args.chunk_seconds, args.timeout, args.max_connections, args.api_docs)
     return 0
 
 
@@ -269,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes, each with the model loaded (default 1)")
     p.add_argument("--max-mb", type=float, default=25.0, help="largest upload accepted (default 25 MB)")
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio accepted (default 600 s)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="a request whose body stops arriving this long gets a 408 (default 30 s)")
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="open connections and requests per worker before new ones get a 503 (default 64)")
+    p.add_argument("--api-docs", action="store_true", help="also serve the API's pages /docs and /openapi.json")
     _add_decoder_args(p)
     p.set_defaults(func=cmd_serve)
 

@@ -31,6 +31,10 @@ class AudioError(AsrError):
         super().__init__(message)
 
 
+class AudioTooLarge(AudioError):
+    """Audio over a stated limit (decoded samples), not unreadable."""
+
+
 class ManifestError(AsrError):
     """One or more bad manifest entries; ``problems`` holds every one of them.
 

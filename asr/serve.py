@@ -6,17 +6,28 @@ FastAPI on uvicorn. The model is loaded once per worker process. Endpoints:
   (ignored: the server has one), ``response_format`` = ``json`` | ``text`` | ``verbose_json``
   with word times, ``language``, ``prompt``, ``temperature`` (accepted, unused)), so
   existing clients work unchanged.
-- ``GET /health``: ``{"status": "ok", "model": ...}``.
+- ``GET /health``: ``{"status": "ok", "model": <file name>, ...}``.
 - ``GET /``: the page (pick, drop or record audio; see the transcript and the words' times).
 
-Uploads are decoded in memory (nothing is written to disk). Bad input (not audio, empty,
-truncated, larger than ``max_mb``, longer than ``max_seconds``) gets an HTTP 4xx with a JSON
-``{"error": {"message", "type"}}`` naming the problem, and the service goes on serving.
+Limits, each answered with an HTTP 4xx and a JSON ``{"error": {"message", "type"}}`` naming the
+problem, after which the service goes on serving:
+
+- the request body: at most ``max_mb`` (plus a form's overhead), counted as the bytes arrive,
+  with or without a Content-Length (413); the form parser keeps an upload over 1 MB in a
+  temporary file until the request ends;
+- the audio: a readable format (400), at most ``max_seconds`` long (413), at most
+  :data:`MAX_CHANNELS` channels (400), and at most ``max_seconds`` x :data:`SAMPLES_PER_SECOND`
+  decoded samples counting every channel (413); it is mixed down block by block, so a request
+  holds the upload, the mono signal at the model's rate (600 s at 16 kHz: 38 MB) and one
+  chunk's features and network activations;
+- time: a request whose body stops arriving for ``timeout`` seconds gets a 408, an idle
+  keep-alive connection is closed after :data:`KEEP_ALIVE_SECONDS`;
+- concurrency: past ``max_connections`` open connections and requests per worker, a 503.
 """
 
 from __future__ import annotations
 
-import io
+import asyncio
 import json
 import math
 import os
@@ -28,19 +39,26 @@ import urllib.error
 import urllib.request
 import uuid
 from importlib import resources
+from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import uvicorn
 from fastapi import FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException
 
-from asr.errors import AsrError
+from asr.audio import MAX_CHANNELS, check_header, read_info
+from asr.errors import AsrError, AudioError, AudioTooLarge
+from asr.procs import die_with_parent
 from asr.transcribe import Recognizer, load_model
 
 ENV = "ASR_SERVE_CONFIG"  # the worker processes' settings, as JSON (uvicorn starts them by import string)
 FORMATS = ("json", "text", "verbose_json")
 FORM_OVERHEAD = 100_000  # bytes a multipart form may add around the file itself
+SAMPLES_PER_SECOND = 96_000  # decoded samples a second of the longest audio may hold: 48 kHz stereo
+KEEP_ALIVE_SECONDS = 5  # uvicorn closes an idle keep-alive connection after this
+TIMEOUT_SECONDS = 30.0  # default: a request whose body stops arriving this long gets a 408
+MAX_CONNECTIONS = 64  # default: open connections and requests per worker before a 503
 
 
 class BadInput(Exception):
@@ -51,67 +69,116 @@ class BadInput(Exception):
         self.status, self.message, self.kind = status, message, kind
 
 
-def decode_upload(data: bytes, name: str, max_mb: float, max_seconds: float) -> tuple[np.ndarray, int]:
-    """The upload's samples (mono float32) and rate.
+def _error_body(e: BadInput) -> bytes:
+    return json.dumps({"error": {"message": e.message, "type": e.kind}}).encode()
 
-    Raises:
-        BadInput: empty, too large, not audio (or truncated), or too long.
+
+def error_response(e: BadInput) -> JSONResponse:
+    return JSONResponse({"error": {"message": e.message, "type": e.kind}}, status_code=e.status)
+
+
+class RequestGuard:
+    """ASGI middleware bounding each request's body in bytes and in time, before the form parser sees it.
+
+    The bytes are counted as they arrive, so a chunked upload (no Content-Length) is stopped at the
+    limit like any other; a body that stops arriving for ``timeout`` seconds is given up. Either way
+    the app is told the client left, and the client gets our 413 or 408 instead of the app's answer.
+    (Written by hand: uvicorn has neither a body limit nor a body read timeout.)
     """
-    if not data:
-        raise BadInput(400, f"{name}: the file is empty; send an audio file (WAV, FLAC, OGG)")
-    if len(data) > max_mb * 1e6:
-        raise BadInput(413, f"{name}: {len(data) / 1e6:.1f} MB is over this server's limit of {max_mb:g} MB")
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            seconds = f.frames / f.samplerate
-            if seconds > max_seconds:
-                raise BadInput(413, f"{name}: {seconds:.0f} s of audio is over this server's limit of "
-                                    f"{max_seconds:g} s; split it")
-            wave = f.read(dtype="float32", always_2d=True)
-            rate = f.samplerate
-    except BadInput:
-        raise
-    except Exception as e:  # libsndfile's errors come as several types; all mean "not readable audio"
-        reason = str(e).strip().rsplit(": ", 1)[-1][:120]  # libsndfile's reason, without the BytesIO's repr
-        raise BadInput(400, f"{name}: not a readable audio file, or a truncated one ({reason}); "
-                            "send WAV, FLAC or OGG") from None
-    if len(wave) == 0:
-        raise BadInput(400, f"{name}: the file holds no samples")
-    return wave.mean(axis=1), rate
+
+    def __init__(self, app, max_bytes: int, timeout: float):
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refusal: list[BadInput] = []
+        sent = False
+
+        def refuse(e: BadInput) -> dict:
+            refusal.append(e)
+            return {"type": "http.disconnect"}
+
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            refuse(BadInput(413, f"the request is {int(length) / 1e6:.1f} MB, over this server's limit of "
+                                 f"{(self.max_bytes - FORM_OVERHEAD) / 1e6:g} MB"))
+        received = 0
+
+        async def guarded_receive():
+            nonlocal received
+            if refusal:
+                return {"type": "http.disconnect"}
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError:
+                return refuse(BadInput(408, f"the request's body stopped arriving for {self.timeout:g} s",
+                                       "timeout_error"))
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    return refuse(BadInput(413, f"the request is over this server's limit of "
+                                                f"{(self.max_bytes - FORM_OVERHEAD) / 1e6:g} MB"))
+            return message
+
+        async def guarded_send(message):
+            nonlocal sent
+            if not refusal:
+                sent = True
+                await send(message)
+
+        async def send_refusal():
+            e = refusal[0]
+            body = _error_body(e)
+            await send({"type": "http.response.start", "status": e.status,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                    (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if not refusal or sent:
+                raise
+        if refusal and not sent:
+            await send_refusal()
 
 
-def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seconds: float = 600.0) -> FastAPI:
-    """The service around one loaded model."""
-    app = FastAPI(title="asr", summary="Speech recognition: an OpenAI-compatible transcription endpoint")
+def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seconds: float = 600.0,
+               timeout: float = TIMEOUT_SECONDS, api_docs: bool = False) -> FastAPI:
+    """The service around one loaded model (``api_docs``: serve ``/docs`` and ``/openapi.json``)."""
+    app = FastAPI(title="asr", summary="Speech recognition: an OpenAI-compatible transcription endpoint",
+                  **({} if api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}))
+    app.add_middleware(RequestGuard, max_bytes=int(max_mb * 1e6) + FORM_OVERHEAD, timeout=timeout)
     lock = threading.Lock()  # a recognizer's decoder is not thread-safe: one request at a time per process
     page = resources.files("asr").joinpath("static/index.html").read_text(encoding="utf-8")
-
-    def error(e: BadInput) -> JSONResponse:
-        return JSONResponse({"error": {"message": e.message, "type": e.kind}}, status_code=e.status)
+    max_samples = int(max_seconds * SAMPLES_PER_SECOND)
+    model_name = Path(name).name  # not the server's folders
 
     @app.exception_handler(BadInput)
     async def bad_input(request: Request, e: BadInput) -> JSONResponse:
-        return error(e)
+        return error_response(e)
 
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        """An upload over the limit is refused from its Content-Length, without parsing or keeping it; the
-        body is still read (and dropped), since a client still sending when the answer comes gets a broken pipe."""
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > max_mb * 1e6 + FORM_OVERHEAD:
-            async for _ in request.stream():
-                pass
-            return error(BadInput(413, f"the request is {int(length) / 1e6:.1f} MB, over this server's limit of "
-                                       f"{max_mb:g} MB"))
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        """FastAPI's own answer echoes the input back; ours names the fields."""
+        problems = "; ".join(f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'request'}: {err.get('msg')}"
+                             for err in e.errors()[:5])
+        return error_response(BadInput(400, f"bad request: {problems}"))
 
-    @app.get("/", response_class=HTMLResponse)
-    def index() -> str:
-        return page
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        return error_response(BadInput(e.status_code, str(e.detail), "not_found_error" if e.status_code == 404
+                                       else "invalid_request_error"))
+
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        return HTMLResponse(page if request.method == "GET" else "", headers={"content-length": str(len(page.encode()))}
+                            if request.method == "HEAD" else None)
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": name, "decoding": recognizer.options.method,
+        return {"status": "ok", "model": model_name, "decoding": recognizer.options.method,
                 "sample_rate": recognizer.sample_rate}
 
     @app.post("/v1/audio/transcriptions")
@@ -119,19 +186,33 @@ def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seco
                        language: str = Form(""), prompt: str = Form(""), temperature: float = Form(0.0)):
         if response_format not in FORMATS:
             raise BadInput(400, f"response_format {response_format!r} is not one of {list(FORMATS)}")
+        upload = file.filename or "upload"
         data = file.file.read(int(max_mb * 1e6) + 1)
-        wave, rate = decode_upload(data, file.filename or "upload", max_mb, max_seconds)
+        if len(data) > max_mb * 1e6:
+            raise BadInput(413, f"{upload}: {len(data) / 1e6:.1f} MB is over this server's limit of {max_mb:g} MB")
         t0 = time.perf_counter()
         try:
+            info = read_info(data, upload)
+            check_header(upload, info)
+            if info.duration > max_seconds:
+                raise BadInput(413, f"{upload}: {info.duration:.0f} s of audio is over this server's limit of "
+                                    f"{max_seconds:g} s; split it")
             with lock:
-                result = recognizer.transcribe(wave, sample_rate=rate)
+                result = recognizer.transcribe(data, name=upload, max_samples=max_samples)
+        except AudioTooLarge as e:
+            raise BadInput(413, str(e)) from None
+        except AudioError as e:
+            raise BadInput(400, str(e)) from None
         except AsrError as e:
-            raise BadInput(400, f"{file.filename}: {e}") from None
+            raise BadInput(400, f"{upload}: {e}") from None
+        except MemoryError:
+            raise BadInput(503, f"{upload}: the server has not the memory to decode this file now; try later "
+                                "or send a shorter one", "server_error") from None
         if response_format == "text":
             return PlainTextResponse(result.text + "\n")
         if response_format == "json":
             return {"text": result.text}
-        return {"task": "transcribe", "language": language or "english", "duration": round(len(wave) / rate, 3),
+        return {"task": "transcribe", "language": language or "english", "duration": round(info.duration, 3),
                 "text": result.text, "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)}
                                                for w in result.words],
                 "processing_seconds": round(time.perf_counter() - t0, 4)}
@@ -142,31 +223,40 @@ def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seco
 def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process, from the settings ``serve`` put in the environment."""
     cfg = json.loads(os.environ[ENV])
+    if cfg.get("parent"):  # a worker of several: it dies with the process that started it (a SIGKILL included)
+        die_with_parent(cfg["parent"])
     # one thread per worker: requests run in parallel across workers (--workers), not inside one
     recognizer = load_model(cfg["model"], lm=cfg.get("lm"), chunk_seconds=cfg["chunk_seconds"], threads=1,
                             **cfg.get("decoding", {}))
-    return create_app(recognizer, cfg["model"], cfg["max_mb"], cfg["max_seconds"])
+    app = create_app(recognizer, cfg["model"], cfg["max_mb"], cfg["max_seconds"], cfg["timeout"], cfg["api_docs"])
+    if cfg.get("parent"):
+        print(f"asr serve: worker {os.getpid()} ready", file=sys.stderr, flush=True)
+    return app
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, max_mb: float = 25.0,
           max_seconds: float = 600.0, lm: str | None = None, decoding: dict | None = None,
-          chunk_seconds: float = 30.0) -> None:
+          chunk_seconds: float = 30.0, timeout: float = TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS,
+          api_docs: bool = False) -> None:
     """Load the model (once per worker), bind ``host:port`` (0: a free port), say where, and serve until stopped.
 
     The socket is bound before the address is printed, so a client that reads the line can connect
-    at once (its connection waits in the backlog until a worker accepts it).
+    at once (its connection waits in the backlog until a worker accepts it). With several workers,
+    each says ``asr serve: worker PID ready`` on stderr once it serves, and dies with this process.
 
     Raises:
         AsrError: a bad model file or options (checked here, before any worker starts), or a port in use.
     """
     if not 0 <= port <= 65535:
         raise AsrError(f"--port {port} is no TCP port: give 0-65535 (0: any free one)")
-    if workers < 1 or not 0 < max_mb < math.inf or not 0 < max_seconds < math.inf:
-        raise AsrError(f"--workers ({workers}), --max-mb ({max_mb}) and --max-seconds ({max_seconds}) must be positive")
+    if workers < 1 or max_connections < 1 or not all(0 < x < math.inf for x in (max_mb, max_seconds, timeout)):
+        raise AsrError(f"--workers ({workers}), --max-mb ({max_mb}), --max-seconds ({max_seconds}), --timeout "
+                       f"({timeout}) and --max-connections ({max_connections}) must be positive")
     # fail here, with our message, not in a worker
     load_model(model, lm=lm, chunk_seconds=chunk_seconds, **(decoding or {}))
     os.environ[ENV] = json.dumps({"model": model, "lm": lm, "decoding": decoding or {}, "max_mb": max_mb,
-                                  "max_seconds": max_seconds, "chunk_seconds": chunk_seconds})
+                                  "max_seconds": max_seconds, "chunk_seconds": chunk_seconds, "timeout": timeout,
+                                  "api_docs": api_docs, "parent": os.getpid() if workers > 1 else None})
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -179,7 +269,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 
     if workers > 1:
         sock.set_inheritable(True)
     uvicorn.run("asr.serve:app_from_env", factory=True, fd=sock.fileno(), workers=workers, log_level="warning",
-                access_log=False)
+                access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, limit_concurrency=max_connections)
     print("asr serve: stopped", file=sys.stderr)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -38,9 +40,10 @@ def onnx_model(fsdd_work, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(onnx_model):
-    """``asr serve`` with 2 workers and small limits (1 MB, 3 s) so that the limits can be tested."""
+    """``asr serve`` with 2 workers and small limits (1 MB, 3 s, 5 s without body bytes) so that the limits can
+    be tested."""
     proc = subprocess.Popen([sys.executable, "-m", "asr", "serve", str(onnx_model), "--port", "0", "--workers", "2",
-                             "--max-mb", "1", "--max-seconds", "3"], cwd=REPO, stdout=subprocess.PIPE,
+                             "--max-mb", "1", "--max-seconds", "3", "--timeout", "5"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # written once the socket is bound
     assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
@@ -99,6 +102,147 @@ def test_bad_input_gets_a_4xx_naming_the_problem_and_the_service_goes_on(server,
     assert status == 400 and "response_format" in body
     status, body = post(server, "a.wav", wav)  # still serving
     assert status == 200 and json.loads(body)["text"]
+
+
+def _wav(samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def test_the_service_checks_audio_as_the_cli_does(server):
+    """Before, the service answered 200 (with empty or wrong text) for all of these; the CLI refused them."""
+    tone = (0.1 * np.sin(np.arange(8_000) / 3)).astype(np.float32)
+    wav = _wav(tone, 8_000)
+    nan = tone.copy()
+    nan[100] = np.nan
+    giga = bytearray(wav)
+    giga[24:28] = (2_000_000_000).to_bytes(4, "little")  # the header's sample rate
+    cases = {
+        "cut.wav": (wav[:-4_000], "truncated: the header declares"),
+        "nan.wav": (_wav(nan, 8_000, "FLOAT"), "NaN or infinite samples"),
+        "slow.wav": (_wav(tone, 999), "sample rate 999 Hz is not supported"),
+        "giga.wav": (bytes(giga), "sample rate 2000000000 Hz is not supported"),
+    }
+    for name, (data, words) in cases.items():
+        status, body = post(server, name, data)
+        message = json.loads(body)["error"]["message"]
+        assert status == 400 and words in message and name in message, (name, status, body)
+
+
+def _raw_request(url: str, head: bytes, body_parts, timeout: float = 60.0) -> tuple[int, dict]:
+    """Send ``head`` and the ``body_parts`` on a plain socket (without ending the body), then read the answer."""
+    import socket
+
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(head)
+        try:
+            for part in body_parts:
+                s.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):  # the server answered and closed: read the answer
+            pass
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < int(
+                re.search(rb"content-length: (\d+)", answer.lower()).group(1)):
+            data = s.recv(65536)
+            if not data:
+                break
+            answer += data
+    status = int(answer.split(b" ", 2)[1])
+    return status, json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+
+def test_a_chunked_upload_is_stopped_at_the_limit_not_read_to_its_end(server):
+    """2 MB sent chunked (no Content-Length) to a 1 MB server, the body never ended: before, the server waited
+    for the rest (spooling it to disk), now it answers 413 once the limit is passed."""
+    head = (b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+    form = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+    piece = b"\0" * 65_536
+    parts = [b"%x\r\n%s\r\n" % (len(p), p) for p in [form] + [piece] * 32]
+    status, body = _raw_request(server, head, parts)
+    assert status == 413 and "over this server's limit of 1 MB" in body["error"]["message"], body
+
+
+def test_an_idle_upload_is_given_up_after_the_timeout(server):
+    """A body that stops arriving: before, the connection was held with no answer for as long as the client
+    liked (40 such made /health unanswerable); now a 408 after --timeout (5 s here)."""
+    head = (b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+    status, body = _raw_request(server, head, [b"--b\r\n"])
+    assert status == 408 and "stopped arriving for 5 s" in body["error"]["message"], body
+
+
+def test_the_service_surface_answers_in_its_own_error_format(server, onnx_model):
+    def get(path: str, method: str = "GET"):
+        req = urllib.request.Request(f"{server}{path.lstrip('/')}", method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    assert get("/", "HEAD") == (200, b"")  # before: 405
+    for path in ("/docs", "/openapi.json", "/redoc"):  # before: public
+        status, body = get(path)
+        assert status == 404 and json.loads(body)["error"]["message"], (path, body)
+    status, body = get("/health")
+    assert json.loads(body)["model"] == onnx_model.name  # before: the absolute path on the server
+    # a form without its file: before FastAPI's {"detail": [...]} echoing the input
+    status, body = post_audio_fields(server, {"model": "x" * 50, "response_format": "json"})
+    assert status == 400 and json.loads(body)["error"]["message"] == "bad request: file: Field required", body
+    assert "x" * 50 not in body
+
+
+def post_audio_fields(url: str, fields: dict) -> tuple[int, str]:
+    boundary = "b0undary"
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                    for k, v in fields.items()) + f"--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"{url.rstrip('/')}/v1/audio/transcriptions", data=body,
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_workers_die_with_a_killed_server_and_the_port_is_free_again(onnx_model):
+    """SIGKILL of ``asr serve --workers 2``: before, its workers went on serving the old model and a restart
+    failed with "Address already in use"."""
+    import select
+    import signal
+    import socket
+
+    with socket.socket() as s:  # a free port, named so that the restart can ask for the same one
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    cmd = [sys.executable, "-m", "asr", "serve", str(onnx_model), "--port", port, "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "listening on" in proc.stdout.readline()
+    workers = []
+    while len(workers) < 2:  # each worker says so once it serves
+        line = proc.stderr.readline()
+        assert line, "the server ended before its workers were ready"
+        if "ready" in line:
+            workers.append(int(line.split()[3]))
+    fds = [os.pidfd_open(pid) for pid in workers]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    try:
+        for fd in fds:  # a pidfd becomes readable when its process exits
+            assert select.select([fd], [], [], 60)[0], "a worker outlived the killed server"
+    finally:
+        for fd in fds:
+            os.close(fd)
+    again = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = again.stdout.readline()
+        assert "listening on" in line, line + again.stderr.read()
+    finally:
+        again.terminate()
+        again.wait(timeout=60)
 
 
 def _chromium() -> tuple[str, str] | None:
