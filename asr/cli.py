@@ -115,17 +115,15 @@ def cmd_transcribe(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    import tempfile
-    from pathlib import Path
-
     from asr.errors import AudioError
     from asr.features import load_utterance
+    from asr.fsutil import check_output_folder
     from asr.manifest import check, load_data
     from asr.phones import fold_text
     from asr.scoring import score, write_report
 
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise AsrError(f"--out {args.out} is a file; give a folder for the report (it is created if missing)")
+    if args.out is not None:
+        check_output_folder(args.out, "--out")
     rec = _recognizer(args)
     utts = load_data(args.data)
     check(utts, args.data, check_audio=False)  # a missing file is reported below with the others
@@ -148,14 +146,18 @@ def cmd_evaluate(args) -> int:
         raise AsrError(f"{args.data}: none of the {len(utts)} utterances could be read")
     s = score({u.id: fold_text(u.text, args.phone_map) for u in scored},
               {k: fold_text(v, args.phone_map) for k, v in hyps.items()})
-    out = args.out or tempfile.mkdtemp(prefix="asr-evaluate-")
-    write_report(out, s, {u.id: u.speaker for u in scored}, name=str(args.data))
+    if args.out is not None:
+        write_report(args.out, s, {u.id: u.speaker for u in scored}, name=str(args.data))
     print(s.words.line("PER" if args.phone_map else "WER"))
     print(s.chars.line("CER"))
     if bad:
         print(f"asr evaluate: {len(bad)} of {len(utts)} utterances could not be read and were left out of the "
               "score (listed above)", file=sys.stderr)
-    print(f"report (hypotheses, alignments, per speaker, confusions, sclite trn): {out}", file=sys.stderr)
+    if args.out is not None:
+        print(f"report (hypotheses, alignments, per speaker, confusions, sclite trn): {args.out}", file=sys.stderr)
+    else:
+        print("give --out DIR for a report (hypotheses, alignments, per speaker, confusions, sclite trn)",
+              file=sys.stderr)
     return 1 if bad else 0
 
 
@@ -248,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="decode and score a JSONL manifest or Kaldi data directory")
     p.add_argument("model", help="a model file")
     p.add_argument("data", help="a .jsonl manifest or a Kaldi data directory")
-    p.add_argument("--out", help="write the decode report here (hypotheses, alignments, speakers, sclite trn)")
+    p.add_argument("--out", help="write the decode report into this folder (hypotheses, alignments, speakers, "
+                                 "sclite trn); without it, only the scores are printed")
     _add_phone_map(p)
     _add_decoder_args(p)
     p.set_defaults(func=cmd_evaluate)

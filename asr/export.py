@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+import os
+import secrets
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import torch
 
 from asr.errors import AsrError
+from asr.fsutil import check_output_file
 from asr.layout import RECORD, DecodeDir, ExportDir, LmDir, TrainDir
 from asr import onnxrt
 from asr.model import AcousticModel, build_from_checkpoint, read_checkpoint
@@ -199,23 +202,25 @@ def to_onnx(model_path: str | Path, out: str | Path) -> dict:
     Returns:
         the metadata written (see :mod:`asr.onnxrt`).
     """
+    out = check_output_file(out, "--onnx")
     ckpt = read_checkpoint(model_path)
     network = _Unrolled(build_from_checkpoint(ckpt, str(model_path))).eval()
     feats = torch.randn(2, 23, ckpt["input_dim"])
     lengths = torch.tensor([23, 11])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation; it does the job
-        warnings.simplefilter("ignore")
-        torch.onnx.export(network, (feats, lengths), str(tmp), dynamo=False, opset_version=17,
-                          input_names=["feats", "lengths"], output_names=["log_probs", "out_lengths"],
-                          dynamic_axes={"feats": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
-                                        "log_probs": {0: "batch", 1: "steps"}, "out_lengths": {0: "batch"}})
-    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    meta["parameters"] = sum(v.numel() for v in ckpt["state_dict"].values())
-    graph = onnx.load(str(tmp))
-    graph.metadata_props.add(key=onnxrt.META_KEY, value=json.dumps(meta))
-    onnx.save(graph, str(tmp))
-    tmp.replace(out)
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation; it does the job
+            warnings.simplefilter("ignore")
+            torch.onnx.export(network, (feats, lengths), str(tmp), dynamo=False, opset_version=17,
+                              input_names=["feats", "lengths"], output_names=["log_probs", "out_lengths"],
+                              dynamic_axes={"feats": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
+                                            "log_probs": {0: "batch", 1: "steps"}, "out_lengths": {0: "batch"}})
+        meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+        meta["parameters"] = sum(v.numel() for v in ckpt["state_dict"].values())
+        graph = onnx.load(str(tmp))
+        graph.metadata_props.add(key=onnxrt.META_KEY, value=json.dumps(meta))
+        onnx.save(graph, str(tmp))
+        os.replace(tmp, check_output_file(out, "--onnx"))  # checked again: it may have changed meanwhile
+    finally:
+        tmp.unlink(missing_ok=True)
     return meta

@@ -3,10 +3,15 @@ the stamps and hashes the cache compares."""
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import os
 import secrets
+import shutil
+import stat
 from pathlib import Path
+
+from asr.errors import AsrError
 
 CHUNK = 1 << 20
 
@@ -35,6 +40,65 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy ``src`` to ``dst`` as :func:`atomic_write_bytes` writes (in blocks, not all in memory)."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f, open(src, "rb") as g:
+            shutil.copyfileobj(g, f, CHUNK)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def same_file_content(a: str | Path, b: str | Path) -> bool:
+    """Whether ``b`` is a regular file with ``a``'s bytes."""
+    return Path(b).is_file() and filecmp.cmp(a, b, shallow=False)
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """``path`` if a command may write a file there: an existing regular file (replaced) or a new name in an
+    existing folder. (``os.replace`` onto a device, a folder or a missing folder did harm or failed late.)
+
+    Raises:
+        AsrError: anything else, named with ``option`` and what to give instead.
+    """
+    if not str(path).strip():
+        raise AsrError(f"{option}: the file name is empty; give one")
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        if not p.parent.is_dir():
+            raise AsrError(f"{p.parent}: no such folder (for {option} {p}); create it first") from None
+        return p
+    except OSError as e:
+        raise AsrError(f"{option} {p}: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise AsrError(f"{option} {p}: is {kind}; give a new file name or a file to replace")
+    return p
+
+
+def check_output_folder(path: str | Path, option: str) -> Path:
+    """``path`` if a command may write files into it: an existing folder, or a new one (its parents are created).
+
+    Raises:
+        AsrError: an empty name, or a path that is something other than a folder.
+    """
+    if not str(path).strip():
+        raise AsrError(f"{option}: the folder name is empty; give one")
+    p = Path(path)
+    if (p.exists() or p.is_symlink()) and not p.is_dir():
+        raise AsrError(f"{option} {p}: is a file or device, not a folder; give a folder (it is created if missing)")
+    return p
 
 
 def sha256sum(path: str | Path) -> str:

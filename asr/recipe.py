@@ -11,6 +11,7 @@ from types import ModuleType
 from asr import crossval, decode, export, features, lm, scoring, train
 from asr.config import apply_overrides
 from asr.errors import ConfigError
+from asr.fsutil import check_output_folder
 from asr.layout import MODEL, RESULTS
 from asr.stages import Pipeline, Stage
 
@@ -61,7 +62,7 @@ def pipeline(name: str, work_dir: str | None = None, overrides: list[str] = (),
     if corpus_dir and hasattr(config.get("prepare"), "corpus_dir"):
         sets.insert(0, f"prepare.corpus_dir={Path(corpus_dir).resolve()}")
     config = apply_overrides(config, sets)
-    work = Path(work_dir) if work_dir else Path("data") / find(name).parent.name
+    work = check_output_folder(work_dir, "--work-dir") if work_dir is not None else Path("data") / find(name).parent.name
     return Pipeline(module.STAGES, config, work)
 
 

@@ -32,7 +32,8 @@ from typing import Any
 from asr import __version__
 from asr.config import Config, flatten, to_dict
 from asr.errors import AsrError, ConfigError
-from asr.fsutil import atomic_write_bytes, atomic_write_text
+from asr.fsutil import atomic_copy, atomic_write_text, same_file_content
+from asr.procs import stop_point
 from asr.layout import RECORD
 
 DATA_STAMPS = "data.json"  # a stage's data fingerprint, file by file, next to its record
@@ -245,7 +246,10 @@ class Pipeline:
             if rec is None:
                 rows.append((s, "missing", "never run" if not self.out_dir(s.name).exists() else "no record"))
             elif rec.get("key") == self.keys[s.name]:
-                rows.append((s, "done", f"{rec.get('wall_seconds', 0):.1f}s on {rec.get('end', '?')}"))
+                stale = [n for n in s.exports if not same_file_content(self.out_dir(s.name) / n, self.work_dir / n)]
+                rows.append((s, "done", f"{rec.get('wall_seconds', 0):.1f}s on {rec.get('end', '?')}"
+                             + (f"; its copy {', '.join(stale)} in the work directory is missing or old "
+                                "(`asr run` restores it)" if stale else "")))
             else:
                 rows.append((s, "stale", self._why_stale(s, rec)))
         return rows
@@ -358,6 +362,9 @@ class Pipeline:
                 rec = self.record(s.name)
                 if not force and rec is not None and rec.get("key") == self.keys[s.name]:
                     log(f"stage {s.number} ({s.name}): up to date, skipped")
+                    restored = self._copy_exports(s)
+                    if restored:
+                        log(f"stage {s.number} ({s.name}): restored {', '.join(restored)} in {self.work_dir}")
                     done.append((s.name, "skipped"))
                     continue
                 self._check_inputs(s)
@@ -413,9 +420,20 @@ class Pipeline:
         atomic_write_text(tmp / RECORD, json.dumps(record, indent=2, default=str) + "\n")  # written last
         self._publish(tmp, s.name)
         shutil.rmtree(partial, ignore_errors=True)
-        for name in s.exports:
-            atomic_write_bytes(self.work_dir / name, (self.out_dir(s.name) / name).read_bytes())
+        stop_point("stages.published")
+        self._copy_exports(s)
         log(f"stage {s.number} ({s.name}): done in {wall:.1f}s")
+
+    def _copy_exports(self, s: Stage) -> list[str]:
+        """Copy the stage's exports into the work directory where the copy is missing or differs (a kill or a
+        full disk between publishing and copying left it so); returns the names copied."""
+        copied = []
+        for name in s.exports:
+            src = self.out_dir(s.name) / name
+            if src.is_file() and not same_file_content(src, self.work_dir / name):
+                atomic_copy(src, self.work_dir / name)
+                copied.append(name)
+        return copied
 
 
 def config_summary(config: Config) -> str:

@@ -96,3 +96,68 @@ def test_chunks_shorter_than_a_second_are_refused(model, tmp_path, value):
     sf.write(str(wav), np.zeros(8_000, np.float32), 8_000)
     r = asr("transcribe", str(model), str(wav), "--chunk-seconds", value, check=False)
     assert r.returncode == 2 and "at least 1" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+# --- output paths: nothing but a file (or a new name in a folder) is replaced ----------------------
+
+
+def test_export_writes_only_to_a_file_or_a_new_name_and_cleans_up(model, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # as /dev/null: before, os.replace turned it into a regular file (as root, the device too)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for out, words in [(fifo, "is not a regular file"), (folder, "is a folder"), ("", "the file name is empty"),
+                       (tmp_path / "missing" / "m.onnx", "no such folder")]:
+        r = asr("export", str(model), "--onnx", str(out), check=False)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (out, r.stderr)
+    assert fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder"]
+    assert list(folder.iterdir()) == []  # before: a 2.6 MB .folder.tmp was left beside it
+    old = tmp_path / "old.onnx"
+    old.write_text("an older export")
+    asr("export", str(model), "--onnx", str(old))
+    assert old.stat().st_size > 10_000 and sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder", "old.onnx"]
+
+
+def test_evaluate_writes_a_report_only_where_asked(model, fsdd_work, tmp_path):
+    import tempfile
+    from pathlib import Path
+
+    manifest = tmp_path / "two.jsonl"
+    lines = (fsdd_work / "prepare" / "isolated" / "test.jsonl").read_text().splitlines()[:2]
+    manifest.write_text("\n".join(lines) + "\n")
+    before = set(Path(tempfile.gettempdir()).glob("asr-evaluate-*"))
+    r = asr("evaluate", str(model), str(manifest))
+    assert "WER" in r.stdout and "give --out DIR for a report" in r.stderr
+    assert set(Path(tempfile.gettempdir()).glob("asr-evaluate-*")) == before  # before: one more folder a run
+    r = asr("evaluate", str(model), str(manifest), "--out", "", check=False)
+    assert r.returncode == 2 and "--out: the folder name is empty" in r.stderr
+    r = asr("run", "fsdd", "--work-dir", "", "--show-config", check=False)
+    assert r.returncode == 2 and "--work-dir: the folder name is empty" in r.stderr
+
+
+def test_a_kill_between_publishing_and_copying_is_repaired_by_the_next_run(fsdd_work, corpora_root):
+    """The score stage copies RESULTS.md into the work directory after publishing its output: killed in that
+    window, the copy stayed missing for good ("up to date, skipped") until --force."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, SHORT
+
+    results = fsdd_work / "RESULTS.md"
+    results.unlink()
+    sets = [a for s in SHORT for a in ("--set", s)]
+    args = [sys.executable, "-m", "asr", "run", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir",
+            str(corpora_root), *sets]
+    killed = subprocess.run([*args, "--stage", "score", "--stop-stage", "score", "--force"], cwd=REPO,
+                            capture_output=True, text=True, env={**os.environ, "ASR_TEST_STOP_AT": "stages.published:1"})
+    assert killed.returncode == -9, killed.stderr
+    assert not results.exists()
+    status = asr("stages", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir", str(corpora_root), *sets).stdout
+    assert "RESULTS.md in the work directory is missing or old" in status, status
+    r = asr("run", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir", str(corpora_root), *sets)
+    assert "stage 6 (score): up to date, skipped" in r.stdout and "restored RESULTS.md" in r.stdout, r.stdout
+    assert results.read_bytes() == (fsdd_work / "score" / "RESULTS.md").read_bytes()
+    (fsdd_work / "model.pt").write_bytes(b"an older model")
+    r = asr("run", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir", str(corpora_root), *sets)
+    assert "restored model.pt" in r.stdout
+    assert (fsdd_work / "model.pt").read_bytes() == (fsdd_work / "export" / "model.pt").read_bytes()
