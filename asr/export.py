@@ -23,10 +23,10 @@ import torch
 
 from asr.errors import AsrError
 from asr.fsutil import check_output_file
-from asr.layout import RECORD, DecodeDir, ExportDir, LmDir, TrainDir
+from asr.layout import RECORD, DecodeDir, ExportDir, TrainDir
 from asr import onnxrt
 from asr.model import AcousticModel, build_from_checkpoint, read_checkpoint
-from asr.modelfile import stored_options
+from asr.modelfile import needed_lm_files, stored_options
 from asr.search import DecodeOptions
 from asr.stages import git_commit
 
@@ -40,17 +40,12 @@ class ExportConfig:
 
 def lm_files(options: DecodeOptions, lm_dir: Path | None) -> dict[str, str]:
     """The lm stage's files a decoding reads, by file name, as text (none for greedy and beam)."""
-    if not (options.needs_lexicon or options.uses_lm):
+    names = needed_lm_files(options)
+    if not names:
         return {}
     if lm_dir is None:
         raise AsrError(f"decoding {options.method!r} needs the lm stage's output, and there is none")
-    d = LmDir(Path(lm_dir))
-    if options.method == "beam_lm":
-        paths = [d.tokens_arpa]
-    else:
-        paths = [d.lexicon, d.words] + ([d.arpa] if options.method == "lexicon_lm" else [])
-        if options.method == "lexicon_lm" and options.mix_weight < 1.0:
-            paths.append(d.unigrams)
+    paths = [Path(lm_dir) / name for name in names]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise AsrError(f"the decoding {options.method!r} needs {', '.join(missing)}, which the lm stage did not write")

@@ -33,6 +33,11 @@ AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
 ONLINE_PRIOR_FRAMES = 100  # "online" CMVN: the global statistics count as this many frames (1 s at a 10 ms hop)
 VTLP_BOUNDARY = 0.6  # share of the Nyquist frequency up to which VTLP scales linearly (4.8 kHz at 16 kHz, Jaitly & Hinton)
 TOP_DB = 80.0  # dynamic range kept below each utterance's peak, as librosa.feature.mfcc
+# Bounds on a feature config, which model files carry (a crafted win_ms=1e7 allocated 22 GiB on first use):
+# speech windows are 20-50 ms and filter banks 23-128 filters, so these leave room without harm
+MAX_WIN_MS = 100.0
+MIN_HOP_MS = 1.0
+MAX_MELS = 256
 
 
 @dataclass(frozen=True)
@@ -69,16 +74,27 @@ class FeatureConfig:
             raise ValueError(f"sample_rate {self.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
         if self.deltas not in (0, 1, 2):
             raise ValueError(f"deltas must be 0, 1 or 2, got {self.deltas}")
-        if self.shard_hours <= 0:
+        if not 0 < self.shard_hours < math.inf:
             raise ValueError(f"shard_hours must be > 0, got {self.shard_hours}")
-        if self.cmvn_prior_frames < 1:
-            raise ValueError(f"cmvn_prior_frames must be >= 1, got {self.cmvn_prior_frames}")
+        if not 1 <= self.cmvn_prior_frames <= 10**7:
+            raise ValueError(f"cmvn_prior_frames must be in 1-10,000,000, got {self.cmvn_prior_frames}")
         if self.kind not in ("mfcc", "fbank"):
             raise ValueError(f"kind must be mfcc or fbank, got {self.kind!r}")
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
-        if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
-            raise ValueError(f"need 0 < hop_ms <= win_ms, got hop {self.hop_ms}, win {self.win_ms}")
+        if not MIN_HOP_MS <= self.hop_ms <= self.win_ms <= MAX_WIN_MS:
+            raise ValueError(f"need {MIN_HOP_MS:g} <= hop_ms <= win_ms <= {MAX_WIN_MS:g}, got hop {self.hop_ms}, "
+                             f"win {self.win_ms}")
+        if not 1 <= self.n_mels <= MAX_MELS or self.n_mfcc < 1:
+            raise ValueError(f"need 1 <= n_mels <= {MAX_MELS} and n_mfcc >= 1, got {self.n_mels} and {self.n_mfcc}")
+        nyquist = self.sample_rate / 2
+        if not 0 <= self.f_min < (nyquist if self.f_max is None else self.f_max) <= nyquist:
+            raise ValueError(f"need 0 <= f_min < f_max <= {nyquist:g} Hz (half the sample rate), got f_min "
+                             f"{self.f_min}, f_max {self.f_max}")
+        if not 0 <= self.preemphasis < 1 or not 0 <= self.dither <= 1:
+            raise ValueError(f"need 0 <= preemphasis < 1 and 0 <= dither <= 1, got {self.preemphasis} and {self.dither}")
+        if not 0 <= self.max_bad_fraction <= 1:
+            raise ValueError(f"max_bad_fraction is a share, in [0, 1]; got {self.max_bad_fraction}")
         if any(f <= 0 for f in self.speed_perturb):
             raise ValueError(f"speed factors must be positive, got {self.speed_perturb}")
         if not 0.0 <= self.nonspeech <= 1.0:

@@ -40,6 +40,7 @@ from asr.tokenizer import PIECE_START, WORD_SEP, PhoneTokenizer, SubwordTokenize
 # lexicon: words of the lexicon only; lexicon_lm: lexicon + word n-gram
 METHODS = ("greedy", "beam", "beam_lm", "lexicon", "lexicon_lm")
 UNK = "<unk>"
+MAX_BEAM = 10_000  # hypotheses or units per frame: far past any useful beam (a model file's settings are bounded)
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ class DecodeOptions:
             raise ValueError(f"method {self.method!r} is not one of {list(METHODS)}")
         if not 0.0 <= self.mix_weight <= 1.0:
             raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight}")
-        if self.beam_size < 1 or not self.beam_threshold > 0 or self.beam_size_token < 0:
-            raise ValueError("beam_size must be >= 1, beam_size_token >= 0 and beam_threshold > 0")
+        if not 1 <= self.beam_size <= MAX_BEAM or not self.beam_threshold > 0 or not 0 <= self.beam_size_token <= MAX_BEAM:
+            raise ValueError(f"beam_size must be in 1-{MAX_BEAM}, beam_size_token in 0-{MAX_BEAM} and beam_threshold > 0")
         if not all(math.isfinite(x) for x in (self.lm_weight, self.word_score, self.beam_threshold)):
             raise ValueError(f"lm_weight, word_score and beam_threshold must be finite numbers, got {self.lm_weight}, "
                              f"{self.word_score} and {self.beam_threshold}")
@@ -210,6 +211,8 @@ class BeamSearch:
                 if options.mix_weight < 1.0 and d.unigrams.is_file():
                     ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight)
                 fusion = DecoderLM(ngram, [w for _, w in read_lines(d.words)])
+            known = {w for _, w in read_lines(d.words)}
+        self._check_lexicon(lexicon, known, set(units), lm)
         trie = Trie(n_tokens, silence)
         start = fusion.start(False)
         for word, spellings in lexicon.items():
@@ -224,6 +227,17 @@ class BeamSearch:
             unk_score=float("-inf"), sil_score=0.0, log_add=False, criterion_type=CriterionType.CTC)
         self.lm, self.trie, self.words = fusion, trie, words
         self.decoder = LexiconDecoder(opts, trie, fusion, silence, self.blank, words.get_index(UNK), [], False)
+
+    @staticmethod
+    def _check_lexicon(lexicon: dict, words: set[str], units: set[str], source) -> None:
+        """Raise unless every lexicon word is in the word list and spelled in the model's units (flashlight
+        fails without a word, or reads past its tables, on a lexicon of another model)."""
+        unspelled = [w for w, spellings in lexicon.items() if any(u not in units for s in spellings for u in s)]
+        unlisted = [w for w in lexicon if w not in words] + ([UNK] if UNK not in words else [])
+        if unspelled or unlisted:
+            what = (f"spells {len(unspelled)} word(s) in units the model lacks (e.g. {unspelled[:3]})" if unspelled
+                    else f"has {len(unlisted)} word(s) missing from the word list (e.g. {unlisted[:3]})")
+            raise AsrError(f"{source}: the lexicon {what}; it belongs to another model or is damaged")
 
     @staticmethod
     def _token_lm(lm: Path) -> NgramLM:

@@ -76,7 +76,7 @@ class Recognizer:
             raise AsrError(f"chunk_seconds must be a positive number of seconds, at least {MIN_CHUNK_SECONDS:g}, "
                            f"got {chunk_seconds}")
         self.options = options = options or modelfile.decoding(meta, lm, {}, source)
-        self.network, self.meta = network, meta
+        self.network, self.meta, self.source = network, meta, source
         self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
         try:
             self.feature_config: FeatureConfig = feature_config(meta["features"])
@@ -91,16 +91,29 @@ class Recognizer:
         self.chunk_seconds = chunk_seconds
         self.beam = None
         if options.method != "greedy":
-            with modelfile.lm_folder(meta if lm is None else {}) as embedded:  # the file's own LM, if any
-                self.beam = BeamSearch(self.tokenizer, options, lm if lm is not None else embedded)
+            with modelfile.lm_folder(meta if lm is None else {}, options) as embedded:  # the file's own LM, if any
+                try:
+                    self.beam = BeamSearch(self.tokenizer, options, lm if lm is not None else embedded)
+                except AsrError as e:  # name the model file, not a temporary folder gone by the time it is read
+                    if lm is None and embedded is not None:
+                        raise AsrError(str(e).replace(str(embedded), f"{source} (its embedded LM)")) from None
+                    raise
 
     @property
     def sample_rate(self) -> int:
         return self.feature_config.sample_rate
 
     def log_probs(self, wave: np.ndarray) -> np.ndarray:
-        """``(T', V)`` log-probabilities of a mono signal at the model's rate."""
-        return self.network(self.cmvn(mfcc(wave, self.feature_config)))
+        """``(T', V)`` log-probabilities of a mono signal at the model's rate.
+
+        Raises:
+            AsrError: a network whose output is not one column per unit (a damaged or mismatched file).
+        """
+        lp = self.network(self.cmvn(mfcc(wave, self.feature_config)))
+        if lp.ndim != 2 or lp.shape[1] != len(self.tokenizer.units):
+            raise AsrError(f"{self.source}: the network gives {lp.shape[-1]} values per frame for "
+                           f"{len(self.tokenizer.units)} units; the file is damaged")
+        return lp
 
     def _decode(self, lp: np.ndarray, first_frame: int) -> tuple[str, list[Word]]:
         if self.beam is not None:

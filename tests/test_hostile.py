@@ -161,3 +161,108 @@ def test_a_kill_between_publishing_and_copying_is_repaired_by_the_next_run(fsdd_
     r = asr("run", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir", str(corpora_root), *sets)
     assert "restored model.pt" in r.stdout
     assert (fsdd_work / "model.pt").read_bytes() == (fsdd_work / "export" / "model.pt").read_bytes()
+
+
+# --- model files: plain data checked once, on load, with the field named -----------------------------
+
+
+def _crafted(model, tmp_path, change):
+    import torch
+
+    ckpt = torch.load(model, weights_only=True)
+    change(ckpt)
+    path = tmp_path / "crafted.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+def _lexicon_of_another_model(c):
+    c["lm_files"]["lexicon.txt"] = "seven\tQ Q Q |\n"
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda c: c.update(results="x"), "results is a str"),
+    (lambda c: c.update(results={"test": {"wer": "low"}}), "results['test'] is not a result"),
+    (lambda c: c.update(results={"test": {"wer": 0.1, "cer": 0.1, "greedy_wer": 0.2, "wer_ci": [1]}}),
+     "results['test'].wer_ci is [1]"),
+    (lambda c: c.update(training=[1]), "training is a list"),
+    (lambda c: c.update(training={"updates": "many"}), "training.updates is 'many'"),
+    (lambda c: c.update(training={"schedule": {"hours": "2"}}), "training.schedule.hours is '2'"),
+    (lambda c: c.update(train_config={"train_sets": [1]}), "train_config.train_sets holds"),
+    (lambda c: c.update(decoding="greedy"), "decoding is a str"),
+    (lambda c: c["decoding"].update(beam_size="16"), "decoding.beam_size is '16'"),
+    (lambda c: c["decoding"].update(beam_size=10**9), "beam_size must be in 1-10000"),
+    (lambda c: c.update(lm_files=["lm.arpa"]), "lm_files is a list"),
+    (lambda c: c["lm_files"].update({"evil.bin": "x" * 1000}), "lm_files['evil.bin'] is none of the lm stage's files"),
+    (lambda c: c["lm_files"].update({"lm.arpa\0": "x"}), "is none of the lm stage's files"),
+    (lambda c: c["lm_files"].update({"lm.arpa": 5}), "lm_files['lm.arpa'] is not text"),
+    (lambda c: c["tokenizer"].update(units=[0, 1, 2]), "tokenizer units are not distinct non-empty strings"),
+    (lambda c: c.update(git_commit=["x"]), "git_commit is ['x']"),
+])
+def test_crafted_model_metadata_is_refused_on_load_naming_the_field(model, tmp_path, change, field):
+    """Before, each of these was a traceback in ``asr info``, ``asr transcribe`` or the decoder."""
+    from asr.errors import AsrError
+    from asr.export import describe
+
+    path = _crafted(model, tmp_path, change)
+    for load in (asr_pkg.load_model, describe):
+        with pytest.raises(AsrError) as e:
+            load(path)
+        assert str(path) in str(e.value) and field in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("change, words", [
+    (_lexicon_of_another_model, "(its embedded LM): the lexicon spells 1 word(s) in units the model lacks"),
+    (lambda c: c["features"].update(win_ms=1e7), "win_ms <= 100"),  # before: 22 GiB allocated on first use
+    (lambda c: c["features"].update(f_max=1e6), "f_max <= 4000 Hz"),
+    (lambda c: c["features"].update(n_mels=100_000), "n_mels <= 256"),
+])
+def test_a_model_file_that_does_not_fit_together_is_named(model, tmp_path, change, words):
+    path = _crafted(model, tmp_path, change)
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), np.zeros(8_000, np.float32), 8_000)
+    r = asr("transcribe", str(path), str(wav), check=False)
+    assert r.returncode == 2 and str(path) in r.stderr and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "asr-model-lm-" not in r.stderr  # a temporary folder gone by the time the message is read
+
+
+def test_extra_lm_files_are_never_written_out(model, tmp_path, monkeypatch):
+    """Only the files the decoding reads are written to a temporary folder (before: every entry, on every load,
+    in every server worker)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    written = []
+    real = tempfile.TemporaryDirectory
+
+    class Spy(real):
+        def cleanup(self):
+            written.extend(sorted(p.name for p in __import__("pathlib").Path(self.name).iterdir()))
+            super().cleanup()
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", Spy)
+    path = _crafted(model, tmp_path, lambda c: c["lm_files"].update({"tokens.arpa": "\\data\\\n" * 10_000}))
+    asr_pkg.load_model(path)  # lexicon_lm: reads lexicon, words, lm.arpa
+    assert "tokens.arpa" not in written and "lexicon.txt" in written
+    written.clear()
+    asr_pkg.load_model(path, method="greedy")
+    assert written == []
+
+
+def test_an_onnx_network_wider_or_narrower_than_the_units_is_refused(model, tmp_path):
+    import onnx
+
+    from asr.errors import AsrError
+    from asr.onnxrt import META_KEY
+
+    path = tmp_path / "m.onnx"
+    asr("export", str(model), "--onnx", str(path))
+    graph = onnx.load(str(path))
+    entry = next(p for p in graph.metadata_props if p.key == META_KEY)
+    meta = json.loads(entry.value)
+    meta["tokenizer"]["units"].append("\u00ff")  # one unit more than the network's outputs
+    entry.value = json.dumps(meta)
+    onnx.save(graph, str(path))
+    with pytest.raises(AsrError, match="the network gives 17 values per frame for 18 units"):
+        asr_pkg.load_model(path)
