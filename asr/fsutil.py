@@ -75,7 +75,7 @@ def check_output_file(path: str | Path, option: str) -> Path:
     p = Path(path)
     try:
         mode = os.stat(p).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         if not p.parent.is_dir():
             raise AsrError(f"{p.parent}: no such folder (for {option} {p}); create it first") from None
         return p
