@@ -73,18 +73,19 @@ class Utterance:
             problems.append((uid, f"unknown field(s) {unknown}; allowed: {list(FIELDS)}"))
         if problems:
             raise ManifestError(where, problems)
-        try:
-            offset = d.get("offset")
-            return cls(
-                id=str(d["id"]),
-                audio=str(d["audio"]),
-                duration=float(d["duration"]),
-                text=str(d["text"]),
-                speaker=str(d["speaker"]),
-                offset=None if offset is None else float(offset),
-            )
-        except (TypeError, ValueError) as e:
-            raise ManifestError(where, [(uid, f"bad field value: {e}")]) from None
+        # no coercion: "text": ["a"] became the text "['a']", a duration "3" passed as 3.0
+        wrong = [f"{k} must be a string, got {type(d[k]).__name__}" for k in ("id", "audio", "text", "speaker")
+                 if not isinstance(d[k], str)]
+        for k in ("duration", "offset"):
+            v = d.get(k)
+            if (v is not None or k == "duration") and not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                           and math.isfinite(v) and v >= 0):
+                wrong.append(f"{k} must be a number of seconds >= 0, got {v!r}")
+        if wrong:
+            raise ManifestError(where, [(uid, "; ".join(wrong))])
+        offset = d.get("offset")
+        return cls(id=d["id"], audio=d["audio"], duration=float(d["duration"]), text=d["text"], speaker=d["speaker"],
+                   offset=None if offset is None else float(offset))
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
@@ -110,6 +111,8 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         except json.JSONDecodeError as e:
             problems.append((f"line {lineno}", f"not valid JSON ({e.msg})"))
             not_json += 1
+        except RecursionError:
+            problems.append((f"line {lineno}", "JSON nested too deeply to be a manifest record"))
         except ManifestError as e:
             problems += [(f"line {lineno} ({uid})", reason) for uid, reason in e.problems]
     if not utts and problems and not_json == len(problems):
@@ -141,6 +144,7 @@ def read_lines(path: str | Path) -> list[tuple[int, str]]:
         raw = path.read_bytes()
     except OSError as e:
         raise ManifestError(str(path), [("-", f"cannot read the file ({e.strerror})")]) from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (Windows editors write one) is no text
     lines, problems = [], []
     for lineno, data in enumerate(raw.splitlines(), 1):
         try:
@@ -204,6 +208,15 @@ def _fmt(x: float) -> str:
     return repr(float(x))  # shortest text that reads back as the same float
 
 
+def _seconds(text: str) -> float | None:
+    """A finite, non-negative number of seconds, or ``None``."""
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) and x >= 0 else None
+
+
 def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
     """Import a Kaldi data directory (``wav.scp``, ``text``, ``utt2spk``; optional
     ``segments``, ``utt2dur``).
@@ -222,14 +235,23 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
     wav = read_kaldi_table(d / "wav.scp")
     text = read_kaldi_table(d / "text", allow_empty_value=True)
     utt2spk = read_kaldi_table(d / "utt2spk")
-    utt2dur = read_kaldi_table(d / "utt2dur") if (d / "utt2dur").is_file() else {}
-    segments = {}
-    if (d / "segments").is_file():
-        for uid, value in read_kaldi_table(d / "segments").items():
-            rec, start, end = value.split()
-            segments[uid] = (rec, float(start), float(end))
-
     problems = []
+    utt2dur = {}
+    for uid, value in (read_kaldi_table(d / "utt2dur") if (d / "utt2dur").is_file() else {}).items():
+        seconds = _seconds(value)
+        if seconds is None:
+            problems.append((uid, f"utt2dur: {value!r} is no duration in seconds"))
+        utt2dur[uid] = seconds
+    segments, listed = {}, read_kaldi_table(d / "segments") if (d / "segments").is_file() else {}
+    for uid, value in listed.items():
+        fields = value.split()
+        times = [_seconds(x) for x in fields[1:]]
+        if len(fields) != 3 or None in times or times[1] <= times[0]:
+            problems.append((uid, f"segments: expected '<utterance> <recording> <start> <end>' with start < end "
+                                  f"in seconds, got {uid} {value}"))
+        else:
+            segments[uid] = (fields[0], times[0], times[1])
+
     for key, value in wav.items():
         if value.endswith("|") or value.startswith("-"):
             problems.append((key, "wav.scp entry is a command pipe; only plain paths are supported "
@@ -239,7 +261,7 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
         if uid not in utt2spk:
             problems.append((uid, "in text but not in utt2spk"))
         rec = segments[uid][0] if uid in segments else uid
-        if rec not in wav:
+        if rec not in wav and uid not in listed.keys() - segments.keys():  # a bad segments line is named above
             problems.append((uid, f"recording {rec!r} not in wav.scp"))
     for uid in utt2spk:
         if uid not in text:
@@ -260,7 +282,7 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
         if not audio.is_absolute():
             audio = d / audio
         if uid in utt2dur:
-            duration = float(utt2dur[uid])
+            duration = utt2dur[uid]
         elif seg_duration is not None:
             duration = seg_duration
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tracemalloc
 
 import numpy as np
@@ -266,3 +267,87 @@ def test_an_onnx_network_wider_or_narrower_than_the_units_is_refused(model, tmp_
     onnx.save(graph, str(path))
     with pytest.raises(AsrError, match="the network gives 17 values per frame for 18 units"):
         asr_pkg.load_model(path)
+
+
+# --- corpus listings --------------------------------------------------------------------------------
+
+
+def test_kaldi_listings_with_bad_numbers_or_fields_are_named_by_utterance(tmp_path):
+    from asr.errors import ManifestError
+    from asr.manifest import read_kaldi_dir
+
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), np.zeros(16_000, np.float32), 16_000)
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "wav.scp").write_text(f"\ufeffrec1 {wav}\n")  # a byte-order mark, as Windows editors write it
+    (d / "text").write_text("\ufeffu1 hello\nu2 world\n")
+    (d / "utt2spk").write_text("u1 s\nu2 s\n")
+    (d / "segments").write_text("u1 rec1 0.0 0.5\nu2 rec1 0.5\n")  # before: ValueError traceback
+    (d / "utt2dur").write_text("u1 half\nu2 0.5\n")  # before: ValueError traceback
+    with pytest.raises(ManifestError) as e:
+        read_kaldi_dir(d)
+    problems = dict(e.value.problems)
+    assert "'half' is no duration" in problems["u1"] and "expected '<utterance> <recording> <start> <end>'" in \
+        problems["u2"]
+    (d / "segments").write_text("u1 rec1 0.0 0.5\nu2 rec1 0.5 1.0\n")
+    (d / "utt2dur").write_text("u1 0.5\nu2 0.5\n")
+    utts = read_kaldi_dir(d)
+    assert [u.id for u in utts] == ["u1", "u2"]  # before: the first id was "\ufeffu1", in no other file
+
+
+def test_jsonl_fields_are_not_coerced_and_deep_nesting_is_named(tmp_path):
+    from asr.errors import ManifestError
+    from asr.manifest import read_manifest
+
+    m = tmp_path / "m.jsonl"
+    good = {"id": "u1", "audio": "a.wav", "duration": 1.0, "text": "a", "speaker": "s"}
+    m.write_text("\n".join([json.dumps({**good, "text": ["a"]}), json.dumps({**good, "id": "u2", "duration": "3"}),
+                            "[" * 100_000 + "]" * 100_000]) + "\n")
+    with pytest.raises(ManifestError) as e:
+        read_manifest(m)
+    text = str(e.value)
+    assert "text must be a string, got list" in text  # before: the text "['a']"
+    assert "duration must be a number of seconds >= 0, got '3'" in text
+    assert "line 3" in text and "nested too deeply" in text  # before: a RecursionError traceback
+
+
+def _cv_release(root, rows: dict, durations: str | None = None):
+    from test_commonvoice import HEADER
+
+    (root / "clips").mkdir(parents=True)
+    sf.write(str(root / "clips" / "c1.mp3"), (0.1 * np.sin(np.arange(16_000) / 5)).astype(np.float32), 16_000,
+             format="MP3")
+    for split, paths in rows.items():
+        lines = [f"{'ab' * 8}\t{p}\tsid\thello there\t\t2\t0\t\t\t\t\ten\t" for p in paths]
+        (root / f"{split}.tsv").write_text("\n".join([HEADER, *lines]) + "\n")
+    if durations:
+        (root / "clip_durations.tsv").write_text("clip\tduration[ms]\n" + durations)
+
+
+@pytest.mark.parametrize("rows, durations, words", [
+    ({"train": ["/etc/hostname"], "dev": ["c1.mp3"], "test": ["c1.mp3"]}, None, "points outside the release's clips/"),
+    ({"train": ["../../secret.mp3"], "dev": ["c1.mp3"], "test": ["c1.mp3"]}, None, "points outside"),
+    ({"train": ["c1.mp3"], "dev": [], "test": ["c1.mp3"]}, None, "in train.tsv and in dev.tsv or test.tsv"),
+    ({"train": ["c1.mp3"], "dev": [], "test": []}, "c1.mp3\t3000000000\n", "3,000,000,000 ms is no clip's length"),
+])
+def test_common_voice_listings_stay_inside_the_release(tmp_path, rows, durations, words):
+    from asr.corpora import commonvoice as cv
+    from asr.errors import AsrError
+
+    root = tmp_path / "cv" / "en"
+    _cv_release(root, rows, durations)
+    with pytest.raises(AsrError, match=re.escape(words)):
+        cv.prepare(root, tmp_path / "out", cv.CommonVoiceConfig())
+
+
+def test_an4_fileids_stay_inside_the_corpus(tmp_path):
+    from asr.corpora import an4
+    from asr.errors import ManifestError
+
+    root = tmp_path / "an4"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "an4_train.fileids").write_text("/etc/hostname\n")
+    (root / "etc" / "an4_train.transcription").write_text("<s> YES </s> (hostname)\n")
+    with pytest.raises(ManifestError, match="points outside the corpus's wav/ folder"):
+        an4.read_split(root, "train")

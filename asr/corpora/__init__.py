@@ -88,6 +88,21 @@ def locate(src: Source, corpus_dir: str | Path | None, download_dir: str | Path)
     return found
 
 
+def inside(folder: Path, relative: str) -> Path | None:
+    """``folder / relative`` if that names a place inside ``folder`` (no absolute path, no ``..`` out of it),
+    else ``None``: a corpus listing must not make a recipe read any file on the machine."""
+    if not relative or Path(relative).is_absolute():
+        return None
+    path = folder / relative
+    return path if os.path.normpath(path).startswith(os.path.normpath(folder) + os.sep) else None
+
+
+def shared_audio(sets: dict[str, list[Utterance]], train: str = "train") -> list[str]:
+    """The audio files that the train set shares with another set (a test on training audio means nothing)."""
+    trained = {u.audio for u in sets.get(train, [])}
+    return sorted({u.audio for name, utts in sets.items() if name != train for u in utts} & trained)
+
+
 def write_sets(out: Path, sets: dict[str, list[Utterance]], corpus: str) -> dict[str, dict]:
     """Validate and write each set as ``out/<name>.jsonl``; returns its utterances, speakers and hours.
 

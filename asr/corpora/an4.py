@@ -104,8 +104,8 @@ def fingerprint(cfg: An4Config) -> dict[str, str] | None:
 
 def _audio(root: Path, fileid: str) -> Path | None:
     for suffix in AUDIO_SUFFIXES:
-        p = root / "wav" / f"{fileid}{suffix}"
-        if p.is_file():
+        p = corpora.inside(root / "wav", f"{fileid}{suffix}")
+        if p is not None and p.is_file():
             return p
     return None
 
@@ -136,6 +136,9 @@ def read_split(root: Path, split: str) -> list[Utterance]:
         seen.add(uid)
         if uid not in texts:
             problems.append((f"{fileids_path}:{n}", f"{uid} has no line in {trans_path.name}"))
+            continue
+        if corpora.inside(root / "wav", fileid) is None:
+            problems.append((f"{fileids_path}:{n}", f"{fileid} points outside the corpus's wav/ folder"))
             continue
         audio = _audio(root, fileid)
         if audio is None:

@@ -123,7 +123,9 @@ def fingerprint(cfg: CommonVoiceConfig) -> dict[str, str] | None:
         if tsv.is_file():
             out[str(tsv)] = f"sha256 {sha256sum(tsv)}"
             for row, _ in _rows(tsv)[0]:
-                out[str(root / "clips" / row["path"])] = file_stamp(root / "clips" / row["path"])
+                clip = corpora.inside(root / "clips", row["path"])
+                if clip is not None:  # one outside is refused by the stage
+                    out[str(clip)] = file_stamp(clip)
     return out
 
 
@@ -165,17 +167,24 @@ def _rows(tsv: Path) -> tuple[list[tuple[dict, int]], list[tuple[str, str]]]:
     return rows, problems
 
 
-def _durations(root: Path) -> dict[str, float]:
-    """Clip -> seconds from ``clip_durations.tsv`` when the release has it (reading each MP3 header is slow)."""
+MAX_CLIP_SECONDS = 300  # Common Voice clips last a few seconds; a listed duration past this is damage
+
+
+def _durations(root: Path) -> tuple[dict[str, float], list[tuple[str, str]]]:
+    """Clip -> seconds from ``clip_durations.tsv`` when the release has it (reading each MP3 header is slow),
+    and the lines whose duration no clip can have."""
     f = root / "clip_durations.tsv"
     if not f.is_file():
-        return {}
-    out = {}
-    for _, line in read_lines(f)[1:]:
+        return {}, []
+    out, problems = {}, []
+    for n, line in read_lines(f)[1:]:
         clip, _, ms = line.partition("\t")
         if ms.strip().isdigit():
+            if not 0 < int(ms) <= MAX_CLIP_SECONDS * 1000:
+                problems.append((f"{f}:{n}", f"{clip}: {int(ms):,} ms is no clip's length (Common Voice clips last "
+                                             f"up to {MAX_CLIP_SECONDS} s); fix or delete clip_durations.tsv"))
             out[clip] = int(ms) / 1000
-    return out
+    return out, problems
 
 
 def read_split(root: Path, split: str, language: str) -> list[Utterance]:
@@ -187,12 +196,16 @@ def read_split(root: Path, split: str, language: str) -> list[Utterance]:
     """
     tsv = root / f"{split}.tsv"
     rows, problems = _rows(tsv)
-    durations = _durations(root)
+    durations, bad = _durations(root)
+    problems += [(where, why) for where, why in bad if any(why.startswith(f"{r['path']}:") for r, _ in rows)]
     if any(r["path"].lower().endswith(".mp3") for r, _ in rows):
         check_mp3_support()
     utts = []
     for row, n in rows:
-        clip, where = root / "clips" / row["path"], f"{tsv}:{n}"
+        clip, where = corpora.inside(root / "clips", row["path"]), f"{tsv}:{n}"
+        if clip is None:
+            problems.append((where, f"{row['path']!r} points outside the release's clips/ folder"))
+            continue
         text = normalize(row["sentence"], language)
         if not text:
             problems.append((where, f"{row['path']}: the sentence {row['sentence']!r} is empty once normalised"))
@@ -234,6 +247,11 @@ def prepare(root: Path, out: Path, cfg: CommonVoiceConfig) -> dict:
                 total += u.duration
             utts = kept
         sets[split] = utts
+    shared = corpora.shared_audio(sets)
+    if shared:
+        raise CorpusError(f"{root}: {len(shared)} clip(s) are in train.tsv and in dev.tsv or test.tsv (e.g. "
+                          f"{', '.join(Path(a).name for a in shared[:3])}); a set scored on training audio means "
+                          "nothing: remove them from one of the lists")
     return corpora.write_sets(out, sets, f"Common Voice {cfg.language}")
 
 
