@@ -37,9 +37,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _named(e, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """``e`` with the file it was writing named (a full disk's error from ``write`` names none)."""
+    return e if e.filename else OSError(e.errno, e.strerror, str(path))
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> None:
@@ -53,6 +61,9 @@ def atomic_copy(src: str | Path, dst: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dst)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _named(e, dst) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

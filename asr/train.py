@@ -21,6 +21,8 @@ import argparse
 import json
 import math
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -490,9 +492,25 @@ def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` as :func:`asr.fsutil.atomic_write_bytes` writes: the old file or the new one, no ``.tmp``
+    left behind; a failed write (a full disk: torch says only "unexpected pos") names the file and the space left.
+
+    Raises:
+        AsrError: the file could not be written.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free / 1e6
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
+        raise AsrError(f"{path}: could not be written ({reason}); {free:,.0f} MB are free on its disk: free some "
+                       "space and run again (training resumes from the last checkpoint)") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _broadcast(values: list[float], device) -> list[float]:

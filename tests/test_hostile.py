@@ -351,3 +351,42 @@ def test_an4_fileids_stay_inside_the_corpus(tmp_path):
     (root / "etc" / "an4_train.transcription").write_text("<s> YES </s> (hostname)\n")
     with pytest.raises(ManifestError, match="points outside the corpus's wav/ folder"):
         an4.read_split(root, "train")
+
+
+# --- a full disk --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_file_limit():
+    """Writes past 1 MB fail as on a full disk (EFBIG rather than ENOSPC: the same failed write)."""
+    import resource
+    import signal
+
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing pytest
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, old_limit[1]))
+    yield
+    resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+    signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_no_tmp(tmp_path, small_file_limit):
+    import torch
+
+    from asr.errors import AsrError
+    from asr.train import _save_atomic
+
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(AsrError) as e:
+        _save_atomic({"w": torch.zeros(1_000_000)}, path)  # 4 MB
+    assert str(path) in str(e.value) and "MB are free on its disk" in str(e.value)  # before: "unexpected pos"
+    assert list(tmp_path.iterdir()) == []  # before: checkpoint.pt.tmp was left
+
+
+def test_a_stage_file_that_cannot_be_written_names_its_path(tmp_path, small_file_limit):
+    from asr.fsutil import atomic_write_bytes
+
+    path = tmp_path / "features.f32"
+    with pytest.raises(OSError) as e:
+        atomic_write_bytes(path, b"\0" * 2_000_000)
+    assert e.value.filename == str(path) and list(tmp_path.iterdir()) == []
