@@ -177,6 +177,13 @@ def read_kaldi_table(path: Path, allow_empty_value: bool = False) -> dict[str, s
     return table
 
 
+def _not_a_file(path: Path) -> str:
+    """What ``path`` is, when it is no regular file (a FIFO is never opened: it would block)."""
+    if not path.exists():
+        return "no such file"
+    return "is a folder, not a file" if path.is_dir() else "is not a regular file (a FIFO, socket or device)"
+
+
 def read_text(path: str | Path) -> dict[str, str]:
     """Read a Kaldi ``text`` file (``utt-id word word ...``; any whitespace after the id).
 
@@ -185,7 +192,7 @@ def read_text(path: str | Path) -> dict[str, str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise AsrError(f"{path}: no such file")
+        raise AsrError(f"{path}: {_not_a_file(path)}; give a Kaldi text file (utt-id word word ...)")
     try:
         table = read_kaldi_table(path, allow_empty_value=True)
     except ManifestError as e:

@@ -278,7 +278,8 @@ class Pipeline:
         except (OSError, json.JSONDecodeError):
             old = {}
         new = self.data.get(s.name) or {}
-        changed = [f"{p} (edited or replaced)" for p in sorted(set(old) & set(new)) if old[p] != new[p]]
+        changed = [f"{p} ({'deleted' if new[p] == 'missing' else 'edited or replaced'})"
+                   for p in sorted(set(old) & set(new)) if old[p] != new[p]]
         changed += [f"{p} (new)" for p in sorted(set(new) - set(old))]
         changed += [f"{p} (gone)" for p in sorted(set(old) - set(new))]
         if not changed:

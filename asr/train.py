@@ -42,7 +42,7 @@ from tqdm import tqdm
 from asr.batching import make_batches, pad
 from asr.config import from_dict, to_dict
 from asr.ctc import ctc_min_frames, greedy
-from asr.errors import AsrError, ConfigError
+from asr.errors import AsrError, ConfigError, TokenizerError
 from asr.features import FeatureStore, spec_augment
 from asr.layout import CheckpointDir, TrainDir
 from asr.model import AcousticModel, ModelConfig, checkpoint_dict, load_weights
@@ -491,6 +491,14 @@ def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return (dist.get_rank() if world > 1 else 0), world, device
 
 
+def _refused(cls, text: str) -> bool:
+    try:
+        cls.from_texts([text])
+    except TokenizerError:
+        return True
+    return False
+
+
 def _save_atomic(obj, path: Path) -> None:
     """``torch.save`` as :func:`asr.fsutil.atomic_write_bytes` writes: the old file or the new one, no ``.tmp``
     left behind; a failed write (a full disk: torch says only "unexpected pos") names the file and the space left.
@@ -599,9 +607,19 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     partial.mkdir(parents=True, exist_ok=True)
     result, ckpt_dir = TrainDir(out), CheckpointDir(partial)
     store = FeatureStore(features_dir)
-    texts = [u["text"] for name in store.expand(cfg.train_sets) for u in store.open(name).utts]
+    utts = [u for name in store.expand(cfg.train_sets) for u in store.open(name).utts]
+    if not utts:  # before: reported as dev characters outside the (empty) alphabet
+        raise AsrError(f"the train sets {list(cfg.train_sets)} hold no utterances; check the prepare stage's output "
+                       "and train.train_sets")
+    texts = [u["text"] for u in utts]
     if cfg.units in ("char", "phone"):
-        tokenizer = (CharTokenizer if cfg.units == "char" else PhoneTokenizer).from_texts(texts)
+        cls = CharTokenizer if cfg.units == "char" else PhoneTokenizer
+        try:
+            tokenizer = cls.from_texts(texts)
+        except TokenizerError as e:  # name the utterances (only on failure: one tokenizer per transcript)
+            bad = [u["id"] for u in utts if _refused(cls, u["text"])]
+            raise AsrError(f"{e}; it is in the transcript(s) of {bad[:5]}{' ...' if len(bad) > 5 else ''} "
+                           f"({len(bad)} in all): fix them in the corpus and run again") from None
     else:
         tokenizer = SubwordTokenizer.train(texts, cfg.vocab_size, cfg.units)
     quiet = (lambda m: None) if rank else log

@@ -390,3 +390,34 @@ def test_a_stage_file_that_cannot_be_written_names_its_path(tmp_path, small_file
     with pytest.raises(OSError) as e:
         atomic_write_bytes(path, b"\0" * 2_000_000)
     assert e.value.filename == str(path) and list(tmp_path.iterdir()) == []
+
+
+# --- messages that say what is wrong ------------------------------------------------------------------
+
+
+def test_training_names_the_utterance_holding_the_word_separator_and_an_empty_train_set(fsdd_utts, tmp_path):
+    import dataclasses
+
+    from asr.errors import AsrError
+    from asr.train import train
+    from conftest import build_features
+    from test_train import TINY
+
+    utts = [dataclasses.replace(u, text="seven|eight") if i == 2 else u for i, u in enumerate(fsdd_utts[:4])]
+    feats = build_features(tmp_path / "a", {"tiny": utts})
+    with pytest.raises(AsrError, match=re.escape(f"it is in the transcript(s) of ['{utts[2].id}']")):
+        train(TINY, feats, tmp_path / "out", tmp_path / "partial", log=lambda m: None)
+    feats = build_features(tmp_path / "b", {"tiny": fsdd_utts[:2], "empty": []})
+    cfg = dataclasses.replace(TINY, train_sets=("empty",))
+    with pytest.raises(AsrError, match=re.escape("the train sets ['empty'] hold no utterances")):
+        train(cfg, feats, tmp_path / "out", tmp_path / "partial", log=lambda m: None)
+
+
+def test_wer_names_a_folder_or_fifo_for_what_it_is(tmp_path):
+    ref = tmp_path / "ref.txt"
+    ref.write_text("u1 a b\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for hyp, words in [(tmp_path, "is a folder, not a file"), (fifo, "is not a regular file")]:
+        r = asr("wer", str(ref), str(hyp), check=False)
+        assert r.returncode == 2 and words in r.stderr, r.stderr  # before: "no such file"

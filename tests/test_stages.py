@@ -180,6 +180,8 @@ def test_data_fingerprint_names_the_changed_file(tmp_path):
     assert f"{wav} (edited or replaced)" in make().status()[0][2]
     assert make().run(log=lambda m: None)[0] == ("a", "ran")
     assert make().run(log=lambda m: None)[0] == ("a", "skipped")
+    wav.unlink()  # before: listed as "edited or replaced"
+    assert f"{wav} (deleted)" in make().status()[0][2]
 
 
 def test_data_that_appears_during_the_stage_fixes_the_key(tmp_path):
