@@ -421,3 +421,29 @@ def test_wer_names_a_folder_or_fifo_for_what_it_is(tmp_path):
     for hyp, words in [(tmp_path, "is a folder, not a file"), (fifo, "is not a regular file")]:
         r = asr("wer", str(ref), str(hyp), check=False)
         assert r.returncode == 2 and words in r.stderr, r.stderr  # before: "no such file"
+
+
+def test_fsdd_loso_finds_speechocean762_by_its_own_setting(corpora_root, so762_root, tmp_path):
+    """``--corpus-dir`` naming the FSDD folder itself: speechocean762 was looked up inside it ("no
+    speechocean762 under .../fsdd")."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "ASR_CORPORA"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "asr", "run", "fsdd_loso", "--stop-stage", "prepare", *args],
+                              cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+
+    r = run("--work-dir", str(tmp_path / "a"), "--corpus-dir", str(corpora_root / "fsdd"))
+    assert r.returncode == 0 and "digit strings by" in r.stdout, r.stdout + r.stderr
+    lone = tmp_path / "lone"
+    (lone / "fsdd").mkdir(parents=True)
+    (lone / "fsdd" / "recordings").symlink_to(corpora_root / "fsdd" / "recordings")
+    r = run("--work-dir", str(tmp_path / "b"), "--corpus-dir", str(lone / "fsdd"))
+    assert r.returncode == 2 and "--set prepare.so762_dir=DIR" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run("--work-dir", str(tmp_path / "b"), "--corpus-dir", str(lone / "fsdd"), "--set",
+            f"prepare.so762_dir={corpora_root}")
+    assert r.returncode == 0, r.stderr

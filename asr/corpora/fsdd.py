@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import random
 import re
 from collections import defaultdict
@@ -83,6 +84,9 @@ class FsddConfig:
     # corpus folder) to every training set, never to dev or test
     so762_digits: bool = False
     corpus_dir: str | None = None  # folder holding fsdd/ (--corpus-dir, else $ASR_CORPORA); None: download
+    # folder holding speechocean762/ (so762_digits); None: the first of corpus_dir, the folder above it (when
+    # corpus_dir is the FSDD folder itself) and $ASR_CORPORA that holds it, else a download
+    so762_dir: str | None = None
     download_dir: str = "data/downloads"
 
     def __post_init__(self):
@@ -127,6 +131,25 @@ def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "dat
     return corpora.locate(source(url, sha256), corpus_dir, download_dir)
 
 
+def _so762_folder(cfg: FsddConfig) -> str | None:
+    """Where speechocean762 is for ``so762_digits``: found by its own setting, not inside the FSDD folder.
+
+    Raises:
+        CorpusError: local folders were given and none holds it.
+    """
+    if cfg.so762_dir:
+        return cfg.so762_dir
+    env = os.environ.get(corpora.CORPORA_ENV)
+    places = [p for p in (cfg.corpus_dir, cfg.corpus_dir and str(Path(cfg.corpus_dir).parent), env) if p]
+    for place in places:
+        if speechocean762.source().probe(Path(place)) is not None:
+            return place
+    if places:
+        raise CorpusError(f"speechocean762 (for prepare.so762_digits) is in none of {places}; name its folder with "
+                          "--set prepare.so762_dir=DIR, or train on FSDD alone with --set prepare.so762_digits=false")
+    return None  # downloaded
+
+
 def fingerprint(cfg: FsddConfig) -> dict[str, str] | None:
     """Size and modification time of every recording the prepare stage would read; None before a download."""
     try:
@@ -137,7 +160,11 @@ def fingerprint(cfg: FsddConfig) -> dict[str, str] | None:
         return None
     stamps = {str(p): file_stamp(p) for p in sorted(rec.glob("*.wav"))}
     if cfg.so762_digits:
-        extra = speechocean762.fingerprint(speechocean762.So762Config(cfg.corpus_dir, cfg.download_dir))
+        try:
+            so762 = _so762_folder(cfg)
+        except CorpusError:
+            return {}  # the stage itself reports it
+        extra = speechocean762.fingerprint(speechocean762.So762Config(so762, cfg.download_dir))
         if extra is None:
             return None
         stamps.update(extra)
@@ -291,7 +318,7 @@ def stage(ctx) -> dict:
     ctx.log(f"prepare: FSDD recordings from {recordings}")
     extra: list[Utterance] = []
     if cfg.so762_digits:
-        root = speechocean762.locate(cfg.corpus_dir, cfg.download_dir)
+        root = speechocean762.locate(_so762_folder(cfg), cfg.download_dir)
         extra = [dataclasses.replace(u, audio=str(Path(u.audio).resolve()))  # manifests elsewhere read them too
                  for u in speechocean762.sentences_of(root, set(DIGIT_WORDS))]
         ctx.log(f"prepare: + {len(extra)} digit strings by {len({u.speaker for u in extra})} speakers "
