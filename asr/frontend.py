@@ -77,7 +77,7 @@ class FeatureConfig:
         if not 0 < self.shard_hours < math.inf:
             raise ValueError(f"shard_hours must be > 0, got {self.shard_hours}")
         if not 1 <= self.cmvn_prior_frames <= 10**7:
-            raise ValueError(f"cmvn_prior_frames must be in 1-10,000,000, got {self.cmvn_prior_frames}")
+            raise ValueError(f"cmvn_prior_frames must be >= 1 and <= 10,000,000, got {self.cmvn_prior_frames}")
         if self.kind not in ("mfcc", "fbank"):
             raise ValueError(f"kind must be mfcc or fbank, got {self.kind!r}")
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:

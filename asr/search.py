@@ -61,7 +61,8 @@ class DecodeOptions:
         if not 0.0 <= self.mix_weight <= 1.0:
             raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight}")
         if not 1 <= self.beam_size <= MAX_BEAM or not self.beam_threshold > 0 or not 0 <= self.beam_size_token <= MAX_BEAM:
-            raise ValueError(f"beam_size must be in 1-{MAX_BEAM}, beam_size_token in 0-{MAX_BEAM} and beam_threshold > 0")
+            raise ValueError(f"beam_size must be >= 1, beam_size_token >= 0 (both at most {MAX_BEAM}) and "
+                             "beam_threshold > 0")
         if not all(math.isfinite(x) for x in (self.lm_weight, self.word_score, self.beam_threshold)):
             raise ValueError(f"lm_weight, word_score and beam_threshold must be finite numbers, got {self.lm_weight}, "
                              f"{self.word_score} and {self.beam_threshold}")
