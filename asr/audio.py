@@ -53,8 +53,11 @@ def _layout(path: Path) -> dict:
     if path.suffix.lower() != RAW_SUFFIX:
         return {}
     if path.stat().st_size % 2:
-        raise AudioError(path, "a .raw file must hold whole 16-bit samples (16 kHz big-endian, as AN4), "
-                               "but its size is odd", "re-download or re-export the file")
+        raise AudioError(
+            path,
+            "a .raw file must hold whole 16-bit samples (16 kHz big-endian, as AN4), but its size is odd",
+            "re-download or re-export the file",
+        )
     return RAW_FORMAT
 
 
@@ -84,8 +87,11 @@ def check_header(name: str | Path, info: AudioInfo) -> None:
     """The checks every reader makes on a header: a supported rate and channel count."""
     _check_rate(name, info.sample_rate, "file")
     if info.channels > MAX_CHANNELS:
-        raise AudioError(name, f"{info.channels} channels is more than the {MAX_CHANNELS} accepted",
-                         "mix the recording down to mono or stereo")
+        raise AudioError(
+            name,
+            f"{info.channels} channels is more than the {MAX_CHANNELS} accepted",
+            "mix the recording down to mono or stereo",
+        )
 
 
 def _check_riff_truncation(source: Source, name: str | Path) -> None:
@@ -94,7 +100,7 @@ def _check_riff_truncation(source: Source, name: str | Path) -> None:
     libsndfile quietly reads whatever is there, so a cut-off download would pass
     as a shorter recording. We walk the chunk list by hand for this one check.
     """
-    with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as f:
+    with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as f:
         size = f.seek(0, os.SEEK_END)
         f.seek(0)
         head = f.read(12)
@@ -110,8 +116,7 @@ def _check_riff_truncation(source: Source, name: str | Path) -> None:
                 if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
                     raise AudioError(
                         name,
-                        f"truncated: the header declares {chunk_size} bytes of audio "
-                        f"but the file holds {available}",
+                        f"truncated: the header declares {chunk_size} bytes of audio but the file holds {available}",
                         "re-download or re-export the file",
                     )
                 return
@@ -136,7 +141,9 @@ def _open(source: Source, name: str | Path) -> sf.SoundFile:
         return sf.SoundFile(args, **layout)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         reason = str(e).strip().rsplit(": ", 1)[-1][:160]  # libsndfile's reason, without a BytesIO's repr
-        raise AudioError(name, f"not a readable audio file, or a truncated one ({reason})", "send WAV, FLAC or OGG") from None
+        raise AudioError(
+            name, f"not a readable audio file, or a truncated one ({reason})", "send WAV, FLAC or OGG"
+        ) from None
 
 
 def _mono_blocks(f: sf.SoundFile, name: str | Path, frames: int | None = None) -> Iterator[np.ndarray]:
@@ -170,8 +177,9 @@ def check_file(path: Path) -> None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise AudioError(path, "no such file",
-                         "check the path (on the command line, in the manifest or in wav.scp)") from None
+        raise AudioError(
+            path, "no such file", "check the path (on the command line, in the manifest or in wav.scp)"
+        ) from None
     except OSError as e:
         raise AudioError(path, f"cannot be read ({e.strerror})") from None
     if stat.S_ISDIR(mode):
@@ -257,8 +265,13 @@ def load_audio(
     return mono
 
 
-def stream_audio(source: Source, sample_rate: int, chunk_seconds: float, name: str | Path | None = None,
-                 max_samples: int | None = None) -> Iterator[np.ndarray]:
+def stream_audio(
+    source: Source,
+    sample_rate: int,
+    chunk_seconds: float,
+    name: str | Path | None = None,
+    max_samples: int | None = None,
+) -> Iterator[np.ndarray]:
     """Yield consecutive mono float32 chunks of about ``chunk_seconds`` at ``sample_rate``.
 
     Memory stays bounded by the chunk size whatever the file's length and channel count (each block
@@ -280,9 +293,13 @@ def stream_audio(source: Source, sample_rate: int, chunk_seconds: float, name: s
         if info.frames == 0:
             raise AudioError(name, "holds zero samples")
         if max_samples is not None and info.frames * info.channels > max_samples:
-            raise AudioTooLarge(name, f"{info.duration:.0f} s of {info.channels}-channel audio at {info.sample_rate} Hz "
-                                   f"decodes to {info.frames * info.channels:,} samples, over the limit of "
-                                   f"{max_samples:,}", "send fewer channels or a shorter file")
+            raise AudioTooLarge(
+                name,
+                f"{info.duration:.0f} s of {info.channels}-channel audio at {info.sample_rate} Hz "
+                f"decodes to {info.frames * info.channels:,} samples, over the limit of "
+                f"{max_samples:,}",
+                "send fewer channels or a shorter file",
+            )
         chunk = max(1, int(chunk_seconds * info.sample_rate))
         pending: list[np.ndarray] = []
         held = 0

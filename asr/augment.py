@@ -100,7 +100,8 @@ def draw(cfg: AugmentConfig, copy: int, uid: str) -> tuple[Chain, np.random.Gene
 @functools.cache
 def room_bank(sample_rate: int, rooms: int, rt60: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
     """``rooms`` simulated room impulse responses, each scaled to unit energy (same for the same arguments)."""
-    import pyroomacoustics as pra  # here, not at the top: 1.9 s that transcription (which reads AugmentConfig) never needs
+    # here, not at the top: 1.9 s that transcription (which reads AugmentConfig) never needs
+    import pyroomacoustics as pra
 
     rng = np.random.default_rng([seed, rooms, sample_rate])
     out = []
@@ -126,7 +127,7 @@ def reverberate(wave: np.ndarray, rir: np.ndarray) -> np.ndarray:
     if not len(wave):
         return wave
     start = int(np.argmax(np.abs(rir)))  # the direct sound: keep the words where the transcript has them
-    return fftconvolve(wave, rir)[start: start + len(wave)].astype(np.float32)
+    return fftconvolve(wave, rir)[start : start + len(wave)].astype(np.float32)
 
 
 def coloured_noise(n: int, slope: float, rng: np.random.Generator) -> np.ndarray:
@@ -140,8 +141,7 @@ def coloured_noise(n: int, slope: float, rng: np.random.Generator) -> np.ndarray
     return (noise / math.sqrt(max(float(np.mean(noise * noise)), 1e-20))).astype(np.float32)
 
 
-def apply(wave: np.ndarray, chain: Chain, rng: np.random.Generator, sample_rate: int,
-          cfg: AugmentConfig) -> np.ndarray:
+def apply(wave: np.ndarray, chain: Chain, rng: np.random.Generator, sample_rate: int, cfg: AugmentConfig) -> np.ndarray:
     """Steps 1-3 of ``chain`` on a mono float signal; returns a new signal of the same length.
 
     VTLP (step 4) is not applied here: the MFCC applies ``chain.vtlp`` to its filters.

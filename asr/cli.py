@@ -16,10 +16,17 @@ from asr.phones import PHONE_MAPS
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe name (e.g. fsdd, custom) or path to a recipe.py")
     p.add_argument("--work-dir", help="where stage outputs go (default: data/<recipe>)")
-    p.add_argument("--corpus-dir", help="folder holding local corpus copies (default: $ASR_CORPORA; "
-                                        "else the corpus is downloaded)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set features.n_mfcc=20 (repeatable)")
+    p.add_argument(
+        "--corpus-dir", help="folder holding local corpus copies (default: $ASR_CORPORA; else the corpus is downloaded)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set features.n_mfcc=20 (repeatable)",
+    )
 
 
 def cmd_run(args) -> int:
@@ -61,12 +68,19 @@ def cmd_convert(args) -> int:
 
 def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     # defaults are DecodeOptions' own (shown by the help text); only what is given overrides them
-    p.add_argument("--method", choices=["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"], default=None,
-                   help="decoder (default: the one the recipe tuned, stored in an exported model file; for a "
-                        "train-stage model file lexicon_lm with --lm, else greedy); beam_lm: open vocabulary, "
-                        "lexicon-free with the unit n-gram")
-    p.add_argument("--lm", help="the lm stage's output folder (e.g. data/fsdd/lm) or an ARPA file (words; "
-                                "units for beam_lm), instead of the LM an exported model file holds")
+    p.add_argument(
+        "--method",
+        choices=["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"],
+        default=None,
+        help="decoder (default: the one the recipe tuned, stored in an exported model file; for a "
+        "train-stage model file lexicon_lm with --lm, else greedy); beam_lm: open vocabulary, "
+        "lexicon-free with the unit n-gram",
+    )
+    p.add_argument(
+        "--lm",
+        help="the lm stage's output folder (e.g. data/fsdd/lm) or an ARPA file (words; "
+        "units for beam_lm), instead of the LM an exported model file holds",
+    )
     p.add_argument("--lm-weight", type=float, help="LM weight (default 1.0)")
     p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
     p.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 16)")
@@ -77,9 +91,14 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
 
 def _decoder_overrides(args) -> dict:
     """The decoding options given on the command line (those left out keep the model's or the defaults)."""
-    given = {"method": args.method, "lm_weight": args.lm_weight, "word_score": args.word_score,
-             "beam_size": args.beam_size, "beam_threshold": args.beam_threshold,
-             "beam_size_token": args.beam_size_token}
+    given = {
+        "method": args.method,
+        "lm_weight": args.lm_weight,
+        "word_score": args.word_score,
+        "beam_size": args.beam_size,
+        "beam_threshold": args.beam_threshold,
+        "beam_size_token": args.beam_size_token,
+    }
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -131,8 +150,11 @@ def cmd_evaluate(args) -> int:
     unknown = {uid: chars for uid, chars in unknown.items() if chars}
     if unknown:
         shown = "; ".join(f"{uid}: {''.join(c)!r}" for uid, c in list(unknown.items())[:10])
-        print(f"asr evaluate: warning: {len(unknown)} reference(s) hold characters this model cannot produce, "
-              f"so they always count as errors: {shown}{' ...' if len(unknown) > 10 else ''}", file=sys.stderr)
+        print(
+            f"asr evaluate: warning: {len(unknown)} reference(s) hold characters this model cannot produce, "
+            f"so they always count as errors: {shown}{' ...' if len(unknown) > 10 else ''}",
+            file=sys.stderr,
+        )
     hyps, bad = {}, []
     for u in utts:
         try:
@@ -144,20 +166,26 @@ def cmd_evaluate(args) -> int:
     scored = [u for u in utts if u.id in hyps]
     if not scored:
         raise AsrError(f"{args.data}: none of the {len(utts)} utterances could be read")
-    s = score({u.id: fold_text(u.text, args.phone_map) for u in scored},
-              {k: fold_text(v, args.phone_map) for k, v in hyps.items()})
+    s = score(
+        {u.id: fold_text(u.text, args.phone_map) for u in scored},
+        {k: fold_text(v, args.phone_map) for k, v in hyps.items()},
+    )
     if args.out is not None:
         write_report(args.out, s, {u.id: u.speaker for u in scored}, name=str(args.data))
     print(s.words.line("PER" if args.phone_map else "WER"))
     print(s.chars.line("CER"))
     if bad:
-        print(f"asr evaluate: {len(bad)} of {len(utts)} utterances could not be read and were left out of the "
-              "score (listed above)", file=sys.stderr)
+        print(
+            f"asr evaluate: {len(bad)} of {len(utts)} utterances could not be read and were left out of the "
+            "score (listed above)",
+            file=sys.stderr,
+        )
     if args.out is not None:
         print(f"report (hypotheses, alignments, per speaker, confusions, sclite trn): {args.out}", file=sys.stderr)
     else:
-        print("give --out DIR for a report (hypotheses, alignments, per speaker, confusions, sclite trn)",
-              file=sys.stderr)
+        print(
+            "give --out DIR for a report (hypotheses, alignments, per speaker, confusions, sclite trn)", file=sys.stderr
+        )
     return 1 if bad else 0
 
 
@@ -172,17 +200,31 @@ def cmd_export(args) -> int:
     from asr.export import to_onnx
 
     meta = to_onnx(args.model, args.onnx)
-    print(f"{args.onnx}: ONNX network ({meta['parameters']:,} parameters) with the units, features, CMVN"
-          + (f", decoding {meta['decoding']['method']} and its LM files" if meta.get("decoding") else "")
-          + f" of {args.model}; run it with `asr transcribe {args.onnx} FILE` (no torch needed)")
+    print(
+        f"{args.onnx}: ONNX network ({meta['parameters']:,} parameters) with the units, features, CMVN"
+        + (f", decoding {meta['decoding']['method']} and its LM files" if meta.get("decoding") else "")
+        + f" of {args.model}; run it with `asr transcribe {args.onnx} FILE` (no torch needed)"
+    )
     return 0
 
 
 def cmd_serve(args) -> int:
     from asr.serve import serve
 
-    serve(args.model, args.host, args.port, args.workers, args.max_mb, args.max_seconds, args.lm,
-          _decoder_overrides(args), args.chunk_seconds, args.timeout, args.max_connections, args.api_docs)
+    serve(
+        args.model,
+        args.host,
+        args.port,
+        args.workers,
+        args.max_mb,
+        args.max_seconds,
+        args.lm,
+        _decoder_overrides(args),
+        args.chunk_seconds,
+        args.timeout,
+        args.max_connections,
+        args.api_docs,
+    )
     return 0
 
 
@@ -202,22 +244,28 @@ def cmd_wer(args) -> int:
         lo, hi = s.bootstrap()
         print(f"95% confidence interval of the WER: [{100 * lo:.2f}, {100 * hi:.2f}]")
     if args.compare:
-        other = score(refs, read(args.compare), args.missing_as_deletions, ref_name=args.ref,
-                      hyp_name=args.compare)
+        other = score(refs, read(args.compare), args.missing_as_deletions, ref_name=args.ref, hyp_name=args.compare)
         print(f"%WER of {args.compare}: {100 * other.words.rate:.2f}")
         print(f"probability that {args.hyp} improves on {args.compare}: {compare(s, other):.3f}")
     return 0
 
 
 def _add_phone_map(p) -> None:
-    p.add_argument("--phone-map", default="", choices=["", *PHONE_MAPS],
-                   help="phone transcripts: fold references and hypotheses first (timit39: TIMIT's 39 phones) "
-                        "and report the phone error rate")
+    p.add_argument(
+        "--phone-map",
+        default="",
+        choices=["", *PHONE_MAPS],
+        help="phone transcripts: fold references and hypotheses first (timit39: TIMIT's 39 phones) "
+        "and report the phone error rate",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asr", description="Staged speech recognition: audio -> MFCC -> "
-                                     "BiLSTM/GRU CTC -> decoding -> WER, every stage cached.")
+    parser = argparse.ArgumentParser(
+        prog="asr",
+        description="Staged speech recognition: audio -> MFCC -> "
+        "BiLSTM/GRU CTC -> decoding -> WER, every stage cached.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a recipe's stages (skipping those already done)")
@@ -233,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     p.set_defaults(func=cmd_stages)
 
-    p = sub.add_parser("convert", help="convert between a JSONL manifest and a Kaldi data directory "
-                                       "(validating every entry)")
+    p = sub.add_parser(
+        "convert", help="convert between a JSONL manifest and a Kaldi data directory (validating every entry)"
+    )
     p.add_argument("src", help="a .jsonl manifest or a Kaldi data directory")
     p.add_argument("dst", help="a .jsonl path, or a directory to write Kaldi files into")
     p.add_argument("--no-audio-check", action="store_true", help="do not check that audio files exist")
@@ -250,8 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="decode and score a JSONL manifest or Kaldi data directory")
     p.add_argument("model", help="a model file")
     p.add_argument("data", help="a .jsonl manifest or a Kaldi data directory")
-    p.add_argument("--out", help="write the decode report into this folder (hypotheses, alignments, speakers, "
-                                 "sclite trn); without it, only the scores are printed")
+    p.add_argument(
+        "--out",
+        help="write the decode report into this folder (hypotheses, alignments, speakers, "
+        "sclite trn); without it, only the scores are printed",
+    )
     _add_phone_map(p)
     _add_decoder_args(p)
     p.set_defaults(func=cmd_evaluate)
@@ -272,10 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes, each with the model loaded (default 1)")
     p.add_argument("--max-mb", type=float, default=25.0, help="largest upload accepted (default 25 MB)")
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio accepted (default 600 s)")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="a request whose body stops arriving this long gets a 408 (default 30 s)")
-    p.add_argument("--max-connections", type=int, default=64,
-                   help="open connections and requests per worker before new ones get a 503 (default 64)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="a request whose body stops arriving this long gets a 408 (default 30 s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=64,
+        help="open connections and requests per worker before new ones get a 503 (default 64)",
+    )
     p.add_argument("--api-docs", action="store_true", help="also serve the API's pages /docs and /openapi.json")
     _add_decoder_args(p)
     p.set_defaults(func=cmd_serve)
@@ -283,8 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("wer", help="score Kaldi-style text files (utt-id word word ...)")
     p.add_argument("ref", help="reference text file")
     p.add_argument("hyp", help="hypothesis text file")
-    p.add_argument("--missing-as-deletions", action="store_true",
-                   help="count references without a hypothesis as deleted instead of failing")
+    p.add_argument(
+        "--missing-as-deletions",
+        action="store_true",
+        help="count references without a hypothesis as deleted instead of failing",
+    )
     p.add_argument("--bootstrap", action="store_true", help="add a 95%% bootstrap confidence interval")
     _add_phone_map(p)
     p.add_argument("--compare", metavar="HYP2", help="probability that HYP improves on HYP2 (paired bootstrap)")
@@ -307,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as e:  # a path the system refused (no such folder, no permission, disk full): name it
         where = f"{e.filename}: " if e.filename else ""
-        print(f"asr {args.command}: error: {where}{e.strerror or e} (check the path, its permissions and the free "
-              "space)", file=sys.stderr)
+        print(
+            f"asr {args.command}: error: {where}{e.strerror or e} (check the path, its permissions and the free space)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"asr {args.command}: interrupted; finished stages are kept, re-run to continue", file=sys.stderr)

@@ -74,7 +74,9 @@ def _replace_path(obj: Any, path: list[str], text: str, key: str) -> Any:
             raise ConfigError(f"unknown key {key!r}: {name!r} has no keys below it")
         value = _replace_path(current, path[1:], text, key)
     elif dataclasses.is_dataclass(current):
-        raise ConfigError(f"{key} is a group of keys: set one of {[f'{key}.{f.name}' for f in dataclasses.fields(current)]}")
+        raise ConfigError(
+            f"{key} is a group of keys: set one of {[f'{key}.{f.name}' for f in dataclasses.fields(current)]}"
+        )
     else:
         value = _convert(text.strip(), typing.get_type_hints(type(obj))[name], key)
     try:

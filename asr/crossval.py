@@ -30,9 +30,11 @@ def _refuse_set_fields(section: str, config, fields: tuple[str, ...]) -> None:
     given = flatten(config)
     changed = [f for f in fields if given[f] != default[f]]
     if changed:
-        raise ConfigError(f"cross-validation chooses each fold's sets itself: {', '.join(f'{section}.{f}' for f in changed)} "
-                          f"cannot be set here (each fold trains on {PREFIX}/<fold>/train, tunes on "
-                          f"{PREFIX}/<fold>/dev and tests on {PREFIX}/<fold>/test)")
+        raise ConfigError(
+            f"cross-validation chooses each fold's sets itself: {', '.join(f'{section}.{f}' for f in changed)} "
+            f"cannot be set here (each fold trains on {PREFIX}/<fold>/train, tunes on "
+            f"{PREFIX}/<fold>/dev and tests on {PREFIX}/<fold>/test)"
+        )
 
 
 def check_train(cfg) -> None:
@@ -53,9 +55,15 @@ def folds(features_dir: Path) -> list[str]:
 def _sub(ctx, fold: str, config, inputs: dict, partial: bool = False):
     out = ctx.out / fold
     out.mkdir(parents=True, exist_ok=True)
-    return SimpleNamespace(stage=ctx.stage, config=config, out=out, inputs=inputs, nj=ctx.nj,
-                           partial=ctx.partial / fold if partial else None,
-                           log=lambda m: ctx.log(f"[{fold}] {m}"))
+    return SimpleNamespace(
+        stage=ctx.stage,
+        config=config,
+        out=out,
+        inputs=inputs,
+        nj=ctx.nj,
+        partial=ctx.partial / fold if partial else None,
+        log=lambda m: ctx.log(f"[{fold}] {m}"),
+    )
 
 
 def train_stage(ctx) -> dict:
@@ -87,16 +95,28 @@ def score_stage(ctx) -> dict:
         m = scoring.stage(_sub(ctx, fold, ctx.config, inputs))["metrics"][f"{PREFIX}/{fold}/test"]
         wers.append(m["wer"])
         ci = f" [{100 * m['wer_ci'][0]:.2f}, {100 * m['wer_ci'][1]:.2f}]" if "wer_ci" in m else ""
-        rows.append(f"| {fold} | {m['utterances']} | {100 * m['wer']:.2f}{ci} | {100 * m['cer']:.2f} "
-                    f"| {100 * m['greedy_wer']:.2f} |")
+        rows.append(
+            f"| {fold} | {m['utterances']} | {100 * m['wer']:.2f}{ci} | {100 * m['cer']:.2f} "
+            f"| {100 * m['greedy_wer']:.2f} |"
+        )
     mean = sum(wers) / len(wers)
-    head = ["# Results: leave one speaker out", "",
-            "Each fold trains on the other speakers (dev: their takes 5-9) and tests on every take of the "
-            "held-out speaker.", "",
-            "| held-out speaker | utterances | WER % [95% CI] | CER % | greedy WER % |", "|---|---|---|---|---|",
-            *rows, f"| **mean** | | {100 * mean:.2f} | | |", "", "Per-fold details:", ""]
+    head = [
+        "# Results: leave one speaker out",
+        "",
+        "Each fold trains on the other speakers (dev: their takes 5-9) and tests on every take of the "
+        "held-out speaker.",
+        "",
+        "| held-out speaker | utterances | WER % [95% CI] | CER % | greedy WER % |",
+        "|---|---|---|---|---|",
+        *rows,
+        f"| **mean** | | {100 * mean:.2f} | | |",
+        "",
+        "Per-fold details:",
+        "",
+    ]
     details = [ScoreDir(ctx.out / f).results.read_text().split("\n", 2)[2] for f in fold_names]
-    atomic_write_text(ScoreDir(ctx.out).results, "\n".join(head) + "\n".join(f"## {f}\n{d}" for f, d in
-                                                                              zip(fold_names, details)))
+    atomic_write_text(
+        ScoreDir(ctx.out).results, "\n".join(head) + "\n".join(f"## {f}\n{d}" for f, d in zip(fold_names, details))
+    )
     atomic_write_text(ctx.out / "folds.json", json.dumps({"wer": dict(zip(fold_names, wers)), "mean": mean}) + "\n")
     return {"fold_wer": dict(zip(fold_names, wers)), "mean_wer": mean}

@@ -18,13 +18,13 @@ from pathlib import Path
 import jiwer
 import torch
 
+from asr.ctc import greedy_frames
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
 from asr.layout import DecodeDir, LmDir, TrainDir
 from asr.manifest import read_lines, write_text
 from asr.model import Network, read_checkpoint
 from asr.procs import fork_pool
-from asr.ctc import greedy_frames
 from asr.search import BeamSearch, DecodeOptions
 from asr.tokenizer import tokenizer_from_dict
 
@@ -66,15 +66,23 @@ def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeCon
     """Load the model once per process; one thread each, the parallelism is across shards."""
     torch.set_num_threads(1)
     ckpt = read_checkpoint(model_path)
-    _W.update(network=Network(ckpt, "cpu", model_path), tokenizer=tokenizer_from_dict(ckpt["tokenizer"]),
-              store=FeatureStore(features_dir), lm_dir=lm_dir, cfg=cfg, decoders={}, sets={})
+    _W.update(
+        network=Network(ckpt, "cpu", model_path),
+        tokenizer=tokenizer_from_dict(ckpt["tokenizer"]),
+        store=FeatureStore(features_dir),
+        lm_dir=lm_dir,
+        cfg=cfg,
+        decoders={},
+        sets={},
+    )
 
 
 def _decoder(lm_weight: float, word_score: float, mix_weight: float) -> BeamSearch:
     key = (lm_weight, word_score, mix_weight)
     if key not in _W["decoders"]:
-        options = dataclasses.replace(_W["cfg"].search, lm_weight=lm_weight, word_score=word_score,
-                                      mix_weight=mix_weight)
+        options = dataclasses.replace(
+            _W["cfg"].search, lm_weight=lm_weight, word_score=word_score, mix_weight=mix_weight
+        )
         _W["decoders"][key] = BeamSearch(_W["tokenizer"], options, _W["lm_dir"])
     return _W["decoders"][key]
 
@@ -107,8 +115,15 @@ def oov_words(lm_dir: Path | None) -> set[str] | None:
     return {w for _, w in read_lines(LmDir(Path(lm_dir)).words)}
 
 
-def decode_sets(model_path: Path, features_dir: Path, lm_dir: Path | None, cfg: DecodeConfig, names: list[str],
-                grid: list[tuple[float, float, float]], nj: int = 1) -> dict[str, dict]:
+def decode_sets(
+    model_path: Path,
+    features_dir: Path,
+    lm_dir: Path | None,
+    cfg: DecodeConfig,
+    names: list[str],
+    grid: list[tuple[float, float, float]],
+    nj: int = 1,
+) -> dict[str, dict]:
     """Decode feature sets with every grid setting; returns ``{set: {"greedy"|setting: {id: text}, "seconds"}}``."""
     store = FeatureStore(features_dir)
     sizes = {n: len(store.open(n)) for n in names}
@@ -151,13 +166,21 @@ def stage(ctx) -> dict:
         ids = [(n, u) for n in tune_sets for u in sorted(refs[n])]
         r = [refs[n][u] for n, u in ids]
         for g in grid:
-            tuning.append({"lm_weight": g[0], "word_score": g[1], "mix_weight": g[2],
-                           "dev_wer": jiwer.wer(r, [dev[n][g].get(u, "") for n, u in ids])})
+            tuning.append(
+                {
+                    "lm_weight": g[0],
+                    "word_score": g[1],
+                    "mix_weight": g[2],
+                    "dev_wer": jiwer.wer(r, [dev[n][g].get(u, "") for n, u in ids]),
+                }
+            )
         greedy_dev = jiwer.wer(r, [dev[n]["greedy"].get(u, "") for n, u in ids])
         best = min(tuning, key=lambda t: (t["dev_wer"], t["lm_weight"], abs(t["word_score"]), -t["mix_weight"]))
         chosen = (best["lm_weight"], best["word_score"], best["mix_weight"])
-        ctx.log(f"decode: tuned on {tune_sets}: lm_weight {chosen[0]}, word_score {chosen[1]}, mix_weight {chosen[2]} "
-                f"(dev WER {100 * best['dev_wer']:.2f}%)")
+        ctx.log(
+            f"decode: tuned on {tune_sets}: lm_weight {chosen[0]}, word_score {chosen[1]}, mix_weight {chosen[2]} "
+            f"(dev WER {100 * best['dev_wer']:.2f}%)"
+        )
     key = "greedy" if method == "greedy" else chosen
     results = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, test_sets, [chosen], ctx.nj)
     rtf, oov = {}, {}
@@ -174,12 +197,25 @@ def stage(ctx) -> dict:
         write_text(d.ref, refs[name])
         write_text(d.utt2spk, {u["id"]: u["speaker"] for u in store.open(name).utts})
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
-    settings = {"method": method, "beam_size": cfg.search.beam_size, "beam_threshold": cfg.search.beam_threshold,
-                "beam_size_token": cfg.search.beam_size_token,
-                "lm_weight": chosen[0], "word_score": chosen[1], "mix_weight": chosen[2],
-                "tuned_on": tune_sets, "greedy_dev_wer": greedy_dev, "grid": tuning, "rtf": rtf, "oov": oov,
-                "nj": ctx.nj}
+    settings = {
+        "method": method,
+        "beam_size": cfg.search.beam_size,
+        "beam_threshold": cfg.search.beam_threshold,
+        "beam_size_token": cfg.search.beam_size_token,
+        "lm_weight": chosen[0],
+        "word_score": chosen[1],
+        "mix_weight": chosen[2],
+        "tuned_on": tune_sets,
+        "greedy_dev_wer": greedy_dev,
+        "grid": tuning,
+        "rtf": rtf,
+        "oov": oov,
+        "nj": ctx.nj,
+    }
     atomic_write_text(DecodeDir(ctx.out).settings, json.dumps(settings, indent=1) + "\n")
-    return {"rtf": rtf, "oov": oov,
-            "settings": {k: v for k, v in settings.items() if k not in ("grid", "rtf", "oov", "nj")},
-            "nj": ctx.nj}
+    return {
+        "rtf": rtf,
+        "oov": oov,
+        "settings": {k: v for k, v in settings.items() if k not in ("grid", "rtf", "oov", "nj")},
+        "nj": ctx.nj,
+    }

@@ -53,8 +53,10 @@ def download(url: str, dest: str | Path, sha256: str | None, timeout: float = 60
         ) from None
     if 0 <= announced != size:  # urllib returns what came when a connection drops mid-body
         part.unlink(missing_ok=True)
-        raise CorpusError(f"cannot download {url}: the connection was cut off after {size} of {announced} bytes; "
-                          "nothing was kept, run again to restart it")
+        raise CorpusError(
+            f"cannot download {url}: the connection was cut off after {size} of {announced} bytes; "
+            "nothing was kept, run again to restart it"
+        )
     if sha256 and h.hexdigest() != sha256:
         part.unlink(missing_ok=True)
         raise CorpusError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {h.hexdigest()}")

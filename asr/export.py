@@ -21,10 +21,10 @@ from pathlib import Path
 import onnx
 import torch
 
+from asr import onnxrt
 from asr.errors import AsrError
 from asr.fsutil import check_output_file
 from asr.layout import RECORD, DecodeDir, ExportDir, TrainDir
-from asr import onnxrt
 from asr.model import AcousticModel, build_from_checkpoint, read_checkpoint
 from asr.modelfile import needed_lm_files, stored_options
 from asr.search import DecodeOptions
@@ -73,10 +73,11 @@ def stage(ctx) -> dict:
     ckpt = bundle(TrainDir(ctx.inputs["train"]).model, ctx.inputs.get("lm"), settings, results, training)
     out = ExportDir(ctx.out).model
     torch.save(ckpt, out)
-    ctx.log(f"export: {out.name} with decoding {settings['method']} (LM weight {settings['lm_weight']}, "
-            f"word score {settings['word_score']}), {out.stat().st_size / 1e6:.1f} MB")
-    return {"method": settings["method"], "bytes": out.stat().st_size,
-            "lm_files": sorted(ckpt["lm_files"])}
+    ctx.log(
+        f"export: {out.name} with decoding {settings['method']} (LM weight {settings['lm_weight']}, "
+        f"word score {settings['word_score']}), {out.stat().st_size / 1e6:.1f} MB"
+    )
+    return {"method": settings["method"], "bytes": out.stat().st_size, "lm_files": sorted(ckpt["lm_files"])}
 
 
 def describe(path: str | Path) -> str:
@@ -89,50 +90,65 @@ def describe(path: str | Path) -> str:
         params = sum(v.numel() for v in ckpt["state_dict"].values() if isinstance(v, torch.Tensor))
     m, f = ckpt["model"], ckpt["features"]
     tok = ckpt["tokenizer"]
-    kind = {"char": "characters (blank and word separator included)", "sentencepiece": "sentencepiece subwords "
-            "(blank included)", "phone": "phones (blank included)"}.get(tok.get("type"), tok.get("type"))
+    kind = {
+        "char": "characters (blank and word separator included)",
+        "sentencepiece": "sentencepiece subwords (blank included)",
+        "phone": "phones (blank included)",
+    }.get(tok.get("type"), tok.get("type"))
     units = len(tok.get("units", []))
-    lines = [f"model file: {path}",
-             f"network: {m['rnn'].upper()} {m['num_layers']}x{m['hidden']}"
-             f"{' bidirectional' if m.get('bidirectional', True) else ''}"
-             f"{', projection ' + str(m['proj']) if m.get('proj') else ''}, x{m.get('stack', 1)} frame stacking, "
-             f"dropout {m.get('dropout')}; {params:,} parameters",
-             f"units: {units} {kind}",
-             (f"features: {f.get('n_mels')} log-mel" if f.get("kind") == "fbank" else f"features: {f.get('n_mfcc')} MFCC")
-             + f"{' + deltas' * min(1, f.get('deltas', 0))}{' + delta-deltas' if f.get('deltas') == 2 else ''} "
-             f"({ckpt['input_dim']} per frame) at {f.get('sample_rate')} Hz, {f.get('win_ms')} ms windows every "
-             f"{f.get('hop_ms')} ms; CMVN {ckpt['cmvn'].get('kind')}"]
+    lines = [
+        f"model file: {path}",
+        f"network: {m['rnn'].upper()} {m['num_layers']}x{m['hidden']}"
+        f"{' bidirectional' if m.get('bidirectional', True) else ''}"
+        f"{', projection ' + str(m['proj']) if m.get('proj') else ''}, x{m.get('stack', 1)} frame stacking, "
+        f"dropout {m.get('dropout')}; {params:,} parameters",
+        f"units: {units} {kind}",
+        (f"features: {f.get('n_mels')} log-mel" if f.get("kind") == "fbank" else f"features: {f.get('n_mfcc')} MFCC")
+        + f"{' + deltas' * min(1, f.get('deltas', 0))}{' + delta-deltas' if f.get('deltas') == 2 else ''} "
+        f"({ckpt['input_dim']} per frame) at {f.get('sample_rate')} Hz, {f.get('win_ms')} ms windows every "
+        f"{f.get('hop_ms')} ms; CMVN {ckpt['cmvn'].get('kind')}",
+    ]
     options = stored_options(ckpt, str(path))
     if options is None:
         lines.append("decoding: none stored (a train-stage model file): greedy unless --method/--lm say otherwise")
     else:
         tuned = ckpt["decoding"].get("tuned_on") or []
-        lines.append(f"decoding: {options.method}, beam {options.beam_size}, LM weight {options.lm_weight}, "
-                     f"word score {options.word_score}"
-                     + (f", in-domain LM share {options.mix_weight}" if options.mix_weight < 1 else "")
-                     + (f"; tuned on {', '.join(tuned)}" if tuned else ""))
+        lines.append(
+            f"decoding: {options.method}, beam {options.beam_size}, LM weight {options.lm_weight}, "
+            f"word score {options.word_score}"
+            + (f", in-domain LM share {options.mix_weight}" if options.mix_weight < 1 else "")
+            + (f"; tuned on {', '.join(tuned)}" if tuned else "")
+        )
         files = ckpt.get("lm_files") or {}
         if files:
-            lines.append("embedded LM files: " + ", ".join(f"{n} ({len(t.encode()) / 1e3:.1f} kB)"
-                                                           for n, t in sorted(files.items())))
+            lines.append(
+                "embedded LM files: "
+                + ", ".join(f"{n} ({len(t.encode()) / 1e3:.1f} kB)" for n, t in sorted(files.items()))
+            )
     training = ckpt.get("training") or {}
     cfg = ckpt.get("train_config") or {}
     if training or cfg:
         sched = training.get("schedule") or {}
-        lines.append(f"training: sets {', '.join(cfg.get('train_sets', [])) or '?'}"
-                     + (f", {training['train_utterances']} utterances" if "train_utterances" in training else "")
-                     + (f", {sched['hours']:.2f} h of audio" if "hours" in sched else "")
-                     + (f", {training['updates']} updates" if "updates" in training else "")
-                     + (f"; kept {training.get('chosen') or ckpt.get('chosen')}" if training or ckpt.get("chosen") else ""))
+        lines.append(
+            f"training: sets {', '.join(cfg.get('train_sets', [])) or '?'}"
+            + (f", {training['train_utterances']} utterances" if "train_utterances" in training else "")
+            + (f", {sched['hours']:.2f} h of audio" if "hours" in sched else "")
+            + (f", {training['updates']} updates" if "updates" in training else "")
+            + (f"; kept {training.get('chosen') or ckpt.get('chosen')}" if training or ckpt.get("chosen") else "")
+        )
         if "dev_wer" in training:
-            lines.append(f"dev ({', '.join(cfg.get('dev_sets', []))}): greedy WER {100 * training['dev_wer']:.2f}%, "
-                         f"CER {100 * training['dev_cer']:.2f}%")
+            lines.append(
+                f"dev ({', '.join(cfg.get('dev_sets', []))}): greedy WER {100 * training['dev_wer']:.2f}%, "
+                f"CER {100 * training['dev_cer']:.2f}%"
+            )
     for name, r in (ckpt.get("results") or {}).items():
         ci = r.get("wer_ci")
-        lines.append(f"result {name}: WER {100 * r['wer']:.2f}%"
-                     + (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci else "")
-                     + f", CER {100 * r['cer']:.2f}%, greedy WER {100 * r['greedy_wer']:.2f}% "
-                     f"({r.get('utterances')} utterances)")
+        lines.append(
+            f"result {name}: WER {100 * r['wer']:.2f}%"
+            + (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci else "")
+            + f", CER {100 * r['cer']:.2f}%, greedy WER {100 * r['greedy_wer']:.2f}% "
+            f"({r.get('utterances')} utterances)"
+        )
     lines.append(f"git commit: {ckpt.get('git_commit') or 'not recorded'}")
     return "\n".join(lines)
 
@@ -149,8 +165,10 @@ class _Unrolled(torch.nn.Module):
         super().__init__()
         cfg, rnn = model.cfg, model.rnn
         if cfg.proj:
-            raise AsrError("ONNX export of LSTM projections is not supported (ONNX's LSTM has none); "
-                           "train with train.model.proj=0 to export")
+            raise AsrError(
+                "ONNX export of LSTM projections is not supported (ONNX's LSTM has none); "
+                "train with train.model.proj=0 to export"
+            )
         self.cfg, self.output = cfg, model.output
         cls = torch.nn.LSTM if cfg.rnn == "lstm" else torch.nn.GRU
         self.cells = torch.nn.ModuleList()
@@ -206,10 +224,21 @@ def to_onnx(model_path: str | Path, out: str | Path) -> dict:
     try:
         with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation; it does the job
             warnings.simplefilter("ignore")
-            torch.onnx.export(network, (feats, lengths), str(tmp), dynamo=False, opset_version=17,
-                              input_names=["feats", "lengths"], output_names=["log_probs", "out_lengths"],
-                              dynamic_axes={"feats": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
-                                            "log_probs": {0: "batch", 1: "steps"}, "out_lengths": {0: "batch"}})
+            torch.onnx.export(
+                network,
+                (feats, lengths),
+                str(tmp),
+                dynamo=False,
+                opset_version=17,
+                input_names=["feats", "lengths"],
+                output_names=["log_probs", "out_lengths"],
+                dynamic_axes={
+                    "feats": {0: "batch", 1: "time"},
+                    "lengths": {0: "batch"},
+                    "log_probs": {0: "batch", 1: "steps"},
+                    "out_lengths": {0: "batch"},
+                },
+            )
         meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
         meta["parameters"] = sum(v.numel() for v in ckpt["state_dict"].values())
         graph = onnx.load(str(tmp))

@@ -34,8 +34,16 @@ from asr.procs import fork_pool, stop_point
 
 VERSION = 4  # of the features stage's output: bump when the features or the files it writes change
 TASK_SIZE = 64  # utterances per worker task: few messages, a smooth progress bar
-__all__ = ["Cmvn", "FeatureConfig", "FeatureSet", "FeatureStore", "extract_set", "load_utterance", "spec_augment",
-           "stage"]
+__all__ = [
+    "Cmvn",
+    "FeatureConfig",
+    "FeatureSet",
+    "FeatureStore",
+    "extract_set",
+    "load_utterance",
+    "spec_augment",
+    "stage",
+]
 
 
 def _dither(wave: np.ndarray, amount: float, uid: str) -> np.ndarray:
@@ -47,8 +55,9 @@ def _dither(wave: np.ndarray, amount: float, uid: str) -> np.ndarray:
 
 def load_utterance(u: Utterance, sample_rate: int, speed: float = 1.0) -> np.ndarray:
     """The utterance's samples at ``sample_rate``, optionally speed-perturbed (pitch and tempo, as sox speed)."""
-    wave = load_audio(u.audio, sample_rate, offset=u.offset or 0.0,
-                      duration=u.duration if u.offset is not None else None)
+    wave = load_audio(
+        u.audio, sample_rate, offset=u.offset or 0.0, duration=u.duration if u.offset is not None else None
+    )
     if speed != 1.0:
         wave = resample(wave, int(round(sample_rate * speed)), sample_rate)
     return wave
@@ -64,7 +73,11 @@ def _init_worker(cfg: FeatureConfig) -> None:
 
 
 def _task(items: list[tuple[Utterance, float, int]]) -> tuple[list, list]:
-    """Featurize a chunk of (utterance, speed, augmented copy or 0); returns ``([(utt, speed, copy, feats)], [(id, reason)])``."""
+    """Featurize a chunk of (utterance, speed, augmented copy or 0).
+
+    Returns:
+        ``([(utt, speed, copy, feats)], [(id, reason)])``.
+    """
     cfg = _WORKER["cfg"]
     done, bad = [], []
     for u, speed, copy in items:
@@ -84,19 +97,22 @@ def _task(items: list[tuple[Utterance, float, int]]) -> tuple[list, list]:
     return done, bad
 
 
-def _tasks(utts: list[Utterance], speeds: Sequence[float], copies: int = 0,
-           nonspeech: tuple[int, int] = (0, 0)) -> list[list[tuple[Utterance, float, int]]]:
+def _tasks(
+    utts: list[Utterance], speeds: Sequence[float], copies: int = 0, nonspeech: tuple[int, int] = (0, 0)
+) -> list[list[tuple[Utterance, float, int]]]:
     items = [(u, s, 0) for s in speeds for u in utts] + [(u, 1.0, k) for k in range(1, copies + 1) for u in utts]
     items += [(u, 1.0, 0) for u in nonspeech_utterances(*nonspeech)]
-    return [items[i: i + TASK_SIZE] for i in range(0, len(items), TASK_SIZE)]
+    return [items[i : i + TASK_SIZE] for i in range(0, len(items), TASK_SIZE)]
 
 
 def nonspeech_utterances(first: int, n: int) -> list[Utterance]:
     """Generated non-speech examples ``first`` to ``first + n - 1`` (:func:`asr.augment.nonspeech`), empty
     transcripts, ids ``nonspeech{k}``: numbered on across the train sets, so that no two share an id."""
     seconds = np.random.default_rng(first + n).uniform(*augment.NONSPEECH_SECONDS, size=first + n)[first:]
-    return [Utterance(f"nonspeech{k:05d}", augment.NONSPEECH_AUDIO, round(float(d), 2), "", augment.NONSPEECH_SPEAKER)
-            for k, d in enumerate(seconds, first)]
+    return [
+        Utterance(f"nonspeech{k:05d}", augment.NONSPEECH_AUDIO, round(float(d), 2), "", augment.NONSPEECH_SPEAKER)
+        for k, d in enumerate(seconds, first)
+    ]
 
 
 def copy_id(uid: str, speed: float = 1.0, copy: int = 0) -> str:
@@ -130,10 +146,19 @@ def _mean_std(acc: np.ndarray) -> dict:
     return {"mean": mean.tolist(), "std": std.tolist(), "frames": int(acc[2][0])}
 
 
-def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj: int = 1,
-                speeds: Sequence[float] = (1.0,), stats: _Stats | None = None, desc: str = "",
-                copies: int = 0, nonspeech: tuple[int, int] = (0, 0)) -> dict:
-    """Featurize ``utts`` into ``out_prefix.f32`` (and ``.shard<k>.f32`` past ``cfg.shard_hours``) + ``out_prefix.index.jsonl``.
+def extract_set(
+    utts: list[Utterance],
+    out_prefix: Path,
+    cfg: FeatureConfig,
+    nj: int = 1,
+    speeds: Sequence[float] = (1.0,),
+    stats: _Stats | None = None,
+    desc: str = "",
+    copies: int = 0,
+    nonspeech: tuple[int, int] = (0, 0),
+) -> dict:
+    """Featurize ``utts`` into ``out_prefix.f32`` (and ``.shard<k>.f32`` past ``cfg.shard_hours``) and
+    ``out_prefix.index.jsonl``.
 
     Speed-perturbed copies (``speeds`` other than 1) get ids ``sp{speed}-{id}``; ``copies``
     augmented copies (``cfg.augment``) ids ``aug{k}-{id}``; ``nonspeech=(first, n)`` adds generated non-speech
@@ -195,7 +220,8 @@ def extract_set(utts: list[Utterance], out_prefix: Path, cfg: FeatureConfig, nj:
 
 
 class FeatureSet:
-    """One stored set: ``len(fs)`` utterances, ``fs[i] -> (frames, dim)`` array read from disk, ``fs.utts[i]`` records."""
+    """One stored set: ``len(fs)`` utterances, ``fs[i] -> (frames, dim)`` array read from disk, ``fs.utts[i]``
+    records."""
 
     def __init__(self, prefix: str | Path, dim: int):
         self.prefix, self.dim = Path(prefix), dim
@@ -208,8 +234,10 @@ class FeatureSet:
         for k, path in enumerate(self.paths):
             size = os.path.getsize(path) if path.is_file() else -1
             if size != frames.get(k, 0) * dim * 4:
-                raise AsrError(f"{path} holds {size if size >= 0 else 'no'} bytes, the index expects "
-                               f"{frames.get(k, 0) * dim * 4}; re-run the features stage with --force")
+                raise AsrError(
+                    f"{path} holds {size if size >= 0 else 'no'} bytes, the index expects "
+                    f"{frames.get(k, 0) * dim * 4}; re-run the features stage with --force"
+                )
         self._fds = [os.open(p, os.O_RDONLY) for p in self.paths]  # pread: safe to share with forked workers
         self.ids = {u["id"]: i for i, u in enumerate(self.utts)}
 
@@ -220,7 +248,9 @@ class FeatureSet:
         u = self.utts[i]
         buf = bytearray(u["frames"] * self.dim * 4)
         if os.preadv(self._fds[u["shard"]], [buf], u["start"] * self.dim * 4) != len(buf):
-            raise AsrError(f"{self.paths[u['shard']]}: short read for {u['id']}; re-run the features stage with --force")
+            raise AsrError(
+                f"{self.paths[u['shard']]}: short read for {u['id']}; re-run the features stage with --force"
+            )
         return np.frombuffer(buf, np.float32).reshape(u["frames"], self.dim)
 
     def close(self) -> None:
@@ -276,24 +306,39 @@ def stage(ctx) -> dict:
         is_train = name in train_sets
         speeds = (1.0, *[s for s in cfg.speed_perturb if s != 1.0]) if is_train else (1.0,)
         n_nonspeech = round(cfg.nonspeech * len(utts)) if is_train else 0
-        r = extract_set(utts, out.prefix(name), cfg, ctx.nj, speeds, train_stats if is_train else other_stats,
-                        desc=f"features {name}", copies=cfg.augment.copies if is_train else 0,
-                        nonspeech=(nonspeech, n_nonspeech))
+        r = extract_set(
+            utts,
+            out.prefix(name),
+            cfg,
+            ctx.nj,
+            speeds,
+            train_stats if is_train else other_stats,
+            desc=f"features {name}",
+            copies=cfg.augment.copies if is_train else 0,
+            nonspeech=(nonspeech, n_nonspeech),
+        )
         nonspeech += n_nonspeech
         counts[name] = r["utterances"]
         shards[name] = r["shards"]
         bad_all += [(name, uid, why) for uid, why in r["bad"]]
         if r["bad"] and len(r["bad"]) > cfg.max_bad_fraction * r["items"]:
             shown = "\n".join(f"  {uid}: {why}" for uid, why in r["bad"][:20])
-            raise AsrError(f"features {name}: {len(r['bad'])} of {r['items']} utterances unreadable "
-                           f"(more than max_bad_fraction={cfg.max_bad_fraction}):\n{shown}")
+            raise AsrError(
+                f"features {name}: {len(r['bad'])} of {r['items']} utterances unreadable "
+                f"(more than max_bad_fraction={cfg.max_bad_fraction}):\n{shown}"
+            )
         for uid, why in r["bad"]:
             ctx.log(f"features {name}: skipped {uid}: {why}")
     speakers = {**other_stats.speakers, **train_stats.speakers}  # a training speaker: training audio only
     pooled = list(train_stats.speakers.values()) or list(other_stats.speakers.values())
     glob = _mean_std(sum(pooled) if pooled else np.zeros((3, cfg.dim)))
-    cmvn = Cmvn(cfg.cmvn, glob["mean"], glob["std"], {s: _mean_std(a) for s, a in sorted(speakers.items())},
-                cfg.cmvn_prior_frames)
+    cmvn = Cmvn(
+        cfg.cmvn,
+        glob["mean"],
+        glob["std"],
+        {s: _mean_std(a) for s, a in sorted(speakers.items())},
+        cfg.cmvn_prior_frames,
+    )
     atomic_write_text(out.cmvn, json.dumps(cmvn.to_dict()) + "\n")
     atomic_write_text(out.bad, "".join(f"{s} {u} {w}\n" for s, u, w in bad_all))
     atomic_write_text(out.meta, json.dumps({"config": to_dict(cfg), "sets": sets}, indent=1) + "\n")
@@ -303,8 +348,14 @@ def stage(ctx) -> dict:
 # --- training-time augmentation -----------------------------------------------------------------
 
 
-def spec_augment(feats: torch.Tensor, freq_mask: int = 5, n_freq_masks: int = 2, time_mask: int = 20,
-                 n_time_masks: int = 2, max_time_fraction: float = 0.2) -> torch.Tensor:
+def spec_augment(
+    feats: torch.Tensor,
+    freq_mask: int = 5,
+    n_freq_masks: int = 2,
+    time_mask: int = 20,
+    n_time_masks: int = 2,
+    max_time_fraction: float = 0.2,
+) -> torch.Tensor:
     """SpecAugment (Park et al. 2019) on a normalised batch, independent masks per utterance.
 
     Args:

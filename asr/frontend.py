@@ -31,7 +31,9 @@ from asr.errors import AsrError
 
 AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
 ONLINE_PRIOR_FRAMES = 100  # "online" CMVN: the global statistics count as this many frames (1 s at a 10 ms hop)
-VTLP_BOUNDARY = 0.6  # share of the Nyquist frequency up to which VTLP scales linearly (4.8 kHz at 16 kHz, Jaitly & Hinton)
+VTLP_BOUNDARY = (
+    0.6  # share of the Nyquist frequency up to which VTLP scales linearly (4.8 kHz at 16 kHz, Jaitly & Hinton)
+)
 TOP_DB = 80.0  # dynamic range kept below each utterance's peak, as librosa.feature.mfcc
 # Bounds on a feature config, which model files carry (a crafted win_ms=1e7 allocated 22 GiB on first use):
 # speech windows are 20-50 ms and filter banks 23-128 filters, so these leave room without harm
@@ -83,16 +85,21 @@ class FeatureConfig:
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
         if not MIN_HOP_MS <= self.hop_ms <= self.win_ms <= MAX_WIN_MS:
-            raise ValueError(f"need {MIN_HOP_MS:g} <= hop_ms <= win_ms <= {MAX_WIN_MS:g}, got hop {self.hop_ms}, "
-                             f"win {self.win_ms}")
+            raise ValueError(
+                f"need {MIN_HOP_MS:g} <= hop_ms <= win_ms <= {MAX_WIN_MS:g}, got hop {self.hop_ms}, win {self.win_ms}"
+            )
         if not 1 <= self.n_mels <= MAX_MELS or self.n_mfcc < 1:
             raise ValueError(f"need 1 <= n_mels <= {MAX_MELS} and n_mfcc >= 1, got {self.n_mels} and {self.n_mfcc}")
         nyquist = self.sample_rate / 2
         if not 0 <= self.f_min < (nyquist if self.f_max is None else self.f_max) <= nyquist:
-            raise ValueError(f"need 0 <= f_min < f_max <= {nyquist:g} Hz (half the sample rate), got f_min "
-                             f"{self.f_min}, f_max {self.f_max}")
+            raise ValueError(
+                f"need 0 <= f_min < f_max <= {nyquist:g} Hz (half the sample rate), got f_min "
+                f"{self.f_min}, f_max {self.f_max}"
+            )
         if not 0 <= self.preemphasis < 1 or not 0 <= self.dither <= 1:
-            raise ValueError(f"need 0 <= preemphasis < 1 and 0 <= dither <= 1, got {self.preemphasis} and {self.dither}")
+            raise ValueError(
+                f"need 0 <= preemphasis < 1 and 0 <= dither <= 1, got {self.preemphasis} and {self.dither}"
+            )
         if not 0 <= self.max_bad_fraction <= 1:
             raise ValueError(f"max_bad_fraction is a share, in [0, 1]; got {self.max_bad_fraction}")
         if any(f <= 0 for f in self.speed_perturb):
@@ -160,8 +167,9 @@ def warp_frequencies(freqs: np.ndarray, alpha: float, nyquist: float) -> np.ndar
 
 
 @functools.cache
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None,
-                   warp: float = 1.0) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None, warp: float = 1.0
+) -> np.ndarray:
     """``(n_fft // 2 + 1, n_mels)`` triangular filters on Slaney's mel scale, area-normalised (Slaney).
 
     ``warp`` != 1 applies :func:`warp_frequencies` to the FFT bins (VTLP augmentation).
@@ -197,7 +205,7 @@ def deltas(x: np.ndarray) -> np.ndarray:
     """Regression deltas over +-2 frames of ``(frames, dim)``, the edges repeated (Kaldi, torchaudio)."""
     p = np.pad(x, ((2, 2), (0, 0)), mode="edge")
     n = len(x)
-    return ((p[3: n + 3] - p[1: n + 1]) + 2 * (p[4: n + 4] - p[:n])) / 10.0
+    return ((p[3 : n + 3] - p[1 : n + 1]) + 2 * (p[4 : n + 4] - p[:n])) / 10.0
 
 
 def mfcc(wave: np.ndarray, cfg: FeatureConfig, warp: float = 1.0) -> np.ndarray:
@@ -212,7 +220,7 @@ def mfcc(wave: np.ndarray, cfg: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     frames = cfg.num_frames(len(x))
     padded = np.zeros(n_fft + (frames - 1) * hop, np.float32)  # centred frames, zero padding
     body = x[: len(padded) - n_fft // 2]
-    padded[n_fft // 2: n_fft // 2 + len(body)] = body
+    padded[n_fft // 2 : n_fft // 2 + len(body)] = body
     windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:frames]
     power = np.abs(np.fft.rfft(windows * _window(cfg.win_length, n_fft), axis=1)) ** 2
     mel = power.astype(np.float32) @ mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, warp)
@@ -243,11 +251,19 @@ class Cmvn:
     statistics come from all of their audio in a test set).
     """
 
-    def __init__(self, kind: str, mean: np.ndarray, std: np.ndarray, speakers: dict | None = None,
-                 prior_frames: int = ONLINE_PRIOR_FRAMES):
+    def __init__(
+        self,
+        kind: str,
+        mean: np.ndarray,
+        std: np.ndarray,
+        speakers: dict | None = None,
+        prior_frames: int = ONLINE_PRIOR_FRAMES,
+    ):
         self.kind, self.mean, self.std = kind, np.asarray(mean, np.float32), np.asarray(std, np.float32)
-        self.speakers = {s: (np.asarray(v["mean"], np.float32), np.asarray(v["std"], np.float32))
-                         for s, v in (speakers or {}).items()}
+        self.speakers = {
+            s: (np.asarray(v["mean"], np.float32), np.asarray(v["std"], np.float32))
+            for s, v in (speakers or {}).items()
+        }
         self.prior_frames = prior_frames
 
     def __call__(self, feats: np.ndarray, speaker: str | None = None) -> np.ndarray:
@@ -275,8 +291,13 @@ class Cmvn:
         return mean, np.sqrt(np.maximum(second - mean * mean, 1e-10))
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist(), "prior_frames": self.prior_frames,
-                "speakers": {s: {"mean": m.tolist(), "std": d.tolist()} for s, (m, d) in self.speakers.items()}}
+        return {
+            "kind": self.kind,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "prior_frames": self.prior_frames,
+            "speakers": {s: {"mean": m.tolist(), "std": d.tolist()} for s, (m, d) in self.speakers.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: dict, dim: int | None = None, source: str = "CMVN statistics") -> Cmvn:
@@ -290,10 +311,13 @@ class Cmvn:
         if d["kind"] not in KINDS:
             raise AsrError(f"{source}: unknown CMVN kind {d['kind']!r}")
         try:
-            cmvn = cls(d["kind"], d["mean"], d["std"], d.get("speakers"), int(d.get("prior_frames", ONLINE_PRIOR_FRAMES)))
+            cmvn = cls(
+                d["kind"], d["mean"], d["std"], d.get("speakers"), int(d.get("prior_frames", ONLINE_PRIOR_FRAMES))
+            )
         except (TypeError, ValueError, KeyError) as e:
             raise AsrError(f"{source}: CMVN statistics are not numbers ({e})") from None
         if dim is not None and not (cmvn.mean.shape == cmvn.std.shape == (dim,)):
-            raise AsrError(f"{source}: CMVN statistics have {cmvn.mean.shape} values, the features {dim}; "
-                           "the file is damaged")
+            raise AsrError(
+                f"{source}: CMVN statistics have {cmvn.mean.shape} values, the features {dim}; the file is damaged"
+            )
         return cmvn

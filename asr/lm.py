@@ -59,7 +59,7 @@ class NgramLM:
             n_sent += 1
             for n in range(1, order + 1):
                 for i in range(len(words) - n + 1):
-                    raw[n][tuple(words[i: i + n])] += 1
+                    raw[n][tuple(words[i : i + n])] += 1
         if not n_sent:
             raise AsrError("cannot estimate a language model from no sentences")
         # Kneser-Ney counts: the highest order (and n-grams starting with <s>, which nothing
@@ -110,7 +110,7 @@ class NgramLM:
         """log10 p(word | history) with standard backoff; unknown words map to <unk>."""
         if word not in self.vocab:
             word = UNK
-        history = history[-(self.order - 1):] if self.order > 1 else ()
+        history = history[-(self.order - 1) :] if self.order > 1 else ()
         bow = 0.0
         while True:
             g = (*history, word)
@@ -125,7 +125,7 @@ class NgramLM:
     def sentence_logprob(self, sentence: str) -> float:
         words, total = [BOS, *sentence.split(), EOS], 0.0
         for i in range(1, len(words)):
-            total += self.logprob(words[i], tuple(words[max(0, i - self.order + 1): i]))
+            total += self.logprob(words[i], tuple(words[max(0, i - self.order + 1) : i]))
         return total
 
     # --- ARPA -------------------------------------------------------------------------------------
@@ -146,8 +146,10 @@ class NgramLM:
     def read_arpa(cls, path: str | Path) -> NgramLM:
         """Raises: AsrError for a missing file or one that is not ARPA."""
         if not Path(path).is_file():
-            raise AsrError(f"{path}: no such ARPA file (give the lm stage's output folder, e.g. data/fsdd/lm, "
-                           "or an ARPA language model)")
+            raise AsrError(
+                f"{path}: no such ARPA file (give the lm stage's output folder, e.g. data/fsdd/lm, "
+                "or an ARPA language model)"
+            )
         probs: dict[int, dict[tuple, float]] = {}
         backoffs: dict[tuple, float] = {}
         n, started = 0, False
@@ -166,7 +168,7 @@ class NgramLM:
                 parts = line.split()
                 if n == 0 or len(parts) < n + 1:
                     raise ValueError(f"bad line {line!r}")
-                g = tuple(parts[1: n + 1])
+                g = tuple(parts[1 : n + 1])
                 probs[n][g] = float(parts[0])
                 if len(parts) > n + 1:
                     backoffs[g] = float(parts[n + 1])
@@ -276,8 +278,14 @@ def unit_sentence(text: str) -> str:
     return " ".join(WORD_SEP if c == " " else c for c in " ".join(text.split()))
 
 
-def build(texts: list[str], out: Path, order: int, token_order: int = 0,
-          extra: dict[str, float] | None = None, units: str = "char") -> NgramLM:
+def build(
+    texts: list[str],
+    out: Path,
+    order: int,
+    token_order: int = 0,
+    extra: dict[str, float] | None = None,
+    units: str = "char",
+) -> NgramLM:
     """Write ``out``'s ARPA model, lexicon and word list (with ``extra`` words), and with
     ``token_order`` the unit-level model (see :class:`asr.layout.LmDir`): over characters, or with
     ``units="phone"`` over the transcripts' space-separated phones."""
@@ -293,9 +301,15 @@ def stage(ctx) -> dict:
     """The ``lm`` stage: a word n-gram model and lexicon from the training transcripts."""
     cfg: LmConfig = ctx.config
     prep = ctx.inputs["prepare"]
-    texts = [u.text for name in expand_sets(cfg.sets, manifest_names(prep)) for u in read_manifest(prep / f"{name}.jsonl")]
+    texts = [
+        u.text for name in expand_sets(cfg.sets, manifest_names(prep)) for u in read_manifest(prep / f"{name}.jsonl")
+    ]
     alphabet = {c for t in texts for c in t} - {" "}
     extra = frequent_words(cfg.extra_words, cfg.extra_language, alphabet) if cfg.extra_words else None
     lm = build(texts, ctx.out, cfg.order, cfg.token_order, extra, cfg.units)
-    return {"sentences": len(texts), "vocabulary": len(lm.vocab), "extra_words": len(extra or {}),
-            "ngrams": {n: len(p) for n, p in lm.probs.items()}}
+    return {
+        "sentences": len(texts),
+        "vocabulary": len(lm.vocab),
+        "extra_words": len(extra or {}),
+        "ngrams": {n: len(p) for n, p in lm.probs.items()},
+    }

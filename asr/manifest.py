@@ -74,18 +74,28 @@ class Utterance:
         if problems:
             raise ManifestError(where, problems)
         # no coercion: "text": ["a"] became the text "['a']", a duration "3" passed as 3.0
-        wrong = [f"{k} must be a string, got {type(d[k]).__name__}" for k in ("id", "audio", "text", "speaker")
-                 if not isinstance(d[k], str)]
+        wrong = [
+            f"{k} must be a string, got {type(d[k]).__name__}"
+            for k in ("id", "audio", "text", "speaker")
+            if not isinstance(d[k], str)
+        ]
         for k in ("duration", "offset"):
             v = d.get(k)
-            if (v is not None or k == "duration") and not (isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                           and math.isfinite(v) and v >= 0):
+            if (v is not None or k == "duration") and not (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            ):
                 wrong.append(f"{k} must be a number of seconds >= 0, got {v!r}")
         if wrong:
             raise ManifestError(where, [(uid, "; ".join(wrong))])
         offset = d.get("offset")
-        return cls(id=d["id"], audio=d["audio"], duration=float(d["duration"]), text=d["text"], speaker=d["speaker"],
-                   offset=None if offset is None else float(offset))
+        return cls(
+            id=d["id"],
+            audio=d["audio"],
+            duration=float(d["duration"]),
+            text=d["text"],
+            speaker=d["speaker"],
+            offset=None if offset is None else float(offset),
+        )
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
@@ -116,9 +126,17 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         except ManifestError as e:
             problems += [(f"line {lineno} ({uid})", reason) for uid, reason in e.problems]
     if not utts and problems and not_json == len(problems):
-        raise ManifestError(str(path), [("-", "not a JSON Lines manifest (no line is JSON): give a manifest with one "
-                                              '{"id", "audio", "text"} record a line, or the Kaldi data directory '
-                                              "(the folder holding wav.scp and text)")])
+        raise ManifestError(
+            str(path),
+            [
+                (
+                    "-",
+                    "not a JSON Lines manifest (no line is JSON): give a manifest with one "
+                    '{"id", "audio", "text"} record a line, or the Kaldi data directory '
+                    "(the folder holding wav.scp and text)",
+                )
+            ],
+        )
     if problems:
         raise ManifestError(str(path), problems)
     return utts
@@ -150,8 +168,13 @@ def read_lines(path: str | Path) -> list[tuple[int, str]]:
         try:
             lines.append((lineno, data.decode("utf-8")))
         except UnicodeDecodeError as e:
-            problems.append((f"line {lineno}", f"not UTF-8 text (byte 0x{data[e.start]:02x} at column "
-                                               f"{e.start + 1}); convert the file, e.g. iconv -f latin1 -t utf-8"))
+            problems.append(
+                (
+                    f"line {lineno}",
+                    f"not UTF-8 text (byte 0x{data[e.start]:02x} at column "
+                    f"{e.start + 1}); convert the file, e.g. iconv -f latin1 -t utf-8",
+                )
+            )
     if problems:
         raise ManifestError(str(path), problems)
     return lines
@@ -238,7 +261,9 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
     d = Path(data_dir)
     for name in ("wav.scp", "text", "utt2spk"):
         if not (d / name).is_file():
-            raise ManifestError(str(d), [("-", f"missing {name}: a Kaldi data directory needs wav.scp, text and utt2spk")])
+            raise ManifestError(
+                str(d), [("-", f"missing {name}: a Kaldi data directory needs wav.scp, text and utt2spk")]
+            )
     wav = read_kaldi_table(d / "wav.scp")
     text = read_kaldi_table(d / "text", allow_empty_value=True)
     utt2spk = read_kaldi_table(d / "utt2spk")
@@ -254,15 +279,25 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
         fields = value.split()
         times = [_seconds(x) for x in fields[1:]]
         if len(fields) != 3 or None in times or times[1] <= times[0]:
-            problems.append((uid, f"segments: expected '<utterance> <recording> <start> <end>' with start < end "
-                                  f"in seconds, got {uid} {value}"))
+            problems.append(
+                (
+                    uid,
+                    f"segments: expected '<utterance> <recording> <start> <end>' with start < end "
+                    f"in seconds, got {uid} {value}",
+                )
+            )
         else:
             segments[uid] = (fields[0], times[0], times[1])
 
     for key, value in wav.items():
         if value.endswith("|") or value.startswith("-"):
-            problems.append((key, "wav.scp entry is a command pipe; only plain paths are supported "
-                                  "(convert the audio to files first, e.g. with sox)"))
+            problems.append(
+                (
+                    key,
+                    "wav.scp entry is a command pipe; only plain paths are supported "
+                    "(convert the audio to files first, e.g. with sox)",
+                )
+            )
     ids = list(text)
     for uid in ids:
         if uid not in utt2spk:
@@ -309,7 +344,10 @@ def write_kaldi_dir(data_dir: str | Path, utts: Sequence[Utterance]) -> None:
     for u in utts:
         for field in ("id", "speaker"):
             if not getattr(u, field) or any(c.isspace() for c in getattr(u, field)):
-                raise ManifestError(str(d), [(u.id, f"{field} {getattr(u, field)!r} is empty or holds whitespace; Kaldi cannot store it")])
+                raise ManifestError(
+                    str(d),
+                    [(u.id, f"{field} {getattr(u, field)!r} is empty or holds whitespace; Kaldi cannot store it")],
+                )
     utts = sorted(utts, key=lambda u: u.id)
     segmented = any(u.offset is not None for u in utts)
     table = lambda rows: "".join(f"{k} {v}\n" if v != "" else f"{k}\n" for k, v in rows)  # noqa: E731
@@ -322,8 +360,13 @@ def write_kaldi_dir(data_dir: str | Path, utts: Sequence[Utterance]) -> None:
             if u.offset is None:
                 rec_ids[u.audio] = u.id
         atomic_write_text(d / "wav.scp", table((r, a) for a, r in sorted(rec_ids.items(), key=lambda x: x[1])))
-        atomic_write_text(d / "segments", table(
-            (u.id, f"{rec_ids[u.audio]} {_fmt(u.offset or 0.0)} {_fmt((u.offset or 0.0) + u.duration)}") for u in utts))
+        atomic_write_text(
+            d / "segments",
+            table(
+                (u.id, f"{rec_ids[u.audio]} {_fmt(u.offset or 0.0)} {_fmt((u.offset or 0.0) + u.duration)}")
+                for u in utts
+            ),
+        )
     else:
         atomic_write_text(d / "wav.scp", table((u.id, u.audio) for u in utts))
         (d / "segments").unlink(missing_ok=True)
@@ -356,8 +399,11 @@ def data_fingerprint(path: str | Path) -> dict[str, str]:
     for q in listings:
         out[str(q)] = f"sha256 {sha256sum(q)}" if q.is_file() else "missing"
     try:
-        audio = sorted({u.audio for u in read_manifest(p)}) if not p.is_dir() else \
-            sorted({a if Path(a).is_absolute() else str(p / a) for a in read_kaldi_table(p / "wav.scp").values()})
+        audio = (
+            sorted({u.audio for u in read_manifest(p)})
+            if not p.is_dir()
+            else sorted({a if Path(a).is_absolute() else str(p / a) for a in read_kaldi_table(p / "wav.scp").values()})
+        )
     except (AsrError, OSError):
         audio = []
     for a in audio:
@@ -367,8 +413,11 @@ def data_fingerprint(path: str | Path) -> dict[str, str]:
 
 def manifest_names(folder: Path) -> list[str]:
     """Names (``isolated/train``) of the manifests under a prepare output."""
-    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.jsonl")
-                  if not p.name.endswith(".layout.jsonl"))
+    return sorted(
+        str(p.relative_to(folder).with_suffix(""))
+        for p in folder.rglob("*.jsonl")
+        if not p.name.endswith(".layout.jsonl")
+    )
 
 
 def expand_sets(patterns, available: list[str]) -> list[str]:

@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-import numpy as np
 
 from asr.errors import AsrError
 from asr.modelfile import FORMAT_VERSION, check
@@ -60,9 +59,15 @@ class AcousticModel(nn.Module):
         self.cfg, self.input_dim, self.num_units = cfg, input_dim, num_units
         rnn_cls = nn.LSTM if cfg.rnn == "lstm" else nn.GRU
         extra = {"proj_size": cfg.proj} if cfg.rnn == "lstm" and cfg.proj else {}
-        self.rnn = rnn_cls(input_dim * cfg.stack, cfg.hidden, num_layers=cfg.num_layers, batch_first=True,
-                           bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-                           **extra)
+        self.rnn = rnn_cls(
+            input_dim * cfg.stack,
+            cfg.hidden,
+            num_layers=cfg.num_layers,
+            batch_first=True,
+            bidirectional=cfg.bidirectional,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            **extra,
+        )
         out_dim = (cfg.proj or cfg.hidden) * (2 if cfg.bidirectional else 1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(out_dim, num_units)
@@ -75,7 +80,9 @@ class AcousticModel(nn.Module):
         s = self.cfg.stack
         if s > 1:
             # zero the padding, so a stacked step at an utterance's end never sees another's frames
-            feats = feats * (torch.arange(t, device=feats.device)[None, :, None] < lengths.to(feats.device)[:, None, None])
+            feats = feats * (
+                torch.arange(t, device=feats.device)[None, :, None] < lengths.to(feats.device)[:, None, None]
+            )
             pad = (-t) % s
             if pad:
                 feats = nn.functional.pad(feats, (0, 0, 0, pad))
@@ -111,8 +118,9 @@ class AcousticModel(nn.Module):
                 h = nn.functional.dropout(h, rnn.dropout, self.training)
             outs = []
             for suffix in ["", "_reverse"][: 2 if self.cfg.bidirectional else 1]:
-                weights = [getattr(rnn, f"{n}_l{layer}{suffix}")
-                           for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                weights = [
+                    getattr(rnn, f"{n}_l{layer}{suffix}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                ]
                 inp = reverse(h) if suffix else h
                 h0 = inp.new_zeros(1, b, self.cfg.hidden)
                 if self.cfg.rnn == "lstm":
@@ -124,12 +132,21 @@ class AcousticModel(nn.Module):
         return h * valid
 
 
-def checkpoint_dict(model: AcousticModel, tokenizer: dict, features: dict, cmvn: dict, extra: dict | None = None) -> dict:
+def checkpoint_dict(
+    model: AcousticModel, tokenizer: dict, features: dict, cmvn: dict, extra: dict | None = None
+) -> dict:
     """Everything needed to transcribe, as plain data (loads with ``weights_only=True``)."""
     model = getattr(model, "module", model)  # unwrap DDP
-    return {"format": FORMAT_VERSION, "model": asdict(model.cfg), "input_dim": model.input_dim,
-            "tokenizer": tokenizer, "features": features, "cmvn": cmvn,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **(extra or {})}
+    return {
+        "format": FORMAT_VERSION,
+        "model": asdict(model.cfg),
+        "input_dim": model.input_dim,
+        "tokenizer": tokenizer,
+        "features": features,
+        "cmvn": cmvn,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **(extra or {}),
+    }
 
 
 def build_from_checkpoint(ckpt: dict, source: str = "model file") -> AcousticModel:
@@ -145,8 +162,10 @@ def build_from_checkpoint(ckpt: dict, source: str = "model file") -> AcousticMod
         model.load_state_dict(ckpt["state_dict"])
     except (TypeError, ValueError, RuntimeError) as e:
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AsrError(f"{source}: its weights do not match its model config ({detail}); the file is damaged "
-                       "or was edited: use the model.pt the train stage wrote") from None
+        raise AsrError(
+            f"{source}: its weights do not match its model config ({detail}); the file is damaged "
+            "or was edited: use the model.pt the train stage wrote"
+        ) from None
     return model.eval()
 
 
@@ -164,8 +183,10 @@ def load_weights(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a file that is not plain saved data
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AsrError(f"{path}: not a file of tensors and plain data, refused without running it "
-                       f"({type(e).__name__}: {detail[:300]}); delete it, or use a file this toolkit wrote") from None
+        raise AsrError(
+            f"{path}: not a file of tensors and plain data, refused without running it "
+            f"({type(e).__name__}: {detail[:300]}); delete it, or use a file this toolkit wrote"
+        ) from None
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -176,8 +197,9 @@ def read_checkpoint(path: str | Path) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise AsrError(f"{path}: no such model file (train one with `asr run fsdd`, it is written to "
-                       "data/fsdd/train/model.pt)")
+        raise AsrError(
+            f"{path}: no such model file (train one with `asr run fsdd`, it is written to data/fsdd/train/model.pt)"
+        )
     ckpt = check(load_weights(path), str(path))
     if not isinstance(ckpt.get("state_dict"), dict):
         raise AsrError(f"{path}: the model file lacks its weights (state_dict); retrain or use another model file")

@@ -31,8 +31,14 @@ MAX_UNITS = 100_000
 # the optional plain data describe() and the decoders read: entry -> field -> type
 _NUMBER = (int, float)
 OPTIONAL = {
-    "training": {"train_utterances": int, "updates": int, "dev_wer": _NUMBER, "dev_cer": _NUMBER,
-                 "schedule": dict, "chosen": (str, type(None))},
+    "training": {
+        "train_utterances": int,
+        "updates": int,
+        "dev_wer": _NUMBER,
+        "dev_cer": _NUMBER,
+        "schedule": dict,
+        "chosen": (str, type(None)),
+    },
     "train_config": {"train_sets": list, "dev_sets": list},
     "decoding": {"tuned_on": list},
     "results": {},
@@ -45,8 +51,10 @@ class DamagedModel(AsrError):
     """A model file whose plain data is not what ``asr`` writes."""
 
     def __init__(self, source: str, field: str, what: str):
-        super().__init__(f"{source}: the model file's {field} {what}; the file is damaged (or not written by "
-                         "`asr run`): retrain or re-export it")
+        super().__init__(
+            f"{source}: the model file's {field} {what}; the file is damaged (or not written by "
+            "`asr run`): retrain or re-export it"
+        )
 
 
 def _typed(value: object, kind) -> bool:
@@ -78,8 +86,9 @@ def _check_plain(d: dict, source: str) -> None:
     if not _typed(hours, _NUMBER):
         raise DamagedModel(source, "training.schedule.hours", f"is {hours!r}")
     for name, r in (d.get("results") or {}).items():
-        if not isinstance(r, dict) or not all(_typed(r.get(k), t) for k, t in RESULT_FIELDS.items()
-                                              if k in r or k in ("wer", "cer", "greedy_wer")):
+        if not isinstance(r, dict) or not all(
+            _typed(r.get(k), t) for k, t in RESULT_FIELDS.items() if k in r or k in ("wer", "cer", "greedy_wer")
+        ):
             raise DamagedModel(source, f"results[{name!r}]", "is not a result (wer, cer, greedy_wer, utterances)")
         ci = r.get("wer_ci")
         if ci is not None and not (len(ci) == 2 and all(_typed(x, _NUMBER) for x in ci)):
@@ -104,8 +113,10 @@ def check(d: object, source: str) -> dict:
         raise AsrError(f"{source}: not an asr model file of format {FORMAT_VERSION}")
     bad = [k for k, kind in REQUIRED.items() if not isinstance(d.get(k), kind)]
     if bad or not isinstance(d["tokenizer"].get("units"), list):
-        raise AsrError(f"{source}: the model file lacks {bad or ['tokenizer units']} (damaged, or not written by "
-                       "`asr run`); retrain or use another model file")
+        raise AsrError(
+            f"{source}: the model file lacks {bad or ['tokenizer units']} (damaged, or not written by "
+            "`asr run`); retrain or use another model file"
+        )
     _check_plain(d, source)
     stored_options(d, source)
     return d
@@ -153,9 +164,11 @@ def decoding(d: dict, lm: str | Path | None, overrides: dict, source: str = "mod
         chosen["method"] = "lexicon_lm" if lm else "greedy"
         if not lm and source not in _SAID:
             _SAID.add(source)
-            print(f"asr: {source} holds no tuned decoding (a train-stage model file), so it decodes greedily; "
-                  "the recipe's export stage writes data/<recipe>/model.pt with the decoding tuned on dev",
-                  file=sys.stderr)
+            print(
+                f"asr: {source} holds no tuned decoding (a train-stage model file), so it decodes greedily; "
+                "the recipe's export stage writes data/<recipe>/model.pt with the decoding tuned on dev",
+                file=sys.stderr,
+            )
     try:
         return DecodeOptions(**chosen)
     except ValueError as e:
@@ -169,7 +182,9 @@ def needed_lm_files(options: DecodeOptions) -> tuple[str, ...]:
     if options.method == "lexicon":
         return _LM.lexicon.name, _LM.words.name
     if options.method == "lexicon_lm":
-        return (_LM.lexicon.name, _LM.words.name, _LM.arpa.name) + ((_LM.unigrams.name,) if options.mix_weight < 1 else ())
+        return (_LM.lexicon.name, _LM.words.name, _LM.arpa.name) + (
+            (_LM.unigrams.name,) if options.mix_weight < 1 else ()
+        )
     return ()
 
 

@@ -61,6 +61,8 @@ def load(path: str | Path, threads: int = 0) -> tuple[dict, OnnxNetwork]:
     meta = modelfile.check(meta, str(path))
     width = session.get_outputs()[0].shape[-1]
     if not isinstance(width, int) or width != len(meta["tokenizer"]["units"]):
-        raise AsrError(f"{path}: the network gives {width} values per frame for {len(meta['tokenizer']['units'])} "
-                       "units; the file is damaged")
+        raise AsrError(
+            f"{path}: the network gives {width} values per frame for {len(meta['tokenizer']['units'])} "
+            "units; the file is damaged"
+        )
     return meta, OnnxNetwork(session)

@@ -15,6 +15,7 @@ from asr.fsutil import check_output_folder
 from asr.layout import MODEL, RESULTS
 from asr.stages import Pipeline, Stage
 
+
 def recipes_dir() -> Path:
     """The folder of the recipes that come with the package: ``recipes/`` of a checkout, or
     the installed ``asr.recipes`` package."""
@@ -48,8 +49,9 @@ def load(name: str) -> ModuleType:
     return module
 
 
-def pipeline(name: str, work_dir: str | None = None, overrides: list[str] = (),
-             corpus_dir: str | None = None) -> Pipeline:
+def pipeline(
+    name: str, work_dir: str | None = None, overrides: list[str] = (), corpus_dir: str | None = None
+) -> Pipeline:
     """Bind a recipe to a work directory (default ``data/<recipe>``) and its config overrides.
 
     ``corpus_dir`` (else ``$ASR_CORPORA``) becomes ``prepare.corpus_dir`` when the
@@ -62,7 +64,9 @@ def pipeline(name: str, work_dir: str | None = None, overrides: list[str] = (),
     if corpus_dir and hasattr(config.get("prepare"), "corpus_dir"):
         sets.insert(0, f"prepare.corpus_dir={Path(corpus_dir).resolve()}")
     config = apply_overrides(config, sets)
-    work = check_output_folder(work_dir, "--work-dir") if work_dir is not None else Path("data") / find(name).parent.name
+    work = (
+        check_output_folder(work_dir, "--work-dir") if work_dir is not None else Path("data") / find(name).parent.name
+    )
     return Pipeline(module.STAGES, config, work)
 
 
@@ -81,8 +85,14 @@ def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[St
         Stage(4, "train", train.stage, inputs=("features",), version=train.VERSION),
         Stage(5, "decode", decode.stage, inputs=("features", "lm", "train"), version=decode.VERSION),
         Stage(6, "score", scoring.stage, inputs=("train", "decode"), exports=(RESULTS,), version=scoring.VERSION),
-        Stage(7, "export", export.stage, inputs=("train", "lm", "decode", "score"), exports=(MODEL,),
-              version=export.VERSION),
+        Stage(
+            7,
+            "export",
+            export.stage,
+            inputs=("train", "lm", "decode", "score"),
+            exports=(MODEL,),
+            version=export.VERSION,
+        ),
     ]
 
 
@@ -90,8 +100,16 @@ def crossval_stages(prepare, prepare_version: int, prepare_data=None) -> list[St
     """:func:`standard_stages` with train, decode and score run once per fold (:mod:`asr.crossval`), and no
     export: a fold's model is not the one to ship."""
     stages = [s for s in standard_stages(prepare, prepare_version, prepare_data) if s.name != "export"]
-    fold = {"train": (crossval.train_stage, train.VERSION, crossval.check_train),
-            "decode": (crossval.decode_stage, decode.VERSION, crossval.check_decode),
-            "score": (crossval.score_stage, scoring.VERSION, None)}
-    return [dataclasses.replace(s, run=fold[s.name][0], version=f"{fold[s.name][1]}+cv{crossval.VERSION}",
-                                check=fold[s.name][2]) if s.name in fold else s for s in stages]
+    fold = {
+        "train": (crossval.train_stage, train.VERSION, crossval.check_train),
+        "decode": (crossval.decode_stage, decode.VERSION, crossval.check_decode),
+        "score": (crossval.score_stage, scoring.VERSION, None),
+    }
+    return [
+        dataclasses.replace(
+            s, run=fold[s.name][0], version=f"{fold[s.name][1]}+cv{crossval.VERSION}", check=fold[s.name][2]
+        )
+        if s.name in fold
+        else s
+        for s in stages
+    ]

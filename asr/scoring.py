@@ -51,8 +51,10 @@ class ErrorCounts:
         return self.errors / self.ref_len
 
     def line(self, name: str = "WER") -> str:
-        return (f"%{name} {100 * self.rate:.2f} [ {self.errors} / {self.ref_len}, {self.insertions} ins, "
-                f"{self.deletions} del, {self.substitutions} sub ]")
+        return (
+            f"%{name} {100 * self.rate:.2f} [ {self.errors} / {self.ref_len}, {self.insertions} ins, "
+            f"{self.deletions} del, {self.substitutions} sub ]"
+        )
 
 
 def _counts(out) -> ErrorCounts:
@@ -90,8 +92,13 @@ class Score:
         return float(lo), float(hi)
 
 
-def score(refs: dict[str, str], hyps: dict[str, str], missing_as_deletions: bool = False,
-          ref_name: str = "REF", hyp_name: str = "HYP") -> Score:
+def score(
+    refs: dict[str, str],
+    hyps: dict[str, str],
+    missing_as_deletions: bool = False,
+    ref_name: str = "REF",
+    hyp_name: str = "HYP",
+) -> Score:
     """Align every utterance of ``refs`` with its hypothesis and count errors.
 
     Raises:
@@ -155,8 +162,13 @@ def speaker_of(uid: str, speakers: dict[str, str] | None) -> str:
     return (speakers or {}).get(uid) or UNKNOWN_SPEAKER
 
 
-def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None = None,
-                 name: str = "test", bootstrap_samples: int = BOOTSTRAP_SAMPLES) -> str:
+def write_report(
+    out_dir: str | Path,
+    s: Score,
+    speakers: dict[str, str] | None = None,
+    name: str = "test",
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
+) -> str:
     """Write hypotheses, alignments, per-speaker table, confusions, sclite ``trn`` files and a summary.
 
     Returns:
@@ -175,11 +187,12 @@ def write_report(out_dir: str | Path, s: Score, speakers: dict[str, str] | None 
 
     lines, confusions = [], Counter()
     per_spk = defaultdict(lambda: np.zeros(4, dtype=np.int64))  # utts, words, errors, sentence errors
-    for k, (u, ref_w, hyp_w, chunks) in enumerate(zip(s.ids, s.alignment.references, s.alignment.hypotheses,
-                                                       s.alignment.alignments)):
+    for k, (u, ref_w, hyp_w, chunks) in enumerate(
+        zip(s.ids, s.alignment.references, s.alignment.hypotheses, s.alignment.alignments)
+    ):
         rr, hh, ops = [], [], []
         for c in chunks:
-            rw, hw = ref_w[c.ref_start_idx:c.ref_end_idx], hyp_w[c.hyp_start_idx:c.hyp_end_idx]
+            rw, hw = ref_w[c.ref_start_idx : c.ref_end_idx], hyp_w[c.hyp_start_idx : c.hyp_end_idx]
             n = max(len(rw), len(hw))
             rw, hw = rw + ["***"] * (n - len(rw)), hw + ["***"] * (n - len(hw))
             op = {"equal": " ", "substitute": "S", "delete": "D", "insert": "I"}[c.type]
@@ -266,17 +279,24 @@ def stage(ctx) -> dict:
         s = score(refs, read(d.hyp), ref_name=str(d.ref), hyp_name=str(d.hyp))
         g = score(refs, read(d.greedy))
         summary = write_report(ScoreDir(ctx.out).set(name).root, s, speakers, name, cfg.bootstrap_samples)
-        metrics[name] = {"wer": s.words.rate, "cer": s.chars.rate, "greedy_wer": g.words.rate,
-                         "utterances": len(s.ids), "words": s.words.ref_len}
+        metrics[name] = {
+            "wer": s.words.rate,
+            "cer": s.chars.rate,
+            "greedy_wer": g.words.rate,
+            "utterances": len(s.ids),
+            "words": s.words.ref_len,
+        }
         if cfg.bootstrap_samples:
             metrics[name]["wer_ci"] = list(s.bootstrap(cfg.bootstrap_samples))
             metrics[name]["cer_ci"] = list(s.bootstrap(cfg.bootstrap_samples, chars=True))
         oov = settings.get("oov", {}).get(name)
         metrics[name]["oov"] = oov
-        rows.append(f"| {name} | {len(s.ids)} | {s.words.ref_len} | {100 * s.words.rate:.2f}"
-                    f"{_interval(s, cfg.bootstrap_samples)} | {100 * s.chars.rate:.2f}"
-                    f"{_interval(s, cfg.bootstrap_samples, chars=True)} | {100 * g.words.rate:.2f} | "
-                    f"{settings['method']} | {'-' if oov is None else f'{100 * oov:.2f}'} |")
+        rows.append(
+            f"| {name} | {len(s.ids)} | {s.words.ref_len} | {100 * s.words.rate:.2f}"
+            f"{_interval(s, cfg.bootstrap_samples)} | {100 * s.chars.rate:.2f}"
+            f"{_interval(s, cfg.bootstrap_samples, chars=True)} | {100 * g.words.rate:.2f} | "
+            f"{settings['method']} | {'-' if oov is None else f'{100 * oov:.2f}'} |"
+        )
         ctx.log(summary)
     # the train stage's summary.json, not its record.json: a cross-validation fold has only the former
     summary_path = TrainDir(ctx.inputs["train"]).summary
@@ -284,14 +304,22 @@ def stage(ctx) -> dict:
     peak = max(_record(p).get("peak_rss_mb", 0) for p in ctx.inputs.values())
     ci = "95% CI" if cfg.bootstrap_samples else "no CI"
     lines = [
-        "# Results", "",
+        "# Results",
+        "",
         f"Test sets scored once, with settings tuned on {settings['tuned_on']}."
-        + (f" Phones folded by {cfg.phone_map} before scoring: {rate} is the phone error rate." if cfg.phone_map else ""),
+        + (
+            f" Phones folded by {cfg.phone_map} before scoring: {rate} is the phone error rate."
+            if cfg.phone_map
+            else ""
+        ),
         "",
         f"| set | utterances | {'phones' if cfg.phone_map else 'words'} | {rate} % [{ci}] | CER % [{ci}] | "
         f"greedy {rate} % | decoder | OOV % |",
-        "|---|---|---|---|---|---|---|---|", *rows, "",
-        "OOV: running words of the references missing from the decoder's word list (the lm stage's).", "",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "OOV: running words of the references missing from the decoder's word list (the lm stage's).",
+        "",
         f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
         f"word score {settings['word_score']}"
         + (f", in-domain LM share {settings['mix_weight']}" if settings.get("mix_weight", 1.0) < 1.0 else ""),
@@ -304,8 +332,12 @@ def stage(ctx) -> dict:
         f"- peak memory (max RSS of a stage process): {peak:.0f} MB",
         f"- git commit: {git_commit()}",
         f"- command: `{' '.join(['asr', *sys.argv[1:]]) if sys.argv[0].endswith('asr') else ' '.join(sys.argv)}`",
-        (f"- confidence intervals: bootstrap over utterances ({cfg.bootstrap_samples} resamples)"
-         if cfg.bootstrap_samples else "- confidence intervals: none (score.bootstrap_samples=0)"), "",
+        (
+            f"- confidence intervals: bootstrap over utterances ({cfg.bootstrap_samples} resamples)"
+            if cfg.bootstrap_samples
+            else "- confidence intervals: none (score.bootstrap_samples=0)"
+        ),
+        "",
     ]
     atomic_write_text(ScoreDir(ctx.out).results, "\n".join(lines))
     return {"metrics": metrics}

@@ -1,5 +1,6 @@
-"""Searching CTC posteriors for text, in numpy and flashlight-text alone (no torch): flashlight's beam search, lexicon-free (with an n-gram over units) or over a lexicon's words
-(with a word n-gram) by shallow fusion.
+"""Searching CTC posteriors for text, in numpy and flashlight-text alone (no torch): flashlight's beam
+search, lexicon-free (with an n-gram over units) or over a lexicon's words (with a word n-gram) by
+shallow fusion.
 
 :class:`DecodeOptions` is the one description of a decoder, shared by the decode stage,
 the recognizer (``asr.load_model``), an exported model file and the CLI. Flashlight's
@@ -60,12 +61,19 @@ class DecodeOptions:
             raise ValueError(f"method {self.method!r} is not one of {list(METHODS)}")
         if not 0.0 <= self.mix_weight <= 1.0:
             raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight}")
-        if not 1 <= self.beam_size <= MAX_BEAM or not self.beam_threshold > 0 or not 0 <= self.beam_size_token <= MAX_BEAM:
-            raise ValueError(f"beam_size must be >= 1, beam_size_token >= 0 (both at most {MAX_BEAM}) and "
-                             "beam_threshold > 0")
+        if (
+            not 1 <= self.beam_size <= MAX_BEAM
+            or not self.beam_threshold > 0
+            or not 0 <= self.beam_size_token <= MAX_BEAM
+        ):
+            raise ValueError(
+                f"beam_size must be >= 1, beam_size_token >= 0 (both at most {MAX_BEAM}) and beam_threshold > 0"
+            )
         if not all(math.isfinite(x) for x in (self.lm_weight, self.word_score, self.beam_threshold)):
-            raise ValueError(f"lm_weight, word_score and beam_threshold must be finite numbers, got {self.lm_weight}, "
-                             f"{self.word_score} and {self.beam_threshold}")
+            raise ValueError(
+                f"lm_weight, word_score and beam_threshold must be finite numbers, got {self.lm_weight}, "
+                f"{self.word_score} and {self.beam_threshold}"
+            )
 
     @property
     def needs_lexicon(self) -> bool:
@@ -106,7 +114,7 @@ class DecoderLM(LM):
         word = self.words[usr_token_idx]
         child = state.child(usr_token_idx)
         if child not in self.context:
-            self.context[child] = (*history, word)[-(self.lm.order - 1):] if self.lm.order > 1 else ()
+            self.context[child] = (*history, word)[-(self.lm.order - 1) :] if self.lm.order > 1 else ()
         return child, self._score(word, history) + (self.bonus[usr_token_idx] if self.bonus else 0.0)
 
     def finish(self, state: LMState) -> tuple[LMState, float]:
@@ -132,7 +140,7 @@ class SpelledLM:
         if piece in (BOS, EOS):
             return [piece]
         if piece.startswith(PIECE_START):
-            return ([] if first else [WORD_SEP]) + list(piece[len(PIECE_START):])
+            return ([] if first else [WORD_SEP]) + list(piece[len(PIECE_START) :])
         return list(piece)
 
     def logprob(self, piece: str, history: tuple[str, ...]) -> float:
@@ -141,7 +149,7 @@ class SpelledLM:
             hist += self.spell(p, hist == [BOS])
         total = 0.0
         for c in self.spell(piece, hist == [BOS]):
-            total += self.chars.logprob(c, tuple(hist[-(self.order - 1):]) if self.order > 1 else ())
+            total += self.chars.logprob(c, tuple(hist[-(self.order - 1) :]) if self.order > 1 else ())
             hist.append(c)
         return total
 
@@ -166,11 +174,15 @@ class BeamSearch:
         if subword and options.needs_lexicon:
             # flashlight's lexicon search completes a word on a separator unit, which sentencepiece units lack
             # (spelled in pieces, a word's last piece cannot repeat across frames: tried, it doubled words)
-            raise AsrError(f"decoding method {options.method!r} needs character units; a model with subword "
-                           "units decodes with greedy, beam or beam_lm (lexicon-free, the character n-gram)")
+            raise AsrError(
+                f"decoding method {options.method!r} needs character units; a model with subword "
+                "units decodes with greedy, beam or beam_lm (lexicon-free, the character n-gram)"
+            )
         if isinstance(tokenizer, PhoneTokenizer) and options.needs_lexicon:
-            raise AsrError(f"decoding method {options.method!r} spells words with characters; a phone model "
-                           "decodes with greedy, beam or beam_lm (an n-gram over its phones)")
+            raise AsrError(
+                f"decoding method {options.method!r} spells words with characters; a phone model "
+                "decodes with greedy, beam or beam_lm (an n-gram over its phones)"
+            )
         units = list(tokenizer.units)
         if (options.needs_lexicon or options.uses_lm) and lm is None:
             what = "a lexicon" if options.needs_lexicon else "a unit n-gram"
@@ -191,14 +203,19 @@ class BeamSearch:
                     # no separator unit: the word score goes to each word-initial piece, through the LM
                     # (flashlight multiplies the LM's score by lm_weight, hence the division)
                     bonus = options.word_score / options.lm_weight if options.lm_weight else 0.0
-                    fusion = DecoderLM(SpelledLM(token_lm), units,
-                                       [bonus if u.startswith(PIECE_START) else 0.0 for u in units])
+                    fusion = DecoderLM(
+                        SpelledLM(token_lm), units, [bonus if u.startswith(PIECE_START) else 0.0 for u in units]
+                    )
             opts = LexiconFreeDecoderOptions(
-                beam_size=options.beam_size, beam_size_token=per_frame, beam_threshold=options.beam_threshold,
+                beam_size=options.beam_size,
+                beam_size_token=per_frame,
+                beam_threshold=options.beam_threshold,
                 lm_weight=options.lm_weight if options.uses_lm else 0.0,
                 # lexicon-free, a word ends at a separator: its bonus is the word score (subwords: see above)
                 sil_score=0.0 if subword and options.method == "beam_lm" else options.word_score,
-                log_add=False, criterion_type=CriterionType.CTC)
+                log_add=False,
+                criterion_type=CriterionType.CTC,
+            )
             self.lm = fusion  # flashlight keeps a reference only: ours must live as long as the decoder
             self.decoder = LexiconFreeDecoder(opts, fusion, silence, self.blank, [])
             return
@@ -223,9 +240,16 @@ class BeamSearch:
                 trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
         trie.smear(SmearingMode.MAX)
         opts = LexiconDecoderOptions(
-            beam_size=options.beam_size, beam_size_token=per_frame, beam_threshold=options.beam_threshold,
-            lm_weight=options.lm_weight if options.uses_lm else 0.0, word_score=options.word_score,
-            unk_score=float("-inf"), sil_score=0.0, log_add=False, criterion_type=CriterionType.CTC)
+            beam_size=options.beam_size,
+            beam_size_token=per_frame,
+            beam_threshold=options.beam_threshold,
+            lm_weight=options.lm_weight if options.uses_lm else 0.0,
+            word_score=options.word_score,
+            unk_score=float("-inf"),
+            sil_score=0.0,
+            log_add=False,
+            criterion_type=CriterionType.CTC,
+        )
         self.lm, self.trie, self.words = fusion, trie, words
         self.decoder = LexiconDecoder(opts, trie, fusion, silence, self.blank, words.get_index(UNK), [], False)
 
@@ -236,16 +260,18 @@ class BeamSearch:
         unspelled = [w for w, spellings in lexicon.items() if any(u not in units for s in spellings for u in s)]
         unlisted = [w for w in lexicon if w not in words] + ([UNK] if UNK not in words else [])
         if unspelled or unlisted:
-            what = (f"spells {len(unspelled)} word(s) in units the model lacks (e.g. {unspelled[:3]})" if unspelled
-                    else f"has {len(unlisted)} word(s) missing from the word list (e.g. {unlisted[:3]})")
+            what = (
+                f"spells {len(unspelled)} word(s) in units the model lacks (e.g. {unspelled[:3]})"
+                if unspelled
+                else f"has {len(unlisted)} word(s) missing from the word list (e.g. {unlisted[:3]})"
+            )
             raise AsrError(f"{source}: the lexicon {what}; it belongs to another model or is damaged")
 
     @staticmethod
     def _token_lm(lm: Path) -> NgramLM:
         if lm.is_dir():
             if not LmDir(lm).tokens_arpa.is_file():
-                raise AsrError(f"{lm}: no {LmDir(lm).tokens_arpa.name}; the lm stage writes it with "
-                               "lm.token_order > 0")
+                raise AsrError(f"{lm}: no {LmDir(lm).tokens_arpa.name}; the lm stage writes it with lm.token_order > 0")
             return NgramLM.read_arpa(LmDir(lm).tokens_arpa)
         return NgramLM.read_arpa(lm)
 
@@ -254,8 +280,10 @@ class BeamSearch:
         if lm.is_dir():
             d = LmDir(lm)
             if not (d.lexicon.is_file() and d.words.is_file()):
-                raise AsrError(f"{lm}: no {d.lexicon.name}/{d.words.name}; pass the lm stage's output folder "
-                               "(e.g. data/fsdd/lm) or an .arpa file")
+                raise AsrError(
+                    f"{lm}: no {d.lexicon.name}/{d.words.name}; pass the lm stage's output folder "
+                    "(e.g. data/fsdd/lm) or an .arpa file"
+                )
             return d, None
         ngram = NgramLM.read_arpa(lm)
         d = LmDir(tmp)

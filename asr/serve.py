@@ -47,7 +47,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
-from asr.audio import MAX_CHANNELS, check_header, read_info
+from asr.audio import check_header, read_info
 from asr.errors import AsrError, AudioError, AudioTooLarge
 from asr.procs import die_with_parent
 from asr.transcribe import Recognizer, load_model
@@ -101,8 +101,13 @@ class RequestGuard:
 
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
-            refuse(BadInput(413, f"the request is {int(length) / 1e6:.1f} MB, over this server's limit of "
-                                 f"{(self.max_bytes - FORM_OVERHEAD) / 1e6:g} MB"))
+            refuse(
+                BadInput(
+                    413,
+                    f"the request is {int(length) / 1e6:.1f} MB, over this server's limit of "
+                    f"{(self.max_bytes - FORM_OVERHEAD) / 1e6:g} MB",
+                )
+            )
         received = 0
 
         async def guarded_receive():
@@ -112,13 +117,18 @@ class RequestGuard:
             try:
                 message = await asyncio.wait_for(receive(), self.timeout)
             except asyncio.TimeoutError:
-                return refuse(BadInput(408, f"the request's body stopped arriving for {self.timeout:g} s",
-                                       "timeout_error"))
+                return refuse(
+                    BadInput(408, f"the request's body stopped arriving for {self.timeout:g} s", "timeout_error")
+                )
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    return refuse(BadInput(413, f"the request is over this server's limit of "
-                                                f"{(self.max_bytes - FORM_OVERHEAD) / 1e6:g} MB"))
+                    return refuse(
+                        BadInput(
+                            413,
+                            f"the request is over this server's limit of {(self.max_bytes - FORM_OVERHEAD) / 1e6:g} MB",
+                        )
+                    )
             return message
 
         async def guarded_send(message):
@@ -130,9 +140,17 @@ class RequestGuard:
         async def send_refusal():
             e = refusal[0]
             body = _error_body(e)
-            await send({"type": "http.response.start", "status": e.status,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                    (b"connection", b"close")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": e.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
 
         try:
@@ -144,11 +162,20 @@ class RequestGuard:
             await send_refusal()
 
 
-def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seconds: float = 600.0,
-               timeout: float = TIMEOUT_SECONDS, api_docs: bool = False) -> FastAPI:
+def create_app(
+    recognizer: Recognizer,
+    name: str,
+    max_mb: float = 25.0,
+    max_seconds: float = 600.0,
+    timeout: float = TIMEOUT_SECONDS,
+    api_docs: bool = False,
+) -> FastAPI:
     """The service around one loaded model (``api_docs``: serve ``/docs`` and ``/openapi.json``)."""
-    app = FastAPI(title="asr", summary="Speech recognition: an OpenAI-compatible transcription endpoint",
-                  **({} if api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}))
+    app = FastAPI(
+        title="asr",
+        summary="Speech recognition: an OpenAI-compatible transcription endpoint",
+        **({} if api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
+    )
     app.add_middleware(RequestGuard, max_bytes=int(max_mb * 1e6) + FORM_OVERHEAD, timeout=timeout)
     lock = threading.Lock()  # a recognizer's decoder is not thread-safe: one request at a time per process
     page = resources.files("asr").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -162,28 +189,45 @@ def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seco
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         """FastAPI's own answer echoes the input back; ours names the fields."""
-        problems = "; ".join(f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'request'}: {err.get('msg')}"
-                             for err in e.errors()[:5])
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'request'}: {err.get('msg')}"
+            for err in e.errors()[:5]
+        )
         return error_response(BadInput(400, f"bad request: {problems}"))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
-        return error_response(BadInput(e.status_code, str(e.detail), "not_found_error" if e.status_code == 404
-                                       else "invalid_request_error"))
+        return error_response(
+            BadInput(
+                e.status_code, str(e.detail), "not_found_error" if e.status_code == 404 else "invalid_request_error"
+            )
+        )
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def index(request: Request) -> Response:
-        return HTMLResponse(page if request.method == "GET" else "", headers={"content-length": str(len(page.encode()))}
-                            if request.method == "HEAD" else None)
+        return HTMLResponse(
+            page if request.method == "GET" else "",
+            headers={"content-length": str(len(page.encode()))} if request.method == "HEAD" else None,
+        )
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": model_name, "decoding": recognizer.options.method,
-                "sample_rate": recognizer.sample_rate}
+        return {
+            "status": "ok",
+            "model": model_name,
+            "decoding": recognizer.options.method,
+            "sample_rate": recognizer.sample_rate,
+        }
 
     @app.post("/v1/audio/transcriptions")
-    def transcriptions(file: UploadFile = File(...), model: str = Form(""), response_format: str = Form("json"),
-                       language: str = Form(""), prompt: str = Form(""), temperature: float = Form(0.0)):
+    def transcriptions(
+        file: UploadFile = File(...),
+        model: str = Form(""),
+        response_format: str = Form("json"),
+        language: str = Form(""),
+        prompt: str = Form(""),
+        temperature: float = Form(0.0),
+    ):
         if response_format not in FORMATS:
             raise BadInput(400, f"response_format {response_format!r} is not one of {list(FORMATS)}")
         upload = file.filename or "upload"
@@ -195,8 +239,11 @@ def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seco
             info = read_info(data, upload)
             check_header(upload, info)
             if info.duration > max_seconds:
-                raise BadInput(413, f"{upload}: {info.duration:.0f} s of audio is over this server's limit of "
-                                    f"{max_seconds:g} s; split it")
+                raise BadInput(
+                    413,
+                    f"{upload}: {info.duration:.0f} s of audio is over this server's limit of "
+                    f"{max_seconds:g} s; split it",
+                )
             with lock:
                 result = recognizer.transcribe(data, name=upload, max_samples=max_samples)
         except AudioTooLarge as e:
@@ -206,16 +253,23 @@ def create_app(recognizer: Recognizer, name: str, max_mb: float = 25.0, max_seco
         except AsrError as e:
             raise BadInput(400, f"{upload}: {e}") from None
         except MemoryError:
-            raise BadInput(503, f"{upload}: the server has not the memory to decode this file now; try later "
-                                "or send a shorter one", "server_error") from None
+            raise BadInput(
+                503,
+                f"{upload}: the server has not the memory to decode this file now; try later or send a shorter one",
+                "server_error",
+            ) from None
         if response_format == "text":
             return PlainTextResponse(result.text + "\n")
         if response_format == "json":
             return {"text": result.text}
-        return {"task": "transcribe", "language": language or "english", "duration": round(info.duration, 3),
-                "text": result.text, "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)}
-                                               for w in result.words],
-                "processing_seconds": round(time.perf_counter() - t0, 4)}
+        return {
+            "task": "transcribe",
+            "language": language or "english",
+            "duration": round(info.duration, 3),
+            "text": result.text,
+            "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words],
+            "processing_seconds": round(time.perf_counter() - t0, 4),
+        }
 
     return app
 
@@ -226,18 +280,29 @@ def app_from_env() -> FastAPI:
     if cfg.get("parent"):  # a worker of several: it dies with the process that started it (a SIGKILL included)
         die_with_parent(cfg["parent"])
     # one thread per worker: requests run in parallel across workers (--workers), not inside one
-    recognizer = load_model(cfg["model"], lm=cfg.get("lm"), chunk_seconds=cfg["chunk_seconds"], threads=1,
-                            **cfg.get("decoding", {}))
+    recognizer = load_model(
+        cfg["model"], lm=cfg.get("lm"), chunk_seconds=cfg["chunk_seconds"], threads=1, **cfg.get("decoding", {})
+    )
     app = create_app(recognizer, cfg["model"], cfg["max_mb"], cfg["max_seconds"], cfg["timeout"], cfg["api_docs"])
     if cfg.get("parent"):
         print(f"asr serve: worker {os.getpid()} ready", file=sys.stderr, flush=True)
     return app
 
 
-def serve(model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, max_mb: float = 25.0,
-          max_seconds: float = 600.0, lm: str | None = None, decoding: dict | None = None,
-          chunk_seconds: float = 30.0, timeout: float = TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS,
-          api_docs: bool = False) -> None:
+def serve(
+    model: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    max_mb: float = 25.0,
+    max_seconds: float = 600.0,
+    lm: str | None = None,
+    decoding: dict | None = None,
+    chunk_seconds: float = 30.0,
+    timeout: float = TIMEOUT_SECONDS,
+    max_connections: int = MAX_CONNECTIONS,
+    api_docs: bool = False,
+) -> None:
     """Load the model (once per worker), bind ``host:port`` (0: a free port), say where, and serve until stopped.
 
     The socket is bound before the address is printed, so a client that reads the line can connect
@@ -250,13 +315,25 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 
     if not 0 <= port <= 65535:
         raise AsrError(f"--port {port} is no TCP port: give 0-65535 (0: any free one)")
     if workers < 1 or max_connections < 1 or not all(0 < x < math.inf for x in (max_mb, max_seconds, timeout)):
-        raise AsrError(f"--workers ({workers}), --max-mb ({max_mb}), --max-seconds ({max_seconds}), --timeout "
-                       f"({timeout}) and --max-connections ({max_connections}) must be positive")
+        raise AsrError(
+            f"--workers ({workers}), --max-mb ({max_mb}), --max-seconds ({max_seconds}), --timeout "
+            f"({timeout}) and --max-connections ({max_connections}) must be positive"
+        )
     # fail here, with our message, not in a worker
     load_model(model, lm=lm, chunk_seconds=chunk_seconds, **(decoding or {}))
-    os.environ[ENV] = json.dumps({"model": model, "lm": lm, "decoding": decoding or {}, "max_mb": max_mb,
-                                  "max_seconds": max_seconds, "chunk_seconds": chunk_seconds, "timeout": timeout,
-                                  "api_docs": api_docs, "parent": os.getpid() if workers > 1 else None})
+    os.environ[ENV] = json.dumps(
+        {
+            "model": model,
+            "lm": lm,
+            "decoding": decoding or {},
+            "max_mb": max_mb,
+            "max_seconds": max_seconds,
+            "chunk_seconds": chunk_seconds,
+            "timeout": timeout,
+            "api_docs": api_docs,
+            "parent": os.getpid() if workers > 1 else None,
+        }
+    )
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -264,12 +341,22 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 
     except OSError as e:
         raise AsrError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
     sock.listen(2048)
-    print(f"asr serve: listening on http://{host}:{sock.getsockname()[1]}/ ({workers} worker(s), model {model})",
-          flush=True)
+    print(
+        f"asr serve: listening on http://{host}:{sock.getsockname()[1]}/ ({workers} worker(s), model {model})",
+        flush=True,
+    )
     if workers > 1:
         sock.set_inheritable(True)
-    uvicorn.run("asr.serve:app_from_env", factory=True, fd=sock.fileno(), workers=workers, log_level="warning",
-                access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, limit_concurrency=max_connections)
+    uvicorn.run(
+        "asr.serve:app_from_env",
+        factory=True,
+        fd=sock.fileno(),
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        limit_concurrency=max_connections,
+    )
     print("asr serve: stopped", file=sys.stderr)
 
 
@@ -277,13 +364,22 @@ def post_audio(url: str, file_name: str, data: bytes, timeout: float = 60.0, **f
     """A client: POST ``data`` as ``file_name`` to ``url``'s transcription endpoint, in the form OpenAI's
     clients send; returns the HTTP status and the body."""
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in {"model": "asr", **fields}.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in {"model": "asr", **fields}.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"{url.rstrip('/')}/v1/audio/transcriptions", data=body,
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    req = urllib.request.Request(
+        f"{url.rstrip('/')}/v1/audio/transcriptions",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read().decode()

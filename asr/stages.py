@@ -33,8 +33,8 @@ from asr import __version__
 from asr.config import Config, flatten, to_dict
 from asr.errors import AsrError, ConfigError
 from asr.fsutil import atomic_copy, atomic_write_text, same_file_content
-from asr.procs import stop_point
 from asr.layout import RECORD
+from asr.procs import stop_point
 
 DATA_STAMPS = "data.json"  # a stage's data fingerprint, file by file, next to its record
 REPO = Path(__file__).resolve().parent.parent
@@ -89,8 +89,9 @@ def git_commit() -> str:
         return "unknown"
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         return head.stdout.strip()[:12] + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -191,8 +192,9 @@ class Pipeline:
                 raise ConfigError(f"stage {s.name!r} has no config section")
             if s.check is not None:
                 s.check(self.config[s.name])
-        self.data: dict[str, dict[str, str] | None] = {s.name: s.data(self.config[s.name]) for s in self.stages
-                                                       if s.data is not None}
+        self.data: dict[str, dict[str, str] | None] = {
+            s.name: s.data(self.config[s.name]) for s in self.stages if s.data is not None
+        }
         self._rekey()
 
     # --- keys and records -----------------------------------------------------------
@@ -211,8 +213,13 @@ class Pipeline:
         return hashlib.sha256(json.dumps(stamps, sort_keys=True).encode()).hexdigest()[:16]
 
     def _key_material(self, s: Stage) -> dict:
-        return {"stage": s.name, "version": s.version, "config": to_dict(self.config[s.name]),
-                "inputs": {i: self.keys[i] for i in s.inputs}, "data": self._data_digest(s)}
+        return {
+            "stage": s.name,
+            "version": s.version,
+            "config": to_dict(self.config[s.name]),
+            "inputs": {i: self.keys[i] for i in s.inputs},
+            "data": self._data_digest(s),
+        }
 
     def _key(self, s: Stage) -> str:
         blob = json.dumps(self._key_material(s), sort_keys=True).encode()
@@ -247,9 +254,19 @@ class Pipeline:
                 rows.append((s, "missing", "never run" if not self.out_dir(s.name).exists() else "no record"))
             elif rec.get("key") == self.keys[s.name]:
                 stale = [n for n in s.exports if not same_file_content(self.out_dir(s.name) / n, self.work_dir / n)]
-                rows.append((s, "done", f"{rec.get('wall_seconds', 0):.1f}s on {rec.get('end', '?')}"
-                             + (f"; its copy {', '.join(stale)} in the work directory is missing or old "
-                                "(`asr run` restores it)" if stale else "")))
+                rows.append(
+                    (
+                        s,
+                        "done",
+                        f"{rec.get('wall_seconds', 0):.1f}s on {rec.get('end', '?')}"
+                        + (
+                            f"; its copy {', '.join(stale)} in the work directory is missing or old "
+                            "(`asr run` restores it)"
+                            if stale
+                            else ""
+                        ),
+                    )
+                )
             else:
                 rows.append((s, "stale", self._why_stale(s, rec)))
         return rows
@@ -258,8 +275,10 @@ class Pipeline:
         now = self._key_material(s)
         reasons = []
         if str(rec.get("version")) != str(s.version):
-            reasons.append(f"done by an older version of this stage (version {rec.get('version')}, "
-                           f"now {s.version}: the code that writes it changed)")
+            reasons.append(
+                f"done by an older version of this stage (version {rec.get('version')}, "
+                f"now {s.version}: the code that writes it changed)"
+            )
         old_cfg, new_cfg = flatten(rec.get("config", {})), flatten(now["config"])
         for k in sorted(set(old_cfg) | set(new_cfg)):
             if old_cfg.get(k) != new_cfg.get(k):
@@ -278,8 +297,11 @@ class Pipeline:
         except (OSError, json.JSONDecodeError):
             old = {}
         new = self.data.get(s.name) or {}
-        changed = [f"{p} ({'deleted' if new[p] == 'missing' else 'edited or replaced'})"
-                   for p in sorted(set(old) & set(new)) if old[p] != new[p]]
+        changed = [
+            f"{p} ({'deleted' if new[p] == 'missing' else 'edited or replaced'})"
+            for p in sorted(set(old) & set(new))
+            if old[p] != new[p]
+        ]
         changed += [f"{p} (new)" for p in sorted(set(new) - set(old))]
         changed += [f"{p} (gone)" for p in sorted(set(old) - set(new))]
         if not changed:
@@ -295,8 +317,10 @@ class Pipeline:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             f = open(path, "a+")
         except OSError as e:
-            raise AsrError(f"cannot write in the work directory {self.work_dir} ({e.strerror}); "
-                           "give one you can write to with --work-dir") from None
+            raise AsrError(
+                f"cannot write in the work directory {self.work_dir} ({e.strerror}); "
+                "give one you can write to with --work-dir"
+            ) from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -306,11 +330,15 @@ class Pipeline:
             m = re.match(r"pid (\d+)", holder)
             if m and not _alive(int(m.group(1))):
                 left = _holders(path)
-                raise AsrError(f"{self.work_dir} was locked by pid {m.group(1)}, which has exited, but "
-                               f"process(es) {left or '(not visible to this user)'} it left behind still hold the "
-                               f"lock: stop them (kill {' '.join(map(str, left)) or 'PID'}) and run again") from None
-            raise AsrError(f"{self.work_dir} is in use by {holder}; wait for that run to finish "
-                           "or give this one another --work-dir") from None
+                raise AsrError(
+                    f"{self.work_dir} was locked by pid {m.group(1)}, which has exited, but "
+                    f"process(es) {left or '(not visible to this user)'} it left behind still hold the "
+                    f"lock: stop them (kill {' '.join(map(str, left)) or 'PID'}) and run again"
+                ) from None
+            raise AsrError(
+                f"{self.work_dir} is in use by {holder}; wait for that run to finish "
+                "or give this one another --work-dir"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} ({' '.join(sys.argv)})")
@@ -339,8 +367,14 @@ class Pipeline:
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
 
-    def run(self, stage: str | int | None = None, stop_stage: str | int | None = None, force: bool = False,
-            nj: int = 1, log: Callable[[str], None] = print) -> list[tuple[str, str]]:
+    def run(
+        self,
+        stage: str | int | None = None,
+        stop_stage: str | int | None = None,
+        force: bool = False,
+        nj: int = 1,
+        log: Callable[[str], None] = print,
+    ) -> list[tuple[str, str]]:
         """Run stages ``stage..stop_stage``; returns ``(name, 'ran' | 'skipped')`` per stage.
 
         Raises:
@@ -381,8 +415,9 @@ class Pipeline:
             if rec is None or rec.get("key") != self.keys[inp]:
                 state = "missing" if rec is None else "stale"
                 n = next(x.number for x in self.stages if x.name == inp)
-                raise AsrError(f"stage {s.name!r} needs the output of stage {n} ({inp}), which is {state}; "
-                               f"run from --stage {n}")
+                raise AsrError(
+                    f"stage {s.name!r} needs the output of stage {n} ({inp}), which is {state}; run from --stage {n}"
+                )
 
     def _run_one(self, s: Stage, nj: int, log: Callable[[str], None]) -> None:
         key = self.keys[s.name]
@@ -395,8 +430,15 @@ class Pipeline:
         partial.mkdir(exist_ok=True)
         atomic_write_text(partial / "KEY", key)
 
-        ctx = StageContext(stage=s, config=self.config[s.name], out=tmp,
-                           inputs={i: self.out_dir(i) for i in s.inputs}, partial=partial, nj=nj, log=log)
+        ctx = StageContext(
+            stage=s,
+            config=self.config[s.name],
+            out=tmp,
+            inputs={i: self.out_dir(i) for i in s.inputs},
+            partial=partial,
+            nj=nj,
+            log=log,
+        )
         log(f"stage {s.number} ({s.name}): running")
         start, t0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
         _reset_peak_rss()
@@ -413,11 +455,22 @@ class Pipeline:
         if s.data is not None:
             atomic_write_text(tmp / DATA_STAMPS, json.dumps(self.data[s.name] or {}, indent=0, sort_keys=True) + "\n")
         material = self._key_material(s)
-        record = {"stage": s.name, "number": s.number, "version": s.version, "key": key,
-                  "config": material["config"], "inputs": material["inputs"], "data": material["data"],
-                  "asr_version": __version__, "git_commit": git_commit(),
-                  "start": start, "end": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "wall_seconds": round(wall, 3), "peak_rss_mb": round(peak, 1), **result}
+        record = {
+            "stage": s.name,
+            "number": s.number,
+            "version": s.version,
+            "key": key,
+            "config": material["config"],
+            "inputs": material["inputs"],
+            "data": material["data"],
+            "asr_version": __version__,
+            "git_commit": git_commit(),
+            "start": start,
+            "end": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "wall_seconds": round(wall, 3),
+            "peak_rss_mb": round(peak, 1),
+            **result,
+        }
         atomic_write_text(tmp / RECORD, json.dumps(record, indent=2, default=str) + "\n")  # written last
         self._publish(tmp, s.name)
         shutil.rmtree(partial, ignore_errors=True)

@@ -114,8 +114,9 @@ class CharTokenizer(_Units):
     def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
         """Decoded units (blanks allowed) with their frames -> text and ``[(word, first frame, last frame)]``."""
         units = (self.units[u] for u in tokens)
-        return _words(("" if sym == WORD_SEP else sym, t, sym == WORD_SEP) for u, sym, t in zip(tokens, units, frames)
-                      if u != 0)
+        return _words(
+            ("" if sym == WORD_SEP else sym, t, sym == WORD_SEP) for u, sym, t in zip(tokens, units, frames) if u != 0
+        )
 
     @property
     def separator(self) -> str:
@@ -163,9 +164,19 @@ class SubwordTokenizer(_Units):
             raise TokenizerError("cannot train subword units on no text")
         out = io.BytesIO()
         try:
-            spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=out, vocab_size=vocab_size,
-                                           model_type=model_type, character_coverage=1.0, bos_id=-1, eos_id=-1,
-                                           unk_id=0, num_threads=1, minloglevel=2, hard_vocab_limit=True)
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts),
+                model_writer=out,
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=1.0,
+                bos_id=-1,
+                eos_id=-1,
+                unk_id=0,
+                num_threads=1,
+                minloglevel=2,
+                hard_vocab_limit=True,
+            )
         except RuntimeError as e:
             raise TokenizerError(f"subword units: {e} (lower train.vocab_size)") from None
         return cls(out.getvalue())

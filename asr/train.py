@@ -52,7 +52,6 @@ from asr.tokenizer import CharTokenizer, PhoneTokenizer, SubwordTokenizer, Token
 matplotlib.use("Agg")  # curves are written to a file; no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-
 VERSION = 4  # of the train stage's output: bump when the training or the files it writes change
 
 
@@ -179,11 +178,16 @@ def plan(cfg: TrainConfig, frames: np.ndarray, hop_seconds: float, world: int = 
         updates = sum(len(make_batches(frames, batch_frames, e, cfg.seed)) // world for e in range(cfg.epochs))
     else:
         updates = max(cfg.min_updates, round(cfg.updates_per_sqrt_hour * math.sqrt(hours)))
-    return Schedule(hours=round(hours, 4), batch_frames=batch_frames, batches_per_epoch=per_epoch, updates=updates,
-                    epochs=cfg.epochs if cfg.epochs and not cfg.updates else round(updates / per_epoch, 2),
-                    warmup=round(cfg.warmup * updates),
-                    eval_every=per_epoch if cfg.evaluations == 0 else max(1, math.ceil(updates / cfg.evaluations)),
-                    spec_augment_from=round(cfg.spec_augment_from * updates))
+    return Schedule(
+        hours=round(hours, 4),
+        batch_frames=batch_frames,
+        batches_per_epoch=per_epoch,
+        updates=updates,
+        epochs=cfg.epochs if cfg.epochs and not cfg.updates else round(updates / per_epoch, 2),
+        warmup=round(cfg.warmup * updates),
+        eval_every=per_epoch if cfg.evaluations == 0 else max(1, math.ceil(updates / cfg.evaluations)),
+        spec_augment_from=round(cfg.spec_augment_from * updates),
+    )
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -202,8 +206,9 @@ class Data:
     texts: list[str]
 
 
-def load_data(store: FeatureStore, names, tokenizer: Tokenizer, stack: int, max_utts: int = 0,
-              seed: int = 0, log=print) -> tuple[Data, list[tuple[str, int, int]]]:
+def load_data(
+    store: FeatureStore, names, tokenizer: Tokenizer, stack: int, max_utts: int = 0, seed: int = 0, log=print
+) -> tuple[Data, list[tuple[str, int, int]]]:
     """Load set indexes and labels; drop (and return) utterances too short for their labels.
 
     Returns:
@@ -229,8 +234,15 @@ def load_data(store: FeatureStore, names, tokenizer: Tokenizer, stack: int, max_
     data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts)
     if max_utts and max_utts < len(items):
         keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:max_utts])
-        data = Data(sets, [items[k] for k in keep], [labels[k] for k in keep], data.frames[keep],
-                    [ids[k] for k in keep], [spk[k] for k in keep], [texts[k] for k in keep])
+        data = Data(
+            sets,
+            [items[k] for k in keep],
+            [labels[k] for k in keep],
+            data.frames[keep],
+            [ids[k] for k in keep],
+            [spk[k] for k in keep],
+            [texts[k] for k in keep],
+        )
     for uid, have, need in short:
         log(f"train data: {uid} has {have} frames after x{stack} stacking but its text needs {need}; left out")
     return data, short
@@ -265,9 +277,17 @@ def batch_loader(data: Data, batches: list[list[int]], cmvn, workers: int, pin: 
         return (collate(data, b, cmvn) for b in batches)
     # its own generator: the loader draws its workers' seed from it, not from the global one that
     # SpecAugment and dropout draw from
-    return iter(torch.utils.data.DataLoader(_Batches(data, batches, cmvn), batch_size=None, shuffle=False,
-                                            num_workers=workers, pin_memory=pin, prefetch_factor=4,
-                                            generator=torch.Generator()))
+    return iter(
+        torch.utils.data.DataLoader(
+            _Batches(data, batches, cmvn),
+            batch_size=None,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=pin,
+            prefetch_factor=4,
+            generator=torch.Generator(),
+        )
+    )
 
 
 # --- loss and evaluation ------------------------------------------------------------------------------
@@ -368,10 +388,17 @@ class Trainer:
         if self.rank:
             return
         cuda = self.device.type == "cuda"
-        _save_atomic({"model": self.core.state_dict(), "optimizer": self.opt.state_dict(),
-                      "scaler": self.scaler.state_dict(), "state": asdict(self.state), "rng": torch.get_rng_state(),
-                      "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None},
-                     self.ckpt.checkpoint)
+        _save_atomic(
+            {
+                "model": self.core.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "state": asdict(self.state),
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+            },
+            self.ckpt.checkpoint,
+        )
 
     def resume(self) -> bool:
         """Restore from the checkpoint, if there is one.
@@ -390,8 +417,10 @@ class Trainer:
             self.state = TrainState(**ckpt["state"])
             torch.set_rng_state(ckpt["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise AsrError(f"{path}: not a checkpoint of this training ({type(e).__name__}: {e}); delete "
-                           f"{path.parent} to start afresh") from None
+            raise AsrError(
+                f"{path}: not a checkpoint of this training ({type(e).__name__}: {e}); delete "
+                f"{path.parent} to start afresh"
+            ) from None
         if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
         return True
@@ -429,23 +458,32 @@ class Trainer:
         ``checkpoint_every`` updates (the caller checkpoints after the last)."""
         cfg, st = self.cfg, self.state
         params = [p for p in self.model.parameters() if p.requires_grad]
-        bar = tqdm(total=n, desc=f"updates {st.step + 1}-{st.step + n} of {self.schedule.updates}",
-                   disable=None if self.rank == 0 else True, leave=False, unit="update")
+        bar = tqdm(
+            total=n,
+            desc=f"updates {st.step + 1}-{st.step + n} of {self.schedule.updates}",
+            disable=None if self.rank == 0 else True,
+            leave=False,
+            unit="update",
+        )
         t0, audio_s, done = time.perf_counter(), 0.0, 0
         while done < n:
             batches = make_batches(data.frames, self.schedule.batch_frames, st.epoch, cfg.seed)
             batches = batches[: len(batches) - len(batches) % self.world] if self.world > 1 else batches
-            mine = batches[self.rank::self.world]
+            mine = batches[self.rank :: self.world]
             self.epoch_batches = len(mine)
             workers = cfg.loader_workers if cfg.loader_workers >= 0 else 2 * (self.device.type == "cuda")
-            ahead = batch_loader(data, mine[st.batch:], self.cmvn, workers, self.device.type == "cuda")
+            ahead = batch_loader(data, mine[st.batch :], self.cmvn, workers, self.device.type == "cuda")
             while st.batch < len(mine) and done < n:
                 loss, norm, audio = self._update(next(ahead), params)
                 st.batch += 1
                 done += 1
                 audio_s += audio
-                bar.set_postfix(loss=f"{loss:.3f}", norm=f"{norm:.2f}", epoch=st.epoch + 1,
-                                audio_x=f"{audio_s * self.world / (time.perf_counter() - t0):.0f}")
+                bar.set_postfix(
+                    loss=f"{loss:.3f}",
+                    norm=f"{norm:.2f}",
+                    epoch=st.epoch + 1,
+                    audio_x=f"{audio_s * self.world / (time.perf_counter() - t0):.0f}",
+                )
                 bar.update(1)
                 if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and done < n:
                     self.save_checkpoint()
@@ -478,8 +516,10 @@ def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     if device.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if local >= torch.cuda.device_count():
-            raise AsrError(f"process {local} of {world} has no GPU of its own: {torch.cuda.device_count()} visible; "
-                           "set train.nproc to at most the number of GPUs, or train.device=cpu")
+            raise AsrError(
+                f"process {local} of {world} has no GPU of its own: {torch.cuda.device_count()} visible; "
+                "set train.nproc to at most the number of GPUs, or train.device=cpu"
+            )
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
         torch.backends.cudnn.enabled = True  # cuDNN RNN kernels
@@ -514,8 +554,10 @@ def _save_atomic(obj, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         free = shutil.disk_usage(path.parent).free / 1e6
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
-        raise AsrError(f"{path}: could not be written ({reason}); {free:,.0f} MB are free on its disk: free some "
-                       "space and run again (training resumes from the last checkpoint)") from None
+        raise AsrError(
+            f"{path}: could not be written ({reason}); {free:,.0f} MB are free on its disk: free some "
+            "space and run again (training resumes from the last checkpoint)"
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -567,13 +609,23 @@ def _evaluate_now(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None
     dev_loss, dev_wer, dev_cer = _broadcast([dev["loss"], dev["wer"], dev["cer"]], device)
     st.seconds += time.perf_counter() - t0
     n = len(st.history) + 1
-    row = {"update": st.step, "epoch": t.epochs_done,
-           "train_loss": float(sums[0] / max(sums[1], 1)), "dev_loss": dev_loss, "dev_wer": dev_wer, "dev_cer": dev_cer,
-           "lr": t.opt.param_groups[0]["lr"], "skipped_steps": st.skipped, "seconds": round(st.seconds, 1),
-           "train_seconds": round(st.train_seconds, 1)}
+    row = {
+        "update": st.step,
+        "epoch": t.epochs_done,
+        "train_loss": float(sums[0] / max(sums[1], 1)),
+        "dev_loss": dev_loss,
+        "dev_wer": dev_wer,
+        "dev_cer": dev_cer,
+        "lr": t.opt.param_groups[0]["lr"],
+        "skipped_steps": st.skipped,
+        "seconds": round(st.seconds, 1),
+        "train_seconds": round(st.train_seconds, 1),
+    }
     st.history.append(row)
-    log(f"update {st.step}/{t.schedule.updates} (epoch {row['epoch']:.1f}): train loss {row['train_loss']:.4f}, "
-        f"dev loss {dev_loss:.4f}, dev WER {100 * dev_wer:.2f}%, CER {100 * dev_cer:.2f}%, lr {row['lr']:.2e}")
+    log(
+        f"update {st.step}/{t.schedule.updates} (epoch {row['epoch']:.1f}): train loss {row['train_loss']:.4f}, "
+        f"dev loss {dev_loss:.4f}, dev WER {100 * dev_wer:.2f}%, CER {100 * dev_cer:.2f}%, lr {row['lr']:.2e}"
+    )
     if t.writer is not None:
         for k in ("train_loss", "dev_loss", "dev_wer", "dev_cer"):
             t.writer.add_scalar(f"dev/{k}", row[k], st.step)
@@ -609,8 +661,10 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     store = FeatureStore(features_dir)
     utts = [u for name in store.expand(cfg.train_sets) for u in store.open(name).utts]
     if not utts:  # before: reported as dev characters outside the (empty) alphabet
-        raise AsrError(f"the train sets {list(cfg.train_sets)} hold no utterances; check the prepare stage's output "
-                       "and train.train_sets")
+        raise AsrError(
+            f"the train sets {list(cfg.train_sets)} hold no utterances; check the prepare stage's output "
+            "and train.train_sets"
+        )
     texts = [u["text"] for u in utts]
     if cfg.units in ("char", "phone"):
         cls = CharTokenizer if cfg.units == "char" else PhoneTokenizer
@@ -618,8 +672,10 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
             tokenizer = cls.from_texts(texts)
         except TokenizerError as e:  # name the utterances (only on failure: one tokenizer per transcript)
             bad = [u["id"] for u in utts if _refused(cls, u["text"])]
-            raise AsrError(f"{e}; it is in the transcript(s) of {bad[:5]}{' ...' if len(bad) > 5 else ''} "
-                           f"({len(bad)} in all): fix them in the corpus and run again") from None
+            raise AsrError(
+                f"{e}; it is in the transcript(s) of {bad[:5]}{' ...' if len(bad) > 5 else ''} "
+                f"({len(bad)} in all): fix them in the corpus and run again"
+            ) from None
     else:
         tokenizer = SubwordTokenizer.train(texts, cfg.vocab_size, cfg.units)
     quiet = (lambda m: None) if rank else log
@@ -632,20 +688,35 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     if not train_data.items:
         raise AsrError(f"no usable training utterances in {cfg.train_sets}")
     schedule = plan(cfg, train_data.frames, store.config.hop_ms / 1000, world)
-    quiet(f"train: {schedule.hours:.2f} h of audio, {len(train_data.items)} utterances: {schedule.updates} updates "
-          f"of {schedule.batch_frames}-frame batches ({schedule.epochs:g} epochs), "
-          f"{schedule.warmup} warm-up, {cfg.schedule} LR, dev every {schedule.eval_every}")
+    quiet(
+        f"train: {schedule.hours:.2f} h of audio, {len(train_data.items)} utterances: {schedule.updates} updates "
+        f"of {schedule.batch_frames}-frame batches ({schedule.epochs:g} epochs), "
+        f"{schedule.warmup} warm-up, {cfg.schedule} LR, dev every {schedule.eval_every}"
+    )
 
     core = AcousticModel(store.config.dim, len(tokenizer), cfg.model).to(device)
     model = core
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            core, device_ids=[device.index] if device.type == "cuda" else None
+        )
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    t = Trainer(cfg, core, model, opt, schedule,
-                torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision == "fp16"),
-                device, ckpt_dir, store.cmvn, store.config.hop_ms / 1000, rank, world,
-                SummaryWriter(str(ckpt_dir.tensorboard)) if rank == 0 else None)
+    t = Trainer(
+        cfg,
+        core,
+        model,
+        opt,
+        schedule,
+        torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision == "fp16"),
+        device,
+        ckpt_dir,
+        store.cmvn,
+        store.config.hop_ms / 1000,
+        rank,
+        world,
+        SummaryWriter(str(ckpt_dir.tensorboard)) if rank == 0 else None,
+    )
     if t.resume():
         quiet(f"train: resuming at update {t.state.step + 1} (epoch {t.state.epoch + 1}, batch {t.state.batch})")
     st = t.state
@@ -665,7 +736,7 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
         chosen = f"best (update {st.best_update})"
         best_dev = next(h for h in st.history if h["update"] == st.best_update)
         best_dev = {"wer": best_dev["dev_wer"], "cer": best_dev["dev_cer"], "loss": best_dev["dev_loss"]}
-        last = ckpt_dir.snapshots()[-cfg.average_last:]
+        last = ckpt_dir.snapshots()[-cfg.average_last :]
         if cfg.average_last > 1 and len(last) > 1:
             best_state = {k: v.clone() for k, v in core.state_dict().items()}
             core.load_state_dict(_average(last))
@@ -677,18 +748,29 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
                 core.load_state_dict(best_state)
         quiet(f"train: keeping the {chosen}: dev WER {100 * best_dev['wer']:.2f}%, CER {100 * best_dev['cer']:.2f}%")
         extra = {"train_config": to_dict(cfg), "chosen": chosen}
-        torch.save(checkpoint_dict(core, tokenizer.to_dict(), to_dict(store.config), store.cmvn.to_dict(), extra),
-                   result.model)
+        torch.save(
+            checkpoint_dict(core, tokenizer.to_dict(), to_dict(store.config), store.cmvn.to_dict(), extra), result.model
+        )
         result.history.write_text(json.dumps(st.history, indent=1) + "\n")
         result.too_short.write_text("".join(f"{u} {h} {n}\n" for u, h, n in short + dev_short))
         _plot(st.history, result.curves)
         if ckpt_dir.tensorboard.is_dir():
             os.replace(ckpt_dir.tensorboard, result.tensorboard)
-        summary = {"schedule": asdict(schedule), "updates": st.step, "epochs": t.epochs_done,
-                   "evaluations": len(st.history), "chosen": chosen, "dev_wer": best_dev["wer"], "dev_cer": best_dev["cer"],
-                   "dev_loss": best_dev["loss"], "final_train_loss": st.history[-1]["train_loss"],
-                   "skipped_steps": st.skipped, "too_short": len(short) + len(dev_short),
-                   "train_utterances": len(train_data.items), "train_seconds": round(st.seconds, 1)}
+        summary = {
+            "schedule": asdict(schedule),
+            "updates": st.step,
+            "epochs": t.epochs_done,
+            "evaluations": len(st.history),
+            "chosen": chosen,
+            "dev_wer": best_dev["wer"],
+            "dev_cer": best_dev["cer"],
+            "dev_loss": best_dev["loss"],
+            "final_train_loss": st.history[-1]["train_loss"],
+            "skipped_steps": st.skipped,
+            "too_short": len(short) + len(dev_short),
+            "train_utterances": len(train_data.items),
+            "train_seconds": round(st.seconds, 1),
+        }
         result.summary.write_text(json.dumps(summary, indent=1) + "\n")
     if world > 1:
         dist.barrier()
@@ -701,9 +783,23 @@ def stage(ctx) -> dict:
     cfg: TrainConfig = ctx.config
     feats = ctx.inputs["features"]
     if cfg.nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc}",
-               "-m", "asr.train", "--features", str(feats), "--out", str(ctx.out), "--partial", str(ctx.partial),
-               "--config", json.dumps(to_dict(cfg))]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={cfg.nproc}",
+            "-m",
+            "asr.train",
+            "--features",
+            str(feats),
+            "--out",
+            str(ctx.out),
+            "--partial",
+            str(ctx.partial),
+            "--config",
+            json.dumps(to_dict(cfg)),
+        ]
         ctx.log("train: " + " ".join(cmd[:6]) + " ...")
         if subprocess.run(cmd).returncode != 0:
             raise AsrError(f"distributed training failed (see the output above); checkpoints are kept in {ctx.partial}")
@@ -717,12 +813,16 @@ def main(argv=None) -> None:
     p.add_argument("--features", required=True, help="output directory of the features stage")
     p.add_argument("--out", required=True, help="where model.pt and the logs go")
     p.add_argument("--partial", required=True, help="checkpoint directory (shared by all processes)")
-    p.add_argument("--config", default="{}", help="TrainConfig fields as JSON (nested: {\"model\": {\"hidden\": 128}})")
+    p.add_argument("--config", default="{}", help='TrainConfig fields as JSON (nested: {"model": {"hidden": 128}})')
     a = p.parse_args(argv)
     given = json.loads(a.config)
     base = to_dict(TrainConfig())
-    base.update({k: ({**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v)
-                 for k, v in given.items()})
+    base.update(
+        {
+            k: ({**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v)
+            for k, v in given.items()
+        }
+    )
     cfg = from_dict(TrainConfig, base)
     try:
         train(cfg, Path(a.features), Path(a.out), Path(a.partial))

@@ -51,8 +51,11 @@ class Transcript:
     path: str | None = None
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "text": self.text,
-                "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in self.words]}
+        return {
+            "path": self.path,
+            "text": self.text,
+            "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in self.words],
+        }
 
 
 class Recognizer:
@@ -70,11 +73,20 @@ class Recognizer:
         AsrError: a model file whose parts do not fit together (names ``source``).
     """
 
-    def __init__(self, meta: dict, network: Callable[[np.ndarray], np.ndarray], options: DecodeOptions | None = None,
-                 lm: str | Path | None = None, chunk_seconds: float = 30.0, source: str = "model file"):
+    def __init__(
+        self,
+        meta: dict,
+        network: Callable[[np.ndarray], np.ndarray],
+        options: DecodeOptions | None = None,
+        lm: str | Path | None = None,
+        chunk_seconds: float = 30.0,
+        source: str = "model file",
+    ):
         if not MIN_CHUNK_SECONDS <= chunk_seconds < math.inf:
-            raise AsrError(f"chunk_seconds must be a positive number of seconds, at least {MIN_CHUNK_SECONDS:g}, "
-                           f"got {chunk_seconds}")
+            raise AsrError(
+                f"chunk_seconds must be a positive number of seconds, at least {MIN_CHUNK_SECONDS:g}, "
+                f"got {chunk_seconds}"
+            )
         self.options = options = options or modelfile.decoding(meta, lm, {}, source)
         self.network, self.meta, self.source = network, meta, source
         self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
@@ -83,8 +95,10 @@ class Recognizer:
         except ConfigError as e:
             raise AsrError(f"{source}: bad feature config in the model file ({e})") from None
         if self.feature_config.dim != meta["input_dim"]:
-            raise AsrError(f"{source}: the feature config gives {self.feature_config.dim} values per frame, "
-                           f"the network takes {meta['input_dim']}; the file is damaged")
+            raise AsrError(
+                f"{source}: the feature config gives {self.feature_config.dim} values per frame, "
+                f"the network takes {meta['input_dim']}; the file is damaged"
+            )
         self.cmvn = Cmvn.from_dict(meta["cmvn"], self.feature_config.dim, source)
         self.frame_samples = self.feature_config.hop_length * meta["model"].get("stack", 1)  # per output frame
         self.frame_seconds = self.frame_samples / self.feature_config.sample_rate
@@ -111,8 +125,10 @@ class Recognizer:
         """
         lp = self.network(self.cmvn(mfcc(wave, self.feature_config)))
         if lp.ndim != 2 or lp.shape[1] != len(self.tokenizer.units):
-            raise AsrError(f"{self.source}: the network gives {lp.shape[-1]} values per frame for "
-                           f"{len(self.tokenizer.units)} units; the file is damaged")
+            raise AsrError(
+                f"{self.source}: the network gives {lp.shape[-1]} values per frame for "
+                f"{len(self.tokenizer.units)} units; the file is damaged"
+            )
         return lp
 
     def _decode(self, lp: np.ndarray, first_frame: int) -> tuple[str, list[Word]]:
@@ -137,15 +153,15 @@ class Recognizer:
             buf = np.concatenate([buf, chunk])
             while buf_start + len(buf) >= done + core + context:
                 start = max(0, done - context)
-                lp = self.log_probs(buf[start - buf_start: done + core + context - buf_start])
+                lp = self.log_probs(buf[start - buf_start : done + core + context - buf_start])
                 first = (done - start) // step
-                yield lp[first: first + core // step]
+                yield lp[first : first + core // step]
                 done += core
                 drop = max(0, done - context) - buf_start
                 buf, buf_start = buf[drop:], buf_start + drop
         if buf_start + len(buf) > done:
             start = max(0, done - context)
-            yield self.log_probs(buf[start - buf_start:])[(done - start) // step:]
+            yield self.log_probs(buf[start - buf_start :])[(done - start) // step :]
 
     def _cut(self, lp: np.ndarray) -> int | None:
         """Where to split log-probabilities between two searches: the middle of the longest pause between
@@ -186,8 +202,13 @@ class Recognizer:
             search(np.concatenate(held))
         return Transcript(" ".join(t for t in texts if t), words, path)
 
-    def transcribe(self, audio: str | Path | bytes | np.ndarray, sample_rate: int | None = None,
-                   name: str | None = None, max_samples: int | None = None) -> Transcript:
+    def transcribe(
+        self,
+        audio: str | Path | bytes | np.ndarray,
+        sample_rate: int | None = None,
+        name: str | None = None,
+        max_samples: int | None = None,
+    ) -> Transcript:
         """Transcribe a file (any format, rate and channel count), a file's bytes, or a mono float array.
 
         Args:
@@ -209,8 +230,14 @@ class Recognizer:
         return self._transcribe(chunks, None if isinstance(audio, bytes) else str(audio))
 
 
-def load_model(path: str | Path, lm: str | Path | None = None, chunk_seconds: float = 30.0, device: str = "cpu",
-               threads: int = 0, **decoding) -> Recognizer:
+def load_model(
+    path: str | Path,
+    lm: str | Path | None = None,
+    chunk_seconds: float = 30.0,
+    device: str = "cpu",
+    threads: int = 0,
+    **decoding,
+) -> Recognizer:
     """Load a model file for transcription.
 
     Args:

@@ -55,11 +55,12 @@ def build_features(work: Path, sets: dict, **cfg_overrides) -> Path:
 
     for name, utts in sets.items():
         write_manifest(work / "prepare" / f"{name}.jsonl", utts)
-    cfg = features.FeatureConfig(**{"sample_rate": 8_000, "sets": tuple(sets), "train_sets": tuple(sets)[:1], **cfg_overrides})
+    cfg = features.FeatureConfig(
+        **{"sample_rate": 8_000, "sets": tuple(sets), "train_sets": tuple(sets)[:1], **cfg_overrides}
+    )
     out = work / "features"
     out.mkdir(parents=True)
-    features.stage(SimpleNamespace(config=cfg, out=out, inputs={"prepare": work / "prepare"}, nj=1,
-                                   log=lambda m: None))
+    features.stage(SimpleNamespace(config=cfg, out=out, inputs={"prepare": work / "prepare"}, nj=1, log=lambda m: None))
     return out
 
 
@@ -71,9 +72,12 @@ def fsdd_counts(fsdd_recordings) -> dict:
 
     recs = fsdd.scan(fsdd_recordings)
     split = [fsdd.split_of(r) for r in recs]
-    return {"files": len(recs), "speakers": sorted({r.speaker for r in recs}),
-            "per_speaker": {s: sum(r.speaker == s for r in recs) for s in {r.speaker for r in recs}},
-            **{k: split.count(k) for k in fsdd.SPLITS}}
+    return {
+        "files": len(recs),
+        "speakers": sorted({r.speaker for r in recs}),
+        "per_speaker": {s: sum(r.speaker == s for r in recs) for s in {r.speaker for r in recs}},
+        **{k: split.count(k) for k in fsdd.SPLITS},
+    }
 
 
 @pytest.fixture(scope="session")
@@ -127,10 +131,22 @@ def tiny_features(fsdd_utts, tmp_path_factory):
 REPO = Path(__file__).resolve().parent.parent
 # the fsdd recipe shortened: a subset, a small model, few updates, a 2-point decoding grid; no speed
 # perturbation, augmented copies or SpecAugment (they slow 8 epochs)
-SHORT = ["prepare.connected_train=300", "prepare.connected_dev=50", "prepare.connected_test=100",
-         "features.speed_perturb=", "features.augment.copies=0", "train.spec_augment=false", "train.model.dropout=0.1",
-         "train.max_utterances=800", "train.epochs=8", "train.model.hidden=96", "train.batch_frames=2000", "train.lr=0.005",
-         "decode.lm_weights=0,1", "decode.word_scores=0"]
+SHORT = [
+    "prepare.connected_train=300",
+    "prepare.connected_dev=50",
+    "prepare.connected_test=100",
+    "features.speed_perturb=",
+    "features.augment.copies=0",
+    "train.spec_augment=false",
+    "train.model.dropout=0.1",
+    "train.max_utterances=800",
+    "train.epochs=8",
+    "train.model.hidden=96",
+    "train.batch_frames=2000",
+    "train.lr=0.005",
+    "decode.lm_weights=0,1",
+    "decode.word_scores=0",
+]
 
 
 def asr(*args, check=True):

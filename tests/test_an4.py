@@ -11,19 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import asr
 
 from asr.audio import load_audio, read_info
 from asr.corpora import an4
 from asr.errors import AudioError, CorpusError, ManifestError
 from asr.manifest import read_kaldi_table, read_manifest
-from conftest import asr
 
 TRAIN_SPEAKERS = ("fash", "fbbh", "mblw", "mcen")
 TEST_SPEAKERS = ("fcaw",)
 
 
 def _build(so762_root: Path, dst: Path, suffix: str = ".raw") -> dict:
-    """an4/wav/{an4_clstk,an4test_clstk}/<spk>/<prompt>-<spk>-b<suffix> + etc/; returns id -> (split, text, seconds, spk)."""
+    """an4/wav/{an4_clstk,an4test_clstk}/<spk>/<prompt>-<spk>-b<suffix> + etc/.
+
+    Returns id -> (split, text, seconds, spk)."""
     text = read_kaldi_table(so762_root / "train" / "text")
     wav = read_kaldi_table(so762_root / "train" / "wav.scp")
     sources = iter(sorted(wav))
@@ -54,8 +56,18 @@ def _build(so762_root: Path, dst: Path, suffix: str = ".raw") -> dict:
 @pytest.mark.parametrize("suffix", [".raw", ".sph"])
 def test_prepare_an_upstream_tree_through_the_recipe(so762_root, tmp_path, suffix):
     made = _build(so762_root, tmp_path / "corpora", suffix)
-    asr("run", "an4", "--work-dir", str(tmp_path / "w"), "--corpus-dir", str(tmp_path / "corpora"),
-        "--set", "prepare.dev_speakers=2", "--stop-stage", "prepare")
+    asr(
+        "run",
+        "an4",
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--corpus-dir",
+        str(tmp_path / "corpora"),
+        "--set",
+        "prepare.dev_speakers=2",
+        "--stop-stage",
+        "prepare",
+    )
     sets = {name: read_manifest(tmp_path / "w" / "prepare" / f"{name}.jsonl") for name in ("train", "dev", "test")}
     assert sorted(u.id for s in sets.values() for u in s) == sorted(made)
     spk = {name: {u.speaker for u in utts} for name, utts in sets.items()}

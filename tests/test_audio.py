@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone, write_wav
 
 from asr.audio import load_audio, read_info, resample, save_audio
 from asr.errors import AudioError
-from conftest import tone, write_wav
 
 
 def test_stereo_24bit_and_8k_mono_follow_the_same_rules(tmp_path):

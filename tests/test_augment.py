@@ -38,11 +38,14 @@ def test_a_copy_is_deterministic_under_its_seed_and_differs_between_copies_and_s
         assert not np.allclose(a, other)
 
 
-@pytest.mark.parametrize("name, cfg", [
-    ("volume", replace(ALL_ON, reverb_prob=0.0, noise_prob=0.0, gain_db=(-12.0, -12.0))),
-    ("noise", replace(ALL_ON, reverb_prob=0.0, gain_db=(0.0, 0.0), snr_db=(10.0, 10.0))),
-    ("reverb", replace(ALL_ON, noise_prob=0.0, gain_db=(0.0, 0.0), rt60=(0.5, 0.5))),
-])
+@pytest.mark.parametrize(
+    "name, cfg",
+    [
+        ("volume", replace(ALL_ON, reverb_prob=0.0, noise_prob=0.0, gain_db=(-12.0, -12.0))),
+        ("noise", replace(ALL_ON, reverb_prob=0.0, gain_db=(0.0, 0.0), snr_db=(10.0, 10.0))),
+        ("reverb", replace(ALL_ON, noise_prob=0.0, gain_db=(0.0, 0.0), rt60=(0.5, 0.5))),
+    ],
+)
 def test_each_effect_keeps_the_length_and_changes_the_signal_as_asked(wave, name, cfg):
     chain, rng = augment.draw(cfg, 1, "7_theo_0")
     out = augment.apply(wave, chain, rng, RATE, cfg)
@@ -133,11 +136,11 @@ def test_features_stage_adds_nonspeech_examples_to_train_sets_only_outside_the_c
     plain = FeatureStore(build_features(tmp_path / "a", sets, train_sets=("train", "train2"), nonspeech=0))
     store = FeatureStore(build_features(tmp_path / "b", sets, train_sets=("train", "train2"), nonspeech=0.2))
     tr = store.open("train")
-    extra = tr.utts[len(train):]
-    assert [u["id"] for u in tr.utts[:len(train)]] == [u.id for u in train]
+    extra = tr.utts[len(train) :]
+    assert [u["id"] for u in tr.utts[: len(train)]] == [u.id for u in train]
     assert [u["id"] for u in extra] == ["nonspeech00000", "nonspeech00001"]  # 20% of 10
     # numbered on in the second train set: no two examples share an id (nor, drawn from it, their samples)
-    assert [u["id"] for u in store.open("train2").utts[len(train2):]] == ["nonspeech00002"]
+    assert [u["id"] for u in store.open("train2").utts[len(train2) :]] == ["nonspeech00002"]
     assert all(u["text"] == "" and u["speaker"] == augment.NONSPEECH_SPEAKER for u in extra)
     assert [u["id"] for u in store.open("dev").utts] == [u.id for u in dev]
     for k, u in enumerate(extra, len(train)):  # as long as drawn, at 100 frames a second

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tone, write_wav
 
 from asr.config import to_dict
 from asr.errors import AsrError, AudioError, ManifestError
@@ -19,7 +20,6 @@ from asr.manifest import Utterance, read_kaldi_dir, read_manifest, read_text, wr
 from asr.model import AcousticModel, ModelConfig, checkpoint_dict
 from asr.tokenizer import CharTokenizer
 from asr.transcribe import load_model
-from conftest import tone, write_wav
 
 REPO = Path(__file__).resolve().parent.parent
 FEATS = FeatureConfig(sample_rate=8_000)
@@ -69,13 +69,16 @@ def test_transcribe_a_non_utf8_file_name_among_others(model_file, tmp_path):
     assert js.returncode == 0 and json.loads(js.stdout)["path"].endswith("caf\\xe9.wav")
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("chunk_seconds", 0.0, "chunk_seconds must be a positive number of seconds"),
-    ("chunk_seconds", float("nan"), "chunk_seconds must be a positive number of seconds"),
-    ("lm_weight", float("nan"), "must be finite numbers"),
-    ("word_score", float("inf"), "must be finite numbers"),
-    ("beam_threshold", float("nan"), "beam_threshold > 0"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("chunk_seconds", 0.0, "chunk_seconds must be a positive number of seconds"),
+        ("chunk_seconds", float("nan"), "chunk_seconds must be a positive number of seconds"),
+        ("lm_weight", float("nan"), "must be finite numbers"),
+        ("word_score", float("inf"), "must be finite numbers"),
+        ("beam_threshold", float("nan"), "beam_threshold > 0"),
+    ],
+)
 def test_nonsense_transcription_settings_are_refused_not_decoded_to_nothing(model_file, option, value, message):
     # before: chunk_seconds 0 and an LM weight of nan transcribed every file as empty text, silently
     with pytest.raises(AsrError, match=message):
@@ -84,8 +87,16 @@ def test_nonsense_transcription_settings_are_refused_not_decoded_to_nothing(mode
 
 def test_a_missing_lm_is_named_as_such(model_file, tmp_path):
     for method in ("lexicon_lm", "beam_lm"):
-        r = asr("transcribe", str(model_file), "--method", method, "--lm", str(tmp_path / "nowhere"),
-                str(write_wav(tmp_path / "a.wav", tone(0.5, 8_000), 8_000)), text=True)
+        r = asr(
+            "transcribe",
+            str(model_file),
+            "--method",
+            method,
+            "--lm",
+            str(tmp_path / "nowhere"),
+            str(write_wav(tmp_path / "a.wav", tone(0.5, 8_000), 8_000)),
+            text=True,
+        )
         _no_traceback(r)
         assert r.returncode != 0 and f"{tmp_path / 'nowhere'}: no such ARPA file" in r.stderr, r.stderr
 
@@ -121,13 +132,16 @@ def _damaged(tmp_path, name, change) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, change, message", [
-    ("config_mismatch", lambda c: c["model"].update(hidden=16), "weights do not match its model config"),
-    ("no_cmvn", lambda c: c.pop("cmvn"), r"lacks \['cmvn'\]"),
-    ("bad_rate", lambda c: c["features"].update(sample_rate=0), "bad feature config.*sample_rate 0"),
-    ("short_cmvn", lambda c: c["cmvn"].update(mean=[0.0] * 3), "CMVN statistics have"),
-    ("bad_units", lambda c: c["tokenizer"].update(units="abc"), r"lacks \['tokenizer units'\]"),
-])
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        ("config_mismatch", lambda c: c["model"].update(hidden=16), "weights do not match its model config"),
+        ("no_cmvn", lambda c: c.pop("cmvn"), r"lacks \['cmvn'\]"),
+        ("bad_rate", lambda c: c["features"].update(sample_rate=0), "bad feature config.*sample_rate 0"),
+        ("short_cmvn", lambda c: c["cmvn"].update(mean=[0.0] * 3), "CMVN statistics have"),
+        ("bad_units", lambda c: c["tokenizer"].update(units="abc"), r"lacks \['tokenizer units'\]"),
+    ],
+)
 def test_a_damaged_model_file_is_named_with_what_is_wrong(tmp_path, name, change, message):
     path = _damaged(tmp_path, name, change)
     with pytest.raises(AsrError, match=message) as e:
@@ -162,7 +176,7 @@ def test_a_planted_pickle_is_refused_without_running(tmp_path):
 def test_non_utf8_listings_are_named_with_the_line(tmp_path, model_file):
     wav = write_wav(tmp_path / "a.wav", tone(0.3, 8_000), 8_000)
     good = json.dumps({"id": "u1", "audio": str(wav), "duration": 0.3, "text": "a", "speaker": "s"})
-    (tmp_path / "m.jsonl").write_bytes(good.encode() + b"\n" + good.replace("u1", "u2").encode()[:-3] + b"\xe9\"}\n")
+    (tmp_path / "m.jsonl").write_bytes(good.encode() + b"\n" + good.replace("u1", "u2").encode()[:-3] + b'\xe9"}\n')
     with pytest.raises(ManifestError, match=r"m.jsonl: 1 bad entry:\n  line 2: not UTF-8 text \(byte 0xe9"):
         read_manifest(tmp_path / "m.jsonl")
     kaldi = tmp_path / "kaldi"
@@ -195,8 +209,9 @@ def test_wer_accepts_a_tab_after_the_id(tmp_path):
 
 def test_evaluate_out_naming_a_file_fails_before_decoding(model_file, tmp_path):
     (tmp_path / "report").write_text("precious")
-    r = asr("evaluate", str(model_file), str(tmp_path / "no_such_data.jsonl"), "--out", str(tmp_path / "report"),
-            text=True)
+    r = asr(
+        "evaluate", str(model_file), str(tmp_path / "no_such_data.jsonl"), "--out", str(tmp_path / "report"), text=True
+    )
     _no_traceback(r)
     assert r.returncode == 2 and "--out" in r.stderr and "is a file" in r.stderr
     assert (tmp_path / "report").read_text() == "precious"
@@ -206,9 +221,12 @@ def test_evaluate_scores_the_readable_files_and_lists_the_others(model_file, tmp
     wav = write_wav(tmp_path / "a.wav", tone(0.5, 8_000), 8_000)
     junk = tmp_path / "junk.wav"
     junk.write_text("not audio")
-    utts = [Utterance("u1", str(wav), 0.5, "abc", "s1"), Utterance("u2", str(junk), 0.5, "abc", "s1"),
-            Utterance("u3", str(tmp_path / "gone.wav"), 0.5, "abc", "s2"),
-            Utterance("u4", str(wav), 0.5, "ab9 c", "s2")]  # '9' is not one of the model's units
+    utts = [
+        Utterance("u1", str(wav), 0.5, "abc", "s1"),
+        Utterance("u2", str(junk), 0.5, "abc", "s1"),
+        Utterance("u3", str(tmp_path / "gone.wav"), 0.5, "abc", "s2"),
+        Utterance("u4", str(wav), 0.5, "ab9 c", "s2"),
+    ]  # '9' is not one of the model's units
     write_manifest(tmp_path / "set.jsonl", utts)
     r = asr("evaluate", str(model_file), str(tmp_path / "set.jsonl"), "--out", str(tmp_path / "rep"), text=True)
     _no_traceback(r)

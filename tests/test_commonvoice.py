@@ -8,18 +8,21 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from conftest import asr
 
 from asr.corpora import commonvoice as cv
 from asr.errors import CorpusError, ManifestError
 from asr.manifest import read_kaldi_table, read_manifest
-from conftest import asr
 
-HEADER = "client_id\tpath\tsentence_id\tsentence\tsentence_domain\tup_votes\tdown_votes\tage\tgender\taccents\tvariant\tlocale\tsegment"
+COLUMNS = "client_id path sentence_id sentence sentence_domain up_votes down_votes age gender accents variant locale"
+HEADER = "\t".join([*COLUMNS.split(), "segment"])
 SPEAKERS = {"train": ("a1b2", "c3d4"), "dev": ("e5f6",), "test": ("0789",)}
 
 
 def _build(so762_root: Path, dst: Path, durations: bool = False) -> dict:
-    """cv-corpus-17.0-2024-03-15/en/{clips/*.mp3, train/dev/test/validated.tsv}; returns id -> (split, sentence, seconds, spk)."""
+    """cv-corpus-17.0-2024-03-15/en/{clips/*.mp3, train/dev/test/validated.tsv}.
+
+    Returns id -> (split, sentence, seconds, spk)."""
     text = read_kaldi_table(so762_root / "train" / "text")
     wav = read_kaldi_table(so762_root / "train" / "wav.scp")
     sources = iter(sorted(wav))
@@ -36,7 +39,9 @@ def _build(so762_root: Path, dst: Path, durations: bool = False) -> dict:
                 data, rate = sf.read(str(so762_root / wav[src]), dtype="float32")
                 sf.write(str(root / "clips" / clip), data, rate, format="MP3")
                 words = text[src].capitalize().split()
-                sentence = f"\u201c{' '.join(words[:-1])}, {words[-1]}!\u201d Don\u2019t."  # punctuation as users type it
+                sentence = (
+                    f"\u201c{' '.join(words[:-1])}, {words[-1]}!\u201d Don\u2019t."  # punctuation as users type it
+                )
                 rows.append(f"{spk * 16}\t{clip}\tsid{n}\t{sentence}\t\t2\t0\t\t\t\t\ten\t")
                 made[Path(clip).stem] = (split, sentence, len(data) / rate, spk * 16)
                 clip_ms.append(f"{clip}\t{round(len(data) / rate * 1000)}")
@@ -51,8 +56,16 @@ def _build(so762_root: Path, dst: Path, durations: bool = False) -> dict:
 @pytest.mark.parametrize("durations", [False, True], ids=["mp3-headers", "clip_durations"])
 def test_prepare_a_release_through_the_recipe(so762_root, tmp_path, durations):
     made = _build(so762_root, tmp_path / "corpora", durations)
-    asr("run", "commonvoice", "--work-dir", str(tmp_path / "w"), "--corpus-dir", str(tmp_path / "corpora"),
-        "--stop-stage", "prepare")
+    asr(
+        "run",
+        "commonvoice",
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--corpus-dir",
+        str(tmp_path / "corpora"),
+        "--stop-stage",
+        "prepare",
+    )
     for split in cv.SPLITS:
         utts = read_manifest(tmp_path / "w" / "prepare" / f"{split}.jsonl")
         assert sorted(u.id for u in utts) == sorted(k for k, v in made.items() if v[0] == split)

@@ -1,12 +1,11 @@
-
 import numpy as np
 import pytest
 import torch
 
 from asr.ctc import greedy, greedy_frames
-from asr.search import BeamSearch, DecodeOptions
 from asr.errors import AsrError
 from asr.lm import BOS, LOG0, NgramLM, build
+from asr.search import BeamSearch, DecodeOptions
 from asr.tokenizer import CharTokenizer
 
 TOK = CharTokenizer("abno")  # units: <blk> | a b n o
@@ -71,8 +70,9 @@ def test_arpa_round_trip_and_other_readers(tmp_path):
         (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\nnonsense\n")
         NgramLM.read_arpa(tmp_path / "bad.arpa")
     # free text before \data\, as CMU Sphinx writes it (pocketsphinx's en-us model), is read past
-    (tmp_path / "header.arpa").write_text("This is an ARPA-format language model file\n"
-                                          + (tmp_path / "lm.arpa").read_text())
+    (tmp_path / "header.arpa").write_text(
+        "This is an ARPA-format language model file\n" + (tmp_path / "lm.arpa").read_text()
+    )
     with_header = NgramLM.read_arpa(tmp_path / "header.arpa")
     assert ken.score(probe[0], bos=True, eos=True) == pytest.approx(with_header.sentence_logprob(probe[0]), abs=1e-4)
     with pytest.raises(AsrError, match="no unigrams"):
@@ -160,8 +160,8 @@ def test_word_frames_are_the_frames_of_their_units(tmp_path):
 
 
 def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
-    from asr.lm import MixedLM, read_unigrams, write_lm_dir
     from asr.layout import LmDir
+    from asr.lm import MixedLM, read_unigrams, write_lm_dir
 
     texts = ["no on", "on no", "no"]
     lm = NgramLM.estimate(texts, 2)
@@ -204,7 +204,7 @@ def test_subword_models_decode_open_vocabulary_with_the_character_ngram(tmp_path
         pieces = [tok.units[i] for i in tok.encode(text)]
         hist, total = (BOS,), 0.0
         for p in [*pieces, EOS]:
-            total += spelled.logprob(p, hist[-(spelled.order - 1):])
+            total += spelled.logprob(p, hist[-(spelled.order - 1) :])
             hist = (*hist, p)
         assert total == pytest.approx(chars.sentence_logprob(unit_sentence(text)), abs=1e-9), (text, pieces)
     # "non" never occurs in the training text: the pieces spell it, the LM scores it

@@ -4,16 +4,16 @@ import librosa
 import numpy as np
 import pytest
 import torch
+from conftest import build_features, tone, write_wav
 
 from asr import features
 from asr.audio import load_audio
-from asr.search import DecodeOptions
-from asr.tokenizer import CharTokenizer
 from asr.errors import AsrError
 from asr.features import Cmvn, FeatureConfig, FeatureSet, FeatureStore, extract_set
 from asr.frontend import mfcc
 from asr.manifest import Utterance
-from conftest import build_features, tone, write_wav
+from asr.search import DecodeOptions
+from asr.tokenizer import CharTokenizer
 
 # Our float32 MFCC against librosa's float64 one: values span about +-400,
 # the largest difference seen is ~1e-4; we allow 1e-2 absolute.
@@ -21,9 +21,17 @@ LIBROSA_ATOL = 1e-2
 
 
 def _librosa_mfcc(x, cfg):
-    return librosa.feature.mfcc(y=x.astype(np.float64), sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
-                                hop_length=cfg.hop_length, win_length=cfg.win_length, n_mels=cfg.n_mels,
-                                fmin=cfg.f_min, fmax=cfg.f_max).T
+    return librosa.feature.mfcc(
+        y=x.astype(np.float64),
+        sr=cfg.sample_rate,
+        n_mfcc=cfg.n_mfcc,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        win_length=cfg.win_length,
+        n_mels=cfg.n_mels,
+        fmin=cfg.f_min,
+        fmax=cfg.f_max,
+    ).T
 
 
 @pytest.mark.parametrize("rate,n_mels,n_mfcc", [(8_000, 40, 13), (16_000, 64, 20)])
@@ -42,9 +50,16 @@ def test_log_mel_filterbank_matches_librosa(fsdd_recordings, tmp_path):
     assert cfg.dim == 80
     for name in ("7_jackson_3.wav", "0_nicolas_40.wav"):
         x = load_audio(fsdd_recordings / name, cfg.sample_rate)
-        mel = librosa.feature.melspectrogram(y=x.astype(np.float64), sr=cfg.sample_rate, n_fft=cfg.n_fft,
-                                             hop_length=cfg.hop_length, win_length=cfg.win_length,
-                                             n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max)
+        mel = librosa.feature.melspectrogram(
+            y=x.astype(np.float64),
+            sr=cfg.sample_rate,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            win_length=cfg.win_length,
+            n_mels=cfg.n_mels,
+            fmin=cfg.f_min,
+            fmax=cfg.f_max,
+        )
         ref = librosa.power_to_db(mel, top_db=80.0).T
         ours = mfcc(x, cfg)
         assert ours.shape == (len(ref), 80)
@@ -60,11 +75,23 @@ def _torchaudio_mfcc(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
     w = torch.from_numpy(x)
     w = torch.cat([w[:1], w[1:] - cfg.preemphasis * w[:-1]])
-    spec = torchaudio.transforms.Spectrogram(n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
-                                             power=2.0, center=True, pad_mode="constant")(w)
-    mel = torchaudio.transforms.MelScale(n_mels=cfg.n_mels, sample_rate=cfg.sample_rate, f_min=cfg.f_min,
-                                         f_max=cfg.f_max, n_stft=cfg.n_fft // 2 + 1, norm="slaney",
-                                         mel_scale="slaney")(spec)
+    spec = torchaudio.transforms.Spectrogram(
+        n_fft=cfg.n_fft,
+        win_length=cfg.win_length,
+        hop_length=cfg.hop_length,
+        power=2.0,
+        center=True,
+        pad_mode="constant",
+    )(w)
+    mel = torchaudio.transforms.MelScale(
+        n_mels=cfg.n_mels,
+        sample_rate=cfg.sample_rate,
+        f_min=cfg.f_min,
+        f_max=cfg.f_max,
+        n_stft=cfg.n_fft // 2 + 1,
+        norm="slaney",
+        mel_scale="slaney",
+    )(spec)
     db = 10 * torch.log10(mel.clamp_min(1e-10))
     db = torch.maximum(db, db.max() - 80.0)
     parts = [(db.T @ AF.create_dct(cfg.n_mfcc, cfg.n_mels, norm="ortho")).T]
@@ -155,8 +182,9 @@ def test_online_cmvn_is_causal_and_starts_from_the_global_statistics():
     # late frames: dominated by the utterance's own statistics
     np.testing.assert_allclose(y[200:].mean(0), 0, atol=0.25)
     first = (x[0] * 1.0 + 50 * g_mean) / 51
-    np.testing.assert_allclose(y[0], (x[0] - first) / np.sqrt((50 * (g_std ** 2 + g_mean ** 2) + x[0] ** 2) / 51
-                                                               - first ** 2), rtol=1e-5)
+    np.testing.assert_allclose(
+        y[0], (x[0] - first) / np.sqrt((50 * (g_std**2 + g_mean**2) + x[0] ** 2) / 51 - first**2), rtol=1e-5
+    )
     assert Cmvn.from_dict(json.loads(json.dumps(online.to_dict()))).prior_frames == 50
     with pytest.raises(ValueError, match="cmvn_prior_frames must be >= 1"):
         FeatureConfig(cmvn="online", cmvn_prior_frames=0)
@@ -166,9 +194,10 @@ def test_online_cmvn_is_causal_and_starts_from_the_global_statistics():
 def test_transcribe_normalises_one_file_exactly_as_the_recipe_did(fsdd_utts, tmp_path, kind):
     # the recipe's decode stage feeds the network store.cmvn(features of the set); a Recognizer built
     # from the model file's parts feeds it cmvn(mfcc(the file)): the inputs must be the same numbers
+    from conftest import build_features
+
     from asr.config import to_dict
     from asr.transcribe import Recognizer
-    from conftest import build_features
 
     store = features.FeatureStore(build_features(tmp_path, {"train": fsdd_utts[:6], "test": fsdd_utts[6:9]}, cmvn=kind))
     seen = []
@@ -177,8 +206,13 @@ def test_transcribe_normalises_one_file_exactly_as_the_recipe_did(fsdd_utts, tmp
         seen.append(x)
         return np.zeros((len(x), 12), np.float32)
 
-    meta = {"features": to_dict(store.config), "cmvn": store.cmvn.to_dict(), "input_dim": store.config.dim,
-            "model": {"stack": 1}, "tokenizer": CharTokenizer("abcdefghij").to_dict()}
+    meta = {
+        "features": to_dict(store.config),
+        "cmvn": store.cmvn.to_dict(),
+        "input_dim": store.config.dim,
+        "model": {"stack": 1},
+        "tokenizer": CharTokenizer("abcdefghij").to_dict(),
+    }
     rec = Recognizer(meta, network, DecodeOptions(method="greedy"))
     test = store.open("test")
     for i, u in enumerate(test.utts):
@@ -235,8 +269,9 @@ def test_sets_shard_by_hours_and_read_back_the_same_frames(fsdd_utts, tmp_path):
     utts = fsdd_utts[:40]
     whole = FeatureStore(build_features(tmp_path / "whole", {"set": utts}, nonspeech=0))  # the speech's frames alone
     seconds = sum(u.duration for u in utts)
-    sharded = FeatureStore(build_features(tmp_path / "sharded", {"set": utts}, shard_hours=seconds / 3600 / 4.5,
-                                          nonspeech=0))
+    sharded = FeatureStore(
+        build_features(tmp_path / "sharded", {"set": utts}, shard_hours=seconds / 3600 / 4.5, nonspeech=0)
+    )
     a, b = whole.open("set"), sharded.open("set")
     assert len(a.paths) == 1 and len(b.paths) == 5  # a quarter of the audio per file, whole utterances only
     limit = int(seconds / 4.5 * 100)  # frames per shard at the 10 ms hop

@@ -81,7 +81,9 @@ def test_connected_is_reproducible(fsdd_recordings, tmp_path):
     a, la = fsdd.make_connected(recs, 5, "dev", tmp_path / "a", cfg, seed=11)
     b, lb = fsdd.make_connected(recs, 5, "dev", tmp_path / "b", cfg, seed=11)
     assert la == lb and [u.text for u in a] == [u.text for u in b]
-    assert (tmp_path / "a/wav/dev" / f"{a[0].id}.wav").read_bytes() == (tmp_path / "b/wav/dev" / f"{b[0].id}.wav").read_bytes()
+    assert (tmp_path / "a/wav/dev" / f"{a[0].id}.wav").read_bytes() == (
+        tmp_path / "b/wav/dev" / f"{b[0].id}.wav"
+    ).read_bytes()
 
 
 def test_locate_local_copy(corpora_root, fsdd_recordings, monkeypatch, tmp_path):
@@ -146,8 +148,9 @@ def test_extract_refuses_path_traversal(tmp_path):
 def test_speechocean762_digit_strings_join_every_training_set_and_no_other(corpora_root, so762_root, tmp_path):
     from types import SimpleNamespace
 
-    cfg = fsdd.FsddConfig(connected_train=20, connected_dev=5, connected_test=5, so762_digits=True,
-                          corpus_dir=str(corpora_root))
+    cfg = fsdd.FsddConfig(
+        connected_train=20, connected_dev=5, connected_test=5, so762_digits=True, corpus_dir=str(corpora_root)
+    )
     out = tmp_path / "prep"
     result = fsdd.stage(SimpleNamespace(config=cfg, out=out, log=lambda m: None))
     extra = result["extra_train"]
@@ -160,8 +163,9 @@ def test_speechocean762_digit_strings_join_every_training_set_and_no_other(corpo
         assert all(set(u.text.split()) <= set(fsdd.DIGIT_WORDS) for u in others)
         assert all(Path(u.audio).is_file() for u in others)  # absolute paths, readable from any manifest
     assert len({u.speaker for u in others}) >= 20
-    for name in ["isolated/train", "connected/dev", "connected/test", "isolated/test"] + \
-            [f"loso/{s}/{split}" for s in fsdd_speakers for split in ("dev", "test")]:
+    for name in ["isolated/train", "connected/dev", "connected/test", "isolated/test"] + [
+        f"loso/{s}/{split}" for s in fsdd_speakers for split in ("dev", "test")
+    ]:
         assert all(u.speaker in fsdd_speakers for u in read_manifest(out / f"{name}.jsonl")), name
     # the stage's cache stamp covers the speechocean762 files it read
     assert any("speechocean762" in k for k in fsdd.fingerprint(cfg))

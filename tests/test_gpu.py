@@ -18,12 +18,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import REPO
+from test_train import TINY, _train_cmd
 
 from asr.model import AcousticModel, ModelConfig
 from asr.train import train
 from asr.transcribe import load_model
-from conftest import REPO
-from test_train import TINY, _train_cmd
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
 
@@ -37,10 +37,15 @@ def exact_fp32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(rnn="lstm", num_layers=3, hidden=32, stack=3, dropout=0),
-                                 ModelConfig(rnn="gru", num_layers=2, hidden=32, stack=1, dropout=0),
-                                 ModelConfig(rnn="lstm", num_layers=2, hidden=32, proj=16, stack=2, dropout=0)],
-                         ids=["lstm-stack3", "gru", "lstm-proj"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(rnn="lstm", num_layers=3, hidden=32, stack=3, dropout=0),
+        ModelConfig(rnn="gru", num_layers=2, hidden=32, stack=1, dropout=0),
+        ModelConfig(rnn="lstm", num_layers=2, hidden=32, proj=16, stack=2, dropout=0),
+    ],
+    ids=["lstm-stack3", "gru", "lstm-proj"],
+)
 def test_cudnn_model_equals_cpu_model_outputs_and_gradients(cfg, exact_fp32):
     # training on the GPU packs the batch for cuDNN; on the CPU each direction runs over the padded batch
     torch.manual_seed(0)
@@ -48,7 +53,9 @@ def test_cudnn_model_equals_cpu_model_outputs_and_gradients(cfg, exact_fp32):
     gpu = copy.deepcopy(cpu).cuda()
     x, lengths = torch.randn(5, 40, 13), torch.tensor([40, 7, 33, 1, 20])
     out_len = cpu.output_lengths(lengths)
-    weights = torch.randn(5, int(out_len.max()), 9) * (torch.arange(int(out_len.max()))[None, :, None] < out_len[:, None, None])
+    weights = torch.randn(5, int(out_len.max()), 9) * (
+        torch.arange(int(out_len.max()))[None, :, None] < out_len[:, None, None]
+    )
     results = []
     for m, dev in ((cpu, "cpu"), (gpu, "cuda")):
         out, n = m(x.to(dev), lengths.to(dev))
@@ -64,7 +71,8 @@ def test_cudnn_model_equals_cpu_model_outputs_and_gradients(cfg, exact_fp32):
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_training_on_cuda_learns_and_the_model_transcribes_on_cpu(
-        precision, tiny_features, fsdd_utts, tmp_path):
+    precision, tiny_features, fsdd_utts, tmp_path
+):
     cfg = replace(TINY, device="cuda", precision=precision)
     summary = train(cfg, tiny_features, tmp_path, tmp_path / "partial", log=lambda m: None)
     # fp16's loss scaler starts at 2^16 and halves on each overflow: a few skipped steps, no more
@@ -83,8 +91,16 @@ def test_mixed_precision_training_on_cuda_learns_and_the_model_transcribes_on_cp
 @pytest.mark.skipif(torch.cuda.device_count() > 1, reason="needs a machine with exactly one GPU")
 def test_more_processes_than_gpus_is_a_clear_error(tiny_features, tmp_path):
     cfg = replace(TINY, epochs=1, device="cuda")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "asr.train",
-           *_train_cmd(tiny_features, tmp_path / "out", tmp_path / "p", cfg)[3:]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "asr.train",
+        *_train_cmd(tiny_features, tmp_path / "out", tmp_path / "p", cfg)[3:],
+    ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     assert "process 1 of 2 has no GPU of its own: 1 visible" in r.stdout + r.stderr
@@ -94,8 +110,9 @@ def test_kill_and_resume_on_cuda_continues_where_it_stopped(tiny_features, tmp_p
     # CUDA's cuDNN RNN and CTC backward kernels sum with atomics, so two runs differ in the last bits and
     # the resumed run is compared with the uninterrupted one within a tolerance (on the CPU it is exact)
     cfg = replace(TINY, epochs=6, evaluations=6, batch_frames=150, checkpoint_every=1, device="cuda")
-    ref = subprocess.run(_train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO,
-                         capture_output=True, text=True)
+    ref = subprocess.run(
+        _train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO, capture_output=True, text=True
+    )
     assert ref.returncode == 0, ref.stderr
     out, partial = tmp_path / "run", tmp_path / "run_p"
     env = {**os.environ, "ASR_TEST_STOP_AT": "train.eval:3"}  # after the third epoch's evaluation

@@ -12,11 +12,11 @@ import tracemalloc
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import asr
 
 import asr as asr_pkg
 from asr.audio import MAX_CHANNELS, resample, stream_audio
 from asr.errors import AudioError
-from conftest import asr
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,12 @@ def test_export_writes_only_to_a_file_or_a_new_name_and_cleans_up(model, tmp_pat
     os.mkfifo(fifo)  # as /dev/null: before, os.replace turned it into a regular file (as root, the device too)
     folder = tmp_path / "folder"
     folder.mkdir()
-    for out, words in [(fifo, "is not a regular file"), (folder, "is a folder"), ("", "the file name is empty"),
-                       (tmp_path / "missing" / "m.onnx", "no such folder")]:
+    for out, words in [
+        (fifo, "is not a regular file"),
+        (folder, "is a folder"),
+        ("", "the file name is empty"),
+        (tmp_path / "missing" / "m.onnx", "no such folder"),
+    ]:
         r = asr("export", str(model), "--onnx", str(out), check=False)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (out, r.stderr)
     assert fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder"]
@@ -147,10 +151,25 @@ def test_a_kill_between_publishing_and_copying_is_repaired_by_the_next_run(fsdd_
     results = fsdd_work / "RESULTS.md"
     results.unlink()
     sets = [a for s in SHORT for a in ("--set", s)]
-    args = [sys.executable, "-m", "asr", "run", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir",
-            str(corpora_root), *sets]
-    killed = subprocess.run([*args, "--stage", "score", "--stop-stage", "score", "--force"], cwd=REPO,
-                            capture_output=True, text=True, env={**os.environ, "ASR_TEST_STOP_AT": "stages.published:1"})
+    args = [
+        sys.executable,
+        "-m",
+        "asr",
+        "run",
+        "fsdd",
+        "--work-dir",
+        str(fsdd_work),
+        "--corpus-dir",
+        str(corpora_root),
+        *sets,
+    ]
+    killed = subprocess.run(
+        [*args, "--stage", "score", "--stop-stage", "score", "--force"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ASR_TEST_STOP_AT": "stages.published:1"},
+    )
     assert killed.returncode == -9, killed.stderr
     assert not results.exists()
     status = asr("stages", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir", str(corpora_root), *sets).stdout
@@ -181,25 +200,33 @@ def _lexicon_of_another_model(c):
     c["lm_files"]["lexicon.txt"] = "seven\tQ Q Q |\n"
 
 
-@pytest.mark.parametrize("change, field", [
-    (lambda c: c.update(results="x"), "results is a str"),
-    (lambda c: c.update(results={"test": {"wer": "low"}}), "results['test'] is not a result"),
-    (lambda c: c.update(results={"test": {"wer": 0.1, "cer": 0.1, "greedy_wer": 0.2, "wer_ci": [1]}}),
-     "results['test'].wer_ci is [1]"),
-    (lambda c: c.update(training=[1]), "training is a list"),
-    (lambda c: c.update(training={"updates": "many"}), "training.updates is 'many'"),
-    (lambda c: c.update(training={"schedule": {"hours": "2"}}), "training.schedule.hours is '2'"),
-    (lambda c: c.update(train_config={"train_sets": [1]}), "train_config.train_sets holds"),
-    (lambda c: c.update(decoding="greedy"), "decoding is a str"),
-    (lambda c: c["decoding"].update(beam_size="16"), "decoding.beam_size is '16'"),
-    (lambda c: c["decoding"].update(beam_size=10**9), "(both at most 10000)"),
-    (lambda c: c.update(lm_files=["lm.arpa"]), "lm_files is a list"),
-    (lambda c: c["lm_files"].update({"evil.bin": "x" * 1000}), "lm_files['evil.bin'] is none of the lm stage's files"),
-    (lambda c: c["lm_files"].update({"lm.arpa\0": "x"}), "is none of the lm stage's files"),
-    (lambda c: c["lm_files"].update({"lm.arpa": 5}), "lm_files['lm.arpa'] is not text"),
-    (lambda c: c["tokenizer"].update(units=[0, 1, 2]), "tokenizer units are not distinct non-empty strings"),
-    (lambda c: c.update(git_commit=["x"]), "git_commit is ['x']"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda c: c.update(results="x"), "results is a str"),
+        (lambda c: c.update(results={"test": {"wer": "low"}}), "results['test'] is not a result"),
+        (
+            lambda c: c.update(results={"test": {"wer": 0.1, "cer": 0.1, "greedy_wer": 0.2, "wer_ci": [1]}}),
+            "results['test'].wer_ci is [1]",
+        ),
+        (lambda c: c.update(training=[1]), "training is a list"),
+        (lambda c: c.update(training={"updates": "many"}), "training.updates is 'many'"),
+        (lambda c: c.update(training={"schedule": {"hours": "2"}}), "training.schedule.hours is '2'"),
+        (lambda c: c.update(train_config={"train_sets": [1]}), "train_config.train_sets holds"),
+        (lambda c: c.update(decoding="greedy"), "decoding is a str"),
+        (lambda c: c["decoding"].update(beam_size="16"), "decoding.beam_size is '16'"),
+        (lambda c: c["decoding"].update(beam_size=10**9), "(both at most 10000)"),
+        (lambda c: c.update(lm_files=["lm.arpa"]), "lm_files is a list"),
+        (
+            lambda c: c["lm_files"].update({"evil.bin": "x" * 1000}),
+            "lm_files['evil.bin'] is none of the lm stage's files",
+        ),
+        (lambda c: c["lm_files"].update({"lm.arpa\0": "x"}), "is none of the lm stage's files"),
+        (lambda c: c["lm_files"].update({"lm.arpa": 5}), "lm_files['lm.arpa'] is not text"),
+        (lambda c: c["tokenizer"].update(units=[0, 1, 2]), "tokenizer units are not distinct non-empty strings"),
+        (lambda c: c.update(git_commit=["x"]), "git_commit is ['x']"),
+    ],
+)
 def test_crafted_model_metadata_is_refused_on_load_naming_the_field(model, tmp_path, change, field):
     """Before, each of these was a traceback in ``asr info``, ``asr transcribe`` or the decoder."""
     from asr.errors import AsrError
@@ -212,12 +239,15 @@ def test_crafted_model_metadata_is_refused_on_load_naming_the_field(model, tmp_p
         assert str(path) in str(e.value) and field in str(e.value), str(e.value)
 
 
-@pytest.mark.parametrize("change, words", [
-    (_lexicon_of_another_model, "(its embedded LM): the lexicon spells 1 word(s) in units the model lacks"),
-    (lambda c: c["features"].update(win_ms=1e7), "win_ms <= 100"),  # before: 22 GiB allocated on first use
-    (lambda c: c["features"].update(f_max=1e6), "f_max <= 4000 Hz"),
-    (lambda c: c["features"].update(n_mels=100_000), "n_mels <= 256"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (_lexicon_of_another_model, "(its embedded LM): the lexicon spells 1 word(s) in units the model lacks"),
+        (lambda c: c["features"].update(win_ms=1e7), "win_ms <= 100"),  # before: 22 GiB allocated on first use
+        (lambda c: c["features"].update(f_max=1e6), "f_max <= 4000 Hz"),
+        (lambda c: c["features"].update(n_mels=100_000), "n_mels <= 256"),
+    ],
+)
 def test_a_model_file_that_does_not_fit_together_is_named(model, tmp_path, change, words):
     path = _crafted(model, tmp_path, change)
     wav = tmp_path / "a.wav"
@@ -288,8 +318,10 @@ def test_kaldi_listings_with_bad_numbers_or_fields_are_named_by_utterance(tmp_pa
     with pytest.raises(ManifestError) as e:
         read_kaldi_dir(d)
     problems = dict(e.value.problems)
-    assert "'half' is no duration" in problems["u1"] and "expected '<utterance> <recording> <start> <end>'" in \
-        problems["u2"]
+    assert (
+        "'half' is no duration" in problems["u1"]
+        and "expected '<utterance> <recording> <start> <end>'" in problems["u2"]
+    )
     (d / "segments").write_text("u1 rec1 0.0 0.5\nu2 rec1 0.5 1.0\n")
     (d / "utt2dur").write_text("u1 0.5\nu2 0.5\n")
     utts = read_kaldi_dir(d)
@@ -302,8 +334,16 @@ def test_jsonl_fields_are_not_coerced_and_deep_nesting_is_named(tmp_path):
 
     m = tmp_path / "m.jsonl"
     good = {"id": "u1", "audio": "a.wav", "duration": 1.0, "text": "a", "speaker": "s"}
-    m.write_text("\n".join([json.dumps({**good, "text": ["a"]}), json.dumps({**good, "id": "u2", "duration": "3"}),
-                            "[" * 100_000 + "]" * 100_000]) + "\n")
+    m.write_text(
+        "\n".join(
+            [
+                json.dumps({**good, "text": ["a"]}),
+                json.dumps({**good, "id": "u2", "duration": "3"}),
+                "[" * 100_000 + "]" * 100_000,
+            ]
+        )
+        + "\n"
+    )
     with pytest.raises(ManifestError) as e:
         read_manifest(m)
     text = str(e.value)
@@ -316,8 +356,9 @@ def _cv_release(root, rows: dict, durations: str | None = None):
     from test_commonvoice import HEADER
 
     (root / "clips").mkdir(parents=True)
-    sf.write(str(root / "clips" / "c1.mp3"), (0.1 * np.sin(np.arange(16_000) / 5)).astype(np.float32), 16_000,
-             format="MP3")
+    sf.write(
+        str(root / "clips" / "c1.mp3"), (0.1 * np.sin(np.arange(16_000) / 5)).astype(np.float32), 16_000, format="MP3"
+    )
     for split, paths in rows.items():
         lines = [f"{'ab' * 8}\t{p}\tsid\thello there\t\t2\t0\t\t\t\t\ten\t" for p in paths]
         (root / f"{split}.tsv").write_text("\n".join([HEADER, *lines]) + "\n")
@@ -325,12 +366,19 @@ def _cv_release(root, rows: dict, durations: str | None = None):
         (root / "clip_durations.tsv").write_text("clip\tduration[ms]\n" + durations)
 
 
-@pytest.mark.parametrize("rows, durations, words", [
-    ({"train": ["/etc/hostname"], "dev": ["c1.mp3"], "test": ["c1.mp3"]}, None, "points outside the release's clips/"),
-    ({"train": ["../../secret.mp3"], "dev": ["c1.mp3"], "test": ["c1.mp3"]}, None, "points outside"),
-    ({"train": ["c1.mp3"], "dev": [], "test": ["c1.mp3"]}, None, "in train.tsv and in dev.tsv or test.tsv"),
-    ({"train": ["c1.mp3"], "dev": [], "test": []}, "c1.mp3\t3000000000\n", "3,000,000,000 ms is no clip's length"),
-])
+@pytest.mark.parametrize(
+    "rows, durations, words",
+    [
+        (
+            {"train": ["/etc/hostname"], "dev": ["c1.mp3"], "test": ["c1.mp3"]},
+            None,
+            "points outside the release's clips/",
+        ),
+        ({"train": ["../../secret.mp3"], "dev": ["c1.mp3"], "test": ["c1.mp3"]}, None, "points outside"),
+        ({"train": ["c1.mp3"], "dev": [], "test": ["c1.mp3"]}, None, "in train.tsv and in dev.tsv or test.tsv"),
+        ({"train": ["c1.mp3"], "dev": [], "test": []}, "c1.mp3\t3000000000\n", "3,000,000,000 ms is no clip's length"),
+    ],
+)
 def test_common_voice_listings_stay_inside_the_release(tmp_path, rows, durations, words):
     from asr.corpora import commonvoice as cv
     from asr.errors import AsrError
@@ -398,10 +446,11 @@ def test_a_stage_file_that_cannot_be_written_names_its_path(tmp_path, small_file
 def test_training_names_the_utterance_holding_the_word_separator_and_an_empty_train_set(fsdd_utts, tmp_path):
     import dataclasses
 
-    from asr.errors import AsrError
-    from asr.train import train
     from conftest import build_features
     from test_train import TINY
+
+    from asr.errors import AsrError
+    from asr.train import train
 
     utts = [dataclasses.replace(u, text="seven|eight") if i == 2 else u for i, u in enumerate(fsdd_utts[:4])]
     feats = build_features(tmp_path / "a", {"tiny": utts})
@@ -434,8 +483,14 @@ def test_fsdd_loso_finds_speechocean762_by_its_own_setting(corpora_root, so762_r
     env = {k: v for k, v in os.environ.items() if k != "ASR_CORPORA"}
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "asr", "run", "fsdd_loso", "--stop-stage", "prepare", *args],
-                              cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "asr", "run", "fsdd_loso", "--stop-stage", "prepare", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
 
     r = run("--work-dir", str(tmp_path / "a"), "--corpus-dir", str(corpora_root / "fsdd"))
     assert r.returncode == 0 and "digit strings by" in r.stdout, r.stdout + r.stderr
@@ -444,6 +499,12 @@ def test_fsdd_loso_finds_speechocean762_by_its_own_setting(corpora_root, so762_r
     (lone / "fsdd" / "recordings").symlink_to(corpora_root / "fsdd" / "recordings")
     r = run("--work-dir", str(tmp_path / "b"), "--corpus-dir", str(lone / "fsdd"))
     assert r.returncode == 2 and "--set prepare.so762_dir=DIR" in r.stderr and "Traceback" not in r.stderr, r.stderr
-    r = run("--work-dir", str(tmp_path / "b"), "--corpus-dir", str(lone / "fsdd"), "--set",
-            f"prepare.so762_dir={corpora_root}")
+    r = run(
+        "--work-dir",
+        str(tmp_path / "b"),
+        "--corpus-dir",
+        str(lone / "fsdd"),
+        "--set",
+        f"prepare.so762_dir={corpora_root}",
+    )
     assert r.returncode == 0, r.stderr

@@ -9,19 +9,25 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from conftest import asr
 
 from asr.corpora import librispeech as ls
 from asr.errors import CorpusError, ManifestError
 from asr.manifest import read_kaldi_table, read_manifest
-from conftest import asr
 
 # subset -> {speaker: chapter}; 2 utterances per chapter
-TREE = {"train-clean-100": {"19": "198", "26": "496"}, "dev-clean": {"84": "121123"},
-        "test-clean": {"121": "127105"}, "test-other": {"1688": "142285"}}
+TREE = {
+    "train-clean-100": {"19": "198", "26": "496"},
+    "dev-clean": {"84": "121123"},
+    "test-clean": {"121": "127105"},
+    "test-other": {"1688": "142285"},
+}
 
 
 def _build(so762_root: Path, dst: Path) -> dict:
-    """LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<nnnn>.flac + .trans.txt; returns id -> (subset, text, seconds)."""
+    """LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<nnnn>.flac + .trans.txt.
+
+    Returns id -> (subset, text, seconds)."""
     text = read_kaldi_table(so762_root / "train" / "text")
     wav = read_kaldi_table(so762_root / "train" / "wav.scp")
     sources = iter(sorted(wav))
@@ -41,14 +47,24 @@ def _build(so762_root: Path, dst: Path) -> dict:
                 lines.append(f"{uid} {' '.join(words)}")
                 made[uid] = (subset, " ".join(words), len(data) / rate, spk)
             (d / f"{spk}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
-    (dst / "LibriSpeech" / "SPEAKERS.TXT").write_text(";ID  |SEX| SUBSET | MINUTES | NAME\n19 | F | train-clean-100 | 25.19 | Kara\n")
+    (dst / "LibriSpeech" / "SPEAKERS.TXT").write_text(
+        ";ID  |SEX| SUBSET | MINUTES | NAME\n19 | F | train-clean-100 | 25.19 | Kara\n"
+    )
     return made
 
 
 def test_prepare_an_upstream_tree_through_the_recipe(so762_root, tmp_path):
     made = _build(so762_root, tmp_path / "corpora")
-    asr("run", "librispeech", "--work-dir", str(tmp_path / "w"), "--corpus-dir", str(tmp_path / "corpora"),
-        "--stop-stage", "prepare")
+    asr(
+        "run",
+        "librispeech",
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--corpus-dir",
+        str(tmp_path / "corpora"),
+        "--stop-stage",
+        "prepare",
+    )
     prep = tmp_path / "w" / "prepare"
     sets = {p.relative_to(prep).with_suffix("").as_posix(): read_manifest(p) for p in prep.rglob("*.jsonl")}
     assert sorted(sets) == ["dev/dev-clean", "test/test-clean", "test/test-other", "train/train-clean-100"]

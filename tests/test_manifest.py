@@ -1,12 +1,20 @@
 import json
 
 import pytest
+from conftest import tone, write_wav
 
 from asr.errors import ManifestError, TokenizerError
-from asr.manifest import (Utterance, check, load_data, read_kaldi_dir, read_manifest, validate,
-                          write_kaldi_dir, write_manifest)
+from asr.manifest import (
+    Utterance,
+    check,
+    load_data,
+    read_kaldi_dir,
+    read_manifest,
+    validate,
+    write_kaldi_dir,
+    write_manifest,
+)
 from asr.tokenizer import CharTokenizer
-from conftest import tone, write_wav
 
 
 @pytest.fixture
@@ -87,7 +95,7 @@ def test_validation_reports_every_bad_entry(tmp_path, utts):
 def test_bad_jsonl_lines_are_all_reported(tmp_path, utts):
     p = tmp_path / "m.jsonl"
     good = json.dumps(utts[0].to_dict())
-    p.write_text(f"{good}\nnot json\n{{\"id\": \"x\"}}\n{good[:-1]}, \"colour\": 1}}\n")
+    p.write_text(f'{good}\nnot json\n{{"id": "x"}}\n{good[:-1]}, "colour": 1}}\n')
     with pytest.raises(ManifestError) as e:
         read_manifest(p)
     text = str(e.value)

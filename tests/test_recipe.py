@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, SHORT, asr, run_fsdd
 
 from asr.manifest import read_text
 from asr.stages import DATA_STAMPS
-from conftest import REPO, SHORT, asr, run_fsdd
-
 
 
 @pytest.fixture
@@ -30,7 +29,11 @@ def test_short_recipe_reaches_a_real_wer(work, fsdd_counts):
     n_test = fsdd_counts["test"]
     assert metrics["isolated/test"]["utterances"] == n_test
     results = (work / "RESULTS.md").read_text()
-    assert f"| isolated/test | {n_test} | {n_test} |" in results and "real-time factor" in results and "git commit" in results
+    assert (
+        f"| isolated/test | {n_test} | {n_test} |" in results
+        and "real-time factor" in results
+        and "git commit" in results
+    )
     for name in ("hyp.txt", "ref.txt", "alignments.txt", "speakers.txt", "confusions.txt", "ref.trn", "hyp.trn", "wer"):
         assert (work / "score" / "isolated" / "test" / name).is_file(), name
 
@@ -70,18 +73,34 @@ def test_rerun_skips_everything_and_decode_change_reruns_decode_and_score_only(w
 
 def test_transcribe_real_fsdd_files(work, fsdd_recordings):
     files = [fsdd_recordings / f"{d}_nicolas_{i}.wav" for d, i in ((0, 1), (3, 2), (5, 0), (7, 4), (9, 3))]
-    r = asr("transcribe", str(work / "train" / "model.pt"), *map(str, files), "--lm", str(work / "lm"),
-            "--lm-weight", "0")
+    r = asr(
+        "transcribe", str(work / "train" / "model.pt"), *map(str, files), "--lm", str(work / "lm"), "--lm-weight", "0"
+    )
     lines = r.stdout.splitlines()
     assert len(lines) == 5
     words = ["zero", "three", "five", "seven", "nine"]
     right = sum(line == f"{f}\t{w}" for line, f, w in zip(lines, files, words))
     assert right >= 4, r.stdout
-    arpa = asr("transcribe", str(work / "train" / "model.pt"), *map(str, files), "--lm", str(work / "lm" / "lm.arpa"),
-               "--lm-weight", "0")
+    arpa = asr(
+        "transcribe",
+        str(work / "train" / "model.pt"),
+        *map(str, files),
+        "--lm",
+        str(work / "lm" / "lm.arpa"),
+        "--lm-weight",
+        "0",
+    )
     assert arpa.stdout == r.stdout  # an ARPA file works as well as the lm stage's folder
-    bad = asr("transcribe", str(work / "train" / "model.pt"), str(files[0]), "--method", "beam",
-              "--beam-size-token", "-1", check=False)  # the option reaches the search, checked there
+    bad = asr(
+        "transcribe",
+        str(work / "train" / "model.pt"),
+        str(files[0]),
+        "--method",
+        "beam",
+        "--beam-size-token",
+        "-1",
+        check=False,
+    )  # the option reaches the search, checked there
     assert bad.returncode == 2 and "beam_size_token >= 0" in bad.stderr and not bad.stdout
     # a bad file is named on stderr, the others are still transcribed, and the exit status says so
     junk = work / "junk.wav"
@@ -97,9 +116,19 @@ def test_transcribe_real_fsdd_files(work, fsdd_recordings):
 def test_evaluate_matches_the_decode_stage(work, fsdd_counts):
     settings = json.loads((work / "decode" / "settings.json").read_text())
     out = work / "eval"
-    r = asr("evaluate", str(work / "train" / "model.pt"), str(work / "prepare" / "isolated" / "test.jsonl"),
-            "--lm", str(work / "lm"), "--lm-weight", str(settings["lm_weight"]), "--word-score",
-            str(settings["word_score"]), "--out", str(out))
+    r = asr(
+        "evaluate",
+        str(work / "train" / "model.pt"),
+        str(work / "prepare" / "isolated" / "test.jsonl"),
+        "--lm",
+        str(work / "lm"),
+        "--lm-weight",
+        str(settings["lm_weight"]),
+        "--word-score",
+        str(settings["word_score"]),
+        "--out",
+        str(out),
+    )
     ours = read_text(out / "hyp.txt")
     stage = read_text(work / "decode" / "isolated" / "test" / "hyp.txt")
     assert len(ours) == len(stage) == fsdd_counts["test"]
@@ -113,7 +142,10 @@ def test_the_exported_model_decodes_as_the_recipe_reported_without_flags(work):
     ckpt = torch.load(model, weights_only=True)
     settings = json.loads((work / "decode" / "settings.json").read_text())
     assert ckpt["decoding"]["method"] == settings["method"] == "lexicon_lm"
-    assert (ckpt["decoding"]["lm_weight"], ckpt["decoding"]["word_score"]) == (settings["lm_weight"], settings["word_score"])
+    assert (ckpt["decoding"]["lm_weight"], ckpt["decoding"]["word_score"]) == (
+        settings["lm_weight"],
+        settings["word_score"],
+    )
     assert set(ckpt["lm_files"]) == {"lexicon.txt", "words.txt", "lm.arpa"}
     metrics = json.loads((work / "score" / "record.json").read_text())["metrics"]
     test = str(work / "prepare" / "isolated" / "test.jsonl")
@@ -125,9 +157,14 @@ def test_the_exported_model_decodes_as_the_recipe_reported_without_flags(work):
     g = asr("evaluate", str(model), test, "--method", "greedy")  # a flag overrides the stored decoding
     assert g.stdout.startswith(f"%WER {100 * m['greedy_wer']:.2f} ")
     info = asr("info", str(model)).stdout
-    for part in ("network: LSTM 2x96 bidirectional", f"decoding: lexicon_lm, beam {settings['beam_size']}",
-                 "tuned on isolated/dev, connected/dev",
-                 "embedded LM files: lexicon.txt", "result isolated/test: WER", "git commit: "):
+    for part in (
+        "network: LSTM 2x96 bidirectional",
+        f"decoding: lexicon_lm, beam {settings['beam_size']}",
+        "tuned on isolated/dev, connected/dev",
+        "embedded LM files: lexicon.txt",
+        "result isolated/test: WER",
+        "git commit: ",
+    ):
         assert part in info, info
 
 
@@ -156,10 +193,17 @@ def test_onnx_export_transcribes_as_the_torch_model_does_without_torch(work, tmp
     for u in utts[::25]:
         wave = load_audio(u.audio, 8_000)
         np.testing.assert_allclose(theirs.log_probs(wave), ours.log_probs(wave), rtol=0, atol=1e-4)
-    code = ("import sys; from asr.cli import main; main(['transcribe', sys.argv[1], sys.argv[2]]); "
-            "print('torch' in sys.modules, 'torchaudio' in sys.modules)")
-    r = subprocess.run([sys.executable, "-c", code, str(onnx_path), utts[0].audio], cwd=REPO, capture_output=True,
-                       text=True, timeout=120)
+    code = (
+        "import sys; from asr.cli import main; main(['transcribe', sys.argv[1], sys.argv[2]]); "
+        "print('torch' in sys.modules, 'torchaudio' in sys.modules)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(onnx_path), utts[0].audio],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [f"{utts[0].audio}\t{ours.transcribe(utts[0].audio).text}", "False False"]
     info = asr("info", str(onnx_path)).stdout
@@ -194,16 +238,33 @@ def test_custom_recipe_reports_bad_data_by_id(tmp_path):
     d = tmp_path / "bad"
     d.mkdir()
     (d / "x.jsonl").write_text('{"id": "u1", "audio": "/nope.wav", "duration": 1.0, "text": "hi", "speaker": "s"}\n')
-    r = asr("run", "custom", "--work-dir", str(tmp_path / "w"), "--set", f"prepare.train={d / 'x.jsonl'}",
-            "--set", f"prepare.dev={d / 'x.jsonl'}", "--set", f"prepare.test={d / 'x.jsonl'}", check=False)
+    r = asr(
+        "run",
+        "custom",
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--set",
+        f"prepare.train={d / 'x.jsonl'}",
+        "--set",
+        f"prepare.dev={d / 'x.jsonl'}",
+        "--set",
+        f"prepare.test={d / 'x.jsonl'}",
+        check=False,
+    )
     assert r.returncode == 2 and "u1: audio file /nope.wav does not exist" in r.stderr
     r = asr("run", "custom", "--work-dir", str(tmp_path / "w2"), check=False)
     assert r.returncode == 2 and "--set prepare.train=PATH" in r.stderr
 
 
 def test_leave_one_speaker_out_recipe_reports_every_fold(corpora_root, tmp_path, fsdd_counts):
-    sets = ["train.max_utterances=300", "train.epochs=2", "train.model.hidden=32", "train.model.num_layers=1",
-            "train.spec_augment=false", "features.augment.copies=0"]  # copies: 1.7x the features' time
+    sets = [
+        "train.max_utterances=300",
+        "train.epochs=2",
+        "train.model.hidden=32",
+        "train.model.num_layers=1",
+        "train.spec_augment=false",
+        "features.augment.copies=0",
+    ]  # copies: 1.7x the features' time
     args = [a for s in sets for a in ("--set", s)]
     asr("run", "fsdd_loso", "--work-dir", str(tmp_path), "--corpus-dir", str(corpora_root), *args)
     folds = json.loads((tmp_path / "score" / "folds.json").read_text())
@@ -211,8 +272,9 @@ def test_leave_one_speaker_out_recipe_reports_every_fold(corpora_root, tmp_path,
     assert sorted(folds["wer"]) == fsdd_counts["speakers"]
     assert folds["mean"] == pytest.approx(sum(folds["wer"].values()) / n)
     results = (tmp_path / "RESULTS.md").read_text()
-    assert "| **mean** |" in results and all(f"| {spk} | {fsdd_counts['per_speaker'][spk]} |" in results
-                                                  for spk in folds["wer"])
+    assert "| **mean** |" in results and all(
+        f"| {spk} | {fsdd_counts['per_speaker'][spk]} |" in results for spk in folds["wer"]
+    )
     # each fold's details carry its own training summary and decoding speed
     assert results.count("- training: ") == n and "None updates" not in results
     assert results.count("- decoding real-time factor (nj=") == n and "(nj=None)" not in results
@@ -220,8 +282,10 @@ def test_leave_one_speaker_out_recipe_reports_every_fold(corpora_root, tmp_path,
     for spk in folds["wer"]:
         store_sets = json.loads((tmp_path / "features" / "features.json").read_text())["sets"]
         assert f"loso/{spk}/test" in store_sets
-        train_ids = [json.loads(line)["speaker"] for line in
-                     (tmp_path / "features" / "loso" / spk / "train.index.jsonl").read_text().splitlines()]
+        train_ids = [
+            json.loads(line)["speaker"]
+            for line in (tmp_path / "features" / "loso" / spk / "train.index.jsonl").read_text().splitlines()
+        ]
         assert spk not in train_ids
 
 
@@ -247,7 +311,6 @@ def test_long_audio_is_transcribed_in_chunks(work, fsdd_recordings, tmp_path):
 # --- stage output formats: a change without a version bump fails ------------------------------------
 
 FORMATS = Path(__file__).parent / "data" / "stage_formats.json"
-
 
 
 def _format_of(folder: Path) -> list[str]:
@@ -303,10 +366,12 @@ def test_stage_output_formats_change_only_with_a_version_bump(work):
                 f"the output of stage {name!r} changed but its VERSION ({cur['version']}) did not: bump it next to "
                 f"the stage's code, then run this test with ASR_UPDATE_FORMATS=1 to record the new format.\n"
                 f"added: {sorted(set(cur['format']) - set(old['format']))}\n"
-                f"removed: {sorted(set(old['format']) - set(cur['format']))}")
+                f"removed: {sorted(set(old['format']) - set(cur['format']))}"
+            )
         assert str(cur["version"]) == str(old["version"]), (
             f"stage {name!r} is now version {cur['version']}, recorded {old['version']}: run this test with "
-            "ASR_UPDATE_FORMATS=1 to record its format")
+            "ASR_UPDATE_FORMATS=1 to record its format"
+        )
 
 
 def test_edited_transcript_or_replaced_audio_makes_prepare_stale(fsdd_utts, tmp_path):
@@ -314,12 +379,17 @@ def test_edited_transcript_or_replaced_audio_makes_prepare_stale(fsdd_utts, tmp_
 
     from asr.manifest import write_kaldi_dir
 
-    utts = [u.__class__(u.id, str(shutil.copy(u.audio, tmp_path / f"{u.id}.wav")), u.duration, u.text, u.speaker)
-            for u in fsdd_utts[:4]]
+    utts = [
+        u.__class__(u.id, str(shutil.copy(u.audio, tmp_path / f"{u.id}.wav")), u.duration, u.text, u.speaker)
+        for u in fsdd_utts[:4]
+    ]
     for split in ("train", "dev", "test"):
         write_kaldi_dir(tmp_path / split, utts)
-    args = ["--work-dir", str(tmp_path / "w"), *[a for s in ("train", "dev", "test")
-                                                  for a in ("--set", f"prepare.{s}={tmp_path / s}")]]
+    args = [
+        "--work-dir",
+        str(tmp_path / "w"),
+        *[a for s in ("train", "dev", "test") for a in ("--set", f"prepare.{s}={tmp_path / s}")],
+    ]
     asr("run", "custom", *args, "--stop-stage", "prepare")
     assert "prepare      done" in asr("stages", "custom", *args).stdout
     text = tmp_path / "train" / "text"
@@ -329,7 +399,7 @@ def test_edited_transcript_or_replaced_audio_makes_prepare_stale(fsdd_utts, tmp_
     assert "features     missing" in out
     r = asr("run", "custom", *args, "--stop-stage", "prepare")
     assert "stage 1 (prepare): running" in r.stdout
-    assert "\"text\": \"neon\"" in (tmp_path / "w" / "prepare" / "train" / "train.jsonl").read_text()
+    assert '"text": "neon"' in (tmp_path / "w" / "prepare" / "train" / "train.jsonl").read_text()
     wav = Path(utts[1].audio)
     shutil.copy(utts[2].audio, wav)  # other audio at the same path
     out = asr("stages", "custom", *args).stdout
@@ -338,11 +408,22 @@ def test_edited_transcript_or_replaced_audio_makes_prepare_stale(fsdd_utts, tmp_
 
 # --- speechocean762, shortened -------------------------------------------------------------------
 
-SO762_SHORT = ["prepare.dev_speakers=6", "prepare.devtest_speakers=6", "train.max_utterances=1200",
-               "features.speed_perturb=", "train.spec_augment=false",
-               "train.model.num_layers=2", "train.model.hidden=128", "train.epochs=8", "train.batch_frames=4000",
-               "train.model.dropout=0.1", "lm.token_order=0", "decode.search.method=lexicon_lm",
-               "decode.lm_weights=0.5,1,2", "decode.word_scores=0,1"]
+SO762_SHORT = [
+    "prepare.dev_speakers=6",
+    "prepare.devtest_speakers=6",
+    "train.max_utterances=1200",
+    "features.speed_perturb=",
+    "train.spec_augment=false",
+    "train.model.num_layers=2",
+    "train.model.hidden=128",
+    "train.epochs=8",
+    "train.batch_frames=4000",
+    "train.model.dropout=0.1",
+    "lm.token_order=0",
+    "decode.search.method=lexicon_lm",
+    "decode.lm_weights=0.5,1,2",
+    "decode.word_scores=0,1",
+]
 
 
 SO762_SHORT_WER_BOUND = 0.85  # measured 77.1% [73.6, 80.7] (greedy 92.0%; 75.1% with the plateau LR); the most

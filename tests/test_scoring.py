@@ -42,7 +42,10 @@ def test_wer_equals_jiwer_on_random_pairs(seed):
     assert s.chars.rate == pytest.approx(jiwer.cer(r, h))
     out = jiwer.process_words(r, h)
     assert (s.words.substitutions, s.words.deletions, s.words.insertions) == (
-        out.substitutions, out.deletions, out.insertions)
+        out.substitutions,
+        out.deletions,
+        out.insertions,
+    )
     assert s.utt_errors.sum() == s.words.errors and s.utt_ref_len.sum() == s.words.ref_len
     assert s.utt_char_errors.sum() == s.chars.errors and s.utt_ref_chars.sum() == s.chars.ref_len
 
@@ -59,8 +62,12 @@ def test_kaldi_style_line_and_mismatched_ids(tmp_path):
     write_text(tmp_path / "ref", {"u1": "one two three", "u2": "four five", "u3": "six"})
     write_text(tmp_path / "hyp", {"u1": "one too three four", "u2": "four", "u4": "seven"})
     with pytest.raises(AsrError, match=r"1 id\(s\) in .*ref but not in .*hyp: \['u3'\]; 1 id\(s\) in .*hyp but not"):
-        score(read_text(tmp_path / "ref"), read_text(tmp_path / "hyp"), ref_name=str(tmp_path / "ref"),
-              hyp_name=str(tmp_path / "hyp"))
+        score(
+            read_text(tmp_path / "ref"),
+            read_text(tmp_path / "hyp"),
+            ref_name=str(tmp_path / "ref"),
+            hyp_name=str(tmp_path / "hyp"),
+        )
     write_text(tmp_path / "hyp", {"u1": "one too three four", "u2": "four"})
     with pytest.raises(AsrError, match="missing-as-deletions"):
         score(read_text(tmp_path / "ref"), read_text(tmp_path / "hyp"))
@@ -73,8 +80,21 @@ def test_cli_wer_bootstrap_and_compare(tmp_path):
     write_text(tmp_path / "ref", refs)
     write_text(tmp_path / "hyp", hyps)
     write_text(tmp_path / "perfect", refs)
-    r = subprocess.run([sys.executable, "-m", "asr", "wer", str(tmp_path / "ref"), str(tmp_path / "perfect"),
-                        "--bootstrap", "--compare", str(tmp_path / "hyp")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asr",
+            "wer",
+            str(tmp_path / "ref"),
+            str(tmp_path / "perfect"),
+            "--bootstrap",
+            "--compare",
+            str(tmp_path / "hyp"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].startswith("%WER 0.00 [ 0 / ")
     assert "95% confidence interval of the WER: [0.00, 0.00]" in r.stdout
@@ -86,8 +106,12 @@ def test_cli_wer_bootstrap_and_compare(tmp_path):
 
 
 def _sclite_wer(ref_trn, hyp_trn):
-    out = subprocess.run(["sctk", "sclite", "-r", str(ref_trn), "trn", "-h", str(hyp_trn), "trn", "-i", "rm",
-                          "-o", "sum", "stdout"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sctk", "sclite", "-r", str(ref_trn), "trn", "-h", str(hyp_trn), "trn", "-i", "rm", "-o", "sum", "stdout"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     row = next(line for line in out.splitlines() if "Sum/Avg" in line)
     nums = [float(x) for x in re.findall(r"[\d.]+", row)]
     # | Sum/Avg | #Snt #Wrd | Corr Sub Del Ins Err S.Err |
@@ -138,12 +162,17 @@ def test_score_stage_with_any_number_of_bootstrap_samples(tmp_path, samples):
     for name in ("hyp.txt", "greedy.txt", "ref.txt"):
         write_text(dec / "set" / name, {"u1": "one two", "u2": "three"})
     write_text(dec / "set" / "utt2spk", {"u1": "a", "u2": "b"})
-    (dec / "settings.json").write_text(json.dumps({"tuned_on": ["dev"], "method": "greedy", "beam_size": 16,
-                                                   "lm_weight": 0, "word_score": 0}))
+    (dec / "settings.json").write_text(
+        json.dumps({"tuned_on": ["dev"], "method": "greedy", "beam_size": 16, "lm_weight": 0, "word_score": 0})
+    )
     trn.mkdir()
     out = tmp_path / "score"
-    ctx = SimpleNamespace(config=scoring.ScoreConfig(bootstrap_samples=samples), out=out,
-                          inputs={"decode": dec, "train": trn}, log=lambda m: None)
+    ctx = SimpleNamespace(
+        config=scoring.ScoreConfig(bootstrap_samples=samples),
+        out=out,
+        inputs={"decode": dec, "train": trn},
+        log=lambda m: None,
+    )
     metrics = scoring.stage(ctx)["metrics"]["set"]
     results = (out / "RESULTS.md").read_text()
     assert metrics["wer"] == 0.0

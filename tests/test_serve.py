@@ -20,11 +20,11 @@ import urllib.request
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import REPO, asr
 
 from asr.manifest import read_manifest
 from asr.serve import post_audio
 from asr.transcribe import load_model
-from conftest import REPO, asr
 
 
 def post(url: str, file_name: str, data: bytes, **fields) -> tuple[int, str]:
@@ -42,9 +42,29 @@ def onnx_model(fsdd_work, tmp_path_factory):
 def server(onnx_model):
     """``asr serve`` with 2 workers and small limits (1 MB, 3 s, 5 s without body bytes) so that the limits can
     be tested."""
-    proc = subprocess.Popen([sys.executable, "-m", "asr", "serve", str(onnx_model), "--port", "0", "--workers", "2",
-                             "--max-mb", "1", "--max-seconds", "3", "--timeout", "5"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "asr",
+            "serve",
+            str(onnx_model),
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--max-mb",
+            "1",
+            "--max-seconds",
+            "3",
+            "--timeout",
+            "5",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()  # written once the socket is bound
     assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
     yield line.split()[4]
@@ -52,12 +72,15 @@ def server(onnx_model):
     proc.wait(timeout=60)
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--port", "99999", "--port 99999 is no TCP port"),  # before: an OverflowError traceback from bind()
-    ("--workers", "0", "must be positive"),
-    ("--max-mb", "0", "must be positive"),
-    ("--chunk-seconds", "0", "chunk_seconds must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--port", "99999", "--port 99999 is no TCP port"),  # before: an OverflowError traceback from bind()
+        ("--workers", "0", "must be positive"),
+        ("--max-mb", "0", "must be positive"),
+        ("--chunk-seconds", "0", "chunk_seconds must be a positive number"),
+    ],
+)
 def test_bad_service_options_are_refused_before_serving(onnx_model, option, value, message):
     r = asr("serve", str(onnx_model), option, value, check=False)
     assert r.returncode != 0 and "Traceback" not in r.stderr and message in r.stderr, r.stderr
@@ -144,7 +167,8 @@ def _raw_request(url: str, head: bytes, body_parts, timeout: float = 60.0) -> tu
             pass
         answer = b""
         while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < int(
-                re.search(rb"content-length: (\d+)", answer.lower()).group(1)):
+            re.search(rb"content-length: (\d+)", answer.lower()).group(1)
+        ):
             data = s.recv(65536)
             if not data:
                 break
@@ -156,8 +180,10 @@ def _raw_request(url: str, head: bytes, body_parts, timeout: float = 60.0) -> tu
 def test_a_chunked_upload_is_stopped_at_the_limit_not_read_to_its_end(server):
     """2 MB sent chunked (no Content-Length) to a 1 MB server, the body never ended: before, the server waited
     for the rest (spooling it to disk), now it answers 413 once the limit is passed."""
-    head = (b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+    head = (
+        b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    )
     form = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
     piece = b"\0" * 65_536
     parts = [b"%x\r\n%s\r\n" % (len(p), p) for p in [form] + [piece] * 32]
@@ -168,8 +194,10 @@ def test_a_chunked_upload_is_stopped_at_the_limit_not_read_to_its_end(server):
 def test_an_idle_upload_is_given_up_after_the_timeout(server):
     """A body that stops arriving: before, the connection was held with no answer for as long as the client
     liked (40 such made /health unanswerable); now a 408 after --timeout (5 s here)."""
-    head = (b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
-            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+    head = (
+        b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    )
     status, body = _raw_request(server, head, [b"--b\r\n"])
     assert status == 408 and "stopped arriving for 5 s" in body["error"]["message"], body
 
@@ -197,10 +225,18 @@ def test_the_service_surface_answers_in_its_own_error_format(server, onnx_model)
 
 def post_audio_fields(url: str, fields: dict) -> tuple[int, str]:
     boundary = "b0undary"
-    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-                    for k, v in fields.items()) + f"--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"{url.rstrip('/')}/v1/audio/transcriptions", data=body,
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            for k, v in fields.items()
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        f"{url.rstrip('/')}/v1/audio/transcriptions",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, r.read().decode()

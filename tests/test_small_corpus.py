@@ -9,9 +9,9 @@ import json
 
 import numpy as np
 import soundfile as sf
+from conftest import asr
 
 from asr.corpora import fsdd
-from conftest import asr
 
 WORDS = 8  # per utterance
 
@@ -44,12 +44,25 @@ def test_thirty_utterances_of_two_words_train_with_the_defaults(fsdd_recordings,
     recs = [r for r in fsdd.scan(fsdd_recordings) if r.speaker == "jackson" and r.digit in (0, 1)]
     takes = {split: [r for r in recs if fsdd.split_of(r) == split] for split in ("train", "dev", "test")}
     rng = np.random.default_rng(0)
-    dirs = {split: _strings(takes[split] or takes["train"], n, rng, tmp_path / "corpus", split)
-            for split, n in (("train", 30), ("dev", 10), ("test", 20))}
+    dirs = {
+        split: _strings(takes[split] or takes["train"], n, rng, tmp_path / "corpus", split)
+        for split, n in (("train", 30), ("dev", 10), ("test", 20))
+    }
     work = tmp_path / "work"
-    asr("run", "custom", "--work-dir", str(work), "--set", f"prepare.train={dirs['train']}",
-        "--set", f"prepare.dev={dirs['dev']}", "--set", f"prepare.test={dirs['test']}",
-        "--set", "features.sample_rate=8000")
+    asr(
+        "run",
+        "custom",
+        "--work-dir",
+        str(work),
+        "--set",
+        f"prepare.train={dirs['train']}",
+        "--set",
+        f"prepare.dev={dirs['dev']}",
+        "--set",
+        f"prepare.test={dirs['test']}",
+        "--set",
+        "features.sample_rate=8000",
+    )
     summary = json.loads((work / "train" / "summary.json").read_text())
     assert summary["updates"] >= 400 and summary["schedule"]["batches_per_epoch"] >= 10
     wer = json.loads((work / "score" / "record.json").read_text())["metrics"]

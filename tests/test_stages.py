@@ -110,16 +110,26 @@ def test_second_run_on_locked_work_dir_fails_clearly(tmp_path):
 def test_lock_left_by_a_dead_run_names_the_processes_still_holding_it(tmp_path):
     p = pipe(tmp_path)
     p.work_dir.mkdir(parents=True)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()  # a pid that has exited
-    holder = subprocess.Popen([sys.executable, "-c", f"""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()  # a pid that has exited
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import fcntl, sys
 f = open({str(p.work_dir / ".lock")!r}, "a+")
 fcntl.flock(f, fcntl.LOCK_EX)
 f.write("pid {dead} (asr run killed)"); f.flush()
 print("locked", flush=True)
 sys.stdin.read()
-"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+""",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(AsrError) as e:
@@ -165,6 +175,7 @@ def test_data_fingerprint_names_the_changed_file(tmp_path):
 
     def data(cfg):
         from asr.fsutil import file_stamp, sha256sum
+
         return {str(text): sha256sum(text), str(wav): file_stamp(wav)}
 
     stages = [Stage(1, "a", stage_a, data=data), Stage(2, "b", stage_b, ("a",))]
@@ -203,6 +214,7 @@ def test_older_stage_version_is_stale_and_records_say_which_code(tmp_path):
     pipe(tmp_path).run(log=lambda m: None)
     rec = json.loads((tmp_path / "work/a/record.json").read_text())
     from asr import __version__
+
     assert rec["asr_version"] == __version__ and rec["git_commit"] and rec["version"] == 1
     newer = [Stage(1, "a", stage_a, version=2), *STAGES[1:]]
     rows = Pipeline(newer, CONFIG, tmp_path / "work").status()
@@ -221,7 +233,8 @@ def test_each_stage_records_its_own_peak_memory(tmp_path):
         ctx.out.joinpath("n").write_text("1")
 
     Pipeline([Stage(1, "a", big), Stage(2, "b", small, ("a",))], {"a": A(), "b": A()}, tmp_path / "w").run(
-        log=lambda m: None)
+        log=lambda m: None
+    )
     peak = {n: json.loads((tmp_path / "w" / n / "record.json").read_text())["peak_rss_mb"] for n in "ab"}
     assert peak["a"] > 400 and peak["b"] < peak["a"] - 300
 
@@ -250,8 +263,9 @@ def test_config_overrides_are_typed_and_checked():
     from asr.features import FeatureConfig
 
     cfg = {"features": FeatureConfig()}
-    out = apply_overrides(cfg, ["features.n_mfcc=20", "features.f_max=none", "features.cmvn=global",
-                                "features.speed_perturb=0.9,1.1"])
+    out = apply_overrides(
+        cfg, ["features.n_mfcc=20", "features.f_max=none", "features.cmvn=global", "features.speed_perturb=0.9,1.1"]
+    )
     f = out["features"]
     assert (f.n_mfcc, f.f_max, f.cmvn, f.speed_perturb) == (20, None, "global", (0.9, 1.1))
     with pytest.raises(ConfigError, match=r"unknown key 'features.nmfcc'; valid keys of 'features': \[.*'n_mfcc'"):
@@ -265,17 +279,21 @@ def test_config_overrides_are_typed_and_checked():
     with pytest.raises(ConfigError, match="unknown config section 'feat'"):
         apply_overrides(cfg, ["feat.n_mfcc=2"])
     # nested groups: train.model.hidden
-    from asr.train import TrainConfig
     from asr.stages import config_summary
+    from asr.train import TrainConfig
+
     out = apply_overrides({"train": TrainConfig()}, ["train.model.hidden=64", "train.lr=0.01"])
     assert out["train"].model.hidden == 64 and out["train"].lr == 0.01
     assert "train.model.hidden = 64" in config_summary(out).splitlines()
-    with pytest.raises(ConfigError, match=r"unknown key 'train.model.hiden'; valid keys of 'train.model': \[.*'hidden'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'train.model.hiden'; valid keys of 'train.model': \[.*'hidden'"
+    ):
         apply_overrides({"train": TrainConfig()}, ["train.model.hiden=3"])
     with pytest.raises(ConfigError, match="train.model is a group of keys"):
         apply_overrides({"train": TrainConfig()}, ["train.model=3"])
     # a NaN in the decoder's tuning grid decoded every utterance to nothing before
     from asr.decode import DecodeConfig
+
     with pytest.raises(ConfigError, match="must be finite numbers"):
         apply_overrides({"decode": DecodeConfig()}, ["decode.lm_weights=0.5,nan"])
     with pytest.raises(ConfigError, match="must be finite numbers"):
@@ -285,13 +303,29 @@ def test_config_overrides_are_typed_and_checked():
 # --- the real feature stage, killed with SIGKILL and re-run -----------------------------------------
 
 # with augmented copies: their features too must be the same after a kill, over 2 workers
-SMALL = ["--stop-stage", "features", "--set", "prepare.connected_train=40", "--set", "prepare.connected_dev=10",
-         "--set", "prepare.connected_test=10", "--set", "features.augment.copies=1"]
+SMALL = [
+    "--stop-stage",
+    "features",
+    "--set",
+    "prepare.connected_train=40",
+    "--set",
+    "prepare.connected_dev=10",
+    "--set",
+    "prepare.connected_test=10",
+    "--set",
+    "features.augment.copies=1",
+]
 
 
 def _asr(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "asr", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "asr", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def _digest(folder: Path) -> dict:
@@ -342,8 +376,19 @@ def test_sigkill_during_features_then_rerun_matches_uninterrupted(corpora_root, 
     work = tmp_path / "killed"
     # the main process kills itself (SIGKILL, as the OOM killer would) after the 2nd chunk of features,
     # while its 2 feature workers are busy: a chosen point, never a time
-    proc = _asr("run", "fsdd", "--work-dir", str(work), "--corpus-dir", str(corpora_root), "--nj", "2", *SMALL,
-                start_new_session=True, env={**os.environ, "ASR_TEST_STOP_AT": "features.chunk:2"})
+    proc = _asr(
+        "run",
+        "fsdd",
+        "--work-dir",
+        str(work),
+        "--corpus-dir",
+        str(corpora_root),
+        "--nj",
+        "2",
+        *SMALL,
+        start_new_session=True,
+        env={**os.environ, "ASR_TEST_STOP_AT": "features.chunk:2"},
+    )
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, out
     # its workers die with it (PR_SET_PDEATHSIG): wait for each, bounded, instead of sleeping
@@ -377,17 +422,26 @@ def test_every_subcommand_has_help():
 def test_an_installed_wheel_finds_its_recipes(tmp_path):
     # a non-editable install (no checkout around it) must still run `asr run fsdd`
     target = tmp_path / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(REPO)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(REPO)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert (target / "asr" / "recipes" / "fsdd" / "recipe.py").is_file()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run([sys.executable, "-m", "asr", "run", "fsdd", "--show-config"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "asr", "run", "fsdd", "--show-config"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert "train.model.hidden = 128" in out.stdout.splitlines()
-    where = subprocess.run([sys.executable, "-c", "import asr; print(asr.__file__)"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True).stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import asr; print(asr.__file__)"], cwd=tmp_path, env=env, capture_output=True, text=True
+    ).stdout
     assert where.startswith(str(target))  # the installed copy ran, not the checkout
 
 
@@ -420,8 +474,12 @@ def test_the_package_import_graph_has_no_cycle():
                 continue
             found = {t for t in targets if t in mods and t != m and t != "asr"}
             deps[m] |= found
-            if found and id(node) not in top and p.name not in ("cli.py", "__init__.py", "__main__.py") \
-                    and (m, tuple(sorted(found))) not in RUNTIME_CHOICE:
+            if (
+                found
+                and id(node) not in top
+                and p.name not in ("cli.py", "__init__.py", "__main__.py")
+                and (m, tuple(sorted(found))) not in RUNTIME_CHOICE
+            ):
                 hidden.append((m, sorted(found)))
     assert not hidden, f"asr imports inside functions (move them to the top): {hidden}"
     state: dict[str, int] = {}
@@ -429,7 +487,7 @@ def test_the_package_import_graph_has_no_cycle():
     def visit(m, path):
         state[m] = 1
         for d in sorted(deps[m]):
-            assert state.get(d) != 1, f"import cycle: {' -> '.join(path[path.index(d):] + [d]) if d in path else d}"
+            assert state.get(d) != 1, f"import cycle: {' -> '.join(path[path.index(d) :] + [d]) if d in path else d}"
             if d not in state:
                 visit(d, path + [d])
         state[m] = 2

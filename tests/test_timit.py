@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from conftest import asr
 
 from asr.corpora import timit
 from asr.errors import CorpusError, ManifestError, TokenizerError
@@ -16,16 +17,21 @@ from asr.manifest import read_kaldi_table, read_manifest
 from asr.phones import fold_text, fold_timit, timit_phones
 from asr.scoring import ScoreConfig, score
 from asr.tokenizer import PhoneTokenizer, tokenizer_from_dict
-from conftest import asr
 
 # part -> dialect region -> speaker -> sentences (SA1 is read by everyone and left out)
 TREE = {
-    "TRAIN": {"DR1": {"FCJF0": ("SA1", "SI1027", "SX127", "SX217"), "MDPK0": ("SA1", "SI552", "SX153", "SX333")},
-              "DR2": {"FAEM0": ("SA1", "SI1392", "SX42", "SX132")}},
-    "TEST": {"DR1": {"FAKS0": ("SA1", "SI943", "SX43"),  # dev (Kaldi's list)
-                     "MDAB0": ("SA1", "SI1039", "SX139"),  # core test
-                     "MJSW0": ("SA1", "SX20")},  # dev
-             "DR3": {"MADC0": ("SA1", "SX17")}},  # neither: left out
+    "TRAIN": {
+        "DR1": {"FCJF0": ("SA1", "SI1027", "SX127", "SX217"), "MDPK0": ("SA1", "SI552", "SX153", "SX333")},
+        "DR2": {"FAEM0": ("SA1", "SI1392", "SX42", "SX132")},
+    },
+    "TEST": {
+        "DR1": {
+            "FAKS0": ("SA1", "SI943", "SX43"),  # dev (Kaldi's list)
+            "MDAB0": ("SA1", "SI1039", "SX139"),  # core test
+            "MJSW0": ("SA1", "SX20"),
+        },  # dev
+        "DR3": {"MADC0": ("SA1", "SX17")},
+    },  # neither: left out
 }
 SPLIT = {"FCJF0": "train", "MDPK0": "train", "FAEM0": "train", "FAKS0": "dev", "MJSW0": "dev", "MDAB0": "test"}
 
@@ -57,20 +63,43 @@ def _build(so762_root: Path, dst: Path, lower: bool = False) -> dict:
                     sf.write(str(d / name(f"{sent}.WAV")), data, rate, format="NIST", subtype="PCM_16")
                     words = text[src].lower().split()
                     # TIMIT-style detail: silence at the edges, a closure before the first phone, a glottal stop
-                    phones = ["h#", "pcl", *lex[words[0]].split(), "q", *" ".join(lex[w] for w in words[1:]).split(), "h#"]
+                    phones = [
+                        "h#",
+                        "pcl",
+                        *lex[words[0]].split(),
+                        "q",
+                        *" ".join(lex[w] for w in words[1:]).split(),
+                        "h#",
+                    ]
                     edges = [round(i * len(data) / len(phones)) for i in range(len(phones) + 1)]
-                    (d / name(f"{sent}.PHN")).write_text("".join(f"{a} {b} {p}\n" for a, b, p in zip(edges, edges[1:], phones)))
+                    (d / name(f"{sent}.PHN")).write_text(
+                        "".join(f"{a} {b} {p}\n" for a, b, p in zip(edges, edges[1:], phones))
+                    )
                     (d / name(f"{sent}.TXT")).write_text(f"0 {len(data)} {text[src].capitalize()}.\n")
                     if spk in SPLIT and not sent.startswith("SA"):
-                        made[f"{spk.lower()}_{sent.lower()}"] = (SPLIT[spk], phones, " ".join(words), len(data) / rate,
-                                                                 spk.lower())
+                        made[f"{spk.lower()}_{sent.lower()}"] = (
+                            SPLIT[spk],
+                            phones,
+                            " ".join(words),
+                            len(data) / rate,
+                            spk.lower(),
+                        )
     return made
 
 
 @pytest.mark.parametrize("lower", [False, True], ids=["upper-case", "lower-case"])
 def test_prepare_the_standard_splits_through_the_recipe(so762_root, tmp_path, lower):
     made = _build(so762_root, tmp_path / "corpora", lower)
-    asr("run", "timit", "--work-dir", str(tmp_path / "w"), "--corpus-dir", str(tmp_path / "corpora"), "--stop-stage", "prepare")
+    asr(
+        "run",
+        "timit",
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--corpus-dir",
+        str(tmp_path / "corpora"),
+        "--stop-stage",
+        "prepare",
+    )
     p48 = timit_phones(48)
     for split in timit.SPLITS:
         utts = read_manifest(tmp_path / "w" / "prepare" / f"{split}.jsonl")
@@ -136,10 +165,24 @@ def test_folding_phone_tokens_and_phone_error_rate():
 def test_a_phone_model_through_every_stage(so762_root, tmp_path):
     _build(so762_root, tmp_path / "corpora")
     work = tmp_path / "w"
-    sets = ["train.model.hidden=32", "train.model.num_layers=1", "train.epochs=3", "train.batch_frames=3000",
-            "train.spec_augment=false", "train.early_stop=0", "decode.lm_weights=0,0.5"]
-    asr("run", "timit", "--work-dir", str(work), "--corpus-dir", str(tmp_path / "corpora"),
-        *[a for s in sets for a in ("--set", s)])
+    sets = [
+        "train.model.hidden=32",
+        "train.model.num_layers=1",
+        "train.epochs=3",
+        "train.batch_frames=3000",
+        "train.spec_augment=false",
+        "train.early_stop=0",
+        "decode.lm_weights=0,0.5",
+    ]
+    asr(
+        "run",
+        "timit",
+        "--work-dir",
+        str(work),
+        "--corpus-dir",
+        str(tmp_path / "corpora"),
+        *[a for s in sets for a in ("--set", s)],
+    )
     unigrams = (work / "lm" / "tokens.arpa").read_text().split("\\2-grams:")[0].split()
     assert "sil" in unigrams and "cl" in unigrams and "|" not in unigrams  # beam_lm's n-gram is over phones
     results = (work / "RESULTS.md").read_text()

@@ -10,21 +10,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import build_features
 
 from asr.augment import AugmentConfig
-from asr.config import to_dict
 from asr.batching import make_batches
+from asr.config import to_dict
 from asr.ctc import ctc_min_frames, greedy
 from asr.features import FeatureStore
 from asr.model import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
 from asr.tokenizer import CharTokenizer
 from asr.train import TrainConfig, load_data, train
-from conftest import build_features
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = TrainConfig(train_sets=("tiny",), dev_sets=("tiny",), model=ModelConfig(num_layers=1, hidden=64, dropout=0.0),
-                   lr=1e-2, epochs=40, batch_frames=60, early_stop=0, average_last=1, threads=1,
-                   checkpoint_every=0, schedule="plateau", warmup=0.0, lr_patience=100)  # a constant LR
+TINY = TrainConfig(
+    train_sets=("tiny",),
+    dev_sets=("tiny",),
+    model=ModelConfig(num_layers=1, hidden=64, dropout=0.0),
+    lr=1e-2,
+    epochs=40,
+    batch_frames=60,
+    early_stop=0,
+    average_last=1,
+    threads=1,
+    checkpoint_every=0,
+    schedule="plateau",
+    warmup=0.0,
+    lr_patience=100,
+)  # a constant LR
 
 
 def test_tiny_model_overfits_real_speech(tiny_features, tmp_path):
@@ -64,10 +76,12 @@ def test_cpu_unpacked_rnn_equals_packed_rnn_with_gradients():
     # the CPU path runs each direction over the padded batch (oneDNN kernel); it must give
     # what nn.LSTM/GRU over a packed batch gives (the CUDA path), outputs and gradients
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
     torch.manual_seed(0)
     for rnn, bidirectional in (("lstm", True), ("gru", True), ("lstm", False)):
-        m = AcousticModel(6, 5, ModelConfig(rnn=rnn, bidirectional=bidirectional, num_layers=3, hidden=16,
-                                            stack=1, dropout=0))
+        m = AcousticModel(
+            6, 5, ModelConfig(rnn=rnn, bidirectional=bidirectional, num_layers=3, hidden=16, stack=1, dropout=0)
+        )
         x, lengths = torch.randn(4, 12, 6), torch.tensor([12, 3, 9, 1])
         # a random weighting of the real frames' log-probabilities as the loss
         weights = torch.randn(4, 12, 5) * (torch.arange(12)[None, :, None] < lengths[:, None, None])
@@ -92,8 +106,9 @@ def test_onednn_primitive_cache_is_capped_unless_the_user_set_it():
     env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
 
     def run(e):
-        return subprocess.run([sys.executable, "-c", code], env=e, cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", code], env=e, cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     assert run(env) == "16"
     assert run({**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256"}) == "256"
@@ -130,8 +145,19 @@ def test_too_short_utterance_is_reported_at_load_and_never_inf(fsdd_utts, tmp_pa
 
 
 def _train_cmd(feats, out, partial, cfg):
-    return [sys.executable, "-m", "asr.train", "--features", str(feats), "--out", str(out),
-            "--partial", str(partial), "--config", json.dumps(to_dict(cfg))]
+    return [
+        sys.executable,
+        "-m",
+        "asr.train",
+        "--features",
+        str(feats),
+        "--out",
+        str(out),
+        "--partial",
+        str(partial),
+        "--config",
+        json.dumps(to_dict(cfg)),
+    ]
 
 
 def test_kill_and_resume_equals_uninterrupted(fsdd_utts, tmp_path):
@@ -139,10 +165,21 @@ def test_kill_and_resume_equals_uninterrupted(fsdd_utts, tmp_path):
     # Augmented training: a reverberated/noised/VTLP copy of every utterance, and SpecAugment
     six = [u for u in fsdd_utts if u.speaker == "jackson"][:6]
     tiny_features = build_features(tmp_path / "feats", {"tiny": six}, augment=AugmentConfig(copies=1, rooms=2))
-    cfg = replace(TINY, epochs=6, evaluations=6, batch_frames=150, min_batches=1, checkpoint_every=1, spec_augment=True,
-                  average_last=3, model=replace(TINY.model, dropout=0.2, num_layers=2), device="cpu")
-    ref = subprocess.run(_train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO,
-                         capture_output=True, text=True)
+    cfg = replace(
+        TINY,
+        epochs=6,
+        evaluations=6,
+        batch_frames=150,
+        min_batches=1,
+        checkpoint_every=1,
+        spec_augment=True,
+        average_last=3,
+        model=replace(TINY.model, dropout=0.2, num_layers=2),
+        device="cpu",
+    )
+    ref = subprocess.run(
+        _train_cmd(tiny_features, tmp_path / "ref", tmp_path / "ref_p", cfg), cwd=REPO, capture_output=True, text=True
+    )
     assert ref.returncode == 0, ref.stderr
     # stop deterministically early in epoch 3 (the process kills itself there)
     frames = FeatureStore(tiny_features).open("tiny")
@@ -174,8 +211,16 @@ def test_kill_and_resume_equals_uninterrupted(fsdd_utts, tmp_path):
 
 def test_two_process_gloo_ddp(tiny_features, tmp_path):
     cfg = replace(TINY, epochs=3, evaluations=3, batch_frames=150, average_last=2, device="cpu")  # Gloo, also on a GPU
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "asr.train",
-           *_train_cmd(tiny_features, tmp_path / "out", tmp_path / "p", cfg)[3:]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "asr.train",
+        *_train_cmd(tiny_features, tmp_path / "out", tmp_path / "p", cfg)[3:],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -189,7 +234,9 @@ def test_two_process_gloo_ddp(tiny_features, tmp_path):
 def test_non_finite_gradients_skip_the_step_and_are_counted(fsdd_utts, tmp_path):
     feats = build_features(tmp_path / "w", {"tiny": fsdd_utts[:4]}, cmvn="none")
     fs = FeatureStore(feats).open("tiny")
-    data = np.memmap(f"{feats}/tiny.f32", dtype=np.float32, mode="r+", shape=(sum(u["frames"] for u in fs.utts), fs.dim))
+    data = np.memmap(
+        f"{feats}/tiny.f32", dtype=np.float32, mode="r+", shape=(sum(u["frames"] for u in fs.utts), fs.dim)
+    )
     data[fs.utts[1]["start"]] = np.nan  # one corrupt frame in one utterance
     data.flush()
     cfg = replace(TINY, epochs=2, batch_frames=60)  # one utterance per batch
@@ -275,8 +322,13 @@ def test_a_model_with_subword_units_trains_loads_safely_and_transcribes(tiny_fea
 def test_spec_augment_starts_after_the_set_share_of_updates(tiny_features, tmp_path):
     base = replace(TINY, epochs=3, evaluations=3, model=replace(TINY.model, dropout=0.0))
     plain = train(base, tiny_features, tmp_path / "a", tmp_path / "ap", log=lambda m: None)
-    later = train(replace(base, spec_augment=True, spec_augment_from=2 / 3), tiny_features, tmp_path / "b",
-                  tmp_path / "bp", log=lambda m: None)
+    later = train(
+        replace(base, spec_augment=True, spec_augment_from=2 / 3),
+        tiny_features,
+        tmp_path / "b",
+        tmp_path / "bp",
+        log=lambda m: None,
+    )
     assert plain["epochs"] == later["epochs"] == 3
     assert later["schedule"]["spec_augment_from"] == 2 * later["schedule"]["batches_per_epoch"]
     h_plain = json.loads((tmp_path / "a" / "history.json").read_text())
@@ -287,6 +339,7 @@ def test_spec_augment_starts_after_the_set_share_of_updates(tiny_features, tmp_p
 
 def test_the_schedule_scales_with_the_training_audio():
     from asr.train import plan
+
     cfg = TrainConfig(batch_frames=8_000)
     tiny = plan(cfg, np.full(30, 400), 0.01)  # 30 utterances of 4 s: 2 minutes
     assert tiny.updates == cfg.min_updates  # not 10 epochs of 2 batches
@@ -300,6 +353,7 @@ def test_the_schedule_scales_with_the_training_audio():
     # utterances of many lengths: epochs after the first pack less tightly (jittered lengths), and
     # ``epochs=3`` is three whole passes, each by its own batches
     from asr.batching import make_batches
+
     varied = np.random.default_rng(0).integers(100, 1_500, size=2_000)
     three = plan(replace(cfg, epochs=3), varied, 0.01)
     counts = [len(make_batches(varied, three.batch_frames, e, cfg.seed)) for e in range(3)]
@@ -311,7 +365,7 @@ def test_the_schedule_scales_with_the_training_audio():
     cosine = replace(cfg, schedule="cosine")
     lr = [s.lr_factor(step, cosine) for step in range(s.updates)]
     assert lr[0] < 0.05 and lr[s.warmup] == pytest.approx(1.0)  # warm-up, then the peak ...
-    assert all(a >= b for a, b in zip(lr[s.warmup:], lr[s.warmup + 1:]))  # ... decaying ...
+    assert all(a >= b for a, b in zip(lr[s.warmup :], lr[s.warmup + 1 :]))  # ... decaying ...
     assert lr[-1] == pytest.approx(cfg.final_lr, abs=1e-4)  # ... to the final share
     assert s.lr_factor(s.warmup + 1, cfg) == 1.0  # the default, plateau: held after the warm-up
     assert s.lr_factor(900, replace(cfg, schedule="plateau")) == 1.0  # held: dev plateaus decay it
@@ -319,6 +373,7 @@ def test_the_schedule_scales_with_the_training_audio():
 
 def test_plateau_decay_halves_the_lr_after_the_dev_loss_stalls_past_its_patience():
     from asr.train import TrainState
+
     st = TrainState()
     scales = []
     for loss in (2.0, 1.5, 1.6, 1.5, 1.7, 1.4, 1.45, 1.41, 1.42):
@@ -338,8 +393,10 @@ def test_background_batch_workers_train_the_same_model(fsdd_utts, tmp_path):
         cfg = replace(TINY, epochs=3, batch_frames=150, spec_augment=True, loader_workers=workers, device="cpu")
         train(cfg, feats, tmp_path / f"out{workers}", tmp_path / f"p{workers}", log=lambda m: None)
         hist = json.loads((tmp_path / f"out{workers}" / "history.json").read_text())
-        runs[workers] = ([{k: v for k, v in h.items() if "seconds" not in k} for h in hist],
-                         read_checkpoint(tmp_path / f"out{workers}" / "model.pt")["state_dict"])
+        runs[workers] = (
+            [{k: v for k, v in h.items() if "seconds" not in k} for h in hist],
+            read_checkpoint(tmp_path / f"out{workers}" / "model.pt")["state_dict"],
+        )
     assert runs[0][0] == runs[2][0]
     assert all(torch.equal(runs[0][1][k], runs[2][1][k]) for k in runs[0][1])
     with pytest.raises(ValueError, match="loader_workers must be >= 0"):

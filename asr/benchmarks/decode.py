@@ -27,8 +27,8 @@ import numpy as np
 
 from asr import recipe
 from asr.decode import decode_sets
-from asr.features import FeatureStore
 from asr.export import to_onnx
+from asr.features import FeatureStore
 from asr.layout import MODEL, DecodeDir, TrainDir
 from asr.transcribe import load_model
 
@@ -105,18 +105,26 @@ def main() -> None:
                 out = _wall([sys.executable, "-c", CHILD, str(path), one_second["audio"]])[1].split()
                 parts.append([float(x) for x in out[:3]])
             cold[name] = (statistics.median(walls), np.median(np.array(parts), axis=0), out[3] == "True")
-        bare = statistics.median(_wall([sys.executable, "-c", "import torch, torchaudio"])[0]
-                                 for _ in range(args.repeats))
-    print(f"\ntranscription from audio ({shipped.name}: {rec.options.method}), {len(utts)} files, {audio:.0f} s, "
-          f"1 thread; cold start: `asr transcribe` on {Path(one_second['audio']).name} "
-          f"({one_second['duration']:.2f} s), median of {args.repeats} fresh processes")
-    print("| model | RTF, 1 thread | cold start, whole process s | ratio | import s | load s | decode s | torch imported |")
+        bare = statistics.median(
+            _wall([sys.executable, "-c", "import torch, torchaudio"])[0] for _ in range(args.repeats)
+        )
+    print(
+        f"\ntranscription from audio ({shipped.name}: {rec.options.method}), {len(utts)} files, {audio:.0f} s, "
+        f"1 thread; cold start: `asr transcribe` on {Path(one_second['audio']).name} "
+        f"({one_second['duration']:.2f} s), median of {args.repeats} fresh processes"
+    )
+    print(
+        "| model | RTF, 1 thread | cold start, whole process s | ratio | import s | load s | decode s "
+        "| torch imported |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     ref = cold["torch (model.pt)"][0]
     for name in paths:
         wall, (imp, load, dec), torch_loaded = cold[name]
-        print(f"| {name} | {rtf[name]:.4f} | {wall:.2f} | {wall / ref:.2f}x | {imp:.2f} | {load:.2f} | {dec:.2f} | "
-              f"{'yes' if torch_loaded else 'no'} |")
+        print(
+            f"| {name} | {rtf[name]:.4f} | {wall:.2f} | {wall / ref:.2f}x | {imp:.2f} | {load:.2f} | {dec:.2f} | "
+            f"{'yes' if torch_loaded else 'no'} |"
+        )
     print(f"| python -c 'import torch, torchaudio' (for reference) | - | {bare:.2f} | {bare / ref:.2f}x | | | | yes |")
 
 

@@ -39,8 +39,9 @@ def _manifest(recordings: Path, copies: int, out: Path) -> int:
 def run_ours(recordings: Path, copies: int, nj: int, work: Path) -> dict:
     n = _manifest(recordings, copies, work)
     (work / "features").mkdir()
-    ctx = SimpleNamespace(config=CFG, out=work / "features", inputs={"prepare": work / "prepare"}, nj=nj,
-                          log=lambda m: None)
+    ctx = SimpleNamespace(
+        config=CFG, out=work / "features", inputs={"prepare": work / "prepare"}, nj=nj, log=lambda m: None
+    )
     t0 = time.perf_counter()
     features.stage(ctx)
     return {"utterances": n, "seconds": time.perf_counter() - t0}
@@ -55,8 +56,16 @@ def run_librosa(recordings: Path, copies: int, work: Path) -> dict:
     for c in range(copies):
         for f in files:
             y, sr = librosa.load(f, sr=CFG.sample_rate)
-            m = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=CFG.n_mfcc, n_fft=CFG.n_fft, hop_length=CFG.hop_length,
-                                     win_length=CFG.win_length, n_mels=CFG.n_mels, fmin=CFG.f_min)
+            m = librosa.feature.mfcc(
+                y=y,
+                sr=sr,
+                n_mfcc=CFG.n_mfcc,
+                n_fft=CFG.n_fft,
+                hop_length=CFG.hop_length,
+                win_length=CFG.win_length,
+                n_mels=CFG.n_mels,
+                fmin=CFG.f_min,
+            )
             np.save(work / f"c{c}-{f.stem}.npy", m)
     return {"utterances": copies * len(files), "seconds": time.perf_counter() - t0}
 
@@ -74,8 +83,19 @@ def _child(args) -> None:
 
 
 def measure(which: str, recordings: Path, copies: int, nj: int) -> dict:
-    cmd = [sys.executable, "-m", "asr.benchmarks.features", "--child", which, "--recordings", str(recordings),
-           "--copies", str(copies), "--nj", str(nj)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "asr.benchmarks.features",
+        "--child",
+        which,
+        "--recordings",
+        str(recordings),
+        "--copies",
+        str(copies),
+        "--nj",
+        str(nj),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -99,8 +119,10 @@ def main() -> None:
     for copies in args.copies:
         ref = measure("librosa", recordings, copies, 1)
         ours = measure("ours", recordings, copies, args.nj)
-        print(f"| {copies}x | {ours['utterances']} | {ref['seconds']:.2f} | {ours['seconds']:.2f} | "
-              f"{ref['seconds'] / ours['seconds']:.1f}x | {ref['peak_mb']:.0f} | {ours['peak_mb']:.0f} |")
+        print(
+            f"| {copies}x | {ours['utterances']} | {ref['seconds']:.2f} | {ours['seconds']:.2f} | "
+            f"{ref['seconds'] / ours['seconds']:.1f}x | {ref['peak_mb']:.0f} | {ours['peak_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

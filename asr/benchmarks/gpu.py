@@ -39,9 +39,18 @@ def _pass(cfg, store, data, tokenizer, device: str, precision: str, tf32: bool, 
     core.load_state_dict(init)
     opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)
     schedule = plan(cfg, data.frames, store.config.hop_ms / 1000)
-    t = Trainer(cfg, core, core, opt, schedule,
-                torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda" and precision == "fp16"),
-                dev, CheckpointDir(ckpt), store.cmvn, store.config.hop_ms / 1000)
+    t = Trainer(
+        cfg,
+        core,
+        core,
+        opt,
+        schedule,
+        torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda" and precision == "fp16"),
+        dev,
+        CheckpointDir(ckpt),
+        store.cmvn,
+        store.config.hop_ms / 1000,
+    )
     t.train_steps(data, schedule.batches_per_epoch)  # warm-up: cuDNN plans, allocator, oneDNN primitives
     t.state = TrainState()
     torch.manual_seed(cfg.seed)
@@ -54,8 +63,12 @@ def _pass(cfg, store, data, tokenizer, device: str, precision: str, tf32: bool, 
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     audio = float(data.frames.sum()) * store.config.hop_ms / 1000
-    return {"seconds": seconds, "throughput": audio / seconds, "loss": t.state.loss_sum / max(t.state.loss_n, 1),
-            "memory": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None}
+    return {
+        "seconds": seconds,
+        "throughput": audio / seconds,
+        "loss": t.state.loss_sum / max(t.state.loss_n, 1),
+        "memory": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
+    }
 
 
 def main() -> None:
@@ -64,8 +77,14 @@ def main() -> None:
     p.add_argument("--features", help="a features stage output (default: the recipe's, data/<recipe>/features)")
     p.add_argument("--utterances", type=int, default=800, help="training utterances per pass")
     p.add_argument("--cpu-utterances", type=int, default=200, help="the CPU reference's pass (it is slower)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="train config override, e.g. train.model.hidden=384")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="train config override, e.g. train.model.hidden=384",
+    )
     args = p.parse_args()
     pipe = recipe.pipeline(args.recipe, overrides=args.overrides)
     cfg = dataclasses.replace(pipe.config["train"], spec_augment=False)
@@ -79,14 +98,23 @@ def main() -> None:
     cpu_data, _ = load_data(store, cfg.train_sets, tok, cfg.model.stack, args.cpu_utterances, **quiet)
     settings = [("cpu", "fp32", False, cpu_data)]
     if torch.cuda.is_available():
-        settings += [("cuda", "fp32", False, gpu_data), ("cuda", "fp32", True, gpu_data),
-                     ("cuda", "bf16", False, gpu_data), ("cuda", "fp16", False, gpu_data)]
+        settings += [
+            ("cuda", "fp32", False, gpu_data),
+            ("cuda", "fp32", True, gpu_data),
+            ("cuda", "bf16", False, gpu_data),
+            ("cuda", "fp16", False, gpu_data),
+        ]
     m = cfg.model
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA GPU"
-    print(f"gpu: {args.recipe} train config, {m.rnn.upper()} {m.num_layers}x{m.hidden} bidirectional={m.bidirectional}, "
-          f"x{m.stack} stacking, batch_frames {cfg.batch_frames}; {gpu}; CPU {torch.get_num_threads()} threads; "
-          f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
-    print("| device | precision | utterances | wall s | audio s / wall s | ratio to CPU | train loss of the pass | peak GPU MiB |")
+    print(
+        f"gpu: {args.recipe} train config, {m.rnn.upper()} {m.num_layers}x{m.hidden} bidirectional={m.bidirectional}, "
+        f"x{m.stack} stacking, batch_frames {cfg.batch_frames}; {gpu}; CPU {torch.get_num_threads()} threads; "
+        f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}"
+    )
+    print(
+        "| device | precision | utterances | wall s | audio s / wall s | ratio to CPU | train loss of the pass "
+        "| peak GPU MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     ref = None
     with tempfile.TemporaryDirectory(prefix="asr-bench-gpu-") as tmp:
@@ -95,8 +123,11 @@ def main() -> None:
             ref = ref or r["throughput"]
             name = "fp32 + TF32" if tf32 else precision
             mem = f"{r['memory']:.0f}" if r["memory"] is not None else "-"
-            print(f"| {device} | {name} | {len(data.items)} | {r['seconds']:.1f} | {r['throughput']:.0f} | "
-                  f"{r['throughput'] / ref:.1f}x | {r['loss']:.3f} | {mem} |", flush=True)
+            print(
+                f"| {device} | {name} | {len(data.items)} | {r['seconds']:.1f} | {r['throughput']:.0f} | "
+                f"{r['throughput'] / ref:.1f}x | {r['loss']:.3f} | {mem} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -31,12 +31,16 @@ def signals(sample_rate: int) -> dict[str, np.ndarray]:
     def noise(seconds: float, slope: float, dbfs: float) -> np.ndarray:
         return 10 ** (dbfs / 20) * augment.coloured_noise(int(seconds * sample_rate), slope, rng)
 
-    sig = {"silence 1 s": np.zeros(sample_rate), "silence 3 s": np.zeros(3 * sample_rate),
-           "white noise -40 dBFS": noise(2, 0.0, -40), "pink noise -30 dBFS": noise(2, -1.0, -30),
-           "brown noise -50 dBFS": noise(2, -2.0, -50),
-           "hum 50 Hz": 0.05 * (np.sin(2 * np.pi * 50 * t) + 0.5 * np.sin(2 * np.pi * 150 * t)),
-           "clicks": np.where(rng.random(3 * sample_rate) < 0.001, 0.5, 0.0),
-           "dither 1 LSB": rng.integers(-1, 2, 2 * sample_rate) / 32768.0}
+    sig = {
+        "silence 1 s": np.zeros(sample_rate),
+        "silence 3 s": np.zeros(3 * sample_rate),
+        "white noise -40 dBFS": noise(2, 0.0, -40),
+        "pink noise -30 dBFS": noise(2, -1.0, -30),
+        "brown noise -50 dBFS": noise(2, -2.0, -50),
+        "hum 50 Hz": 0.05 * (np.sin(2 * np.pi * 50 * t) + 0.5 * np.sin(2 * np.pi * 150 * t)),
+        "clicks": np.where(rng.random(3 * sample_rate) < 0.001, 0.5, 0.0),
+        "dither 1 LSB": rng.integers(-1, 2, 2 * sample_rate) / 32768.0,
+    }
     return {k: np.asarray(v, np.float32) for k, v in sig.items()}
 
 
@@ -47,15 +51,17 @@ def main(argv=None) -> None:
     heard: dict[str, dict[str, str]] = {}
     for path in a.models:
         model = load_model(path)
-        heard[path] = {k: model.transcribe(x, model.sample_rate).text
-                       for k, x in signals(model.sample_rate).items()}
+        heard[path] = {k: model.transcribe(x, model.sample_rate).text for k, x in signals(model.sample_rate).items()}
     kinds = list(next(iter(heard.values())))
     print("| signal | " + " | ".join(a.models) + " |")
     print("|---" * (1 + len(a.models)) + "|")
     for k in kinds:
         print(f"| {k} | " + " | ".join(repr(heard[m][k]) if heard[m][k] else "(nothing)" for m in a.models) + " |")
-    print("| **signals with words** | " + " | ".join(
-        f"**{sum(bool(t) for t in heard[m].values())} of {len(kinds)}**" for m in a.models) + " |")
+    print(
+        "| **signals with words** | "
+        + " | ".join(f"**{sum(bool(t) for t in heard[m].values())} of {len(kinds)}**" for m in a.models)
+        + " |"
+    )
 
 
 if __name__ == "__main__":

@@ -44,10 +44,29 @@ def _manifests(recordings: Path, copies: int, out: Path) -> tuple[float, int]:
 def run_size(recordings: Path, copies: int, nj: int, work: Path) -> dict:
     lists = work / "lists"
     hours, n = _manifests(recordings, copies, lists)
-    cmd = [sys.executable, "-m", "asr", "run", "custom", "--work-dir", str(work / "w"), "--nj", str(nj),
-           "--stop-stage", "train", "--set", f"prepare.train={lists / 'train.jsonl'}",
-           "--set", f"prepare.dev={lists / 'dev.jsonl'}", "--set", f"prepare.test={lists / 'test.jsonl'}",
-           "--set", f"features.sample_rate={fsdd.NATIVE_RATE}", "--set", "train.epochs=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "asr",
+        "run",
+        "custom",
+        "--work-dir",
+        str(work / "w"),
+        "--nj",
+        str(nj),
+        "--stop-stage",
+        "train",
+        "--set",
+        f"prepare.train={lists / 'train.jsonl'}",
+        "--set",
+        f"prepare.dev={lists / 'dev.jsonl'}",
+        "--set",
+        f"prepare.test={lists / 'test.jsonl'}",
+        "--set",
+        f"features.sample_rate={fsdd.NATIVE_RATE}",
+        "--set",
+        "train.epochs=1",
+    ]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     wall = time.perf_counter() - t0
@@ -63,9 +82,11 @@ def run_size(recordings: Path, copies: int, nj: int, work: Path) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| size | hours | utterances | " + " | ".join(f"{s} s/h" for s in STAGES) + " | total s/h | "
-             "ratio to previous | peak RSS MB (prepare / features / train) | ratio to previous | largest feature file MB |",
-             "|" + "---|" * (9 + len(STAGES) - 1)]
+    lines = [
+        "| size | hours | utterances | " + " | ".join(f"{s} s/h" for s in STAGES) + " | total s/h | "
+        "ratio to previous | peak RSS MB (prepare / features / train) | ratio to previous | largest feature file MB |",
+        "|" + "---|" * (9 + len(STAGES) - 1),
+    ]
     prev = None
     for r in results:
         per_h = {s: r[s]["seconds"] / r["hours"] for s in STAGES}
@@ -73,11 +94,13 @@ def table(results: list[dict]) -> str:
         peak = max(r[s]["peak_rss_mb"] for s in STAGES)
         ratio_t = f"{total / prev[0]:.2f}" if prev else "-"
         ratio_m = f"{peak / prev[1]:.2f}" if prev else "-"
-        lines.append(f"| {r['copies']}x | {r['hours']:.2f} | {r['utterances']:,} | "
-                     + " | ".join(f"{per_h[s]:.1f}" for s in STAGES)
-                     + f" | {total:.1f} | {ratio_t} | {r['prepare']['peak_rss_mb']:.0f} / "
-                     f"{r['features']['peak_rss_mb']:.0f} / {r['train']['peak_rss_mb']:.0f} | {ratio_m} | "
-                     f"{r['largest_file_mb']:.0f} |")
+        lines.append(
+            f"| {r['copies']}x | {r['hours']:.2f} | {r['utterances']:,} | "
+            + " | ".join(f"{per_h[s]:.1f}" for s in STAGES)
+            + f" | {total:.1f} | {ratio_t} | {r['prepare']['peak_rss_mb']:.0f} / "
+            f"{r['features']['peak_rss_mb']:.0f} / {r['train']['peak_rss_mb']:.0f} | {ratio_m} | "
+            f"{r['largest_file_mb']:.0f} |"
+        )
         prev = (total, peak)
     return "\n".join(lines)
 
@@ -98,6 +121,7 @@ def main(argv=None) -> int:
     print(table(results))
     if not args.work:
         import shutil
+
         shutil.rmtree(base, ignore_errors=True)
     return 0
 

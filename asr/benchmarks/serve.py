@@ -48,8 +48,11 @@ def _rss_mb(pid: int) -> float:
 def _load(model: Path, files: list[Path], clients: int, requests: int, workers: int) -> dict:
     expected = {f: load_model(model).transcribe(f).text for f in files}
     data = {f: f.read_bytes() for f in files}
-    proc = subprocess.Popen([sys.executable, "-m", "asr", "serve", str(model), "--port", "0", "--workers", str(workers)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asr", "serve", str(model), "--port", "0", "--workers", str(workers)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # printed once the socket is bound
         url = line.split()[4]
@@ -85,8 +88,16 @@ def _load(model: Path, files: list[Path], clients: int, requests: int, workers: 
         proc.terminate()
         proc.wait(timeout=60)
     q = statistics.quantiles(latencies, n=100)
-    return {"answered": len(latencies), "failed": failed, "wrong": wrong, "throughput": len(latencies) / wall,
-            "p50": 1000 * q[49], "p95": 1000 * q[94], "rss_start": rss_start, "rss_end": rss_end}
+    return {
+        "answered": len(latencies),
+        "failed": failed,
+        "wrong": wrong,
+        "throughput": len(latencies) / wall,
+        "p50": 1000 * q[49],
+        "p95": 1000 * q[94],
+        "rss_start": rss_start,
+        "rss_end": rss_end,
+    }
 
 
 def main() -> None:
@@ -103,17 +114,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="asr-bench-serve-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         to_onnx(args.model, onnx_path)
-        rows = {"torch (model.pt)": _load(Path(args.model), files, args.clients, args.requests, args.workers),
-                "ONNX (asr export)": _load(onnx_path, files, args.clients, args.requests, args.workers)}
-    print(f"serve: {args.requests} requests from {args.clients} concurrent clients, {len(files)} FSDD recordings "
-          f"in turn, {args.workers} server worker(s), 127.0.0.1, {os.cpu_count()} CPU cores")
+        rows = {
+            "torch (model.pt)": _load(Path(args.model), files, args.clients, args.requests, args.workers),
+            "ONNX (asr export)": _load(onnx_path, files, args.clients, args.requests, args.workers),
+        }
+    print(
+        f"serve: {args.requests} requests from {args.clients} concurrent clients, {len(files)} FSDD recordings "
+        f"in turn, {args.workers} server worker(s), 127.0.0.1, {os.cpu_count()} CPU cores"
+    )
     print("| model | answered | failed | wrong | requests/s | ratio | p50 ms | p95 ms | server RSS MB start -> end |")
     print("|---|---|---|---|---|---|---|---|---|")
     ref = rows["torch (model.pt)"]["throughput"]
     for name, r in rows.items():
-        print(f"| {name} | {r['answered']} | {r['failed']} | {r['wrong']} | {r['throughput']:.0f} | "
-              f"{r['throughput'] / ref:.2f}x | {r['p50']:.0f} | {r['p95']:.0f} | "
-              f"{r['rss_start']:.0f} -> {r['rss_end']:.0f} |")
+        print(
+            f"| {name} | {r['answered']} | {r['failed']} | {r['wrong']} | {r['throughput']:.0f} | "
+            f"{r['throughput'] / ref:.2f}x | {r['p50']:.0f} | {r['p95']:.0f} | "
+            f"{r['rss_start']:.0f} -> {r['rss_end']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

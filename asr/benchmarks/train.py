@@ -74,7 +74,7 @@ def reference_loop(cfg: TrainConfig, store: FeatureStore, epochs: int, seed: int
     for _ in range(epochs):
         order = rng.permutation(len(data.items))
         for k in range(0, len(order), 16):
-            x, xl, y, yl = collate(data, order[k: k + 16].tolist(), store.cmvn, torch.device("cpu"))
+            x, xl, y, yl = collate(data, order[k : k + 16].tolist(), store.cmvn, torch.device("cpu"))
             h, _ = model.rnn(x)  # the padded batch straight through the RNN
             log_probs = model.output(model.dropout(h)).log_softmax(-1)
             loss = F.ctc_loss(log_probs.transpose(0, 1), y, xl, yl, zero_infinity=True)
@@ -95,8 +95,14 @@ def main() -> None:
     p.add_argument("--work-dir", default=None, help="fsdd work dir whose features to use (default: a temporary one)")
     p.add_argument("--utterances", type=int, default=1600, help="training subset size")
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="fsdd config override for our side, e.g. train.batch_frames=12000")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsdd config override for our side, e.g. train.batch_frames=12000",
+    )
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="asr-bench-train-")
     work = args.work_dir or tmp
@@ -105,14 +111,27 @@ def main() -> None:
     train_cfg = recipe.pipeline("fsdd", work, overrides, args.corpus_dir).config["train"]
     pipe.run(stop_stage="features", log=lambda m: None)
     store = FeatureStore(pipe.out_dir("features"))
-    cfg = dataclasses.replace(train_cfg, epochs=args.epochs, max_utterances=args.utterances, spec_augment=False,
-                              early_stop=0, average_last=1, checkpoint_every=0)
+    cfg = dataclasses.replace(
+        train_cfg,
+        epochs=args.epochs,
+        max_utterances=args.utterances,
+        spec_augment=False,
+        early_stop=0,
+        average_last=1,
+        checkpoint_every=0,
+    )
     threads = torch.get_num_threads()
     peak = matmul_peak_gflops()
 
-    data, _ = load_data(store, cfg.train_sets, CharTokenizer.from_texts(
-        u["text"] for n in store.expand(cfg.train_sets) for u in store.open(n).utts), cfg.model.stack, cfg.max_utterances,
-        cfg.seed, log=lambda m: None)
+    data, _ = load_data(
+        store,
+        cfg.train_sets,
+        CharTokenizer.from_texts(u["text"] for n in store.expand(cfg.train_sets) for u in store.open(n).utts),
+        cfg.model.stack,
+        cfg.max_utterances,
+        cfg.seed,
+        log=lambda m: None,
+    )
     audio_per_epoch = float(data.frames.sum()) * store.config.hop_ms / 1000
     summary = train(cfg, store.root, Path(tmp) / "ours", Path(tmp) / "ours_partial", log=lambda m: None)
     history = json.loads(TrainDir(Path(tmp) / "ours").history.read_text())
@@ -124,15 +143,22 @@ def main() -> None:
     ref_tp = ref["audio"] / ref["seconds"]
     ours_gf = rnn_train_flops(cfg, store.config.dim, ours_steps) / ours_s / 1e9
     ref_gf = rnn_train_flops(_unstacked(cfg), store.config.dim, ref["steps"]) / ref["seconds"] / 1e9
-    print(f"train: FSDD features, {len(data.items)} utterances ({audio_per_epoch:.0f} s of audio), {args.epochs} epochs, "
-          f"{cfg.model.rnn.upper()} {cfg.model.num_layers}x{cfg.model.hidden} bidirectional={cfg.model.bidirectional}, "
-          f"{threads} CPU threads; matmul peak {peak:.1f} GFLOP/s")
+    print(
+        f"train: FSDD features, {len(data.items)} utterances ({audio_per_epoch:.0f} s of audio), {args.epochs} epochs, "
+        f"{cfg.model.rnn.upper()} {cfg.model.num_layers}x{cfg.model.hidden} bidirectional={cfg.model.bidirectional}, "
+        f"{threads} CPU threads; matmul peak {peak:.1f} GFLOP/s"
+    )
     print("| loop | wall s | audio s / wall s | ratio | dev WER (greedy) | RNN GFLOP/s | share of matmul peak |")
     print("|---|---|---|---|---|---|---|")
-    print(f"| reference (batches of 16, random order, no stacking) | {ref['seconds']:.1f} | {ref_tp:.0f} | 1.0x | "
-          f"{100 * ref['dev_wer']:.2f}% | {ref_gf:.1f} | {100 * ref_gf / peak:.0f}% |")
-    print(f"| ours (x{cfg.model.stack} stacking, length-grouped, oneDNN kernel per direction) | {ours_s:.1f} | {ours_tp:.0f} | "
-          f"{ours_tp / ref_tp:.1f}x | {100 * summary['dev_wer']:.2f}% | {ours_gf:.1f} | {100 * ours_gf / peak:.0f}% |")
+    print(
+        f"| reference (batches of 16, random order, no stacking) | {ref['seconds']:.1f} | {ref_tp:.0f} | 1.0x | "
+        f"{100 * ref['dev_wer']:.2f}% | {ref_gf:.1f} | {100 * ref_gf / peak:.0f}% |"
+    )
+    print(
+        f"| ours (x{cfg.model.stack} stacking, length-grouped, oneDNN kernel per direction) "
+        f"| {ours_s:.1f} | {ours_tp:.0f} | "
+        f"{ours_tp / ref_tp:.1f}x | {100 * summary['dev_wer']:.2f}% | {ours_gf:.1f} | {100 * ours_gf / peak:.0f}% |"
+    )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,10 @@ def find_local(src: Source, corpus_dir: str | Path | None, download_dir: str | P
     if root is not None:
         found = src.probe(root)
         if found is None:
-            raise CorpusError(f"no {src.name} under {root}: expected {root}/{src.expected} "
-                              "(the folder given by --corpus-dir or ASR_CORPORA)")
+            raise CorpusError(
+                f"no {src.name} under {root}: expected {root}/{src.expected} "
+                "(the folder given by --corpus-dir or ASR_CORPORA)"
+            )
         return found
     unpacked = Path(download_dir) / src.unpacked
     return src.probe(unpacked) if unpacked.is_dir() else None
@@ -113,6 +115,9 @@ def write_sets(out: Path, sets: dict[str, list[Utterance]], corpus: str) -> dict
     for name, utts in sets.items():
         check(utts, f"{corpus} {name}")
         write_manifest(out / f"{name}.jsonl", utts)
-        counts[name] = {"utterances": len(utts), "speakers": len({u.speaker for u in utts}),
-                        "hours": round(sum(u.duration for u in utts) / 3600, 3)}
+        counts[name] = {
+            "utterances": len(utts),
+            "speakers": len({u.speaker for u in utts}),
+            "hours": round(sum(u.duration for u in utts) / 3600, 3),
+        }
     return counts

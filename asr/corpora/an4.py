@@ -76,8 +76,12 @@ def source(url: str = URL, min_bytes: int = MIN_ARCHIVE_BYTES) -> corpora.Source
     return corpora.Source("AN4", _root_in, "an4/etc/an4_train.transcription", url, ARCHIVE_NAME, None, min_bytes)
 
 
-def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads", url: str = URL,
-           min_bytes: int = MIN_ARCHIVE_BYTES) -> Path:
+def locate(
+    corpus_dir: str | Path | None = None,
+    download_dir: str | Path = "data/downloads",
+    url: str = URL,
+    min_bytes: int = MIN_ARCHIVE_BYTES,
+) -> Path:
     """The ``an4/`` folder; downloads and unpacks CMU's archive when no copy is on disk.
 
     Raises:
@@ -145,8 +149,11 @@ def read_split(root: Path, split: str) -> list[Utterance]:
             problems.append((f"{fileids_path}:{n}", f"no audio wav/{fileid}{{{','.join(AUDIO_SUFFIXES)}}}"))
             continue
         utts.append(Utterance(uid, str(audio), read_info(audio).duration, texts[uid][0], speaker))
-    problems += [(f"{trans_path}:{n}", f"{uid} is not in {fileids_path.name}") for uid, (_, n) in texts.items()
-                 if uid not in seen]
+    problems += [
+        (f"{trans_path}:{n}", f"{uid} is not in {fileids_path.name}")
+        for uid, (_, n) in texts.items()
+        if uid not in seen
+    ]
     if problems:
         raise ManifestError(str(root / "etc"), problems)
     if not utts:
@@ -177,10 +184,15 @@ def prepare(root: Path, out: Path, cfg: An4Config = An4Config()) -> dict:
     speakers = {u.speaker for u in train}
     dev = dev_speakers(speakers, cfg.dev_speakers, cfg.seed)
     if dev == speakers:
-        raise CorpusError(f"dev_speakers={cfg.dev_speakers} leaves none of the {len(speakers)} training speakers "
-                          "to train on; lower prepare.dev_speakers")
-    sets = {"train": [u for u in train if u.speaker not in dev], "dev": [u for u in train if u.speaker in dev],
-            "test": read_split(root, "test")}
+        raise CorpusError(
+            f"dev_speakers={cfg.dev_speakers} leaves none of the {len(speakers)} training speakers "
+            "to train on; lower prepare.dev_speakers"
+        )
+    sets = {
+        "train": [u for u in train if u.speaker not in dev],
+        "dev": [u for u in train if u.speaker in dev],
+        "test": read_split(root, "test"),
+    }
     return corpora.write_sets(out, sets, "AN4")
 
 

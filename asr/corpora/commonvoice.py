@@ -85,13 +85,19 @@ def _probe(language: str):
             if (cand / "train.tsv").is_file() and (cand / "clips").is_dir():
                 return cand
         return None
+
     return probe
 
 
 def source(cfg: CommonVoiceConfig) -> corpora.Source:
-    return corpora.Source(f"Common Voice ({cfg.language})", _probe(cfg.language),
-                          f"cv-corpus-<version>/{cfg.language}/train.tsv", cfg.url or "",
-                          f"commonvoice-{cfg.language}.tar.gz", cfg.sha256)
+    return corpora.Source(
+        f"Common Voice ({cfg.language})",
+        _probe(cfg.language),
+        f"cv-corpus-<version>/{cfg.language}/train.tsv",
+        cfg.url or "",
+        f"commonvoice-{cfg.language}.tar.gz",
+        cfg.sha256,
+    )
 
 
 def locate(cfg: CommonVoiceConfig) -> Path:
@@ -105,7 +111,8 @@ def locate(cfg: CommonVoiceConfig) -> Path:
         raise CorpusError(
             "no Common Voice copy: Mozilla hands out each release through a signed link after you accept its "
             "terms at https://commonvoice.mozilla.org/datasets; give the unpacked folder with --corpus-dir, or "
-            "the link and its SHA-256 with --set prepare.url=... --set prepare.sha256=...")
+            "the link and its SHA-256 with --set prepare.url=... --set prepare.sha256=..."
+        )
     return corpora.locate(src, cfg.corpus_dir, cfg.download_dir)
 
 
@@ -140,9 +147,11 @@ def check_mp3_support() -> None:
     """
     found = tuple(int(x) for x in re.findall(r"\d+", sf.__libsndfile_version__)[:2])
     if found < MIN_LIBSNDFILE or "MP3" not in sf.available_formats():
-        raise CorpusError(f"Common Voice clips are MP3, which libsndfile reads from version 1.1; this one is "
-                          f"{sf.__libsndfile_version__}. Install a current soundfile wheel (pip install -U soundfile), "
-                          "which bundles one")
+        raise CorpusError(
+            f"Common Voice clips are MP3, which libsndfile reads from version 1.1; this one is "
+            f"{sf.__libsndfile_version__}. Install a current soundfile wheel (pip install -U soundfile), "
+            "which bundles one"
+        )
 
 
 def _rows(tsv: Path) -> tuple[list[tuple[dict, int]], list[tuple[str, str]]]:
@@ -156,8 +165,9 @@ def _rows(tsv: Path) -> tuple[list[tuple[dict, int]], list[tuple[str, str]]]:
         return [], [(f"{tsv}:1", f"header lacks column(s) {missing}")]
     rows, problems = [], []
     # sentences hold quotes of every kind: fields are split on tabs only, never unquoted
-    for (n, _), fields in zip(lines[1:], csv.reader((line for _, line in lines[1:]), delimiter="\t",
-                                                     quoting=csv.QUOTE_NONE)):
+    for (n, _), fields in zip(
+        lines[1:], csv.reader((line for _, line in lines[1:]), delimiter="\t", quoting=csv.QUOTE_NONE)
+    ):
         if not any(fields):
             continue
         if len(fields) < len(header):
@@ -181,8 +191,13 @@ def _durations(root: Path) -> tuple[dict[str, float], list[tuple[str, str]]]:
         clip, _, ms = line.partition("\t")
         if ms.strip().isdigit():
             if not 0 < int(ms) <= MAX_CLIP_SECONDS * 1000:
-                problems.append((f"{f}:{n}", f"{clip}: {int(ms):,} ms is no clip's length (Common Voice clips last "
-                                             f"up to {MAX_CLIP_SECONDS} s); fix or delete clip_durations.tsv"))
+                problems.append(
+                    (
+                        f"{f}:{n}",
+                        f"{clip}: {int(ms):,} ms is no clip's length (Common Voice clips last "
+                        f"up to {MAX_CLIP_SECONDS} s); fix or delete clip_durations.tsv",
+                    )
+                )
             out[clip] = int(ms) / 1000
     return out, problems
 
@@ -236,7 +251,9 @@ def prepare(root: Path, out: Path, cfg: CommonVoiceConfig) -> dict:
     sets = {}
     for split in SPLITS:
         if not (root / f"{split}.tsv").is_file():
-            raise CorpusError(f"{root} has no {split}.tsv: a Common Voice release ships train.tsv, dev.tsv and test.tsv")
+            raise CorpusError(
+                f"{root} has no {split}.tsv: a Common Voice release ships train.tsv, dev.tsv and test.tsv"
+            )
         utts = read_split(root, split, cfg.language)
         if split == "train" and cfg.max_train_hours:
             kept, total = [], 0.0
@@ -249,9 +266,11 @@ def prepare(root: Path, out: Path, cfg: CommonVoiceConfig) -> dict:
         sets[split] = utts
     shared = corpora.shared_audio(sets)
     if shared:
-        raise CorpusError(f"{root}: {len(shared)} clip(s) are in train.tsv and in dev.tsv or test.tsv (e.g. "
-                          f"{', '.join(Path(a).name for a in shared[:3])}); a set scored on training audio means "
-                          "nothing: remove them from one of the lists")
+        raise CorpusError(
+            f"{root}: {len(shared)} clip(s) are in train.tsv and in dev.tsv or test.tsv (e.g. "
+            f"{', '.join(Path(a).name for a in shared[:3])}); a set scored on training audio means "
+            "nothing: remove them from one of the lists"
+        )
     return corpora.write_sets(out, sets, f"Common Voice {cfg.language}")
 
 

@@ -46,8 +46,10 @@ def stage(ctx) -> dict:
     cfg: CustomConfig = ctx.config
     for split in ("train", "dev", "test"):
         if not getattr(cfg, split):
-            raise ConfigError(f"the custom recipe needs {split} data: --set prepare.{split}=PATH[,PATH...] "
-                              "(a Kaldi data directory or a .jsonl manifest)")
+            raise ConfigError(
+                f"the custom recipe needs {split} data: --set prepare.{split}=PATH[,PATH...] "
+                "(a Kaldi data directory or a .jsonl manifest)"
+            )
     sets = {split: {_name(p): load_data(p) for p in getattr(cfg, split)} for split in ("train", "dev", "test")}
     for split, named in sets.items():
         if len(named) != len(getattr(cfg, split)):

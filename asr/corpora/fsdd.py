@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.audio import load_audio, read_info, save_audio
 from asr import corpora
+from asr.audio import load_audio, read_info, save_audio
 from asr.corpora import speechocean762
 from asr.errors import CorpusError
 from asr.fsutil import atomic_write_text, file_stamp
@@ -116,8 +116,12 @@ def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = 
     return corpora.find_local(source(), corpus_dir, download_dir)
 
 
-def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads",
-           url: str = URL, sha256: str = SHA256) -> Path:
+def locate(
+    corpus_dir: str | Path | None = None,
+    download_dir: str | Path = "data/downloads",
+    url: str = URL,
+    sha256: str = SHA256,
+) -> Path:
     """Return the folder of FSDD recordings, downloading the corpus only when no local copy is given.
 
     Args:
@@ -145,8 +149,10 @@ def _so762_folder(cfg: FsddConfig) -> str | None:
         if speechocean762.source().probe(Path(place)) is not None:
             return place
     if places:
-        raise CorpusError(f"speechocean762 (for prepare.so762_digits) is in none of {places}; name its folder with "
-                          "--set prepare.so762_dir=DIR, or train on FSDD alone with --set prepare.so762_digits=false")
+        raise CorpusError(
+            f"speechocean762 (for prepare.so762_digits) is in none of {places}; name its folder with "
+            "--set prepare.so762_dir=DIR, or train on FSDD alone with --set prepare.so762_digits=false"
+        )
     return None  # downloaded
 
 
@@ -182,8 +188,9 @@ def scan(recordings_dir: str | Path) -> list[Recording]:
         else:
             recs.append(Recording(p.resolve(), int(m["digit"]), m["speaker"], int(m["index"])))
     if bad:
-        raise CorpusError(f"{len(bad)} file(s) in {recordings_dir} do not follow {{digit}}_{{speaker}}_{{index}}.wav: "
-                          f"{bad[:10]}")
+        raise CorpusError(
+            f"{len(bad)} file(s) in {recordings_dir} do not follow {{digit}}_{{speaker}}_{{index}}.wav: {bad[:10]}"
+        )
     if not recs:
         raise CorpusError(f"no recordings in {recordings_dir}")
     return recs
@@ -225,8 +232,9 @@ def speaker_heldout_splits(recs: list[Recording], speaker: str) -> dict[str, lis
 # --- connected digits ---------------------------------------------------------------------
 
 
-def make_connected(recs: list[Recording], n: int, split: str, out_dir: Path, cfg: FsddConfig,
-                   seed: int) -> tuple[list[Utterance], list[dict]]:
+def make_connected(
+    recs: list[Recording], n: int, split: str, out_dir: Path, cfg: FsddConfig, seed: int
+) -> tuple[list[Utterance], list[dict]]:
     """Build ``n`` connected-digit utterances from ``recs`` and write their audio.
 
     Each utterance takes one speaker, 1-7 of that speaker's recordings (without
@@ -260,16 +268,26 @@ def make_connected(recs: list[Recording], n: int, split: str, out_dir: Path, cfg
         text = " ".join(p.text for p in parts)
         # relative to the manifest (out_dir/<split>.jsonl), so the stage output can be moved
         utts.append(Utterance(uid, str(path.relative_to(out_dir)), len(audio) / cfg.sample_rate, text, spk))
-        layout.append({"id": uid, "parts": [p.id for p in parts],
-                       "part_samples": [len(cache[p.path]) for p in parts], "pause_samples": pauses})
+        layout.append(
+            {
+                "id": uid,
+                "parts": [p.id for p in parts],
+                "part_samples": [len(cache[p.path]) for p in parts],
+                "pause_samples": pauses,
+            }
+        )
     return utts, layout
 
 
 # --- the whole preparation -------------------------------------------------------------------
 
 
-def prepare(recordings_dir: str | Path, out_dir: str | Path, cfg: FsddConfig = FsddConfig(),
-            extra_train: tuple[Utterance, ...] | list[Utterance] = ()) -> dict:
+def prepare(
+    recordings_dir: str | Path,
+    out_dir: str | Path,
+    cfg: FsddConfig = FsddConfig(),
+    extra_train: tuple[Utterance, ...] | list[Utterance] = (),
+) -> dict:
     """Write every manifest of both tasks under ``out_dir``.
 
     ``extra_train`` (other corpora's digit strings, absolute audio paths) joins
@@ -319,9 +337,16 @@ def stage(ctx) -> dict:
     extra: list[Utterance] = []
     if cfg.so762_digits:
         root = speechocean762.locate(_so762_folder(cfg), cfg.download_dir)
-        extra = [dataclasses.replace(u, audio=str(Path(u.audio).resolve()))  # manifests elsewhere read them too
-                 for u in speechocean762.sentences_of(root, set(DIGIT_WORDS))]
-        ctx.log(f"prepare: + {len(extra)} digit strings by {len({u.speaker for u in extra})} speakers "
-                f"of speechocean762 ({root}) in every training set")
-    return {"counts": prepare(recordings, ctx.out, cfg, extra), "recordings_dir": str(recordings),
-            "extra_train": len(extra)}
+        extra = [
+            dataclasses.replace(u, audio=str(Path(u.audio).resolve()))  # manifests elsewhere read them too
+            for u in speechocean762.sentences_of(root, set(DIGIT_WORDS))
+        ]
+        ctx.log(
+            f"prepare: + {len(extra)} digit strings by {len({u.speaker for u in extra})} speakers "
+            f"of speechocean762 ({root}) in every training set"
+        )
+    return {
+        "counts": prepare(recordings, ctx.out, cfg, extra),
+        "recordings_dir": str(recordings),
+        "extra_train": len(extra),
+    }

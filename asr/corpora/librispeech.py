@@ -65,8 +65,10 @@ class LibriSpeechConfig:
         every = [*self.train, *self.dev, *self.test]
         twice = sorted({s for s in every if every.count(s) > 1})
         if twice:
-            raise ValueError(f"subset(s) {twice} given more than one role (train, dev, test): "
-                             "a set cannot tune or score a model that trained on it")
+            raise ValueError(
+                f"subset(s) {twice} given more than one role (train, dev, test): "
+                "a set cannot tune or score a model that trained on it"
+            )
 
     def roles(self) -> dict[str, str]:
         """Subset -> role, in the order train, dev, test."""
@@ -82,18 +84,29 @@ def _probe(subset: str):
             if cand.is_dir() and any(cand.glob("*/*/*.trans.txt")):
                 return cand
         return None
+
     return probe
 
 
 def source(subset: str, url: str | None = None) -> corpora.Source:
     resource = 31 if subset in MINI else 12
-    return corpora.Source(f"LibriSpeech {subset}", _probe(subset), f"LibriSpeech/{subset}/<speaker>/<chapter>/",
-                          url or f"{OPENSLR}/{resource}/{subset}.tar.gz", f"{subset}.tar.gz", SHA256.get(subset),
-                          MINI_MIN_BYTES if subset in MINI else 0)
+    return corpora.Source(
+        f"LibriSpeech {subset}",
+        _probe(subset),
+        f"LibriSpeech/{subset}/<speaker>/<chapter>/",
+        url or f"{OPENSLR}/{resource}/{subset}.tar.gz",
+        f"{subset}.tar.gz",
+        SHA256.get(subset),
+        MINI_MIN_BYTES if subset in MINI else 0,
+    )
 
 
-def locate(subset: str, corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads",
-           url: str | None = None) -> Path:
+def locate(
+    subset: str,
+    corpus_dir: str | Path | None = None,
+    download_dir: str | Path = "data/downloads",
+    url: str | None = None,
+) -> Path:
     """The folder of one subset (``.../LibriSpeech/<subset>``); downloads and unpacks it when no copy is given.
 
     Raises:
@@ -131,7 +144,9 @@ def read_subset(subset_dir: Path) -> list[Utterance]:
     for trans in sorted(subset_dir.glob("*/*/*.trans.txt")):
         speaker, chapter = trans.parent.parent.name, trans.parent.name
         if trans.name != f"{speaker}-{chapter}.trans.txt":
-            problems.append((str(trans), f"a transcript in {speaker}/{chapter}/ must be named {speaker}-{chapter}.trans.txt"))
+            problems.append(
+                (str(trans), f"a transcript in {speaker}/{chapter}/ must be named {speaker}-{chapter}.trans.txt")
+            )
             continue
         try:
             lines = trans.read_text(encoding="utf-8").splitlines()
@@ -153,8 +168,11 @@ def read_subset(subset_dir: Path) -> list[Utterance]:
                 continue
             listed.add(audio.name)
             utts.append(Utterance(uid, str(audio), read_info(audio).duration, normalize(text), speaker))
-        problems += [(str(f), "audio without a line in the transcript") for f in sorted(trans.parent.glob("*.flac"))
-                     if f.name not in listed]
+        problems += [
+            (str(f), "audio without a line in the transcript")
+            for f in sorted(trans.parent.glob("*.flac"))
+            if f.name not in listed
+        ]
     if problems:
         raise ManifestError(str(subset_dir), problems)
     if not utts:

@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.audio import read_info
 from asr import corpora
+from asr.audio import read_info
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
 from asr.manifest import Utterance, check, read_kaldi_table, write_manifest
@@ -78,8 +78,9 @@ def _root_in(folder: Path) -> Path | None:
 
 
 def source(url: str = URL, min_bytes: int = MIN_ARCHIVE_BYTES) -> corpora.Source:
-    return corpora.Source("speechocean762", _root_in, "speechocean762/train/wav.scp", url, ARCHIVE_NAME,
-                          None, min_bytes)
+    return corpora.Source(
+        "speechocean762", _root_in, "speechocean762/train/wav.scp", url, ARCHIVE_NAME, None, min_bytes
+    )
 
 
 def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads") -> Path | None:
@@ -87,8 +88,12 @@ def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = 
     return corpora.find_local(source(), corpus_dir, download_dir)
 
 
-def locate(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads", url: str = URL,
-           min_bytes: int = MIN_ARCHIVE_BYTES) -> Path:
+def locate(
+    corpus_dir: str | Path | None = None,
+    download_dir: str | Path = "data/downloads",
+    url: str = URL,
+    min_bytes: int = MIN_ARCHIVE_BYTES,
+) -> Path:
     """The corpus root; downloads and unpacks OpenSLR 101 when no copy is on disk.
 
     Raises:
@@ -134,8 +139,12 @@ def read_split(root: Path, split: str) -> tuple[list[Utterance], dict[str, int]]
     d = root / split
     wav, text, utt2spk = (read_kaldi_table(d / name) for name in ("wav.scp", "text", "utt2spk"))
     ages = read_kaldi_table(d / "spk2age") if (d / "spk2age").is_file() else {}
-    problems = [(u, f"in wav.scp but not in {name}") for name, table in (("text", text), ("utt2spk", utt2spk))
-                for u in wav if u not in table]
+    problems = [
+        (u, f"in wav.scp but not in {name}")
+        for name, table in (("text", text), ("utt2spk", utt2spk))
+        for u in wav
+        if u not in table
+    ]
     problems += [(u, "in text but not in wav.scp") for u in text if u not in wav]
     if problems:
         raise ManifestError(str(d), problems)
@@ -154,16 +163,21 @@ def sentences_of(root: Path, vocabulary: set[str], prefix: str = "so762-") -> li
     """The upstream train split's sentences made only of ``vocabulary`` words (e.g. spoken digit
     strings), ids and speakers prefixed with ``prefix`` so they cannot clash with another corpus's."""
     utts, _ = read_split(root, "train")
-    return [dataclasses.replace(u, id=prefix + u.id, speaker=prefix + u.speaker) for u in utts
-            if u.text and set(u.text.split()) <= vocabulary]
+    return [
+        dataclasses.replace(u, id=prefix + u.id, speaker=prefix + u.speaker)
+        for u in utts
+        if u.text and set(u.text.split()) <= vocabulary
+    ]
 
 
 def speaker_split(ages: dict[str, int], n_dev: int, n_devtest: int, seed: int = 0) -> dict[str, str]:
     """Speaker -> ``train``, ``dev`` or ``devtest``; dev and devtest each take half children,
     half adults (speakers of unknown age count as adults), drawn with ``seed``."""
     rng = random.Random(seed)
-    groups = [sorted(s for s, a in ages.items() if 0 <= a <= CHILD_MAX_AGE),
-              sorted(s for s, a in ages.items() if not 0 <= a <= CHILD_MAX_AGE)]
+    groups = [
+        sorted(s for s, a in ages.items() if 0 <= a <= CHILD_MAX_AGE),
+        sorted(s for s, a in ages.items() if not 0 <= a <= CHILD_MAX_AGE),
+    ]
     for g in groups:
         rng.shuffle(g)
     out = {s: "train" for s in ages}

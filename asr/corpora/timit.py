@@ -40,14 +40,84 @@ from asr.phones import TIMIT_FOLD, TIMIT_SETS, fold_timit
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000
 SPLITS = ("train", "dev", "test")
-CORE_TEST = ("mdab0", "mwbt0", "felc0", "mtas1", "mwew0", "fpas0", "mjmp0", "mlnt0", "fpkt0", "mlll0", "mtls0",
-             "fjlm0", "mbpm0", "mklt0", "fnlp0", "mcmj0", "mjdh0", "fmgd0", "mgrt0", "mnjm0", "fdhc0", "mjln0",
-             "mpam0", "fmld0")  # 24 speakers: 2 men and a woman from each dialect region (TIMIT's documentation)
-DEV = ("faks0", "fdac1", "fjem0", "mgwt0", "mjar0", "mmdb1", "mmdm2", "mpdf0", "fcmh0", "fkms0", "mbdg0", "mbwm0",
-       "mcsh0", "fadg0", "fdms0", "fedw0", "mgjf0", "mglb0", "mrtk0", "mtaa0", "mtdt0", "mthc0", "mwjg0", "fnmr0",
-       "frew0", "fsem0", "mbns0", "mmjr0", "mdls0", "mdlf0", "mdvc0", "mers0", "fmah0", "fdrw0", "mrcs0", "mrjm4",
-       "fcal1", "mmwh0", "fjsj0", "majc0", "mjsw0", "mreb0", "fgjd0", "fjmg0", "mroa0", "mteb0", "mjfc0", "mrjr0",
-       "fmml0", "mrws1")  # 50 speakers of TEST, as Kaldi's egs/timit/s5/conf/dev_spk.list
+CORE_TEST = (
+    "mdab0",
+    "mwbt0",
+    "felc0",
+    "mtas1",
+    "mwew0",
+    "fpas0",
+    "mjmp0",
+    "mlnt0",
+    "fpkt0",
+    "mlll0",
+    "mtls0",
+    "fjlm0",
+    "mbpm0",
+    "mklt0",
+    "fnlp0",
+    "mcmj0",
+    "mjdh0",
+    "fmgd0",
+    "mgrt0",
+    "mnjm0",
+    "fdhc0",
+    "mjln0",
+    "mpam0",
+    "fmld0",
+)  # 24 speakers: 2 men and a woman from each dialect region (TIMIT's documentation)
+DEV = (
+    "faks0",
+    "fdac1",
+    "fjem0",
+    "mgwt0",
+    "mjar0",
+    "mmdb1",
+    "mmdm2",
+    "mpdf0",
+    "fcmh0",
+    "fkms0",
+    "mbdg0",
+    "mbwm0",
+    "mcsh0",
+    "fadg0",
+    "fdms0",
+    "fedw0",
+    "mgjf0",
+    "mglb0",
+    "mrtk0",
+    "mtaa0",
+    "mtdt0",
+    "mthc0",
+    "mwjg0",
+    "fnmr0",
+    "frew0",
+    "fsem0",
+    "mbns0",
+    "mmjr0",
+    "mdls0",
+    "mdlf0",
+    "mdvc0",
+    "mers0",
+    "fmah0",
+    "fdrw0",
+    "mrcs0",
+    "mrjm4",
+    "fcal1",
+    "mmwh0",
+    "fjsj0",
+    "majc0",
+    "mjsw0",
+    "mreb0",
+    "fgjd0",
+    "fjmg0",
+    "mroa0",
+    "mteb0",
+    "mjfc0",
+    "mrjr0",
+    "fmml0",
+    "mrws1",
+)  # 50 speakers of TEST, as Kaldi's egs/timit/s5/conf/dev_spk.list
 
 
 @dataclass(frozen=True)
@@ -93,8 +163,10 @@ def locate(corpus_dir: str | Path | None = None) -> Path:
     """
     root = corpora.local_root(corpus_dir)
     if root is None:
-        raise CorpusError("TIMIT is licensed by the LDC (LDC93S1) and cannot be downloaded here: give the folder "
-                          "holding TIMIT/ with --corpus-dir or the ASR_CORPORA environment variable")
+        raise CorpusError(
+            "TIMIT is licensed by the LDC (LDC93S1) and cannot be downloaded here: give the folder "
+            "holding TIMIT/ with --corpus-dir or the ASR_CORPORA environment variable"
+        )
     return corpora.find_local(source(), root, "")
 
 

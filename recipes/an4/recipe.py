@@ -22,13 +22,24 @@ CONFIG = {
     "prepare": an4.An4Config(),
     "features": features.FeatureConfig(sample_rate=an4.SAMPLE_RATE, train_sets=("train",), speed_perturb=(0.9, 1.1)),
     "lm": lm.LmConfig(sets=("train",), order=3, token_order=6),
-    "train": train.TrainConfig(train_sets=("train",), dev_sets=("dev",),
-                               model=ModelConfig(num_layers=3, hidden=256, stack=3, dropout=0.2),
-                               batch_frames=5_000, lr=1e-3, spec_augment=True, early_stop=5),
+    "train": train.TrainConfig(
+        train_sets=("train",),
+        dev_sets=("dev",),
+        model=ModelConfig(num_layers=3, hidden=256, stack=3, dropout=0.2),
+        batch_frames=5_000,
+        lr=1e-3,
+        spec_augment=True,
+        early_stop=5,
+    ),
     # AN4's words are few and recur (numbers, letters, a closed prompt set): the lexicon of the training
     # words with their trigram, weights tuned on dev
-    "decode": decode.DecodeConfig(sets=("test",), tune_sets=("dev",), search=decode.DecodeOptions(method="lexicon_lm"),
-                                  lm_weights=(0.5, 1.0, 2.0), word_scores=(-1.0, 0.0, 1.0)),
+    "decode": decode.DecodeConfig(
+        sets=("test",),
+        tune_sets=("dev",),
+        search=decode.DecodeOptions(method="lexicon_lm"),
+        lm_weights=(0.5, 1.0, 2.0),
+        word_scores=(-1.0, 0.0, 1.0),
+    ),
     "score": scoring.ScoreConfig(),
     "export": export.ExportConfig(),
 }

@@ -18,9 +18,13 @@ CONFIG = {
     "prepare": custom.CustomConfig(),
     "features": features.FeatureConfig(sample_rate=16_000, train_sets=("train/*",)),
     "lm": lm.LmConfig(sets=("train/*",), order=3),
-    "train": train.TrainConfig(train_sets=("train/*",), dev_sets=("dev/*",),
-                               model=ModelConfig(num_layers=2, hidden=128, stack=3),
-                               batch_frames=8_000, lr=2e-3),  # updates: by the audio's hours (asr.train.plan)
+    "train": train.TrainConfig(
+        train_sets=("train/*",),
+        dev_sets=("dev/*",),
+        model=ModelConfig(num_layers=2, hidden=128, stack=3),
+        batch_frames=8_000,
+        lr=2e-3,
+    ),  # updates: by the audio's hours (asr.train.plan)
     "decode": decode.DecodeConfig(sets=("test/*",), tune_sets=("dev/*",)),
     "score": scoring.ScoreConfig(),
     "export": export.ExportConfig(),

@@ -29,14 +29,27 @@ CONFIG = {
     # (README); 8.3 min end to end on 2 cores
     # + 3% non-speech examples (digital silence, noise; empty transcripts): the model heard digits in 6 of the 8
     # signals of asr.benchmarks.nonspeech without them (README "Non-speech")
-    "features": features.FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=ALL, train_sets=TRAIN,
-                                       speed_perturb=(0.9, 1.1), augment=AugmentConfig(copies=1), nonspeech=0.03),
+    "features": features.FeatureConfig(
+        sample_rate=fsdd.NATIVE_RATE,
+        sets=ALL,
+        train_sets=TRAIN,
+        speed_perturb=(0.9, 1.1),
+        augment=AugmentConfig(copies=1),
+        nonspeech=0.03,
+    ),
     "lm": lm.LmConfig(sets=TRAIN, order=3),
     # the epoch schedule it was tuned with: the updates-based default (2,177 updates, warm-up, dev once an epoch)
     # gave 0.00% / 0.57% isolated / connected test WER against 1.00% / 0.10% with this one (README)
-    "train": train.TrainConfig(train_sets=TRAIN, dev_sets=DEV,
-                               model=ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3),
-                               batch_frames=8_000, lr=2e-3, spec_augment=True, **train.EPOCH_PLATEAU, epochs=8),
+    "train": train.TrainConfig(
+        train_sets=TRAIN,
+        dev_sets=DEV,
+        model=ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3),
+        batch_frames=8_000,
+        lr=2e-3,
+        spec_augment=True,
+        **train.EPOCH_PLATEAU,
+        epochs=8,
+    ),
     "decode": decode.DecodeConfig(sets=TEST, tune_sets=DEV),
     "score": scoring.ScoreConfig(),
     "export": export.ExportConfig(),

@@ -24,11 +24,23 @@ CONFIG = {
     # normalisation that `asr transcribe` reproduces on one new file (online CMVN), speed perturbation 0.9/1.1
     # and two augmented copies (reverb, volume, noise, VTLP): mean WER 17.75% with global CMVN and speed
     # perturbation alone; per-speaker CMVN gave 9.40% but needs all of a test speaker's audio
-    "features": features.FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=("loso/*",), train_sets=("loso/*/train",),
-                                       speed_perturb=(0.9, 1.1), cmvn="online", augment=AugmentConfig(copies=2)),
+    "features": features.FeatureConfig(
+        sample_rate=fsdd.NATIVE_RATE,
+        sets=("loso/*",),
+        train_sets=("loso/*/train",),
+        speed_perturb=(0.9, 1.1),
+        cmvn="online",
+        augment=AugmentConfig(copies=2),
+    ),
     "lm": lm.LmConfig(sets=("isolated/train",), order=2),
-    "train": train.TrainConfig(model=ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3),
-                               batch_frames=4_000, lr=2e-3, spec_augment=True, **train.EPOCH_PLATEAU, epochs=20),
+    "train": train.TrainConfig(
+        model=ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3),
+        batch_frames=4_000,
+        lr=2e-3,
+        spec_augment=True,
+        **train.EPOCH_PLATEAU,
+        epochs=20,
+    ),
     "decode": DecodeConfig(lm_weights=(0.0,), word_scores=(0.0,)),
     "score": scoring.ScoreConfig(),
 }

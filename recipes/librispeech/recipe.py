@@ -21,15 +21,27 @@ STAGES = standard_stages(librispeech.stage, librispeech.VERSION, librispeech.fin
 
 CONFIG = {
     "prepare": librispeech.LibriSpeechConfig(),
-    "features": features.FeatureConfig(sample_rate=librispeech.SAMPLE_RATE, train_sets=("train/*",),
-                                       speed_perturb=(0.9, 1.1)),
+    "features": features.FeatureConfig(
+        sample_rate=librispeech.SAMPLE_RATE, train_sets=("train/*",), speed_perturb=(0.9, 1.1)
+    ),
     "lm": lm.LmConfig(sets=("train/*",), order=3, token_order=6),
-    "train": train.TrainConfig(train_sets=("train/*",), dev_sets=("dev/*",),
-                               model=ModelConfig(num_layers=4, hidden=320, stack=3, dropout=0.2),
-                               batch_frames=20_000, lr=1e-3, spec_augment=True, early_stop=5),
+    "train": train.TrainConfig(
+        train_sets=("train/*",),
+        dev_sets=("dev/*",),
+        model=ModelConfig(num_layers=4, hidden=320, stack=3, dropout=0.2),
+        batch_frames=20_000,
+        lr=1e-3,
+        spec_augment=True,
+        early_stop=5,
+    ),
     # open vocabulary: lexicon-free beam search with the character 6-gram, weights tuned on dev
-    "decode": decode.DecodeConfig(sets=("test/*",), tune_sets=("dev/*",), search=decode.DecodeOptions(method="beam_lm"),
-                                  lm_weights=(0.5, 1.0, 1.5), word_scores=(0.0, 1.0)),
+    "decode": decode.DecodeConfig(
+        sets=("test/*",),
+        tune_sets=("dev/*",),
+        search=decode.DecodeOptions(method="beam_lm"),
+        lm_weights=(0.5, 1.0, 1.5),
+        word_scores=(0.0, 1.0),
+    ),
     "score": scoring.ScoreConfig(),
     "export": export.ExportConfig(),
 }

@@ -32,18 +32,29 @@ CONFIG = {
     # The LR rises over the first 5% of the updates: without that warm-up, seeds 1 and 2 (and seed 0 on a GPU) sat
     # in CTC's blank plateau for thousands of updates (dev CER 58-97% at update 2,750, against 39% with it for
     # seeds 0, 1 and 2 on an H100)
-    "train": train.TrainConfig(train_sets=("train",), dev_sets=("dev",),
-                               model=ModelConfig(num_layers=3, hidden=256, stack=3, dropout=0.2),
-                               batch_frames=5_000, lr=3e-3, **{**train.EPOCH_PLATEAU, "schedule": "cosine", "warmup": 0.05},
-                               epochs=8, spec_augment=True, spec_augment_from=0.3),
+    "train": train.TrainConfig(
+        train_sets=("train",),
+        dev_sets=("dev",),
+        model=ModelConfig(num_layers=3, hidden=256, stack=3, dropout=0.2),
+        batch_frames=5_000,
+        lr=3e-3,
+        **{**train.EPOCH_PLATEAU, "schedule": "cosine", "warmup": 0.05},
+        epochs=8,
+        spec_augment=True,
+        spec_augment_from=0.3,
+    ),
     # open vocabulary: lexicon-free beam search with the 6-gram over characters. Dev WER of the earlier model
     # (greedy 77.1%): beam_lm 60.6% (LM weight 1.5), lexicon_lm over the training words 61.8%, lexicon_lm with
     # wordfreq's 20,000 most frequent words mixed in (lm.extra_words=20000, mix weight 0.98) 61.6%
-    "decode": decode.DecodeConfig(sets=("*test",), tune_sets=("dev",),  # devtest, and test when there
-                                  # the 8 likeliest units a frame (4,400-update model): dev WER unchanged
-                                  # (59.71%), 3x faster (dev 52 -> 17 s, 1 thread); 4 units: 60.10%
-                                  search=decode.DecodeOptions(method="beam_lm", beam_size_token=8),
-                                  lm_weights=(1.0, 1.5, 2.0), word_scores=(0.0, 1.0)),
+    "decode": decode.DecodeConfig(
+        sets=("*test",),
+        tune_sets=("dev",),  # devtest, and test when there
+        # the 8 likeliest units a frame (4,400-update model): dev WER unchanged
+        # (59.71%), 3x faster (dev 52 -> 17 s, 1 thread); 4 units: 60.10%
+        search=decode.DecodeOptions(method="beam_lm", beam_size_token=8),
+        lm_weights=(1.0, 1.5, 2.0),
+        word_scores=(0.0, 1.0),
+    ),
     "score": scoring.ScoreConfig(),
     "export": export.ExportConfig(),
 }
