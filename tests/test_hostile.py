@@ -422,11 +422,11 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_no_tmp(tmp_path
     import torch
 
     from asr.errors import AsrError
-    from asr.train import _save_atomic
+    from asr.trainer import save_atomic
 
     path = tmp_path / "checkpoint.pt"
     with pytest.raises(AsrError) as e:
-        _save_atomic({"w": torch.zeros(1_000_000)}, path)  # 4 MB
+        save_atomic({"w": torch.zeros(1_000_000)}, path)  # 4 MB
     assert str(path) in str(e.value) and "MB are free on its disk" in str(e.value)  # before: "unexpected pos"
     assert list(tmp_path.iterdir()) == []  # before: checkpoint.pt.tmp was left
 

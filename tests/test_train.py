@@ -19,7 +19,8 @@ from asr.ctc import ctc_min_frames, greedy
 from asr.features import FeatureStore
 from asr.model import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
 from asr.tokenizer import CharTokenizer
-from asr.train import TrainConfig, load_data, train
+from asr.train import TrainConfig, train
+from asr.train_data import load_data
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = TrainConfig(
@@ -338,7 +339,7 @@ def test_spec_augment_starts_after_the_set_share_of_updates(tiny_features, tmp_p
 
 
 def test_the_schedule_scales_with_the_training_audio():
-    from asr.train import plan
+    from asr.train_config import plan
 
     cfg = TrainConfig(batch_frames=8_000)
     tiny = plan(cfg, np.full(30, 400), 0.01)  # 30 utterances of 4 s: 2 minutes
@@ -372,7 +373,7 @@ def test_the_schedule_scales_with_the_training_audio():
 
 
 def test_plateau_decay_halves_the_lr_after_the_dev_loss_stalls_past_its_patience():
-    from asr.train import TrainState
+    from asr.trainer import TrainState
 
     st = TrainState()
     scales = []

@@ -27,7 +27,9 @@ from asr.features import FeatureStore
 from asr.layout import CheckpointDir
 from asr.model import AcousticModel
 from asr.tokenizer import CharTokenizer
-from asr.train import Trainer, TrainState, load_data, plan
+from asr.train_config import plan
+from asr.train_data import load_data
+from asr.trainer import Trainer, TrainState
 
 
 def _pass(cfg, store, data, tokenizer, device: str, precision: str, tf32: bool, init: dict, ckpt: Path) -> dict:
@@ -40,16 +42,16 @@ def _pass(cfg, store, data, tokenizer, device: str, precision: str, tf32: bool, 
     opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)
     schedule = plan(cfg, data.frames, store.config.hop_ms / 1000)
     t = Trainer(
-        cfg,
-        core,
-        core,
-        opt,
-        schedule,
-        torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda" and precision == "fp16"),
-        dev,
-        CheckpointDir(ckpt),
-        store.cmvn,
-        store.config.hop_ms / 1000,
+        cfg=cfg,
+        core=core,
+        model=core,
+        opt=opt,
+        schedule=schedule,
+        scaler=torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda" and precision == "fp16"),
+        device=dev,
+        ckpt=CheckpointDir(ckpt),
+        cmvn=store.cmvn,
+        hop_seconds=store.config.hop_ms / 1000,
     )
     t.train_steps(data, schedule.batches_per_epoch)  # warm-up: cuDNN plans, allocator, oneDNN primitives
     t.state = TrainState()

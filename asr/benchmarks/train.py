@@ -32,7 +32,9 @@ from asr.features import FeatureStore
 from asr.layout import TrainDir
 from asr.model import AcousticModel
 from asr.tokenizer import CharTokenizer
-from asr.train import TrainConfig, collate, evaluate, load_data, train
+from asr.train import TrainConfig, train
+from asr.train_data import collate, load_data
+from asr.trainer import evaluate
 
 
 def matmul_peak_gflops(n: int = 4096, repeats: int = 5) -> float:

@@ -1,0 +1,115 @@
+"""Training data in memory: labels and frame counts of the stored features (:func:`load_data`, with the
+too-short check), padded batches (:func:`collate`) and the loader that prepares them in worker processes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from asr.batching import pad
+from asr.ctc import ctc_min_frames
+from asr.features import FeatureStore
+from asr.tokenizer import Tokenizer
+
+
+@dataclass
+class Data:
+    """Utterances of some feature sets, ready to batch."""
+
+    sets: list  # FeatureSet per source
+    items: list[tuple[int, int]]  # (set number, index in set)
+    labels: list[list[int]]
+    frames: np.ndarray
+    ids: list[str]
+    speakers: list[str]
+    texts: list[str]
+
+
+def load_data(
+    store: FeatureStore, names, tokenizer: Tokenizer, stack: int, max_utts: int = 0, seed: int = 0, log=print
+) -> tuple[Data, list[tuple[str, int, int]]]:
+    """Load set indexes and labels; drop (and return) utterances too short for their labels.
+
+    Returns:
+        the data, and ``(id, frames after stacking, frames needed)`` for each dropped utterance.
+    """
+    sets, items, labels, frames, ids, spk, texts, short = [], [], [], [], [], [], [], []
+    for s_no, name in enumerate(store.expand(names)):
+        fs = store.open(name)
+        sets.append(fs)
+        for i, u in enumerate(fs.utts):
+            lab = tokenizer.encode(u["text"])
+            have = math.ceil(u["frames"] / stack)
+            need = ctc_min_frames(lab)
+            if have < need:
+                short.append((u["id"], have, need))
+                continue
+            items.append((s_no, i))
+            labels.append(lab)
+            frames.append(u["frames"])
+            ids.append(u["id"])
+            spk.append(u["speaker"])
+            texts.append(u["text"])
+    data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts)
+    if max_utts and max_utts < len(items):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:max_utts])
+        data = Data(
+            sets,
+            [items[k] for k in keep],
+            [labels[k] for k in keep],
+            data.frames[keep],
+            [ids[k] for k in keep],
+            [spk[k] for k in keep],
+            [texts[k] for k in keep],
+        )
+    for uid, have, need in short:
+        log(f"train data: {uid} has {have} frames after x{stack} stacking but its text needs {need}; left out")
+    return data, short
+
+
+def collate(data: Data, batch: list[int], cmvn, device: torch.device | None = None):
+    """Padded ``(B, T, D)`` features (CMVN applied), lengths, concatenated targets, target lengths (on ``device``)."""
+    x, lengths = pad([cmvn(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch])
+    targets = torch.tensor([u for i in batch for u in data.labels[i]], dtype=torch.long)
+    target_lengths = torch.tensor([len(data.labels[i]) for i in batch])
+    out = (x, lengths, targets, target_lengths)
+    return out if device is None else tuple(t.to(device) for t in out)
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Each item one whole batch, collated on the CPU: the DataLoader's workers read, normalise and pad it."""
+
+    def __init__(self, data: Data, batches: list[list[int]], cmvn):
+        self.data, self.batches, self.cmvn = data, batches, cmvn
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int):
+        return collate(self.data, self.batches[k], self.cmvn)
+
+
+def batch_loader(data: Data, batches: list[list[int]], cmvn, workers: int, pin: bool):
+    """The batches in order, built ``workers`` processes ahead (none: here, one at a time). No randomness
+    happens in a worker (SpecAugment runs on the model's side), so any ``workers`` trains the same model."""
+    if workers <= 0:
+        return (collate(data, b, cmvn) for b in batches)
+    # its own generator: the loader draws its workers' seed from it, not from the global one that
+    # SpecAugment and dropout draw from
+    return iter(
+        torch.utils.data.DataLoader(
+            _Batches(data, batches, cmvn),
+            batch_size=None,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=pin,
+            prefetch_factor=4,
+            generator=torch.Generator(),
+        )
+    )
+
+
+# --- loss and evaluation ------------------------------------------------------------------------------
