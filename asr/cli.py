@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from asr.decoding import METHODS, default
 from asr.errors import AsrError
 from asr.phones import PHONE_MAPS
 
@@ -70,7 +71,7 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     # defaults are DecodeOptions' own (shown by the help text); only what is given overrides them
     p.add_argument(
         "--method",
-        choices=["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"],
+        choices=METHODS,
         default=None,
         help="decoder (default: the one the recipe tuned, stored in an exported model file; for a "
         "train-stage model file lexicon_lm with --lm, else greedy); beam_lm: open vocabulary, "
@@ -81,11 +82,15 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
         help="the lm stage's output folder (e.g. data/fsdd/lm) or an ARPA file (words; "
         "units for beam_lm), instead of the LM an exported model file holds",
     )
-    p.add_argument("--lm-weight", type=float, help="LM weight (default 1.0)")
-    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
-    p.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 16)")
-    p.add_argument("--beam-threshold", type=float, help="pruning distance from the best hypothesis (default 25)")
-    p.add_argument("--beam-size-token", type=int, help="units tried per frame, the most likely first (0: all)")
+    # the stored decoding's value, else DecodeOptions' default (named from the dataclass, not restated)
+    for flag, kind, what in [
+        ("lm_weight", float, "LM weight"),
+        ("word_score", float, "score added per word"),
+        ("beam_size", int, "hypotheses kept per frame"),
+        ("beam_threshold", float, "pruning distance from the best hypothesis"),
+        ("beam_size_token", int, "units tried per frame, the most likely first (0: all)"),
+    ]:
+        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, help=f"{what} (default {default(flag)})")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in chunks")
 
 

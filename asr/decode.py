@@ -19,13 +19,14 @@ import jiwer
 import torch
 
 from asr.ctc import greedy_frames
+from asr.decoding import DecodeOptions
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
 from asr.layout import DecodeDir, LmDir, TrainDir
 from asr.manifest import read_lines, write_text
 from asr.model import Network, read_checkpoint
 from asr.procs import fork_pool
-from asr.search import BeamSearch, DecodeOptions
+from asr.search import BeamSearch
 from asr.tokenizer import tokenizer_from_dict
 
 VERSION = 5  # of the decode stage's output: bump when the decoding or the files it writes change
@@ -104,7 +105,7 @@ def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dic
         out["greedy"][uid] = _W["tokenizer"].decode(u for u, _ in greedy_frames(lp))
         for g in grid:
             if cfg.search.method != "greedy":
-                out[g][uid] = _decoder(*g)(lp)[0]
+                out[g][uid] = _decoder(*g)(lp).text
     return out
 
 
@@ -197,14 +198,9 @@ def stage(ctx) -> dict:
         write_text(d.ref, refs[name])
         write_text(d.utt2spk, {u["id"]: u["speaker"] for u in store.open(name).utts})
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
+    tuned = dataclasses.replace(cfg.search, lm_weight=chosen[0], word_score=chosen[1], mix_weight=chosen[2])
     settings = {
-        "method": method,
-        "beam_size": cfg.search.beam_size,
-        "beam_threshold": cfg.search.beam_threshold,
-        "beam_size_token": cfg.search.beam_size_token,
-        "lm_weight": chosen[0],
-        "word_score": chosen[1],
-        "mix_weight": chosen[2],
+        **dataclasses.asdict(tuned),  # every field: one added to DecodeOptions is recorded without a change here
         "tuned_on": tune_sets,
         "greedy_dev_wer": greedy_dev,
         "grid": tuning,

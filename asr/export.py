@@ -22,12 +22,12 @@ import onnx
 import torch
 
 from asr import onnxrt
+from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.fsutil import check_output_file
 from asr.layout import RECORD, DecodeDir, ExportDir, TrainDir
 from asr.model import AcousticModel, build_from_checkpoint, read_checkpoint
 from asr.modelfile import needed_lm_files, stored_options
-from asr.search import DecodeOptions
 from asr.stages import git_commit
 
 VERSION = 1  # of the export stage's output: bump when what the shipped file holds changes

@@ -17,9 +17,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.layout import LmDir
-from asr.search import DecodeOptions
 
 FORMAT_VERSION = 1
 # what a model file must hold, with the type of each entry (the weights are checked by whoever loads them)

@@ -2,8 +2,8 @@
 search, lexicon-free (with an n-gram over units) or over a lexicon's words (with a word n-gram) by
 shallow fusion.
 
-:class:`DecodeOptions` is the one description of a decoder, shared by the decode stage,
-the recognizer (``asr.load_model``), an exported model file and the CLI. Flashlight's
+:class:`asr.decoding.DecodeOptions` (a module without flashlight) describes the search;
+Flashlight's
 decoders are driven directly (the same calls torchaudio's ``ctc_decoder`` wraps), so that
 transcribing with an ONNX model never imports torch.
 """
@@ -14,7 +14,6 @@ import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from flashlight.lib.text.decoder import (
@@ -31,57 +30,46 @@ from flashlight.lib.text.decoder import (
 )
 from flashlight.lib.text.dictionary import Dictionary, load_words
 
+from asr.ctc import greedy_frames
+from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.layout import LmDir
 from asr.lm import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
 from asr.manifest import read_lines
 from asr.tokenizer import PIECE_START, WORD_SEP, PhoneTokenizer, SubwordTokenizer, Tokenizer
 
-# beam: lexicon-free, no LM; beam_lm: lexicon-free with the unit n-gram (open vocabulary);
-# lexicon: words of the lexicon only; lexicon_lm: lexicon + word n-gram
-METHODS = ("greedy", "beam", "beam_lm", "lexicon", "lexicon_lm")
 UNK = "<unk>"
-MAX_BEAM = 10_000  # hypotheses or units per frame: far past any useful beam (a model file's settings are bounded)
 
 
 @dataclass(frozen=True)
-class DecodeOptions:
-    """How posteriors become text; the decode stage, ``asr.load_model`` and the CLI share it."""
+class Hypothesis:
+    """A search's result: the text, its words with their first and last frames, and the search's score
+    (log domain; greedy: the best path's log-probability)."""
 
-    method: Literal["greedy", "beam", "beam_lm", "lexicon", "lexicon_lm"] = "lexicon_lm"  # see METHODS
-    beam_size: int = 16  # hypotheses kept per frame
-    beam_size_token: int = 0  # units tried per frame, the most likely first (0: all)
-    beam_threshold: float = 25.0  # drop hypotheses this far (log score) below the best
-    lm_weight: float = 1.0  # weight of the n-gram (beam_lm: over units; lexicon_lm: over words)
-    word_score: float = 0.0  # bonus per word (insertion penalty when negative)
-    mix_weight: float = 1.0  # lexicon_lm: weight of the in-domain n-gram against the large word list (1: none)
+    text: str
+    words: list[tuple[str, int, int]]
+    score: float
 
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method {self.method!r} is not one of {list(METHODS)}")
-        if not 0.0 <= self.mix_weight <= 1.0:
-            raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight}")
-        if (
-            not 1 <= self.beam_size <= MAX_BEAM
-            or not self.beam_threshold > 0
-            or not 0 <= self.beam_size_token <= MAX_BEAM
-        ):
-            raise ValueError(
-                f"beam_size must be >= 1, beam_size_token >= 0 (both at most {MAX_BEAM}) and beam_threshold > 0"
-            )
-        if not all(math.isfinite(x) for x in (self.lm_weight, self.word_score, self.beam_threshold)):
-            raise ValueError(
-                f"lm_weight, word_score and beam_threshold must be finite numbers, got {self.lm_weight}, "
-                f"{self.word_score} and {self.beam_threshold}"
-            )
 
-    @property
-    def needs_lexicon(self) -> bool:
-        return self.method in ("lexicon", "lexicon_lm")
+class GreedySearch:
+    """Best path: the likeliest unit per frame, repeats merged, blanks dropped."""
 
-    @property
-    def uses_lm(self) -> bool:
-        return self.method in ("beam_lm", "lexicon_lm")
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, log_probs: np.ndarray) -> Hypothesis:
+        path = greedy_frames(log_probs)
+        text, words = self.tokenizer.words([u for u, _ in path], [t for _, t in path])
+        return Hypothesis(text, words, float(np.asarray(log_probs).max(axis=-1).sum()))
+
+
+def searcher(tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
+    """The search ``options`` describe, as ``log_probs -> Hypothesis``: :class:`GreedySearch` or :class:`BeamSearch`.
+
+    Raises:
+        AsrError: as :class:`BeamSearch`.
+    """
+    return GreedySearch(tokenizer) if options.method == "greedy" else BeamSearch(tokenizer, options, lm)
 
 
 class DecoderLM(LM):
@@ -290,8 +278,8 @@ class BeamSearch:
         write_lm_dir(ngram, d, arpa=False)
         return d, ngram
 
-    def __call__(self, log_probs: np.ndarray) -> tuple[str, list[tuple[str, int, int]]]:
-        """``(T, V)`` log-probabilities -> text and ``[(word, first frame, last frame)]``."""
+    def __call__(self, log_probs: np.ndarray) -> Hypothesis:
+        """``(T, V)`` log-probabilities -> the best hypothesis."""
         emissions = np.asarray(log_probs, dtype=np.float32)
         # flashlight's lexicon search completes a word only on a word separator, and our
         # transcripts have none at the end: append one certain separator frame, so the last
@@ -303,7 +291,7 @@ class BeamSearch:
         emissions = np.ascontiguousarray(emissions)
         results = self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
         if not results:
-            return "", []
+            return Hypothesis("", [], float("-inf"))
         path = list(results[0].tokens)
         if len(path) == emissions.shape[0] + 2:  # flashlight adds the start and end states: frame t is path[t + 1]
             path = path[1:-1]
@@ -322,4 +310,4 @@ class BeamSearch:
             if len(timed) > completed:
                 timed = timed[:completed]
                 text = " ".join(w for w, _, _ in timed)
-        return text, timed
+        return Hypothesis(text, timed, float(results[0].score))

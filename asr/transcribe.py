@@ -25,9 +25,10 @@ import numpy as np
 from asr import modelfile
 from asr.audio import resample, stream_audio
 from asr.ctc import greedy_frames
+from asr.decoding import DecodeOptions
 from asr.errors import AsrError, ConfigError
 from asr.frontend import Cmvn, FeatureConfig, feature_config, mfcc
-from asr.search import BeamSearch, DecodeOptions
+from asr.search import searcher
 from asr.tokenizer import tokenizer_from_dict
 
 CONTEXT_SECONDS = 1.5  # audio each side of a chunk that the network hears with it
@@ -103,15 +104,13 @@ class Recognizer:
         self.frame_samples = self.feature_config.hop_length * meta["model"].get("stack", 1)  # per output frame
         self.frame_seconds = self.frame_samples / self.feature_config.sample_rate
         self.chunk_seconds = chunk_seconds
-        self.beam = None
-        if options.method != "greedy":
-            with modelfile.lm_folder(meta if lm is None else {}, options) as embedded:  # the file's own LM, if any
-                try:
-                    self.beam = BeamSearch(self.tokenizer, options, lm if lm is not None else embedded)
-                except AsrError as e:  # name the model file, not a temporary folder gone by the time it is read
-                    if lm is None and embedded is not None:
-                        raise AsrError(str(e).replace(str(embedded), f"{source} (its embedded LM)")) from None
-                    raise
+        with modelfile.lm_folder(meta if lm is None else {}, options) as embedded:  # the file's own LM, if any
+            try:
+                self.search = searcher(self.tokenizer, options, lm if lm is not None else embedded)
+            except AsrError as e:  # name the model file, not a temporary folder gone by the time it is read
+                if lm is None and embedded is not None:
+                    raise AsrError(str(e).replace(str(embedded), f"{source} (its embedded LM)")) from None
+                raise
 
     @property
     def sample_rate(self) -> int:
@@ -132,14 +131,10 @@ class Recognizer:
         return lp
 
     def _decode(self, lp: np.ndarray, first_frame: int) -> tuple[str, list[Word]]:
-        if self.beam is not None:
-            text, spans = self.beam(lp)
-        else:
-            path = greedy_frames(lp)
-            text, spans = self.tokenizer.words([u for u, _ in path], [t for _, t in path])
+        best = self.search(lp)
         seconds = self.frame_seconds
-        words = [Word(w, (first_frame + s) * seconds, (first_frame + e + 1) * seconds) for w, s, e in spans]
-        return text, words
+        words = [Word(w, (first_frame + s) * seconds, (first_frame + e + 1) * seconds) for w, s, e in best.words]
+        return best.text, words
 
     def _log_prob_pieces(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """The whole signal's ``(T', V)`` log-probabilities in consecutive pieces of about ``chunk_seconds``,

@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from asr.ctc import greedy, greedy_frames
+from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.lm import BOS, LOG0, NgramLM, build
-from asr.search import BeamSearch, DecodeOptions
+from asr.search import BeamSearch
 from asr.tokenizer import CharTokenizer
 
 TOK = CharTokenizer("abno")  # units: <blk> | a b n o
@@ -87,8 +88,9 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     lp = posteriors(["n", "o", "|", "o", "n"])
     for method in ("beam", "lexicon", "lexicon_lm"):
         decoder = BeamSearch(TOK, DecodeOptions(method, lm_weight=0.5), tmp_path)
-        text, spans = decoder(lp)
-        assert text == "no on", method
+        best = decoder(lp)
+        text, spans = best.text, best.words
+        assert text == "no on" and best.score > float("-inf"), method
         assert [w for w, _, _ in spans] == ["no", "on"] and spans[0][1] <= spans[0][2] < spans[1][1] <= spans[1][2]
         if method != "beam":
             sep = posteriors(["|"])
@@ -99,7 +101,7 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     # a misspelling only the lexicon can fix: 'nb' is not a word, 'no' is
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
     assert TOK.decode(greedy(lp[None], torch.tensor([2]))[0]) == "nb"
-    assert BeamSearch(TOK, DecodeOptions("lexicon"), tmp_path)(lp)[0] == "no"
+    assert BeamSearch(TOK, DecodeOptions("lexicon"), tmp_path)(lp).text == "no"
     with pytest.raises(AsrError, match="needs a lexicon"):
         BeamSearch(TOK, DecodeOptions("lexicon"), None)
 
@@ -110,7 +112,7 @@ def test_a_word_cut_off_by_the_end_of_the_audio_is_left_out_not_spelled(tmp_path
     for method in ("lexicon", "lexicon_lm"):
         # a beam of one keeps no hypothesis that finished its last word: flashlight returns one that ends inside
         # "on" (its units then spelled "no on", or "no o", which is no word); a lexicon search outputs words only
-        assert BeamSearch(TOK, DecodeOptions(method, beam_size=1), tmp_path)(lp) == ("no", [("no", 0, 1)]), method
+        assert BeamSearch(TOK, DecodeOptions(method, beam_size=1), tmp_path)(lp).words == [("no", 0, 1)], method
 
 
 def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monkeypatch):
@@ -121,7 +123,7 @@ def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monk
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     decoder = BeamSearch(TOK, DecodeOptions("lexicon_lm"), tmp_path / "lm" / "lm.arpa")
-    assert decoder(posteriors(["n", "o", "|", "o", "n"]))[0] == "no on"
+    assert decoder(posteriors(["n", "o", "|", "o", "n"])).text == "no on"
     assert list(scratch.iterdir()) == []
 
 
@@ -138,16 +140,17 @@ def test_open_vocabulary_decoding_with_a_unit_lm(tmp_path):
         assert sum(10 ** unit_lm.logprob(w, h) for w in vocab) == pytest.approx(1.0, abs=1e-5), h  # ARPA: 6 decimals
     # "non" never occurs in the training text: the lexicon cannot produce it, the unit LM can
     lp = posteriors(["n", "o", "n"])
-    assert BeamSearch(TOK, DecodeOptions("lexicon_lm"), tmp_path)(lp)[0] != "non"
-    text, spans = BeamSearch(TOK, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
+    assert BeamSearch(TOK, DecodeOptions("lexicon_lm"), tmp_path)(lp).text != "non"
+    best = BeamSearch(TOK, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
+    text, spans = best.text, best.words
     assert text == "non" and [w for w, _, _ in spans] == ["non"]
     # and where the acoustics are unsure ("nb" or "no"), the unit LM picks what the language says
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
-    assert BeamSearch(TOK, DecodeOptions("beam"), tmp_path)(lp)[0] == "nb"
-    assert BeamSearch(TOK, DecodeOptions("beam_lm"), tmp_path)(lp)[0] == "no"
+    assert BeamSearch(TOK, DecodeOptions("beam"), tmp_path)(lp).text == "nb"
+    assert BeamSearch(TOK, DecodeOptions("beam_lm"), tmp_path)(lp).text == "no"
     # trying only the likeliest unit of each frame, the LM has nothing to choose from
-    assert BeamSearch(TOK, DecodeOptions("beam_lm", beam_size_token=1), tmp_path)(lp)[0] == "nb"
-    assert BeamSearch(TOK, DecodeOptions("beam_lm", beam_size_token=2), tmp_path)(lp)[0] == "no"
+    assert BeamSearch(TOK, DecodeOptions("beam_lm", beam_size_token=1), tmp_path)(lp).text == "nb"
+    assert BeamSearch(TOK, DecodeOptions("beam_lm", beam_size_token=2), tmp_path)(lp).text == "no"
     with pytest.raises(AsrError, match="needs a unit n-gram"):
         BeamSearch(TOK, DecodeOptions("beam_lm"), None)
 
@@ -156,7 +159,8 @@ def test_word_frames_are_the_frames_of_their_units(tmp_path):
     build(["no on", "on no"], tmp_path, 2, 3)
     lp = posteriors(["n", "o", "|", "o", "n"])
     for method in ("beam", "beam_lm", "lexicon", "lexicon_lm"):  # flashlight's start and end states not counted
-        assert BeamSearch(TOK, DecodeOptions(method), tmp_path)(lp) == ("no on", [("no", 0, 1), ("on", 3, 4)]), method
+        best = BeamSearch(TOK, DecodeOptions(method), tmp_path)(lp)
+        assert (best.text, best.words) == ("no on", [("no", 0, 1), ("on", 3, 4)]), method
 
 
 def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
@@ -176,7 +180,7 @@ def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
             assert sum(10 ** mixed.logprob(w, h) for w in vocab) == pytest.approx(1.0, abs=1e-9), (weight, h)
     # "non" is not in the training text: the word list puts it in the lexicon, the mixture scores it
     lp = posteriors(["n", "o", "n"])
-    assert BeamSearch(TOK, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)(lp)[0] == "non"
+    assert BeamSearch(TOK, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)(lp).text == "non"
 
 
 def _subword_posteriors(tok, frames: list[dict[str, float]]) -> torch.Tensor:
@@ -209,15 +213,16 @@ def test_subword_models_decode_open_vocabulary_with_the_character_ngram(tmp_path
         assert total == pytest.approx(chars.sentence_logprob(unit_sentence(text)), abs=1e-9), (text, pieces)
     # "non" never occurs in the training text: the pieces spell it, the LM scores it
     lp = _subword_posteriors(tok, [{"▁no": 8}, {"n": 8}])
-    text, spans = BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
+    best = BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
+    text, spans = best.text, best.words
     assert text == "non" and [w for w, _, _ in spans] == ["non"]
     # where the acoustics are unsure ("nob" or "non"), the LM picks what the language says
     lp = _subword_posteriors(tok, [{"▁no": 9}, {"b": 5, "n": 4.5}])
-    assert BeamSearch(tok, DecodeOptions("beam"), tmp_path)(lp)[0] == "nob"
-    assert BeamSearch(tok, DecodeOptions("beam_lm"), tmp_path)(lp)[0] == "non"
+    assert BeamSearch(tok, DecodeOptions("beam"), tmp_path)(lp).text == "nob"
+    assert BeamSearch(tok, DecodeOptions("beam_lm"), tmp_path)(lp).text == "non"
     # the word score is a bonus per word (each word-initial piece), whatever the LM weight
     lp = _subword_posteriors(tok, [{"▁no": 9}, {"o": 5, "▁o": 4.5}, {"n": 9}])
-    assert BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.01), tmp_path)(lp)[0] == "noon"
-    assert BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.01, word_score=2.0), tmp_path)(lp)[0] == "no on"
+    assert BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.01), tmp_path)(lp).text == "noon"
+    assert BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.01, word_score=2.0), tmp_path)(lp).text == "no on"
     with pytest.raises(AsrError, match="needs character units"):
         BeamSearch(tok, DecodeOptions("lexicon_lm"), tmp_path)

@@ -8,11 +8,11 @@ from conftest import build_features, tone, write_wav
 
 from asr import features
 from asr.audio import load_audio
+from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.features import Cmvn, FeatureConfig, FeatureSet, FeatureStore, extract_set
 from asr.frontend import mfcc
 from asr.manifest import Utterance
-from asr.search import DecodeOptions
 from asr.tokenizer import CharTokenizer
 
 # Our float32 MFCC against librosa's float64 one: values span about +-400,
