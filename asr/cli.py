@@ -7,6 +7,7 @@ The library is imported inside each command, not at the top: ``asr --help`` and
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from asr.decoding import METHODS, default
@@ -365,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     # (given on the command line, so held as surrogates) is written back as its original bytes
     sys.stdout.reconfigure(line_buffering=True, errors="surrogateescape")
     args = build_parser().parse_args(argv)
+    # the library's notices (logging.getLogger("asr....")) on stderr, as the command's own lines
+    logging.basicConfig(level=logging.WARNING, format=f"asr {args.command}: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
     except AsrError as e:

@@ -28,7 +28,7 @@ from asr.fsutil import check_output_file
 from asr.layout import RECORD, DecodeDir, ExportDir, TrainDir
 from asr.model import AcousticModel, build_from_checkpoint, read_checkpoint
 from asr.modelfile import needed_lm_files, stored_options
-from asr.stages import git_commit
+from asr.provenance import git_commit
 
 VERSION = 1  # of the export stage's output: bump when what the shipped file holds changes
 

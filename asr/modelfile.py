@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
+import functools
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,7 +141,15 @@ def stored_options(d: dict, source: str = "model file") -> DecodeOptions | None:
         raise AsrError(f"{source}: bad decoding settings in the model file ({e})") from None
 
 
-_SAID: set[str] = set()
+log = logging.getLogger(__name__)
+
+
+@functools.cache  # once per file and process
+def _say_greedy(source: str) -> None:
+    log.warning(
+        f"{source} holds no tuned decoding (a train-stage model file), so it decodes greedily; "
+        "the recipe's export stage writes data/<recipe>/model.pt with the decoding tuned on dev"
+    )
 
 
 def decoding(d: dict, lm: str | Path | None, overrides: dict, source: str = "model file") -> DecodeOptions:
@@ -162,13 +171,8 @@ def decoding(d: dict, lm: str | Path | None, overrides: dict, source: str = "mod
     chosen = {**(dataclasses.asdict(stored) if same_method else {}), **overrides}
     if "method" not in chosen:
         chosen["method"] = "lexicon_lm" if lm else "greedy"
-        if not lm and source not in _SAID:
-            _SAID.add(source)
-            print(
-                f"asr: {source} holds no tuned decoding (a train-stage model file), so it decodes greedily; "
-                "the recipe's export stage writes data/<recipe>/model.pt with the decoding tuned on dev",
-                file=sys.stderr,
-            )
+        if not lm:
+            _say_greedy(source)
     try:
         return DecodeOptions(**chosen)
     except ValueError as e:

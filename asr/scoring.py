@@ -8,7 +8,6 @@ The bootstrap follows Bisani & Ney (2004), as Kaldi's ``compute-wer-bootci``.
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from asr.fsutil import atomic_write_text
 from asr.layout import RECORD, DecodeDir, ReportDir, ScoreDir, TrainDir
 from asr.manifest import read_text, write_text
 from asr.phones import PHONE_MAPS, fold_text
-from asr.stages import git_commit
+from asr.provenance import command_line, git_commit
 
 BOOTSTRAP_SAMPLES = 1000
 
@@ -331,7 +330,7 @@ def stage(ctx) -> dict:
         f"{100 * train_rec.get('dev_wer', 0):.2f}%",
         f"- peak memory (max RSS of a stage process): {peak:.0f} MB",
         f"- git commit: {git_commit()}",
-        f"- command: `{' '.join(['asr', *sys.argv[1:]]) if sys.argv[0].endswith('asr') else ' '.join(sys.argv)}`",
+        f"- command: `{command_line()}`",
         (
             f"- confidence intervals: bootstrap over utterances ({cfg.bootstrap_samples} resamples)"
             if cfg.bootstrap_samples

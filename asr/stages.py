@@ -21,23 +21,20 @@ import os
 import re
 import resource
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asr import __version__
 from asr.config import Config, flatten, to_dict
 from asr.errors import AsrError, ConfigError
 from asr.fsutil import atomic_copy, atomic_write_text, same_file_content
 from asr.layout import RECORD
 from asr.procs import stop_point
+from asr.provenance import __version__, command_line, git_commit
 
 DATA_STAMPS = "data.json"  # a stage's data fingerprint, file by file, next to its record
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -81,20 +78,6 @@ class StageContext:
     partial: Path  # survives a kill when the key is unchanged (checkpoints)
     nj: int = 1
     log: Callable[[str], None] = field(default=print)
-
-
-def git_commit() -> str:
-    """The checkout's commit (``-dirty`` with uncommitted changes), or ``unknown`` outside a checkout."""
-    if not (REPO / ".git").exists():  # an installed package: not a checkout (nor the repository around it)
-        return "unknown"
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        return head.stdout.strip()[:12] + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # --- peak memory of one stage -------------------------------------------------------------------
@@ -341,7 +324,7 @@ class Pipeline:
             ) from None
         f.seek(0)
         f.truncate()
-        f.write(f"pid {os.getpid()} ({' '.join(sys.argv)})")
+        f.write(f"pid {os.getpid()} ({command_line()})")
         f.flush()
         _HELD.append(f)
         return f
