@@ -2,7 +2,9 @@
 
 import os
 
-__version__ = "0.1.0"
+from asr.provenance import __version__
+
+__all__ = ["__version__", "load_model"]
 
 # oneDNN (PyTorch's CPU LSTM kernel) caches a primitive per batch shape, 1,024 by default:
 # with length-grouped batches nearly every batch has a new shape and the cache grew the

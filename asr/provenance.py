@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from asr import __version__
-
+__version__ = "0.1.0"  # as in pyproject.toml
 REPO = Path(__file__).resolve().parent.parent  # the checkout, when the package runs from one
 
 __all__ = ["__version__", "command_line", "git_commit"]
