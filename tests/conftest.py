@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic audio builders and the real FSDD corpus.
+"""Shared fixtures: the real corpora, a file server on 127.0.0.1, the short fsdd recipe run once (helpers.py
+holds the helpers).
 
 Tests that need real speech find it through ASR_CORPORA (a folder holding
 ``fsdd/``), as the recipes do. Under CI=true a missing corpus fails the test
@@ -8,26 +9,10 @@ instead of skipping it.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-
-
-def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0, seed: int = 0) -> np.ndarray:
-    """A sine plus a little noise, ``(n,)`` or ``(n, channels)`` float32 in [-1, 1]."""
-    t = np.arange(int(seconds * rate)) / rate
-    x = 0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(seed).standard_normal(t.size)
-    x = x.astype(np.float32)
-    return x if channels == 1 else np.stack([x * (0.5 + 0.5 * c) for c in range(channels)], axis=1)
-
-
-def write_wav(path: Path, data: np.ndarray, rate: int, subtype: str = "PCM_16") -> Path:
-    sf.write(str(path), data, rate, subtype=subtype)
-    return path
+from helpers import build_features, run_fsdd
 
 
 @pytest.fixture(scope="session")
@@ -44,24 +29,6 @@ def corpora_root() -> Path:
 @pytest.fixture(scope="session")
 def fsdd_recordings(corpora_root) -> Path:
     return corpora_root / "fsdd" / "recordings"
-
-
-def build_features(work: Path, sets: dict, **cfg_overrides) -> Path:
-    """Run the real features stage on ``{set name: [Utterance]}``; returns the features directory."""
-    from types import SimpleNamespace
-
-    from asr import features
-    from asr.manifest import write_manifest
-
-    for name, utts in sets.items():
-        write_manifest(work / "prepare" / f"{name}.jsonl", utts)
-    cfg = features.FeatureConfig(
-        **{"sample_rate": 8_000, "sets": tuple(sets), "train_sets": tuple(sets)[:1], **cfg_overrides}
-    )
-    out = work / "features"
-    out.mkdir(parents=True)
-    features.stage(SimpleNamespace(config=cfg, out=out, inputs={"prepare": work / "prepare"}, nj=1, log=lambda m: None))
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +57,7 @@ def fsdd_utts(fsdd_recordings):
 
 
 @pytest.fixture
-def server(tmp_path):
+def file_server(tmp_path):
     """An HTTP server on 127.0.0.1 (a free port) serving ``tmp_path/served``; stopped after the test."""
     import http.server
     import threading
@@ -128,43 +95,20 @@ def tiny_features(fsdd_utts, tmp_path_factory):
     return build_features(work, {"tiny": six})
 
 
-REPO = Path(__file__).resolve().parent.parent
-# the fsdd recipe shortened: a subset, a small model, few updates, a 2-point decoding grid; no speed
-# perturbation, augmented copies or SpecAugment (they slow 8 epochs)
-SHORT = [
-    "prepare.connected_train=300",
-    "prepare.connected_dev=50",
-    "prepare.connected_test=100",
-    "features.speed_perturb=",
-    "features.augment.copies=0",
-    "train.spec_augment=false",
-    "train.model.dropout=0.1",
-    "train.max_utterances=800",
-    "train.epochs=8",
-    "train.model.hidden=96",
-    "train.batch_frames=2000",
-    "train.lr=0.005",
-    "decode.lm_weights=0,1",
-    "decode.word_scores=0",
-]
-
-
-def asr(*args, check=True):
-    """``python -m asr ARGS`` from the repository root; fails the test on a non-zero exit unless ``check=False``."""
-    r = subprocess.run([sys.executable, "-m", "asr", *args], cwd=REPO, capture_output=True, text=True, timeout=900)
-    if check:
-        assert r.returncode == 0, r.stdout + r.stderr
-    return r
-
-
-def run_fsdd(work, corpora_root, *extra):
-    sets = [a for s in SHORT for a in ("--set", s)]
-    return asr("run", "fsdd", "--work-dir", str(work), "--corpus-dir", str(corpora_root), *sets, *extra)
-
-
 @pytest.fixture(scope="session")
 def fsdd_work(corpora_root, tmp_path_factory):
     """A work directory with the short fsdd recipe run end to end (its exported model.pt included)."""
     work = tmp_path_factory.mktemp("fsdd_recipe")
     run_fsdd(work, corpora_root)
     return work
+
+
+# tests that need a trained model (the session's short recipe run, directly or through another fixture)
+SLOW_FIXTURES = {"fsdd_work", "tiny_features", "so762_root"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark as ``slow`` every test that needs a trained model or a recipe run (the quick command leaves them out)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

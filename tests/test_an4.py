@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import asr
+from helpers import asr
 
 from asr.audio import load_audio, read_info
 from asr.corpora import an4

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone, write_wav
+from helpers import tone, write_wav
 
 from asr.audio import load_audio, read_info, resample, save_audio
 from asr.errors import AudioError

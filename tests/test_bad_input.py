@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tone, write_wav
+from helpers import tone, write_wav
 
 from asr.config import to_dict
 from asr.errors import AsrError, AudioError, ManifestError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import asr
+from helpers import asr
 
 from asr.corpora import commonvoice as cv
 from asr.errors import CorpusError, ManifestError
@@ -128,14 +128,14 @@ def test_no_copy_says_how_to_get_one_and_bad_settings_are_refused(tmp_path, monk
         cv.CommonVoiceConfig(language="../en")
 
 
-def test_download_verify_extract(so762_root, tmp_path, server, monkeypatch):
+def test_download_verify_extract(so762_root, tmp_path, file_server, monkeypatch):
     monkeypatch.delenv("ASR_CORPORA", raising=False)
     _build(so762_root, tmp_path / "tree")
     archive = tmp_path / "served" / "cv-corpus-17.0-2024-03-15-en.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:  # as Mozilla's: cv-corpus-<version>/<language>/ at the top
         tar.add(tmp_path / "tree" / "cv-corpus-17.0-2024-03-15", arcname="cv-corpus-17.0-2024-03-15")
     good = hashlib.sha256(archive.read_bytes()).hexdigest()
-    url = f"{server}/{archive.name}"
+    url = f"{file_server}/{archive.name}"
     bad = cv.CommonVoiceConfig(download_dir=str(tmp_path / "dl"), url=url, sha256="0" * 64)
     with pytest.raises(CorpusError, match="checksum mismatch"):
         cv.locate(bad)

@@ -4,7 +4,7 @@ import librosa
 import numpy as np
 import pytest
 import torch
-from conftest import build_features, tone, write_wav
+from helpers import build_features, tone, write_wav
 
 from asr import features
 from asr.audio import load_audio
@@ -194,7 +194,7 @@ def test_online_cmvn_is_causal_and_starts_from_the_global_statistics():
 def test_transcribe_normalises_one_file_exactly_as_the_recipe_did(fsdd_utts, tmp_path, kind):
     # the recipe's decode stage feeds the network store.cmvn(features of the set); a Recognizer built
     # from the model file's parts feeds it cmvn(mfcc(the file)): the inputs must be the same numbers
-    from conftest import build_features
+    from helpers import build_features
 
     from asr.config import to_dict
     from asr.transcribe import Recognizer

@@ -116,21 +116,21 @@ def _fake_archive(fsdd_recordings, tmp_path):
     return path
 
 
-def test_download_verify_extract(fsdd_recordings, tmp_path, server, monkeypatch):
+def test_download_verify_extract(fsdd_recordings, tmp_path, file_server, monkeypatch):
     monkeypatch.delenv("ASR_CORPORA", raising=False)
     archive = _fake_archive(fsdd_recordings, tmp_path)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    url = f"{server}/{archive.name}"
+    url = f"{file_server}/{archive.name}"
     rec = fsdd.locate(None, tmp_path / "dl", url=url, sha256=digest)
     assert len(fsdd.scan(rec)) == 12
     # a second call reuses the unpacked copy without the server
-    assert fsdd.locate(None, tmp_path / "dl", url=f"{server}/gone", sha256=digest) == rec
+    assert fsdd.locate(None, tmp_path / "dl", url=f"{file_server}/gone", sha256=digest) == rec
     # a wrong checksum leaves nothing behind that could pass for the archive
     with pytest.raises(CorpusError, match="checksum mismatch"):
         download(url, tmp_path / "x" / "a.tar.gz", "0" * 64)
     assert not list((tmp_path / "x").iterdir())
     with pytest.raises(CorpusError, match="cannot download"):
-        download(f"{server}/missing.tar.gz", tmp_path / "y.tar.gz", digest)
+        download(f"{file_server}/missing.tar.gz", tmp_path / "y.tar.gz", digest)
 
 
 def test_extract_refuses_path_traversal(tmp_path):

@@ -18,14 +18,19 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO
 from test_train import TINY, _train_cmd
 
 from asr.model import AcousticModel, ModelConfig
 from asr.train import train
 from asr.transcribe import load_model
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.slow,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible"),
+]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import asr
+from helpers import asr
 
 import asr as asr_pkg
 from asr.audio import MAX_CHANNELS, resample, stream_audio
@@ -146,7 +146,7 @@ def test_a_kill_between_publishing_and_copying_is_repaired_by_the_next_run(fsdd_
     import subprocess
     import sys
 
-    from conftest import REPO, SHORT
+    from helpers import REPO, SHORT
 
     results = fsdd_work / "RESULTS.md"
     results.unlink()
@@ -446,7 +446,7 @@ def test_a_stage_file_that_cannot_be_written_names_its_path(tmp_path, small_file
 def test_training_names_the_utterance_holding_the_word_separator_and_an_empty_train_set(fsdd_utts, tmp_path):
     import dataclasses
 
-    from conftest import build_features
+    from helpers import build_features
     from test_train import TINY
 
     from asr.errors import AsrError
@@ -478,7 +478,7 @@ def test_fsdd_loso_finds_speechocean762_by_its_own_setting(corpora_root, so762_r
     import subprocess
     import sys
 
-    from conftest import REPO
+    from helpers import REPO
 
     env = {k: v for k, v in os.environ.items() if k != "ASR_CORPORA"}
 

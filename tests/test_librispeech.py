@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import asr
+from helpers import asr
 
 from asr.corpora import librispeech as ls
 from asr.errors import CorpusError, ManifestError
@@ -101,16 +101,16 @@ def test_bad_subset_settings_are_refused():
         ls.LibriSpeechConfig(dev=("dev-clean",), test=("dev-clean",))
 
 
-def test_download_verify_extract(so762_root, tmp_path, server, monkeypatch):
+def test_download_verify_extract(so762_root, tmp_path, file_server, monkeypatch):
     monkeypatch.delenv("ASR_CORPORA", raising=False)
     _build(so762_root, tmp_path / "tree")
     archive = tmp_path / "served" / "dev-clean.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:  # as OpenSLR's: LibriSpeech/<subset>/... at the top
         tar.add(tmp_path / "tree" / "LibriSpeech" / "dev-clean", arcname="LibriSpeech/dev-clean")
     monkeypatch.setitem(ls.SHA256, "dev-clean", hashlib.sha256(archive.read_bytes()).hexdigest())
-    d = ls.locate("dev-clean", None, tmp_path / "dl", url=f"{server}/dev-clean.tar.gz")
+    d = ls.locate("dev-clean", None, tmp_path / "dl", url=f"{file_server}/dev-clean.tar.gz")
     assert [u.id for u in ls.read_subset(d)] == ["84-121123-0000", "84-121123-0001"]
     monkeypatch.setitem(ls.SHA256, "test-clean", "0" * 64)
     with pytest.raises(CorpusError, match="checksum mismatch"):
-        ls.locate("test-clean", None, tmp_path / "dl2", url=f"{server}/dev-clean.tar.gz")
+        ls.locate("test-clean", None, tmp_path / "dl2", url=f"{file_server}/dev-clean.tar.gz")
     assert not (tmp_path / "dl2" / "test-clean").exists()

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import tone, write_wav
+from helpers import tone, write_wav
 
 from asr.errors import ManifestError, TokenizerError
 from asr.manifest import (

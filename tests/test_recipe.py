@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHORT, asr, run_fsdd
+from helpers import REPO, SHORT, asr, run_fsdd
 
 from asr.manifest import read_text
 from asr.stages import DATA_STAMPS
+
+pytestmark = pytest.mark.slow  # recipe runs
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import urllib.request
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, asr
+from helpers import REPO, asr
 
 from asr.manifest import read_manifest
 from asr.serve import post_audio

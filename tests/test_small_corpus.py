@@ -8,10 +8,13 @@ hundreds of updates on small batches.
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
-from conftest import asr
+from helpers import asr
 
 from asr.corpora import fsdd
+
+pytestmark = pytest.mark.slow  # trains with the defaults
 
 WORDS = 8  # per utterance
 

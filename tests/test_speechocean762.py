@@ -84,21 +84,21 @@ def test_official_test_is_prepared_when_present(so762_root, tmp_path):
     assert result["official_test"] and result["counts"]["test"] == 2
 
 
-def test_download_checked_by_size_then_by_content(so762_root, tmp_path, server, monkeypatch):
+def test_download_checked_by_size_then_by_content(so762_root, tmp_path, file_server, monkeypatch):
     monkeypatch.delenv("ASR_CORPORA", raising=False)
     _small_tree(so762_root, tmp_path / "build" / "speechocean762", "WAV")
     archive = tmp_path / "served" / so.ARCHIVE_NAME
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "build" / "speechocean762", arcname="speechocean762")
     size = archive.stat().st_size
-    url = f"{server}/{so.ARCHIVE_NAME}"
+    url = f"{file_server}/{so.ARCHIVE_NAME}"
     with pytest.raises(CorpusError, match="a complete copy has at least"):  # a short (cut) download
         so.locate(None, tmp_path / "dl", url=url, min_bytes=size + 1)
     assert not list((tmp_path / "dl").glob("*.tar.gz*"))  # nothing half-written left
     root = so.locate(None, tmp_path / "dl", url=url, min_bytes=size)
     assert so.read_split(root, "train")[0][0].audio.endswith(".WAV")
-    assert so.locate(None, tmp_path / "dl", url=f"{server}/gone", min_bytes=size) == root  # no second download
+    assert so.locate(None, tmp_path / "dl", url=f"{file_server}/gone", min_bytes=size) == root  # no second download
     with tarfile.open(tmp_path / "served" / "other.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "build" / "speechocean762" / "train", arcname="unrelated/train")
     with pytest.raises(CorpusError, match="holds no speechocean762/train/wav.scp"):
-        so.locate(None, tmp_path / "dl2", url=f"{server}/other.tar.gz", min_bytes=1)
+        so.locate(None, tmp_path / "dl2", url=f"{file_server}/other.tar.gz", min_bytes=1)

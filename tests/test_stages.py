@@ -368,6 +368,7 @@ def _wait_exit(pid: int, timeout: float) -> bool:
         os.close(fd)
 
 
+@pytest.mark.slow
 def test_sigkill_during_features_then_rerun_matches_uninterrupted(corpora_root, tmp_path):
     ref = _asr("run", "fsdd", "--work-dir", str(tmp_path / "ref"), "--corpus-dir", str(corpora_root), *SMALL)
     out, _ = ref.communicate(timeout=300)
@@ -419,6 +420,7 @@ def test_every_subcommand_has_help():
         assert r.returncode == 0 and "usage: asr" in r.stdout, cmd
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_finds_its_recipes(tmp_path):
     # a non-editable install (no checkout around it) must still run `asr run fsdd`
     target = tmp_path / "site"

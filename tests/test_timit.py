@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import asr
+from helpers import asr
 
 from asr.corpora import timit
 from asr.errors import CorpusError, ManifestError, TokenizerError

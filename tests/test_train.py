@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import build_features
+from helpers import build_features
 
 from asr.augment import AugmentConfig
 from asr.batching import make_batches
@@ -161,6 +161,7 @@ def _train_cmd(feats, out, partial, cfg):
     ]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(fsdd_utts, tmp_path):
     # bit-exact on the CPU; CUDA's RNN and CTC backward kernels are not deterministic (tests/test_gpu.py).
     # Augmented training: a reverberated/noised/VTLP copy of every utterance, and SpecAugment
