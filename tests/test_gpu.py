@@ -25,7 +25,6 @@ from asr.model import AcousticModel, ModelConfig
 from asr.train import train
 from asr.transcribe import load_model
 
-
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.slow,
