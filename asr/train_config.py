@@ -39,27 +39,27 @@ class TrainConfig:
     min_batches: int = 10  # ... smaller for a small corpus, so that an epoch has at least this many batches
     # the learning rate: linear warm-up, then held and multiplied by lr_decay when the dev loss has not improved
     # for more than lr_patience evaluations ("plateau", as torch's ReduceLROnPlateau), or cosine decay to
-    # lr x final_lr ("cosine"). On the shortened fsdd recipe (272 updates) plateau with warm-up gave greedy dev
-    # WER 16.8% and isolated / connected test WER 3.0% / 1.2%, without warm-up 18.1% and 4.5% / 2.0%, cosine
-    # 28.1% and 5.0% / 2.5%; on the full fsdd recipe (2,177 updates) this default 0.00% / 0.57%, cosine 1.50% / 0.47%
+    # lr x final_lr ("cosine"). Plateau with warm-up was best on the fsdd recipe, short and full (the measured
+    # WERs: docs/training.md); the warm-up keeps CTC out of its blank plateau
     schedule: Literal["cosine", "plateau"] = "plateau"
     warmup: float = 0.05  # share of the updates with the LR rising linearly from 0
     final_lr: float = 0.02
     lr_decay: float = 0.5
     lr_patience: int = 1
-    # dev evaluations over the run, at a fixed update interval; 0: once an epoch (on the full fsdd recipe 20
-    # evaluations with lr_patience 2 gave 1.00% / 0.72% isolated / connected test WER, once an epoch 0.00% / 0.57%)
+    # dev evaluations over the run, at a fixed update interval; 0: once an epoch (on fsdd, more frequent
+    # evaluations did no better: docs/training.md)
     evaluations: int = 0
     early_stop: int = 0  # stop after this many evaluations without dev improvement (0: never); not before min_updates
     average_last: int = 3  # also try the average of the last N evaluated models; keep it if dev is no worse
     # what keep-best, averaging and early stopping compare (then dev loss): greedy dev CER by default, since
-    # the WER stays at or above 100% until CTC leaves its all-blank plateau; on speechocean762 choosing by
-    # WER stopped a run at epoch 9 whose dev CER was still falling (94% -> 75%) and kept epoch 5
+    # the WER stays at or above 100% until CTC leaves its all-blank plateau, so choosing by WER can stop a run
+    # whose CER is still falling (it did on speechocean762)
     select_on: Literal["cer", "wer", "loss"] = "cer"
     # augmentation
     spec_augment: bool = False
-    spec_augment_from: float = 0.0  # share of the updates trained clean before SpecAugment starts: from the start,
-    # it kept 4x320 and 5x384 BiLSTMs on speechocean762 in CTC's blank plateau for 20-40 epochs (dev CER 74-78%)
+    # share of the updates trained clean before SpecAugment starts: from the start, it can keep a large BiLSTM in
+    # CTC's blank plateau for tens of epochs (it did on speechocean762: docs/recipes/speechocean762.md)
+    spec_augment_from: float = 0.0
     freq_mask: int = 5
     n_freq_masks: int = 2
     time_mask: int = 20

@@ -19,11 +19,11 @@ STAGES = crossval_stages(fsdd.stage, fsdd.VERSION, fsdd.fingerprint)
 
 CONFIG = {
     # isolated digits only: no connected-digit audio is needed. speechocean762's 77 digit strings by 26 more
-    # speakers join every fold's training (mean WER 10.40% with them, 13.45% without: README table)
+    # speakers join every fold's training (a lower mean WER: docs/recipes/fsdd_loso.md)
     "prepare": fsdd.FsddConfig(connected_train=0, connected_dev=0, connected_test=0, so762_digits=True),
     # normalisation that `asr transcribe` reproduces on one new file (online CMVN), speed perturbation 0.9/1.1
-    # and two augmented copies (reverb, volume, noise, VTLP): mean WER 17.75% with global CMVN and speed
-    # perturbation alone; per-speaker CMVN gave 9.40% but needs all of a test speaker's audio
+    # and two augmented copies (reverb, volume, noise, VTLP): each helped on unseen speakers; per-speaker CMVN did
+    # better still but needs all of a test speaker's audio (docs/recipes/fsdd_loso.md)
     "features": features.FeatureConfig(
         sample_rate=fsdd.NATIVE_RATE,
         sets=("loso/*",),
