@@ -134,11 +134,15 @@ def from_dict(cls: type, data: dict) -> Any:
 
 
 def flatten(section: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"key": value, "group.key": value}`` of a section (a dataclass or its :func:`to_dict`)."""
-    data = to_dict(section) if dataclasses.is_dataclass(section) else section
+    """``{"key": value, "group.key": value}`` of a section: a dataclass (its values as they are) or its
+    :func:`to_dict` (JSON values)."""
+    if dataclasses.is_dataclass(section):
+        items = [(f.name, getattr(section, f.name)) for f in dataclasses.fields(section)]
+    else:
+        items = list(section.items())
     out = {}
-    for k, v in data.items():
-        if isinstance(v, dict):
+    for k, v in items:
+        if isinstance(v, dict) or dataclasses.is_dataclass(v):
             out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v

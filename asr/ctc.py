@@ -24,9 +24,13 @@ def greedy(log_probs, lengths, blank: int = 0) -> list[list[int]]:
 
 def greedy_frames(log_probs, blank: int = 0) -> list[tuple[int, int]]:
     """``(T, V)`` (torch or numpy) -> ``[(unit, first frame)]`` of the best path."""
-    best = log_probs.argmax(-1).tolist()
+    return collapse(log_probs.argmax(-1).tolist(), blank)
+
+
+def collapse(path: list[int], blank: int = 0) -> list[tuple[int, int]]:
+    """A frame-level path -> ``[(unit, first frame)]``: repeats merged, blanks dropped."""
     out, prev = [], blank
-    for t, u in enumerate(best):
+    for t, u in enumerate(path):
         if u != prev and u != blank:
             out.append((u, t))
         prev = u

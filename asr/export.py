@@ -26,7 +26,7 @@ from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.fsutil import check_output_file
 from asr.layout import RECORD, DecodeDir, ExportDir, TrainDir
-from asr.model import AcousticModel, build_from_checkpoint, read_checkpoint
+from asr.model import AcousticModel, build_from_checkpoint, length_reversal, read_checkpoint
 from asr.modelfile import needed_lm_files, stored_options
 from asr.provenance import git_commit
 
@@ -189,23 +189,16 @@ class _Unrolled(torch.nn.Module):
         feats = torch.cat([feats, feats.new_zeros(b, pad, d)], dim=1)
         x = feats.reshape(b, -1, d * s)
         out_lengths = torch.div(lengths + s - 1, s, rounding_mode="floor")
-        steps = torch.arange(x.shape[1])
-        valid = (steps[None] < out_lengths[:, None]).to(x.dtype)[..., None]
-        source = (out_lengths[:, None] - 1 - steps[None]).clamp(min=0)[..., None]
+        valid, reverse = length_reversal(out_lengths, x.shape[1])
         dirs = 2 if self.cfg.bidirectional else 1
         h = x
         for layer in range(self.cfg.num_layers):
             outs = []
             for k in range(dirs):
                 cell = self.cells[layer * dirs + k]
-                if k:
-                    rev = h.gather(1, source.expand(-1, -1, h.shape[2]))
-                    y = cell(rev)[0]
-                    outs.append(y.gather(1, source.expand(-1, -1, y.shape[2])))
-                else:
-                    outs.append(cell(h)[0])
+                outs.append(reverse(cell(reverse(h))[0]) if k else cell(h)[0])
             h = torch.cat(outs, dim=-1) if dirs > 1 else outs[0]
-        return self.output(h * valid).log_softmax(dim=-1), out_lengths
+        return self.output(h * valid.to(h.dtype)).log_softmax(dim=-1), out_lengths
 
 
 def to_onnx(model_path: str | Path, out: str | Path) -> dict:

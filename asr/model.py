@@ -8,6 +8,7 @@ from it alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -104,14 +105,8 @@ class AcousticModel(nn.Module):
     def _rnn_unpacked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``self.rnn`` over a padded batch, one layer and direction at a time, with its own weights
         (through ``torch._VF``, the entry point ``nn.LSTM.forward`` itself calls)."""
-        rnn, b, t = self.rnn, x.shape[0], x.shape[1]
-        steps = torch.arange(t, device=x.device)
-        valid = (steps[None] < lengths[:, None])[..., None]  # (B, T, 1)
-        source = (lengths[:, None] - 1 - steps[None]).clamp(min=0)[..., None]  # reversal within each length
-
-        def reverse(a: torch.Tensor) -> torch.Tensor:  # padding positions get frame 0: they follow the real ones
-            return a.gather(1, source.expand(-1, -1, a.shape[2]))
-
+        rnn, b = self.rnn, x.shape[0]
+        valid, reverse = length_reversal(lengths, x.shape[1])
         h = x
         for layer in range(self.cfg.num_layers):
             if layer:
@@ -130,6 +125,20 @@ class AcousticModel(nn.Module):
                 outs.append(reverse(y) if suffix else y)
             h = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
         return h * valid
+
+
+def length_reversal(lengths: torch.Tensor, steps: int) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """What a reverse direction needs on a padded batch: the ``(B, T, 1)`` mask of valid steps and a function
+    reversing a ``(B, T, D)`` batch within each item's length (padding positions get frame 0: they follow the
+    real ones), so padded batches of any lengths give each item its own result. Traced into ONNX as it is."""
+    t = torch.arange(steps, device=lengths.device)
+    valid = (t[None] < lengths[:, None])[..., None]
+    source = (lengths[:, None] - 1 - t[None]).clamp(min=0)[..., None]
+
+    def reverse(a: torch.Tensor) -> torch.Tensor:
+        return a.gather(1, source.expand(-1, -1, a.shape[2]))
+
+    return valid, reverse
 
 
 def checkpoint_dict(

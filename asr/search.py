@@ -30,7 +30,7 @@ from flashlight.lib.text.decoder import (
 )
 from flashlight.lib.text.dictionary import Dictionary, load_words
 
-from asr.ctc import greedy_frames
+from asr.ctc import collapse, greedy_frames
 from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.layout import LmDir
@@ -295,13 +295,8 @@ class BeamSearch:
         path = list(results[0].tokens)
         if len(path) == emissions.shape[0] + 2:  # flashlight adds the start and end states: frame t is path[t + 1]
             path = path[1:-1]
-        units, frames, prev = [], [], self.blank
-        for t, u in enumerate(path):  # repeats merged, blanks dropped, each unit at its first frame
-            if u != self.blank and (t == 0 or u != prev):
-                units.append(u)
-                frames.append(t)
-            prev = u
-        text, timed = self.tokenizer.words(units, frames)
+        merged = collapse(path, self.blank)  # each unit at its first frame
+        text, timed = self.tokenizer.words([u for u, _ in merged], [t for _, t in merged])
         if self.options.needs_lexicon:
             # the units spell the lexicon words the decoder chose, unless no hypothesis in the beam had
             # finished a word when the audio ended (a word cut off): flashlight then returns one ending

@@ -13,7 +13,6 @@ happens in a temporary directory that is renamed into place after ``record.json`
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -477,16 +476,5 @@ def config_summary(config: Config) -> str:
     """``section.key = value`` lines (``section.group.key`` for nested groups), for ``--show-config``."""
     lines = []
     for section, obj in config.items():
-        lines += [f"{section}.{k} = {v!r}" for k, v in _fields(obj)]
+        lines += [f"{section}.{k} = {v!r}" for k, v in flatten(obj).items()]
     return "\n".join(lines)
-
-
-def _fields(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            out += _fields(value, f"{prefix}{f.name}.")
-        else:
-            out.append((f"{prefix}{f.name}", value))
-    return out
