@@ -90,6 +90,18 @@ def locate(src: Source, corpus_dir: str | Path | None, download_dir: str | Path)
     return found
 
 
+def fingerprint(
+    src: Source, corpus_dir: str | Path | None, download_dir: str | Path, stamps: Callable[[Path], dict[str, str]]
+) -> dict[str, str] | None:
+    """A prepare stage's data stamps: ``stamps(root)`` of the copy on disk; ``{}`` when a named folder holds
+    none (the stage itself reports it); ``None`` before a download (the key is fixed once the stage ran)."""
+    try:
+        root = find_local(src, corpus_dir, download_dir)
+    except CorpusError:
+        return {}
+    return None if root is None else stamps(root)
+
+
 def inside(folder: Path, relative: str) -> Path | None:
     """``folder / relative`` if that names a place inside ``folder`` (no absolute path, no ``..`` out of it),
     else ``None``: a corpus listing must not make a recipe read any file on the machine."""

@@ -92,12 +92,10 @@ def locate(
 
 def fingerprint(cfg: An4Config) -> dict[str, str] | None:
     """Listing files (hashed) and audio (size, modification time); None before a download."""
-    try:
-        root = corpora.find_local(source(), cfg.corpus_dir, cfg.download_dir)
-    except CorpusError:
-        return {}  # the stage itself reports the bad folder
-    if root is None:
-        return None
+    return corpora.fingerprint(source(), cfg.corpus_dir, cfg.download_dir, _stamps)
+
+
+def _stamps(root: Path) -> dict[str, str]:
     out = {str(f): f"sha256 {sha256sum(f)}" for f in sorted((root / "etc").glob("an4_*.*"))}
     out.update({str(f): file_stamp(f) for f in sorted((root / "wav").glob("*/*/*"))})
     return out

@@ -118,12 +118,10 @@ def locate(cfg: CommonVoiceConfig) -> Path:
 
 def fingerprint(cfg: CommonVoiceConfig) -> dict[str, str] | None:
     """The TSV files (hashed) and every clip they list (size, modification time); None before a download."""
-    try:
-        root = corpora.find_local(source(cfg), cfg.corpus_dir, cfg.download_dir)
-    except CorpusError:
-        return {}  # the stage itself reports the bad folder
-    if root is None:
-        return None
+    return corpora.fingerprint(source(cfg), cfg.corpus_dir, cfg.download_dir, _stamps)
+
+
+def _stamps(root: Path) -> dict[str, str]:
     out = {}
     for split in SPLITS:
         tsv = root / f"{split}.tsv"

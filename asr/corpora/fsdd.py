@@ -158,13 +158,14 @@ def _so762_folder(cfg: FsddConfig) -> str | None:
 
 def fingerprint(cfg: FsddConfig) -> dict[str, str] | None:
     """Size and modification time of every recording the prepare stage would read; None before a download."""
-    try:
-        rec = find_local(cfg.corpus_dir, cfg.download_dir)
-    except CorpusError:
-        return {}  # the stage itself reports the bad folder
-    if rec is None:
-        return None
-    stamps = {str(p): file_stamp(p) for p in sorted(rec.glob("*.wav"))}
+    stamps = corpora.fingerprint(
+        source(),
+        cfg.corpus_dir,
+        cfg.download_dir,
+        lambda rec: {str(p): file_stamp(p) for p in sorted(rec.glob("*.wav"))},
+    )
+    if not stamps:
+        return stamps
     if cfg.so762_digits:
         try:
             so762 = _so762_folder(cfg)

@@ -105,12 +105,10 @@ def locate(
 
 def fingerprint(cfg: So762Config) -> dict[str, str] | None:
     """Listing files (hashed) and audio files (size, modification time) of the splits; None before a download."""
-    try:
-        root = find_local(cfg.corpus_dir, cfg.download_dir)
-    except CorpusError:
-        return {}  # the stage itself reports the bad folder
-    if root is None:
-        return None
+    return corpora.fingerprint(source(), cfg.corpus_dir, cfg.download_dir, _stamps)
+
+
+def _stamps(root: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for split in UPSTREAM_SPLITS:
         d = root / split
