@@ -9,7 +9,9 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from asr.errors import AsrError
 
@@ -22,10 +24,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+    """Write ``data`` to ``path`` as :func:`atomic_write` does."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Have ``write`` fill a temporary file beside ``path``, then rename it into place, so that readers see the
+    old file or the new one, never a part; on any failure the temporary file is removed.
 
     The file gets the usual permissions (0666 less the umask), as any other tool writing
     a shared work directory would give it: ``tempfile.mkstemp`` would make it 0600.
+
+    Raises:
+        OSError: naming ``path`` (a full disk's error from ``write`` names no file by itself).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,40 +44,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise _named(e, path) from None
+        raise e if e.filename else OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _named(e: OSError, path: Path) -> OSError:
-    """``e`` with the file it was writing named (a full disk's error from ``write`` names none)."""
-    return e if e.filename else OSError(e.errno, e.strerror, str(path))
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    """Copy ``src`` to ``dst`` as :func:`atomic_write_bytes` writes (in blocks, not all in memory)."""
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f, open(src, "rb") as g:
-            shutil.copyfileobj(g, f, CHUNK)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise _named(e, dst) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Copy ``src`` to ``dst`` as :func:`atomic_write` writes (in blocks, not all in memory)."""
+    with open(src, "rb") as g:
+        atomic_write(dst, lambda f: shutil.copyfileobj(g, f, CHUNK))
 
 
 def same_file_content(a: str | Path, b: str | Path) -> bool:

@@ -4,8 +4,6 @@ and the checkpoint a resumed run restarts from (tensors and plain data, loaded w
 from __future__ import annotations
 
 import math
-import os
-import secrets
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +19,7 @@ from asr.batching import make_batches
 from asr.ctc import greedy
 from asr.errors import AsrError
 from asr.features import spec_augment
+from asr.fsutil import atomic_write
 from asr.layout import CheckpointDir
 from asr.model import AcousticModel, load_weights
 from asr.procs import stop_point
@@ -233,24 +232,18 @@ class Trainer:
 
 
 def save_atomic(obj, path: Path) -> None:
-    """``torch.save`` as :func:`asr.fsutil.atomic_write_bytes` writes: the old file or the new one, no ``.tmp``
-    left behind; a failed write (a full disk: torch says only "unexpected pos") names the file and the space left.
+    """``torch.save`` as :func:`asr.fsutil.atomic_write` writes: the old file or the new one, no ``.tmp`` left
+    behind; a failed write (a full disk: torch says only "unexpected pos") names the file and the space left.
 
     Raises:
         AsrError: the file could not be written.
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(obj, f))
     except (OSError, RuntimeError) as e:
-        tmp.unlink(missing_ok=True)
         free = shutil.disk_usage(path.parent).free / 1e6
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
         raise AsrError(
             f"{path}: could not be written ({reason}); {free:,.0f} MB are free on its disk: free some "
             "space and run again (training resumes from the last checkpoint)"
         ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
