@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 from asr import decode, scoring, train
 from asr.config import flatten
+from asr.context import StageContext
 from asr.errors import AsrError, ConfigError
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
@@ -52,21 +52,20 @@ def folds(features_dir: Path) -> list[str]:
     return found
 
 
-def _sub(ctx, fold: str, config, inputs: dict, partial: bool = False):
+def _sub(ctx: StageContext, fold: str, config, inputs: dict, partial: bool = False) -> StageContext:
     out = ctx.out / fold
     out.mkdir(parents=True, exist_ok=True)
-    return SimpleNamespace(
-        stage=ctx.stage,
+    return dataclasses.replace(
+        ctx,
         config=config,
         out=out,
         inputs=inputs,
-        nj=ctx.nj,
         partial=ctx.partial / fold if partial else None,
         log=lambda m: ctx.log(f"[{fold}] {m}"),
     )
 
 
-def train_stage(ctx) -> dict:
+def train_stage(ctx: StageContext) -> dict:
     """Train one model per fold (each resumable from its own checkpoints)."""
     cfg = ctx.config
     out = {}
@@ -76,7 +75,7 @@ def train_stage(ctx) -> dict:
     return {"folds": out}
 
 
-def decode_stage(ctx) -> dict:
+def decode_stage(ctx: StageContext) -> dict:
     """Decode each fold's test set with its model, tuned on its dev set."""
     out = {}
     for fold in folds(ctx.inputs["features"]):
@@ -86,7 +85,7 @@ def decode_stage(ctx) -> dict:
     return {"folds": out}
 
 
-def score_stage(ctx) -> dict:
+def score_stage(ctx: StageContext) -> dict:
     """Score every fold and write ``RESULTS.md`` with the per-fold and mean WER."""
     rows, wers = [], []
     fold_names = sorted(p.name for p in ctx.inputs["decode"].iterdir() if DecodeDir(p).settings.is_file())
@@ -103,8 +102,8 @@ def score_stage(ctx) -> dict:
     head = [
         "# Results: leave one speaker out",
         "",
-        "Each fold trains on the other speakers (dev: their takes 5-9) and tests on every take of the "
-        "held-out speaker.",
+        "Each fold trains on its train set, chooses the model and tunes decoding on its dev set, and is scored "
+        "on its test set.",
         "",
         "| held-out speaker | utterances | WER % [95% CI] | CER % | greedy WER % |",
         "|---|---|---|---|---|",

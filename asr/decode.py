@@ -18,6 +18,7 @@ from pathlib import Path
 import jiwer
 import torch
 
+from asr.context import StageContext
 from asr.ctc import greedy_frames
 from asr.decoding import DecodeOptions
 from asr.features import FeatureStore
@@ -150,7 +151,7 @@ def decode_sets(
     return results
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``decode`` stage: tune on dev, decode test sets, write a :class:`asr.layout.ReportDir` per set."""
     cfg: DecodeConfig = ctx.config
     model_path = TrainDir(ctx.inputs["train"]).model

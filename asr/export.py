@@ -22,6 +22,7 @@ import onnx
 import torch
 
 from asr import onnxrt
+from asr.context import StageContext
 from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.fsutil import check_output_file
@@ -64,7 +65,7 @@ def bundle(model_path: Path, lm_dir: Path | None, settings: dict, results: dict,
     return ckpt
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``export`` stage: write ``model.pt`` (copied to the work directory) with the tuned decoding."""
     settings = json.loads(DecodeDir(ctx.inputs["decode"]).settings.read_text())
     results = json.loads((Path(ctx.inputs["score"]) / RECORD).read_text()).get("metrics", {})

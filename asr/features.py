@@ -25,6 +25,7 @@ from tqdm import tqdm
 from asr import augment
 from asr.audio import load_audio, resample
 from asr.config import to_dict
+from asr.context import StageContext
 from asr.errors import AsrError, AudioError
 from asr.frontend import Cmvn, FeatureConfig, feature_config, mfcc
 from asr.fsutil import atomic_write_text
@@ -286,7 +287,7 @@ class FeatureStore:
 # --- the stage ----------------------------------------------------------------------------------------
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """Featurize every configured manifest of the ``prepare`` output; write CMVN statistics.
 
     CMVN statistics that normalise training come from training audio only: the global

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from asr.context import StageContext
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
 from asr.layout import LmDir
@@ -297,7 +298,7 @@ def build(
     return lm
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``lm`` stage: a word n-gram model and lexicon from the training transcripts."""
     cfg: LmConfig = ctx.config
     prep = ctx.inputs["prepare"]

@@ -10,10 +10,11 @@ from types import ModuleType
 
 from asr import crossval, decode, export, features, lm, scoring, train
 from asr.config import apply_overrides
+from asr.context import Stage
 from asr.errors import ConfigError
 from asr.fsutil import check_output_folder
 from asr.layout import MODEL, RESULTS
-from asr.stages import Pipeline, Stage
+from asr.stages import Pipeline
 
 
 def recipes_dir() -> Path:

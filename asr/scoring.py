@@ -15,6 +15,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
+from asr.context import StageContext
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
 from asr.layout import RECORD, DecodeDir, ReportDir, ScoreDir, TrainDir
@@ -260,7 +261,7 @@ def _interval(s: Score, samples: int, chars: bool = False) -> str:
     return f" [{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``score`` stage: a report per decoded set and ``RESULTS.md``."""
     cfg: ScoreConfig = ctx.config
     dec = DecodeDir(ctx.inputs["decode"])

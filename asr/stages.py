@@ -22,11 +22,10 @@ import resource
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from asr.config import Config, flatten, to_dict
+from asr.context import Stage, StageContext
 from asr.errors import AsrError, ConfigError
 from asr.fsutil import atomic_copy, atomic_write_text, same_file_content
 from asr.layout import RECORD
@@ -34,49 +33,6 @@ from asr.procs import stop_point
 from asr.provenance import __version__, command_line, git_commit
 
 DATA_STAMPS = "data.json"  # a stage's data fingerprint, file by file, next to its record
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of a recipe.
-
-    Attributes:
-        number: position shown to users (``--stage 3``).
-        name: directory name and ``--stage`` alias; also the config section it reads.
-        run: the work; returns counts/metrics to store in the record.
-        inputs: names of the stages whose outputs it reads.
-        version: the version of the code that writes this stage's output (a ``VERSION``
-            constant next to that code); a record of another version is stale.
-        exports: files of its output copied into the work directory when it finishes
-            (e.g. ``RESULTS.md``).
-        data: for a stage reading files outside the work directory, ``config -> {file: stamp}``
-            (see :func:`asr.manifest.data_fingerprint`), or ``None`` while the data is not
-            there yet (a corpus to download).
-        check: ``config -> None``; raises :class:`ConfigError` for settings the stage refuses,
-            before anything runs.
-    """
-
-    number: int
-    name: str
-    run: Callable[[StageContext], dict | None]
-    inputs: tuple[str, ...] = ()
-    version: int | str = 1
-    exports: tuple[str, ...] = ()
-    data: Callable[[Any], dict[str, str] | None] | None = None
-    check: Callable[[Any], None] | None = None
-
-
-@dataclass
-class StageContext:
-    """What a running stage sees."""
-
-    stage: Stage
-    config: Any  # this stage's config section (a frozen dataclass)
-    out: Path  # the temporary output directory to write into
-    inputs: dict[str, Path]  # input stage name -> its finished output directory
-    partial: Path  # survives a kill when the key is unchanged (checkpoints)
-    nj: int = 1
-    log: Callable[[str], None] = field(default=print)
 
 
 # --- peak memory of one stage -------------------------------------------------------------------

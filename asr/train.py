@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
 
 from asr.config import from_dict, to_dict
+from asr.context import StageContext
 from asr.errors import AsrError, TokenizerError
 from asr.features import FeatureStore
 from asr.layout import CheckpointDir, TrainDir
@@ -267,7 +268,7 @@ def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=pr
     return summary
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``train`` stage; launches torchrun itself when ``nproc > 1``."""
     cfg: TrainConfig = ctx.config
     feats = ctx.inputs["features"]

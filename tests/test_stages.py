@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from asr import recipe
+from asr.context import Stage
 from asr.errors import AsrError, ConfigError
-from asr.stages import Pipeline, Stage
+from asr.stages import Pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 

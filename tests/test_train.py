@@ -273,7 +273,8 @@ def test_planted_pickles_in_the_checkpoint_folder_are_refused_without_running(ti
 
 
 def test_a_checkpoint_folder_the_runner_did_not_write_is_discarded(tmp_path):
-    from asr.stages import Pipeline, Stage
+    from asr.context import Stage
+    from asr.stages import Pipeline
 
     seen = []
     work = tmp_path / "w"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from asr import corpora
 from asr.audio import read_info
+from asr.context import StageContext
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
 from asr.manifest import Utterance, read_lines
@@ -194,7 +195,7 @@ def prepare(root: Path, out: Path, cfg: An4Config = An4Config()) -> dict:
     return corpora.write_sets(out, sets, "AN4")
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``prepare`` stage: find (or download) AN4 and write the manifests."""
     cfg: An4Config = ctx.config
     root = locate(cfg.corpus_dir, cfg.download_dir)

@@ -32,6 +32,7 @@ import soundfile as sf
 
 from asr import corpora
 from asr.audio import read_info
+from asr.context import StageContext
 from asr.errors import AudioError, CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
 from asr.manifest import Utterance, read_lines
@@ -272,7 +273,7 @@ def prepare(root: Path, out: Path, cfg: CommonVoiceConfig) -> dict:
     return corpora.write_sets(out, sets, f"Common Voice {cfg.language}")
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``prepare`` stage: find (or download) the release and write the manifests."""
     cfg: CommonVoiceConfig = ctx.config
     root = locate(cfg)

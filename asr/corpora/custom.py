@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.context import StageContext
 from asr.errors import ConfigError, ManifestError
 from asr.manifest import check, data_fingerprint, load_data, write_manifest
 from asr.tokenizer import CharTokenizer
@@ -42,7 +43,7 @@ def _name(path: str) -> str:
     return p.stem if p.suffix == ".jsonl" else p.name
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     cfg: CustomConfig = ctx.config
     for split in ("train", "dev", "test"):
         if not getattr(cfg, split):

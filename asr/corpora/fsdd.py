@@ -30,6 +30,7 @@ import numpy as np
 
 from asr import corpora
 from asr.audio import load_audio, read_info, save_audio
+from asr.context import StageContext
 from asr.corpora import speechocean762
 from asr.errors import CorpusError
 from asr.fsutil import atomic_write_text, file_stamp
@@ -330,7 +331,7 @@ def prepare(
     return counts
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``prepare`` stage: find (or download) the corpus and write every manifest."""
     cfg: FsddConfig = ctx.config
     recordings = locate(cfg.corpus_dir, cfg.download_dir)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from asr import corpora
 from asr.audio import read_info
+from asr.context import StageContext
 from asr.corpora.speechocean762 import normalize
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
@@ -190,7 +191,7 @@ def prepare(subset_dirs: dict[str, Path], out: Path, cfg: LibriSpeechConfig) -> 
     return corpora.write_sets(out, {f"{roles[s]}/{s}": read_subset(d) for s, d in subset_dirs.items()}, "LibriSpeech")
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``prepare`` stage: find (or download) each subset and write its manifest."""
     cfg: LibriSpeechConfig = ctx.config
     dirs = {}

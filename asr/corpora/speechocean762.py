@@ -26,6 +26,7 @@ from pathlib import Path
 
 from asr import corpora
 from asr.audio import read_info
+from asr.context import StageContext
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
 from asr.manifest import Utterance, check, read_kaldi_table, write_manifest
@@ -212,7 +213,7 @@ def prepare(root: Path, out: Path, cfg: So762Config = So762Config()) -> dict:
     return {"counts": counts, "speakers": speakers, "official_test": has_test}
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``prepare`` stage: find (or download) the corpus and write the manifests."""
     cfg: So762Config = ctx.config
     root = locate(cfg.corpus_dir, cfg.download_dir)

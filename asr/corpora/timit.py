@@ -31,6 +31,7 @@ from typing import Literal
 
 from asr import corpora
 from asr.audio import read_info
+from asr.context import StageContext
 from asr.corpora.speechocean762 import normalize
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
@@ -283,7 +284,7 @@ def prepare(root: Path, out: Path, cfg: TimitConfig) -> dict:
     return counts
 
 
-def stage(ctx) -> dict:
+def stage(ctx: StageContext) -> dict:
     """The ``prepare`` stage: read the TIMIT tree and write the manifests."""
     cfg: TimitConfig = ctx.config
     root = locate(cfg.corpus_dir)
