@@ -235,9 +235,9 @@ def cmd_serve(args) -> int:
 
 
 def cmd_wer(args) -> int:
-    from asr.manifest import read_text
     from asr.phones import fold_text
     from asr.scoring import compare, score
+    from asr.textfiles import read_text
 
     def read(path):
         return {k: fold_text(v, args.phone_map) for k, v in read_text(path).items()}

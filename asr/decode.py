@@ -24,10 +24,10 @@ from asr.decoding import DecodeOptions
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
 from asr.layout import DecodeDir, LmDir, TrainDir
-from asr.manifest import read_lines, write_text
 from asr.model import Network, read_checkpoint
 from asr.procs import fork_pool
 from asr.search import BeamSearch
+from asr.textfiles import read_lines, write_text
 from asr.tokenizer import tokenizer_from_dict
 
 VERSION = 5  # of the decode stage's output: bump when the decoding or the files it writes change

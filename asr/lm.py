@@ -26,7 +26,8 @@ from asr.context import StageContext
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
 from asr.layout import LmDir
-from asr.manifest import expand_sets, manifest_names, read_lines, read_manifest
+from asr.manifest import expand_sets, manifest_names, read_manifest
+from asr.textfiles import read_lines
 from asr.tokenizer import WORD_SEP
 
 VERSION = 1  # of the lm stage's output: bump when the estimator or the files it writes change

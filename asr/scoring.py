@@ -19,9 +19,9 @@ from asr.context import StageContext
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
 from asr.layout import RECORD, DecodeDir, ReportDir, ScoreDir, TrainDir
-from asr.manifest import read_text, write_text
 from asr.phones import PHONE_MAPS, fold_text
 from asr.provenance import command_line, git_commit
+from asr.textfiles import read_text, write_text
 
 BOOTSTRAP_SAMPLES = 1000
 

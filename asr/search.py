@@ -35,7 +35,7 @@ from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.layout import LmDir
 from asr.lm import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
-from asr.manifest import read_lines
+from asr.textfiles import read_lines
 from asr.tokenizer import PIECE_START, WORD_SEP, PhoneTokenizer, SubwordTokenizer, Tokenizer
 
 UNK = "<unk>"

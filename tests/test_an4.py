@@ -16,7 +16,8 @@ from helpers import asr
 from asr.audio import load_audio, read_info
 from asr.corpora import an4
 from asr.errors import AudioError, CorpusError, ManifestError
-from asr.manifest import read_kaldi_table, read_manifest
+from asr.manifest import read_manifest
+from asr.textfiles import read_kaldi_table
 
 TRAIN_SPEAKERS = ("fash", "fbbh", "mblw", "mcen")
 TEST_SPEAKERS = ("fcaw",)

@@ -16,8 +16,9 @@ from helpers import tone, write_wav
 from asr.config import to_dict
 from asr.errors import AsrError, AudioError, ManifestError
 from asr.features import Cmvn, FeatureConfig
-from asr.manifest import Utterance, read_kaldi_dir, read_manifest, read_text, write_manifest
+from asr.manifest import Utterance, read_kaldi_dir, read_manifest, write_manifest
 from asr.model import AcousticModel, ModelConfig, checkpoint_dict
+from asr.textfiles import read_text
 from asr.tokenizer import CharTokenizer
 from asr.transcribe import load_model
 

@@ -12,7 +12,8 @@ from helpers import asr
 
 from asr.corpora import commonvoice as cv
 from asr.errors import CorpusError, ManifestError
-from asr.manifest import read_kaldi_table, read_manifest
+from asr.manifest import read_manifest
+from asr.textfiles import read_kaldi_table
 
 COLUMNS = "client_id path sentence_id sentence sentence_domain up_votes down_votes age gender accents variant locale"
 HEADER = "\t".join([*COLUMNS.split(), "segment"])

@@ -13,7 +13,8 @@ from helpers import asr
 
 from asr.corpora import librispeech as ls
 from asr.errors import CorpusError, ManifestError
-from asr.manifest import read_kaldi_table, read_manifest
+from asr.manifest import read_manifest
+from asr.textfiles import read_kaldi_table
 
 # subset -> {speaker: chapter}; 2 utterances per chapter
 TREE = {

@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers import REPO, SHORT, asr, run_fsdd
 
-from asr.manifest import read_text
 from asr.stages import DATA_STAMPS
+from asr.textfiles import read_text
 
 pytestmark = pytest.mark.slow  # recipe runs
 

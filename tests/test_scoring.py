@@ -9,8 +9,8 @@ import jiwer
 import pytest
 
 from asr.errors import AsrError
-from asr.manifest import read_text, write_text
 from asr.scoring import compare, score, write_report
+from asr.textfiles import read_text, write_text
 
 VOCAB = "zero one two three four five six seven eight nine oh".split()
 

@@ -10,7 +10,8 @@ import soundfile as sf
 
 from asr.corpora import speechocean762 as so
 from asr.errors import CorpusError
-from asr.manifest import read_kaldi_table, read_manifest
+from asr.manifest import read_manifest
+from asr.textfiles import read_kaldi_table
 
 SPEAKERS_PER_GROUP = 4  # children and adults
 UTTS_PER_SPEAKER = 3

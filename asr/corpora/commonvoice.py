@@ -35,7 +35,8 @@ from asr.audio import read_info
 from asr.context import StageContext
 from asr.errors import AudioError, CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance, read_lines
+from asr.manifest import Utterance
+from asr.textfiles import read_lines
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000  # clips are 32 or 48 kHz MP3; features resample to this

@@ -29,7 +29,8 @@ from asr.audio import read_info
 from asr.context import StageContext
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance, check, read_kaldi_table, write_manifest
+from asr.manifest import Utterance, check, write_manifest
+from asr.textfiles import read_kaldi_table
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 # OpenSLR publishes no checksum for this archive and none could be found elsewhere (searched

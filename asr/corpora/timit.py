@@ -35,8 +35,9 @@ from asr.context import StageContext
 from asr.corpora.speechocean762 import normalize
 from asr.errors import CorpusError, ManifestError
 from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance, read_lines
+from asr.manifest import Utterance
 from asr.phones import TIMIT_FOLD, TIMIT_SETS, fold_timit
+from asr.textfiles import read_lines
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000
