@@ -361,13 +361,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(command: str) -> None:
+    """The library logs (``logging.getLogger("asr....")``); the command shows its progress (INFO: stage lines,
+    training) on stdout and its warnings on stderr, as the command's own lines."""
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    err.setFormatter(logging.Formatter(f"asr {command}: %(message)s"))
+    logging.getLogger().handlers[:] = [err]
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    out.setFormatter(logging.Formatter("%(message)s"))
+    package = logging.getLogger("asr")
+    package.setLevel(logging.INFO)
+    package.handlers[:] = [out]
+
+
 def main(argv: list[str] | None = None) -> int:
     # stage logs appear as they happen, also through a pipe; a file name that is not valid UTF-8
     # (given on the command line, so held as surrogates) is written back as its original bytes
     sys.stdout.reconfigure(line_buffering=True, errors="surrogateescape")
     args = build_parser().parse_args(argv)
-    # the library's notices (logging.getLogger("asr....")) on stderr, as the command's own lines
-    logging.basicConfig(level=logging.WARNING, format=f"asr {args.command}: %(message)s", stream=sys.stderr)
+    _configure_logging(args.command)
     try:
         return args.func(args)
     except AsrError as e:

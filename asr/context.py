@@ -3,6 +3,7 @@ so every stage function can name its argument's type without importing the runne
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,4 +50,4 @@ class StageContext:
     inputs: dict[str, Path]  # input stage name -> its finished output directory
     partial: Path | None  # survives a kill when the key is unchanged (checkpoints); None: the stage keeps none
     nj: int = 1
-    log: Callable[[str], None] = field(default=print)
+    log: Callable[[str], None] = field(default=logging.getLogger("asr.run").info)

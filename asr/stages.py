@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import resource
@@ -311,7 +312,7 @@ class Pipeline:
         stop_stage: str | int | None = None,
         force: bool = False,
         nj: int = 1,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] | None = None,
     ) -> list[tuple[str, str]]:
         """Run stages ``stage..stop_stage``; returns ``(name, 'ran' | 'skipped')`` per stage.
 
@@ -319,6 +320,7 @@ class Pipeline:
             AsrError: the work directory is locked, or a stage needs an input that
                 is missing or stale and outside the requested range.
         """
+        log = log or logging.getLogger("asr.run").info  # the CLI shows it on stdout
         first = self.resolve(stage, self.stages[0].number)
         last = self.resolve(stop_stage, self.stages[-1].number)
         if first > last:

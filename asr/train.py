@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -137,12 +139,15 @@ def _evaluate_now(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None
         log(f"train: no dev improvement in {cfg.early_stop} evaluations, stopping at update {st.step}")
 
 
-def train(cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log=print) -> dict:
+def train(
+    cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log: Callable[[str], None] | None = None
+) -> dict:
     """Train, resuming from the checkpoint in ``partial`` when there is one; write ``out``'s model file.
 
     Returns:
         a summary: the schedule, updates, best dev WER/CER/loss, skipped updates, too-short utterances, seconds.
     """
+    log = log or logging.getLogger("asr.train").info
     rank, world, device = setup(cfg)
     torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -314,6 +319,7 @@ def main(argv=None) -> None:
         }
     )
     cfg = from_dict(TrainConfig, base)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # this process's own output
     try:
         train(cfg, Path(a.features), Path(a.out), Path(a.partial))
     except AsrError as e:

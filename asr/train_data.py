@@ -3,6 +3,7 @@ too-short check), padded batches (:func:`collate`) and the loader that prepares 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -29,13 +30,14 @@ class Data:
 
 
 def load_data(
-    store: FeatureStore, names, tokenizer: Tokenizer, stack: int, max_utts: int = 0, seed: int = 0, log=print
+    store: FeatureStore, names, tokenizer: Tokenizer, stack: int, max_utts: int = 0, seed: int = 0, log=None
 ) -> tuple[Data, list[tuple[str, int, int]]]:
     """Load set indexes and labels; drop (and return) utterances too short for their labels.
 
     Returns:
         the data, and ``(id, frames after stacking, frames needed)`` for each dropped utterance.
     """
+    log = log or logging.getLogger("asr.train").info
     sets, items, labels, frames, ids, spk, texts, short = [], [], [], [], [], [], [], []
     for s_no, name in enumerate(store.expand(names)):
         fs = store.open(name)
