@@ -84,7 +84,8 @@ def test_a_word_across_a_chunk_seam_comes_out_once(model, fsdd_recordings, tmp_p
     assert whole.text == "seven four nine"
     for chunk in (1.0, 2.0, 3.3):
         t = asr_pkg.load_model(model, chunk_seconds=chunk).transcribe(path)
-        assert t.text == whole.text, chunk  # before: "six one four nine" with 1 or 2 s chunks (the seam cut "seven" in two)
+        # before: "six one four nine" with 1 or 2 s chunks (the seam cut "seven" in two)
+        assert t.text == whole.text, chunk
         ends = [(w.start, w.end) for w in t.words]
         assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:])), ends
         for w, v in zip(t.words, whole.words):
