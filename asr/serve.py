@@ -59,6 +59,7 @@ SAMPLES_PER_SECOND = 96_000  # decoded samples a second of the longest audio may
 KEEP_ALIVE_SECONDS = 5  # uvicorn closes an idle keep-alive connection after this
 TIMEOUT_SECONDS = 30.0  # default: a request whose body stops arriving this long gets a 408
 MAX_CONNECTIONS = 64  # default: open connections and requests per worker before a 503
+DRAIN_FACTOR = 4  # a refused body is read and dropped up to this many times the limit, then the connection closed
 
 
 class BadInput(Exception):
@@ -109,6 +110,7 @@ class RequestGuard:
                 )
             )
         received = 0
+        body_done = [False]  # the last body message has been read (nothing left to drain)
 
         async def guarded_receive():
             nonlocal received
@@ -121,6 +123,7 @@ class RequestGuard:
                     BadInput(408, f"the request's body stopped arriving for {self.timeout:g} s", "timeout_error")
                 )
             if message["type"] == "http.request":
+                body_done[0] = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     return refuse(
@@ -137,18 +140,32 @@ class RequestGuard:
                 sent = True
                 await send(message)
 
+        async def drained() -> bool:
+            """Read and drop the rest of the body (a client still sending when the answer comes gets a broken
+            pipe instead of it), up to a cap and while bytes keep arriving; whether it reached the end."""
+            left = DRAIN_FACTOR * self.max_bytes
+            while left > 0:
+                try:
+                    message = await asyncio.wait_for(receive(), self.timeout)
+                except asyncio.TimeoutError:
+                    return False
+                if message["type"] != "http.request":
+                    return False
+                left -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return True
+            return False
+
         async def send_refusal():
             e = refusal[0]
+            complete = body_done[0] or (e.status == 413 and await drained())
             body = _error_body(e)
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await send(
                 {
                     "type": "http.response.start",
                     "status": e.status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"),
-                    ],
+                    "headers": headers + ([] if complete else [(b"connection", b"close")]),
                 }
             )
             await send({"type": "http.response.body", "body": body})
