@@ -24,13 +24,15 @@ from asr.decoding import DecodeOptions
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
 from asr.layout import DecodeDir, LmDir, TrainDir
+from asr.lexicon import Lexicon, phone_sentence
 from asr.model import Network, read_checkpoint
 from asr.procs import fork_pool
+from asr.pronounce import read_dir
 from asr.search import BeamSearch
 from asr.textfiles import read_lines, write_text
-from asr.tokenizer import tokenizer_from_dict
+from asr.tokenizer import WORD_SEP, tokenizer_from_dict
 
-VERSION = 5  # of the decode stage's output: bump when the decoding or the files it writes change
+VERSION = 6  # of the decode stage's output: bump when the decoding or the files it writes change
 
 
 @dataclass(frozen=True)
@@ -103,11 +105,21 @@ def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dic
     for i in indices:
         lp = network(store.cmvn(fs[i], fs.utts[i]["speaker"]))
         uid = fs.utts[i]["id"]
-        out["greedy"][uid] = _W["tokenizer"].decode(u for u, _ in greedy_frames(lp))
+        out["greedy"][uid] = _unseparated(_W["tokenizer"].decode(u for u, _ in greedy_frames(lp)))
         for g in grid:
             if cfg.search.method != "greedy":
                 out[g][uid] = _decoder(*g)(lp).text
     return out
+
+
+def _phones(text: str, lexicon: Lexicon) -> str:
+    """A reference in phones (each word's first pronunciation), no separators: what greedy output is scored against."""
+    return _unseparated(phone_sentence(text, lexicon))
+
+
+def _unseparated(text: str) -> str:
+    """Phones without the word separators (a character model's text has none)."""
+    return " ".join(p for p in text.split() if p != WORD_SEP)
 
 
 def oov_words(lm_dir: Path | None) -> set[str] | None:
@@ -161,6 +173,11 @@ def stage(ctx: StageContext) -> dict:
     method = cfg.search.method
     grid = cfg.grid()
     refs = {n: {u["id"]: u["text"] for u in store.open(n).utts} for n in {*tune_sets, *test_sets}}
+    # a phone model of word transcripts: its greedy output is phones, scored against the references' phones
+    greedy_refs = None
+    lexicon = read_dir(ctx.inputs["lexicon"]) if "lexicon" in ctx.inputs else None
+    if lexicon is not None and tokenizer_from_dict(read_checkpoint(model_path)["tokenizer"]).separator == WORD_SEP:
+        greedy_refs = {n: {u: _phones(t, lexicon) for u, t in r.items()} for n, r in refs.items()}
 
     chosen, tuning, greedy_dev = grid[0], [], None
     if len(grid) > 1 and tune_sets:
@@ -176,7 +193,8 @@ def stage(ctx: StageContext) -> dict:
                     "dev_wer": jiwer.wer(r, [dev[n][g].get(u, "") for n, u in ids]),
                 }
             )
-        greedy_dev = jiwer.wer(r, [dev[n]["greedy"].get(u, "") for n, u in ids])
+        greedy_r = [greedy_refs[n][u] for n, u in ids] if greedy_refs else r
+        greedy_dev = jiwer.wer(greedy_r, [dev[n]["greedy"].get(u, "") for n, u in ids])
         best = min(tuning, key=lambda t: (t["dev_wer"], t["lm_weight"], abs(t["word_score"]), -t["mix_weight"]))
         chosen = (best["lm_weight"], best["word_score"], best["mix_weight"])
         ctx.log(
@@ -197,6 +215,8 @@ def stage(ctx: StageContext) -> dict:
         write_text(d.hyp, results[name][key])
         write_text(d.greedy, results[name]["greedy"])
         write_text(d.ref, refs[name])
+        if greedy_refs:
+            write_text(d.greedy_ref, greedy_refs[name])
         write_text(d.utt2spk, {u["id"]: u["speaker"] for u in store.open(name).utts})
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
     tuned = dataclasses.replace(cfg.search, lm_weight=chosen[0], word_score=chosen[1], mix_weight=chosen[2])

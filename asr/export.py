@@ -30,6 +30,7 @@ from asr.layout import RECORD, DecodeDir, ExportDir, TrainDir
 from asr.model import AcousticModel, build_from_checkpoint, length_reversal, read_checkpoint
 from asr.modelfile import needed_lm_files, stored_options
 from asr.provenance import git_commit
+from asr.tokenizer import WORD_SEP
 
 VERSION = 1  # of the export stage's output: bump when what the shipped file holds changes
 
@@ -97,6 +98,8 @@ def describe(path: str | Path) -> str:
         "phone": "phones (blank included)",
     }.get(tok.get("type"), tok.get("type"))
     units = len(tok.get("units", []))
+    if tok.get("type") == "phone" and WORD_SEP in tok.get("units", []):
+        kind = "phones (blank and word separator included)"
     lines = [
         f"model file: {path}",
         f"network: {m['rnn'].upper()} {m['num_layers']}x{m['hidden']}"
@@ -126,6 +129,10 @@ def describe(path: str | Path) -> str:
                 "embedded LM files: "
                 + ", ".join(f"{n} ({len(t.encode()) / 1e3:.1f} kB)" for n, t in sorted(files.items()))
             )
+        if files.get("lexicon.txt"):
+            entries = [line.split(maxsplit=1)[0] for line in files["lexicon.txt"].splitlines() if line.strip()]
+            spelled = "pronunciations" if tok.get("type") == "phone" else "spellings"
+            lines.append(f"lexicon: {len(set(entries)):,} words, {len(entries):,} {spelled}")
     training = ckpt.get("training") or {}
     cfg = ckpt.get("train_config") or {}
     if training or cfg:
@@ -147,7 +154,8 @@ def describe(path: str | Path) -> str:
         lines.append(
             f"result {name}: WER {100 * r['wer']:.2f}%"
             + (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci else "")
-            + f", CER {100 * r['cer']:.2f}%, greedy WER {100 * r['greedy_wer']:.2f}% "
+            + f", CER {100 * r['cer']:.2f}%, greedy {'PER' if r.get('greedy_units') == 'phones' else 'WER'} "
+            f"{100 * r['greedy_wer']:.2f}% "
             f"({r.get('utterances')} utterances)"
         )
     lines.append(f"git commit: {ckpt.get('git_commit') or 'not recorded'}")

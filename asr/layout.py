@@ -55,6 +55,22 @@ class FeaturesDir:
 
 
 @dataclass(frozen=True)
+class LexiconDir:
+    """The ``lexicon`` stage: the pronunciation dictionary, and the G2P's pronunciations of the transcripts'
+    words it lacks (both Kaldi ``lexicon.txt`` format); empty for a model of characters."""
+
+    root: Path
+
+    @property
+    def dictionary(self) -> Path:
+        return self.root / "lexicon.txt"
+
+    @property
+    def g2p(self) -> Path:
+        return self.root / "g2p.txt"
+
+
+@dataclass(frozen=True)
 class LmDir:
     """The ``lm`` stage: an ARPA model, its word list and the lexicon spelling each word in units."""
 
@@ -159,6 +175,11 @@ class ReportDir:
     @property
     def greedy(self) -> Path:
         return self.root / "greedy.txt"
+
+    @property
+    def greedy_ref(self) -> Path:
+        """Phone models of word transcripts: the references in phones, which ``greedy.txt`` is scored against."""
+        return self.root / "greedy_ref.txt"
 
     @property
     def ref(self) -> Path:

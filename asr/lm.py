@@ -25,12 +25,14 @@ from typing import Literal
 from asr.context import StageContext
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
-from asr.layout import LmDir
+from asr.layout import LexiconDir, LmDir
+from asr.lexicon import Lexicon, flashlight_lines, phone_sentence, read_lexicon
 from asr.manifest import expand_sets, manifest_names, read_manifest
+from asr.pronounce import Pronouncer
 from asr.textfiles import read_lines
 from asr.tokenizer import WORD_SEP
 
-VERSION = 1  # of the lm stage's output: bump when the estimator or the files it writes change
+VERSION = 2  # of the lm stage's output: bump when the estimator or the files it writes change
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LOG0 = -99.0  # ARPA's stand-in for log10(0)
@@ -252,9 +254,17 @@ def words_text(lm: NgramLM) -> tuple[list[str], str]:
     return words, "".join(f"{w}\n" for w in [*words, UNK])
 
 
-def write_lm_dir(lm: NgramLM, out: LmDir, arpa: bool = True, extra: dict[str, float] | None = None) -> None:
+def write_lm_dir(
+    lm: NgramLM,
+    out: LmDir,
+    arpa: bool = True,
+    extra: dict[str, float] | None = None,
+    phones: Lexicon | None = None,
+) -> None:
     """Write the model (unless ``arpa`` is False), its word list and its lexicon into ``out``;
-    ``extra`` words (with their unigram frequencies) join the word list and the lexicon."""
+    ``extra`` words (with their unigram frequencies) join the word list and the lexicon. The lexicon
+    spells words in characters, or with ``phones`` in each of their pronunciations (a word without one
+    stays in the word list, out of the lexicon: it cannot come out)."""
     if arpa:
         lm.write_arpa(out.arpa)
     words, listing = words_text(lm)
@@ -262,7 +272,10 @@ def write_lm_dir(lm: NgramLM, out: LmDir, arpa: bool = True, extra: dict[str, fl
         words = sorted(set(words) | set(extra))
         listing = "".join(f"{w}\n" for w in [*words, UNK])
         atomic_write_text(out.unigrams, "".join(f"{w}\t{f:.6g}\n" for w, f in sorted(extra.items())))
-    atomic_write_text(out.lexicon, lexicon_text(words))
+    if phones is None:
+        atomic_write_text(out.lexicon, lexicon_text(words))
+    else:
+        atomic_write_text(out.lexicon, flashlight_lines(phones, [w for w in words if w in phones]))
     atomic_write_text(out.words, listing)
 
 
@@ -287,14 +300,19 @@ def build(
     token_order: int = 0,
     extra: dict[str, float] | None = None,
     units: str = "char",
+    phones: Lexicon | None = None,
 ) -> NgramLM:
     """Write ``out``'s ARPA model, lexicon and word list (with ``extra`` words), and with
     ``token_order`` the unit-level model (see :class:`asr.layout.LmDir`): over characters, or with
-    ``units="phone"`` over the transcripts' space-separated phones."""
+    ``units="phone"`` over the transcripts' space-separated phones, or with ``phones`` (a lexicon of
+    every transcript word) over the words' phones and separators."""
     lm = NgramLM.estimate(texts, order)
-    write_lm_dir(lm, LmDir(out), extra=extra)
+    write_lm_dir(lm, LmDir(out), extra=extra, phones=phones)
     if token_order:
-        sentences = [unit_sentence(t) for t in texts] if units == "char" else texts
+        if phones is not None:
+            sentences = [phone_sentence(t, phones) for t in texts]
+        else:
+            sentences = [unit_sentence(t) for t in texts] if units == "char" else texts
         NgramLM.estimate(sentences, token_order).write_arpa(LmDir(out).tokens_arpa)
     return lm
 
@@ -308,7 +326,15 @@ def stage(ctx: StageContext) -> dict:
     ]
     alphabet = {c for t in texts for c in t} - {" "}
     extra = frequent_words(cfg.extra_words, cfg.extra_language, alphabet) if cfg.extra_words else None
-    lm = build(texts, ctx.out, cfg.order, cfg.token_order, extra, cfg.units)
+    phones = None
+    lexicon_dir = LexiconDir(ctx.inputs["lexicon"]) if "lexicon" in ctx.inputs else None
+    if cfg.units == "phone" and lexicon_dir is not None and lexicon_dir.dictionary.is_file():
+        # the decoding vocabulary's pronunciations: the dictionary's, the G2P's for the rest (never a word
+        # of the dev or test transcripts unless it is a training word or in the extra word list)
+        vocabulary = [w for t in texts for w in t.split()] + list(extra or {})
+        phones, guessed = Pronouncer(read_lexicon(lexicon_dir.dictionary)).lexicon(vocabulary)
+        ctx.log(f"lm: {len(phones)} words spelled in phones, {len(guessed)} of them by the G2P")
+    lm = build(texts, ctx.out, cfg.order, cfg.token_order, extra, cfg.units, phones)
     return {
         "sentences": len(texts),
         "vocabulary": len(lm.vocab),

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from asr import crossval, decode, export, features, lm, scoring, train
+from asr import crossval, decode, export, features, lm, pronounce, scoring, train
 from asr.config import apply_overrides
 from asr.context import Stage
 from asr.errors import ConfigError
@@ -60,6 +60,7 @@ def pipeline(
     """
     module = load(name)
     config = dict(module.CONFIG)
+    config.setdefault("lexicon", pronounce.LexiconConfig())  # a recipe of characters needs no lexicon section
     corpus_dir = corpus_dir or os.environ.get("ASR_CORPORA")
     sets = list(overrides)
     if corpus_dir and hasattr(config.get("prepare"), "corpus_dir"):
@@ -72,7 +73,8 @@ def pipeline(
 
 
 def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[Stage]:
-    """The usual stages: prepare -> features -> lm -> train -> decode -> score (RESULTS.md) -> export (model.pt).
+    """The usual stages: prepare -> features -> lexicon -> lm -> train -> decode -> score (RESULTS.md) ->
+    export (model.pt).
 
     Args:
         prepare: the corpus module's stage function, ``prepare_version`` its ``VERSION``.
@@ -82,12 +84,13 @@ def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[St
     return [
         Stage(1, "prepare", prepare, version=prepare_version, data=prepare_data),
         Stage(2, "features", features.stage, inputs=("prepare",), version=features.VERSION),
-        Stage(3, "lm", lm.stage, inputs=("prepare",), version=lm.VERSION),
-        Stage(4, "train", train.stage, inputs=("features",), version=train.VERSION),
-        Stage(5, "decode", decode.stage, inputs=("features", "lm", "train"), version=decode.VERSION),
-        Stage(6, "score", scoring.stage, inputs=("train", "decode"), exports=(RESULTS,), version=scoring.VERSION),
+        Stage(3, "lexicon", pronounce.stage, inputs=("prepare",), version=pronounce.VERSION),
+        Stage(4, "lm", lm.stage, inputs=("prepare", "lexicon"), version=lm.VERSION),
+        Stage(5, "train", train.stage, inputs=("features", "lexicon"), version=train.VERSION),
+        Stage(6, "decode", decode.stage, inputs=("features", "lexicon", "lm", "train"), version=decode.VERSION),
+        Stage(7, "score", scoring.stage, inputs=("train", "decode"), exports=(RESULTS,), version=scoring.VERSION),
         Stage(
-            7,
+            8,
             "export",
             export.stage,
             inputs=("train", "lm", "decode", "score"),

@@ -227,7 +227,7 @@ def write_report(
 # --- the stage ---------------------------------------------------------------------------------------
 
 
-VERSION = 3  # of the score stage's output: bump when what it writes changes
+VERSION = 4  # of the score stage's output: bump when what it writes changes
 
 
 @dataclass(frozen=True)
@@ -268,6 +268,7 @@ def stage(ctx: StageContext) -> dict:
     settings = json.loads(dec.settings.read_text())
     rows, metrics = [], {}
     rate = "PER" if cfg.phone_map else "WER"
+    greedy_rate = rate
 
     def read(path: Path) -> dict[str, str]:
         return {k: fold_text(v, cfg.phone_map) for k, v in read_text(path).items()}
@@ -277,12 +278,15 @@ def stage(ctx: StageContext) -> dict:
         refs = read(d.ref)
         speakers = read_text(d.utt2spk)
         s = score(refs, read(d.hyp), ref_name=str(d.ref), hyp_name=str(d.hyp))
-        g = score(refs, read(d.greedy))
+        greedy_per = d.greedy_ref.is_file()  # a phone model of word transcripts: greedy output is phones
+        g = score(read(d.greedy_ref) if greedy_per else refs, read(d.greedy))
+        greedy_rate = "PER" if greedy_per else greedy_rate
         summary = write_report(ScoreDir(ctx.out).set(name).root, s, speakers, name, cfg.bootstrap_samples)
         metrics[name] = {
             "wer": s.words.rate,
             "cer": s.chars.rate,
-            "greedy_wer": g.words.rate,
+            "greedy_wer": g.words.rate,  # a phone model of word transcripts: its phone error rate ...
+            "greedy_units": "phones" if greedy_per else "words",  # ... and this says so
             "utterances": len(s.ids),
             "words": s.words.ref_len,
         }
@@ -314,11 +318,16 @@ def stage(ctx: StageContext) -> dict:
         ),
         "",
         f"| set | utterances | {'phones' if cfg.phone_map else 'words'} | {rate} % [{ci}] | CER % [{ci}] | "
-        f"greedy {rate} % | decoder | OOV % |",
+        f"greedy {greedy_rate} % | decoder | OOV % |",
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "OOV: running words of the references missing from the decoder's word list (the lm stage's).",
+        "OOV: running words of the references missing from the decoder's word list (the lm stage's)."
+        + (
+            " Greedy PER: the phone model's best path against the references' phones (each word's first pronunciation)."
+            if greedy_rate == "PER" and not cfg.phone_map
+            else ""
+        ),
         "",
         f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
         f"word score {settings['word_score']}"

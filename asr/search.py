@@ -166,10 +166,11 @@ class BeamSearch:
                 f"decoding method {options.method!r} needs character units; a model with subword "
                 "units decodes with greedy, beam or beam_lm (lexicon-free, the character n-gram)"
             )
-        if isinstance(tokenizer, PhoneTokenizer) and options.needs_lexicon:
+        self.phones = isinstance(tokenizer, PhoneTokenizer)
+        if self.phones and options.needs_lexicon and tokenizer.separator != WORD_SEP:
             raise AsrError(
-                f"decoding method {options.method!r} spells words with characters; a phone model "
-                "decodes with greedy, beam or beam_lm (an n-gram over its phones)"
+                f"decoding method {options.method!r} needs word boundaries; a phone model trained on phone "
+                "transcripts (no word separator unit) decodes with greedy, beam or beam_lm (an n-gram over its phones)"
             )
         units = list(tokenizer.units)
         if (options.needs_lexicon or options.uses_lm) and lm is None:
@@ -278,6 +279,21 @@ class BeamSearch:
         write_lm_dir(ngram, d, arpa=False)
         return d, ngram
 
+    def _spans(self, merged: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``[(unit, frame)]`` -> ``[(first frame, last frame)]`` of each run of units between separators."""
+        sep = self.tokens.get_index(WORD_SEP)
+        spans: list[list[int]] = []
+        inside = False
+        for u, t in merged:
+            if u == sep:
+                inside = False
+            elif inside:
+                spans[-1][1] = t
+            else:
+                spans.append([t, t])
+                inside = True
+        return [(s, e) for s, e in spans]
+
     def __call__(self, log_probs: np.ndarray) -> Hypothesis:
         """``(T, V)`` log-probabilities -> the best hypothesis."""
         emissions = np.asarray(log_probs, dtype=np.float32)
@@ -296,6 +312,11 @@ class BeamSearch:
         if len(path) == emissions.shape[0] + 2:  # flashlight adds the start and end states: frame t is path[t + 1]
             path = path[1:-1]
         merged = collapse(path, self.blank)  # each unit at its first frame
+        if self.phones and self.options.needs_lexicon:
+            # phones do not spell a word: the decoder's words, timed by the phones between separators
+            chosen = [self.words.get_entry(w) for w in results[0].words if w >= 0]
+            timed = [(w, s, e) for w, (s, e) in zip(chosen, self._spans(merged))]
+            return Hypothesis(" ".join(w for w, _, _ in timed), timed, float(results[0].score))
         text, timed = self.tokenizer.words([u for u, _ in merged], [t for _, t in merged])
         if self.options.needs_lexicon:
             # the units spell the lexicon words the decoder chose, unless no hypothesis in the beam had

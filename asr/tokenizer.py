@@ -226,6 +226,9 @@ class SubwordTokenizer(_Units):
 class PhoneTokenizer(_Units):
     """Space-separated tokens as units (phone transcripts such as ``"sil dh ax k ae t"``): every
     token is a unit and a "word" of the output, so the scorer's word error rate is the phone error rate.
+    Phones spelled from words through a lexicon (``"dh ah | k ae t"``, :func:`asr.lexicon.phone_sentence`)
+    have the word separator ``|`` as a unit: it marks word boundaries, for the lexicon search, and is no
+    phone of the output's words.
 
     Args:
         phones: the tokens text may hold.
@@ -267,13 +270,15 @@ class PhoneTokenizer(_Units):
         return " ".join(self.units[i] for i in ids if i != 0)
 
     def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
-        """Each decoded phone is a word of its own."""
-        return _words((self.units[u], t, True) for u, t in zip(tokens, frames) if u != 0)
+        """Each decoded phone is a word of its own (the word separator only a boundary)."""
+        return _words(
+            ("" if self.units[u] == WORD_SEP else self.units[u], t, True) for u, t in zip(tokens, frames) if u != 0
+        )
 
     @property
     def separator(self) -> str:
-        """No unit separates phones: the beam search's silence token is the blank."""
-        return BLANK
+        """The word separator of phones spelled from words; else none: the beam search's silence token is the blank."""
+        return WORD_SEP if WORD_SEP in self._index else BLANK
 
     def to_dict(self) -> dict:
         return {"type": "phone", "units": list(self.units)}

@@ -18,6 +18,7 @@ itself when ``train.nproc > 1``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -38,8 +39,10 @@ from asr.context import StageContext
 from asr.errors import AsrError, TokenizerError
 from asr.features import FeatureStore
 from asr.layout import CheckpointDir, TrainDir
+from asr.lexicon import phone_sentence
 from asr.model import AcousticModel, checkpoint_dict, load_weights
 from asr.procs import stop_point
+from asr.pronounce import read_dir, transcript_lexicon
 from asr.tokenizer import CharTokenizer, PhoneTokenizer, SubwordTokenizer
 
 matplotlib.use("Agg")  # curves are written to a file; no display
@@ -140,9 +143,16 @@ def _evaluate_now(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None
 
 
 def train(
-    cfg: TrainConfig, features_dir: Path, out: Path, partial: Path, log: Callable[[str], None] | None = None
+    cfg: TrainConfig,
+    features_dir: Path,
+    out: Path,
+    partial: Path,
+    log: Callable[[str], None] | None = None,
+    lexicon_dir: Path | None = None,
 ) -> dict:
     """Train, resuming from the checkpoint in ``partial`` when there is one; write ``out``'s model file.
+    With ``units="phone"`` and a pronunciation lexicon (the lexicon stage's output ``lexicon_dir``), word
+    transcripts become phone targets, a word separator between words.
 
     Returns:
         a summary: the schedule, updates, best dev WER/CER/loss, skipped updates, too-short utterances, seconds.
@@ -160,7 +170,13 @@ def train(
             f"the train sets {list(cfg.train_sets)} hold no utterances; check the prepare stage's output "
             "and train.train_sets"
         )
-    texts = [u["text"] for u in utts]
+    lexicon = read_dir(lexicon_dir) if lexicon_dir is not None and cfg.units == "phone" else None
+    spell = None
+    if lexicon is not None:
+        dev_utts = [u for name in store.expand(cfg.dev_sets) for u in store.open(name).utts]
+        transcript_lexicon(lexicon, {u["id"]: u["text"] for u in utts + dev_utts}, "train and dev transcripts")
+        spell = functools.partial(phone_sentence, lexicon=lexicon)
+    texts = [spell(u["text"]) if spell else u["text"] for u in utts]
     if cfg.units in ("char", "phone"):
         cls = CharTokenizer if cfg.units == "char" else PhoneTokenizer
         try:
@@ -175,9 +191,11 @@ def train(
         tokenizer = SubwordTokenizer.train(texts, cfg.vocab_size, cfg.units)
     quiet = (lambda m: None) if rank else log
     stack = cfg.model.stack
-    train_data, short = load_data(store, cfg.train_sets, tokenizer, stack, cfg.max_utterances, cfg.seed, quiet)
+    train_data, short = load_data(
+        store, cfg.train_sets, tokenizer, stack, cfg.max_utterances, cfg.seed, quiet, spell=spell
+    )
     try:
-        dev_data, dev_short = load_data(store, cfg.dev_sets, tokenizer, stack, log=quiet)
+        dev_data, dev_short = load_data(store, cfg.dev_sets, tokenizer, stack, log=quiet, spell=spell)
     except AsrError as e:
         raise AsrError(f"dev sets {cfg.dev_sets}: {e} (characters never seen in training)") from None
     if not train_data.items:
@@ -292,6 +310,8 @@ def stage(ctx: StageContext) -> dict:
             str(ctx.out),
             "--partial",
             str(ctx.partial),
+            "--lexicon",
+            str(ctx.inputs["lexicon"]),
             "--config",
             json.dumps(to_dict(cfg)),
         ]
@@ -299,7 +319,7 @@ def stage(ctx: StageContext) -> dict:
         if subprocess.run(cmd).returncode != 0:
             raise AsrError(f"distributed training failed (see the output above); checkpoints are kept in {ctx.partial}")
         return json.loads(TrainDir(ctx.out).summary.read_text())
-    return train(cfg, feats, ctx.out, ctx.partial, ctx.log)
+    return train(cfg, feats, ctx.out, ctx.partial, ctx.log, ctx.inputs["lexicon"])
 
 
 def main(argv=None) -> None:
@@ -308,6 +328,7 @@ def main(argv=None) -> None:
     p.add_argument("--features", required=True, help="output directory of the features stage")
     p.add_argument("--out", required=True, help="where model.pt and the logs go")
     p.add_argument("--partial", required=True, help="checkpoint directory (shared by all processes)")
+    p.add_argument("--lexicon", help="output directory of the lexicon stage (phone models of word transcripts)")
     p.add_argument("--config", default="{}", help='TrainConfig fields as JSON (nested: {"model": {"hidden": 128}})')
     a = p.parse_args(argv)
     given = json.loads(a.config)
@@ -321,7 +342,7 @@ def main(argv=None) -> None:
     cfg = from_dict(TrainConfig, base)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # this process's own output
     try:
-        train(cfg, Path(a.features), Path(a.out), Path(a.partial))
+        train(cfg, Path(a.features), Path(a.out), Path(a.partial), lexicon_dir=Path(a.lexicon) if a.lexicon else None)
     except AsrError as e:
         print(f"asr.train: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +31,17 @@ class Data:
 
 
 def load_data(
-    store: FeatureStore, names, tokenizer: Tokenizer, stack: int, max_utts: int = 0, seed: int = 0, log=None
+    store: FeatureStore,
+    names,
+    tokenizer: Tokenizer,
+    stack: int,
+    max_utts: int = 0,
+    seed: int = 0,
+    log=None,
+    spell: Callable[[str], str] | None = None,
 ) -> tuple[Data, list[tuple[str, int, int]]]:
-    """Load set indexes and labels; drop (and return) utterances too short for their labels.
+    """Load set indexes and labels; drop (and return) utterances too short for their labels. ``spell``
+    turns a transcript into the tokenizer's text (words into phones); ``Data.texts`` holds that text.
 
     Returns:
         the data, and ``(id, frames after stacking, frames needed)`` for each dropped utterance.
@@ -43,7 +52,8 @@ def load_data(
         fs = store.open(name)
         sets.append(fs)
         for i, u in enumerate(fs.utts):
-            lab = tokenizer.encode(u["text"])
+            text = spell(u["text"]) if spell else u["text"]
+            lab = tokenizer.encode(text)
             have = math.ceil(u["frames"] / stack)
             need = ctc_min_frames(lab)
             if have < need:
@@ -54,7 +64,7 @@ def load_data(
             frames.append(u["frames"])
             ids.append(u["id"])
             spk.append(u["speaker"])
-            texts.append(u["text"])
+            texts.append(text)
     data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts)
     if max_utts and max_utts < len(items):
         keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:max_utts])

@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "asr"
 LAYERS = {
     0: "errors config context fsutil textfiles procs layout phones ctc batching decoding provenance download",
-    1: "audio manifest tokenizer augment frontend lm modelfile corpora corpora.*",
+    1: "audio manifest tokenizer lexicon g2p pronounce augment frontend lm modelfile corpora corpora.*",
     2: "model onnxrt search features",
     3: "train_config train_data trainer distributed train decode scoring export transcribe stages crossval",
     4: "asr recipe serve cli __main__ benchmarks benchmarks.*",

@@ -176,7 +176,7 @@ def test_a_kill_between_publishing_and_copying_is_repaired_by_the_next_run(fsdd_
     status = asr("stages", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir", str(corpora_root), *sets).stdout
     assert "RESULTS.md in the work directory is missing or old" in status, status
     r = asr("run", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir", str(corpora_root), *sets)
-    assert "stage 6 (score): up to date, skipped" in r.stdout and "restored RESULTS.md" in r.stdout, r.stdout
+    assert "stage 7 (score): up to date, skipped" in r.stdout and "restored RESULTS.md" in r.stdout, r.stdout
     assert results.read_bytes() == (fsdd_work / "score" / "RESULTS.md").read_bytes()
     (fsdd_work / "model.pt").write_bytes(b"an older model")
     r = asr("run", "fsdd", "--work-dir", str(fsdd_work), "--corpus-dir", str(corpora_root), *sets)

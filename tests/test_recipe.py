@@ -450,4 +450,26 @@ def test_short_speechocean762_recipe_recognises_sentences(so762_root, tmp_path):
     assert floor > 0.95 and metrics["wer"] < SO762_SHORT_WER_BOUND < floor, (metrics, floor)
     assert len(hyps) == metrics["utterances"] == len(refs) and metrics["oov"] is not None
     results = (tmp_path / "RESULTS.md").read_text()
-    assert "| devtest |" in results and "lexicon_lm" in results
+    assert "| devtest |" in results and "lexicon_lm" in results and "greedy PER" in results
+    assert metrics["greedy_units"] == "phones" and metrics["greedy_wer"] < 0.6  # phone error rate of the best path
+
+    # words searched through their phones: words of the lexicon only, some never in the training transcripts
+    lexicon_words = {line.split()[0] for line in (tmp_path / "lm" / "lexicon.txt").read_text().splitlines()}
+    trained = {w for u in train for w in u.text.split()}
+    said = [w for h in hyps.values() for w in h.split()]
+    assert set(said) <= lexicon_words and set(said) - trained, sorted(set(said) - trained)
+
+    # the shipped model alone transcribes as the decode stage did, with torch and with ONNX
+    model = tmp_path / "model.pt"
+    devtest = tmp_path / "prepare" / "devtest.jsonl"
+    r = asr("evaluate", str(model), str(devtest))
+    errors = re.match(r"%WER [0-9.]+ \[ (\d+) / (\d+),", r.stdout).groups()
+    assert (int(errors[0]), int(errors[1])) == (round(metrics["wer"] * metrics["words"]), metrics["words"])
+    assert "phones (blank and word separator included)" in asr("info", str(model)).stdout
+    onnx_path = tmp_path / "so762.onnx"
+    asr("export", str(model), "--onnx", str(onnx_path))
+    from asr.transcribe import load_model
+
+    ours, theirs = load_model(model), load_model(onnx_path)
+    for u in read_manifest(devtest)[:8]:
+        assert ours.transcribe(u.audio).text == theirs.transcribe(u.audio).text == hyps[u.id], u.id

