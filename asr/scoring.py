@@ -331,7 +331,13 @@ def stage(ctx: StageContext) -> dict:
         "",
         f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
         f"word score {settings['word_score']}"
-        + (f", in-domain LM share {settings['mix_weight']}" if settings.get("mix_weight", 1.0) < 1.0 else ""),
+        + (f", in-domain LM share {settings['mix_weight']}" if settings.get("mix_weight", 1.0) < 1.0 else "")
+        + (
+            f"; on {', '.join(settings['tuned_on'])}: WER {100 * min(g['dev_wer'] for g in settings['grid']):.2f}%, "
+            f"greedy {greedy_rate} {100 * settings['greedy_dev_wer']:.2f}%"
+            if settings.get("grid") and settings.get("greedy_dev_wer") is not None
+            else ""
+        ),
         f"- decoding real-time factor (nj={settings.get('nj')}): "
         + ", ".join(f"{k} {v:.4f}" for k, v in settings.get("rtf", {}).items()),
         f"- training: {train_rec.get('train_seconds', 0):.0f} s, "

@@ -117,3 +117,26 @@ def test_a_phone_model_without_word_boundaries_cannot_search_a_lexicon(tmp_path)
     write_lm_dir(NgramLM.estimate(["no on"], 2), LmDir(tmp_path), phones=LEX)
     with pytest.raises(AsrError, match="needs word boundaries"):
         BeamSearch(PhoneTokenizer(["n", "ow", "aa", "ao", "d"]), DecodeOptions("lexicon"), tmp_path)
+
+
+def test_a_lexicon_path_that_names_no_file_is_refused_before_anything_runs(tmp_path):
+    from asr import recipe
+    from asr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lexicon.path='/no/such/lexicon.txt' is no file"):
+        recipe.pipeline("fsdd", str(tmp_path), ["lexicon.path=/no/such/lexicon.txt"])
+
+
+def test_a_users_lexicon_in_other_phones_gets_no_g2p_and_missing_words_are_named(tmp_path):
+    from asr.pronounce import Pronouncer, transcript_lexicon
+
+    own = Lexicon({"hola": [("o", "l", "a")], "mundo": [("m", "u", "n", "d", "o")]})
+    lexicon, guessed = Pronouncer(own).lexicon(["hola", "mundo", "amigo"])
+    assert set(lexicon.prons) == {"hola", "mundo"} and not guessed.prons  # CMUdict's G2P speaks other phones
+    with pytest.raises(LexiconError, match=r"1 word\(s\) have no pronunciation \(e.g. \['amigo'\], in \['utt2'\]\)"):
+        transcript_lexicon(lexicon, {"utt1": "hola mundo", "utt2": "hola amigo"}, "train transcripts")
+    # an English dictionary: the G2P pronounces what it lacks
+    lexicon, guessed = Pronouncer(Lexicon({"the": [("dh", "ah")], **{p: [(p,)] for p in G2P.load().phones}})).lexicon(
+        ["the", "zorblat"]
+    )
+    assert set(guessed.prons) == {"zorblat"} and lexicon.prons["the"] == [("dh", "ah")]

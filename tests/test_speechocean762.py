@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from asr import recipe
 from asr.corpora import speechocean762 as so
 from asr.errors import CorpusError
+from asr.lexicon import cmudict_lexicon
 from asr.manifest import read_manifest
 from asr.textfiles import read_kaldi_table
 
@@ -103,3 +105,38 @@ def test_download_checked_by_size_then_by_content(so762_root, tmp_path, file_ser
         tar.add(tmp_path / "build" / "speechocean762" / "train", arcname="unrelated/train")
     with pytest.raises(CorpusError, match="holds no speechocean762/train/wav.scp"):
         so.locate(None, tmp_path / "dl2", url=f"{file_server}/other.tar.gz", min_bytes=1)
+
+
+def test_the_decoding_vocabulary_never_comes_from_the_corpus_lexicon_or_held_out_text(so762_root, tmp_path):
+    """Upstream's resource/lexicon.txt lists the test split's words: the recipe reads no resource/ file, and its
+    lm stage spells the training words (and the extra word list) only."""
+    import dataclasses
+
+    from asr import lm, pronounce
+    from asr.context import Stage, StageContext
+
+    tree = _small_tree(so762_root, tmp_path / "corpus" / "speechocean762", "flac")
+    (tmp_path / "corpus" / "speechocean762" / "resource").mkdir()
+    (tmp_path / "corpus" / "speechocean762" / "resource" / "lexicon.txt").write_text("zqxvok Z K S V AA K\n")
+    cfg = so.So762Config(dev_speakers=2, devtest_speakers=2, seed=1)
+    so.prepare(so.locate(tmp_path / "corpus"), tmp_path / "prepare", cfg)
+    config = recipe.load("speechocean762").CONFIG
+    outs = {name: tmp_path / name for name in ("lexicon", "lm")}
+    for name, fn in (("lexicon", pronounce.stage), ("lm", lm.stage)):
+        outs[name].mkdir()
+        section = config[name] if name == "lexicon" else dataclasses.replace(config["lm"], extra_words=0)
+        inputs = {"prepare": tmp_path / "prepare", "lexicon": outs["lexicon"]}
+        fn(StageContext(Stage(0, name, fn), section, outs[name], inputs, None))
+    spelled = {line.split()[0] for line in (outs["lm"] / "lexicon.txt").read_text().splitlines()}
+    train_words = {w for u in read_manifest(tmp_path / "prepare" / "train.jsonl") for w in u.text.split()}
+    assert spelled == train_words and "zqxvok" not in spelled
+    phones = cmudict_lexicon().phones | {"|"}
+    assert all(set(line.split()[1:]) <= phones for line in (outs["lm"] / "lexicon.txt").read_text().splitlines())
+    held_out = {
+        w
+        for s in ("dev", "devtest")
+        for u in read_manifest(tmp_path / "prepare" / f"{s}.jsonl")
+        for w in u.text.split()
+    }
+    assert held_out - train_words and not (held_out - train_words) & spelled
+    assert len(tree["utts"]) == 24
