@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from asr.decoding import METHODS, default
 from asr.errors import AsrError
@@ -139,6 +140,13 @@ def cmd_transcribe(args) -> int:
     return 1 if failed else 0
 
 
+def _decoding_line(options) -> str:
+    return (
+        f"{options.method}, beam {options.beam_size}, LM weight {options.lm_weight}, word score {options.word_score}"
+        + (f", in-domain LM share {options.mix_weight}" if options.mix_weight < 1 else "")
+    )
+
+
 def cmd_evaluate(args) -> int:
     from asr.errors import AudioError
     from asr.features import load_utterance
@@ -152,7 +160,11 @@ def cmd_evaluate(args) -> int:
     rec = _recognizer(args)
     utts = load_data(args.data)
     check(utts, args.data, check_audio=False)  # a missing file is reported below with the others
-    unknown = {u.id: rec.tokenizer.unknown_chars(u.text) for u in utts}
+    from asr.tokenizer import WORD_SEP, PhoneTokenizer
+
+    # a phone model of words (a separator unit) spells words through its lexicon, not in its units
+    spelled = isinstance(rec.tokenizer, PhoneTokenizer) and rec.tokenizer.separator == WORD_SEP
+    unknown = {} if spelled else {u.id: rec.tokenizer.unknown_chars(u.text) for u in utts}
     unknown = {uid: chars for uid, chars in unknown.items() if chars}
     if unknown:
         shown = "; ".join(f"{uid}: {''.join(c)!r}" for uid, c in list(unknown.items())[:10])
@@ -177,7 +189,15 @@ def cmd_evaluate(args) -> int:
         {k: fold_text(v, args.phone_map) for k, v in hyps.items()},
     )
     if args.out is not None:
-        write_report(args.out, s, {u.id: u.speaker for u in scored}, name=str(args.data))
+        facts = [("model", str(args.model)), ("data", str(args.data)), ("decoding", _decoding_line(rec.options))]
+        write_report(
+            args.out,
+            s,
+            {u.id: u.speaker for u in scored},
+            name=str(args.data),
+            facts=facts,
+            audio={u.id: u.audio for u in scored},
+        )
     print(s.words.line("PER" if args.phone_map else "WER"))
     print(s.chars.line("CER"))
     if bad:
@@ -187,7 +207,11 @@ def cmd_evaluate(args) -> int:
             file=sys.stderr,
         )
     if args.out is not None:
-        print(f"report (hypotheses, alignments, per speaker, confusions, sclite trn): {args.out}", file=sys.stderr)
+        print(
+            f"report (a page: {Path(args.out) / 'index.html'}; hypotheses, alignments, per speaker, confusions, "
+            f"sclite trn): {args.out}",
+            file=sys.stderr,
+        )
     else:
         print(
             "give --out DIR for a report (hypotheses, alignments, per speaker, confusions, sclite trn)", file=sys.stderr

@@ -32,7 +32,7 @@ from asr.search import BeamSearch
 from asr.textfiles import read_lines, write_text
 from asr.tokenizer import WORD_SEP, tokenizer_from_dict
 
-VERSION = 6  # of the decode stage's output: bump when the decoding or the files it writes change
+VERSION = 7  # of the decode stage's output: bump when the decoding or the files it writes change
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,7 @@ def stage(ctx: StageContext) -> dict:
         if greedy_refs:
             write_text(d.greedy_ref, greedy_refs[name])
         write_text(d.utt2spk, {u["id"]: u["speaker"] for u in store.open(name).utts})
+        write_text(d.audio, {u["id"]: u["audio"] for u in store.open(name).utts})
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
     tuned = dataclasses.replace(cfg.search, lm_weight=chosen[0], word_score=chosen[1], mix_weight=chosen[2])
     settings = {

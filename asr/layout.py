@@ -190,6 +190,15 @@ class ReportDir:
         return self.root / "utt2spk"
 
     @property
+    def audio(self) -> Path:
+        """``utterance path`` lines: the recordings the page links to."""
+        return self.root / "audio.txt"
+
+    @property
+    def page(self) -> Path:
+        return self.root / "index.html"
+
+    @property
     def alignments(self) -> Path:
         return self.root / "alignments.txt"
 

@@ -21,6 +21,7 @@ from asr.fsutil import atomic_write_text
 from asr.layout import RECORD, DecodeDir, ReportDir, ScoreDir, TrainDir
 from asr.phones import PHONE_MAPS, fold_text
 from asr.provenance import command_line, git_commit
+from asr.report_page import write_page
 from asr.textfiles import read_text, write_text
 
 BOOTSTRAP_SAMPLES = 1000
@@ -168,8 +169,11 @@ def write_report(
     speakers: dict[str, str] | None = None,
     name: str = "test",
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
+    facts: list[tuple[str, str]] = (),
+    audio: dict[str, str] | None = None,
 ) -> str:
-    """Write hypotheses, alignments, per-speaker table, confusions, sclite ``trn`` files and a summary.
+    """Write hypotheses, alignments, per-speaker table, confusions, sclite ``trn`` files, a summary, and
+    the page (``index.html``: ``facts`` in its summary, ``audio`` files linked; :mod:`asr.report_page`).
 
     Returns:
         the one-line summary (also in ``wer``).
@@ -221,13 +225,14 @@ def write_report(
         lo, hi = s.bootstrap(bootstrap_samples)
         summary += f" 95% CI [{100 * lo:.2f}, {100 * hi:.2f}]"
     atomic_write_text(out.summary, summary + "\n")
+    write_page(out.root, s, name, speakers, facts, audio, bootstrap_samples)
     return summary
 
 
 # --- the stage ---------------------------------------------------------------------------------------
 
 
-VERSION = 4  # of the score stage's output: bump when what it writes changes
+VERSION = 5  # of the score stage's output: bump when what it writes changes
 
 
 @dataclass(frozen=True)
@@ -261,6 +266,14 @@ def _interval(s: Score, samples: int, chars: bool = False) -> str:
     return f" [{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
+def _decoding(settings: dict) -> str:
+    return (
+        f"{settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
+        f"word score {settings['word_score']}"
+        + (f", in-domain LM share {settings['mix_weight']}" if settings.get("mix_weight", 1.0) < 1.0 else "")
+    )
+
+
 def stage(ctx: StageContext) -> dict:
     """The ``score`` stage: a report per decoded set and ``RESULTS.md``."""
     cfg: ScoreConfig = ctx.config
@@ -281,7 +294,13 @@ def stage(ctx: StageContext) -> dict:
         greedy_per = d.greedy_ref.is_file()  # a phone model of word transcripts: greedy output is phones
         g = score(read(d.greedy_ref) if greedy_per else refs, read(d.greedy))
         greedy_rate = "PER" if greedy_per else greedy_rate
-        summary = write_report(ScoreDir(ctx.out).set(name).root, s, speakers, name, cfg.bootstrap_samples)
+        facts = [
+            ("decoding", _decoding(settings)),
+            ("greedy", f"{greedy_rate} {100 * g.words.rate:.2f}%"),
+            ("model", str(TrainDir(ctx.inputs["train"]).model)),
+        ]
+        audio = read_text(d.audio) if d.audio.is_file() else None
+        summary = write_report(ScoreDir(ctx.out).set(name).root, s, speakers, name, cfg.bootstrap_samples, facts, audio)
         metrics[name] = {
             "wer": s.words.rate,
             "cer": s.chars.rate,
@@ -322,6 +341,10 @@ def stage(ctx: StageContext) -> dict:
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
+        "Pages (errors by speaker, word and utterance, with the audio): "
+        + ", ".join(f"[{n}](score/{n}/index.html)" for n in dec.sets())
+        + ".",
+        "",
         "OOV: running words of the references missing from the decoder's word list (the lm stage's)."
         + (
             " Greedy PER: the phone model's best path against the references' phones (each word's first pronunciation)."
@@ -329,9 +352,7 @@ def stage(ctx: StageContext) -> dict:
             else ""
         ),
         "",
-        f"- decoding: {settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
-        f"word score {settings['word_score']}"
-        + (f", in-domain LM share {settings['mix_weight']}" if settings.get("mix_weight", 1.0) < 1.0 else "")
+        f"- decoding: {_decoding(settings)}"
         + (
             f"; on {', '.join(settings['tuned_on'])}: WER {100 * min(g['dev_wer'] for g in settings['grid']):.2f}%, "
             f"greedy {greedy_rate} {100 * settings['greedy_dev_wer']:.2f}%"

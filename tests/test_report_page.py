@@ -1,0 +1,132 @@
+"""The evaluation report page (``index.html``): opened in headless Chromium, sorted, played, and escaped."""
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from asr.report_page import write_page
+from asr.scoring import score, write_report
+from tests.helpers import tone, write_wav
+
+HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & </tr>'
+
+
+def _browser():
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        msg = "Chromium and chromedriver not installed (Debian: apt-get install chromium chromium-driver)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900"):
+        options.add_argument(arg)
+    options.add_argument("--autoplay-policy=no-user-gesture-required")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    d = webdriver.Chrome(service=Service(driver), options=options)
+    d.set_script_timeout(60)
+    return d
+
+
+@pytest.fixture(scope="module")
+def driver():
+    d = _browser()
+    yield d
+    d.quit()
+
+
+def _column(driver, table: str, index: int) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")
+    return [r.find_elements(By.TAG_NAME, "td")[index].text for r in rows]
+
+
+def test_the_page_sorts_plays_and_shows_transcripts_as_text(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    refs = {"u1": "one two three", "u2": "four five", "u3": HOSTILE.lower(), "u4": "six"}
+    hyps = {"u1": "one two three", "u2": "four nine five", "u3": "x " + HOSTILE, "u4": ""}
+    files = {}
+    for k, u in enumerate(refs):
+        files[u] = str(audio / f"{u}.wav")
+        write_wav(files[u], tone(0.5 + 0.25 * k, 16_000, freq=440 + 100 * k), 16_000)
+    s = score(refs, hyps)
+    out = tmp_path / "report"
+    write_report(
+        out, s, {"u1": "ann", "u2": "bob", "u3": "ann", "u4": "cy"}, "my set", 200, [("decoding", "greedy")], files
+    )
+    driver.get((out / "index.html").as_uri())
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    # the summary is the scorer's
+    assert driver.find_element(By.ID, "wer").text.startswith(f"WER {100 * s.words.rate:.2f}% [")
+    assert driver.title.startswith("my set: WER")
+    # hostile transcripts are text: nothing ran, and the characters show
+    assert driver.execute_script("return window.pwned === undefined")
+    assert "<script>window.pwned = 1</script>" in driver.find_element(By.ID, "utterances").text
+    # sorted by errors, most first; a click on a header sorts by it, a second click reverses
+    errors = [int(x) for x in _column(driver, "utterances", 3)]
+    assert errors == sorted(errors, reverse=True) and errors[0] > 0
+    header = driver.find_element(By.CSS_SELECTOR, "#utterances th[data-key='id']")
+    header.click()
+    assert _column(driver, "utterances", 1) == ["u1", "u2", "u3", "u4"]
+    header.click()
+    assert _column(driver, "utterances", 1) == ["u4", "u3", "u2", "u1"]
+    assert header.get_attribute("aria-sort") == "descending"
+    # speakers: worst first, sortable by name
+    speakers = _column(driver, "speakers", 0)
+    wer = [float(x) for x in _column(driver, "speakers", 4)]
+    assert wer == sorted(wer, reverse=True) and set(speakers) == {"ann", "bob", "cy"}
+    # a click plays the recording: the audio element loads the linked file (its length is the file's)
+    row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#utterances tbody tr") if "u2" in r.text)
+    row.find_element(By.CSS_SELECTOR, "button.play").click()
+    duration = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; const a = document.getElementById('audio');"
+        "if (a.readyState >= 1) done(a.duration); else {"
+        "a.addEventListener('loadedmetadata', () => done(a.duration));"
+        "a.addEventListener('error', () => done(-1)); }"
+    )
+    assert duration == pytest.approx(0.75, abs=0.01)
+    assert driver.find_element(By.ID, "playing").text == "u2"
+    assert "../audio/u2.wav" in driver.execute_script("return document.getElementById('audio').getAttribute('src')")
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_a_page_of_2500_utterances_renders_every_row(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    words = "the cat sat on a mat with my hat".split()
+    refs = {f"spk{k % 125:03d}_{k:05d}": " ".join(words[(k + i) % 9] for i in range(8)) for k in range(2500)}
+    hyps = {u: r.replace("cat", "bat") if k % 3 else r for k, (u, r) in enumerate(refs.items())}
+    s = score(refs, hyps)
+    page = write_page(tmp_path, s, "big", {u: u[:6] for u in refs})
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page.read_text()).group(1))
+    assert len(data["utterances"]) == 2500 and len(data["speakers"]) == 125
+    driver.get(page.as_uri())
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#utterances tbody tr")) == 2500
+    swapped = sum(r.split().count("cat") for k, r in enumerate(refs.values()) if k % 3)
+    assert driver.find_element(By.CSS_SELECTOR, "#subs tbody tr").text.split() == ["cat", "bat", str(swapped)]
+
+
+def test_the_recipe_pages_show_the_numbers_of_results_md(driver, fsdd_work):
+    from selenium.webdriver.common.by import By
+
+    results = (fsdd_work / "RESULTS.md").read_text()
+    for name in ("isolated/test", "connected/test"):
+        assert f"[{name}](score/{name}/index.html)" in results
+        row = next(line for line in results.splitlines() if line.startswith(f"| {name} |"))
+        wer_cell = row.split("|")[4].strip()  # "0.50 [0.00, 1.50]"
+        driver.get((fsdd_work / "score" / name / "index.html").as_uri())
+        assert driver.find_element(By.ID, "wer").text == f"WER {wer_cell.replace(' [', '% [')}"
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#utterances tbody tr")) > 50
