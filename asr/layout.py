@@ -251,6 +251,11 @@ class ScoreDir:
     def results(self) -> Path:
         return self.root / RESULTS
 
+    @property
+    def training_page(self) -> Path:
+        """The training run's page: loss, dev error rates and learning rate over the updates, and its settings."""
+        return self.root / "training.html"
+
     def set(self, name: str) -> ReportDir:
         return ReportDir(self.root / name)
 

@@ -65,13 +65,7 @@ def _chart(rows: list[dict]) -> str:
     ax.set_ylim(-0.7, len(rows) - 0.3)
     width = max((len(r["speaker"]) for r in rows), default=4)
     fig.subplots_adjust(left=min(0.5, 0.04 + 0.012 * width), right=0.97, top=0.98, bottom=0.5 / fig.get_figheight())
-    buf = io.StringIO()
-    # text as SVG text, not paths: 125 speakers' chart draws in a fraction of the time (matplotlib escapes it)
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg") :]
+    return _svg(fig)  # text as SVG text, not paths: 125 speakers' chart draws in a fraction of the time
 
 
 def _utterances(s, speakers: dict[str, str], audio: dict[str, str], folder: Path) -> tuple[list[dict], Counter]:
@@ -172,8 +166,56 @@ def write_page(
     return path
 
 
+def _svg(fig) -> str:
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg") :]
+
+
+def write_training_page(path: str | Path, history: list[dict], settings: dict) -> Path:
+    """A page of the training run: CTC loss (train, dev), the dev error rates of greedy decoding and the
+    learning rate over the updates (the train stage's ``history.json``), each evaluation as a table row,
+    and the run's settings (``settings``: the train config, flattened)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    updates = [h["update"] for h in history]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
+    axes[0].plot(updates, [h["train_loss"] for h in history], "o-", label="train")
+    axes[0].plot(updates, [h["dev_loss"] for h in history], "s-", label="dev")
+    axes[0].set_ylabel("CTC loss per token")
+    axes[1].plot(updates, [100 * h["dev_wer"] for h in history], "o-", label="dev WER (greedy)")
+    axes[1].plot(updates, [100 * h["dev_cer"] for h in history], "s-", label="dev CER (greedy)")
+    axes[1].set_ylabel("%")
+    axes[2].plot(updates, [h.get("lr", float("nan")) for h in history], ".-", label="learning rate")
+    axes[2].set_ylabel("LR")
+    axes[2].set_xlabel("update")
+    for ax in axes:
+        ax.legend(loc="upper right")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    columns = ["update", "epoch", "train_loss", "dev_loss", "dev_wer", "dev_cer", "lr", "seconds"]
+    data = {
+        "history": [[h.get(c) for c in columns] for h in history],
+        "columns": columns,
+        "settings": [[k, str(v)] for k, v in sorted(settings.items())],
+    }
+    html = TRAINING.replace("__CHART__", _svg(fig)).replace("__DATA__", _json(data))
+    atomic_write_text(Path(path), html)
+    return Path(path)
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 TEMPLATE = (Path(__file__).resolve().parent / "static" / "report.html").read_text()
+TRAINING = (Path(__file__).resolve().parent / "static" / "training.html").read_text()

@@ -15,13 +15,14 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
+from asr.config import flatten
 from asr.context import StageContext
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
 from asr.layout import RECORD, DecodeDir, ReportDir, ScoreDir, TrainDir
 from asr.phones import PHONE_MAPS, fold_text
 from asr.provenance import command_line, git_commit
-from asr.report_page import write_page
+from asr.report_page import write_page, write_training_page
 from asr.textfiles import read_text, write_text
 
 BOOTSTRAP_SAMPLES = 1000
@@ -324,6 +325,12 @@ def stage(ctx: StageContext) -> dict:
     # the train stage's summary.json, not its record.json: a cross-validation fold has only the former
     summary_path = TrainDir(ctx.inputs["train"]).summary
     train_rec = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    train_dir = TrainDir(ctx.inputs["train"])
+    training_page = ""
+    if train_dir.history.is_file():  # (a cross-validation fold's train folder has one per fold)
+        config = _record(train_dir.root).get("config", {})
+        write_training_page(ScoreDir(ctx.out).training_page, json.loads(train_dir.history.read_text()), flatten(config))
+        training_page = f" ([training page](score/{ScoreDir(ctx.out).training_page.name}))"
     peak = max(_record(p).get("peak_rss_mb", 0) for p in ctx.inputs.values())
     ci = "95% CI" if cfg.bootstrap_samples else "no CI"
     lines = [
@@ -364,7 +371,7 @@ def stage(ctx: StageContext) -> dict:
         f"- training: {train_rec.get('train_seconds', 0):.0f} s, "
         f"{train_rec.get('updates')} updates ({train_rec.get('epochs')} epochs), kept {train_rec.get('chosen')}, "
         "dev WER (greedy) "
-        f"{100 * train_rec.get('dev_wer', 0):.2f}%",
+        f"{100 * train_rec.get('dev_wer', 0):.2f}%{training_page}",
         f"- peak memory (max RSS of a stage process): {peak:.0f} MB",
         f"- git commit: {git_commit()}",
         f"- command: `{command_line()}`",

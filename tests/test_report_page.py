@@ -130,3 +130,30 @@ def test_the_recipe_pages_show_the_numbers_of_results_md(driver, fsdd_work):
         assert driver.find_element(By.ID, "wer").text == f"WER {wer_cell.replace(' [', '% [')}"
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
         assert len(driver.find_elements(By.CSS_SELECTOR, "#utterances tbody tr")) > 50
+
+
+def test_the_training_page_tables_every_evaluation_and_setting(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from asr.report_page import write_training_page
+
+    history = [
+        {
+            "update": 50 * k,
+            "epoch": k / 2,
+            "train_loss": 3 / k,
+            "dev_loss": 3.5 / k,
+            "dev_wer": 1 / k,
+            "dev_cer": 0.5 / k,
+            "lr": 1e-3,
+            "seconds": 10.0 * k,
+        }
+        for k in range(1, 7)
+    ]
+    page = write_training_page(tmp_path / "training.html", history, {"model.hidden": 256, "note": HOSTILE})
+    driver.get(page.as_uri())
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#history tr")) == 1 + len(history)
+    assert driver.execute_script("return window.pwned === undefined")
+    assert HOSTILE in driver.find_element(By.ID, "settings").text
+    assert driver.find_element(By.CSS_SELECTOR, "#chart svg")
