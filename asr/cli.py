@@ -153,7 +153,7 @@ def cmd_evaluate(args) -> int:
     from asr.fsutil import check_output_folder
     from asr.manifest import check, load_data
     from asr.phones import fold_text
-    from asr.scoring import score, write_report
+    from asr.scoring import compare, score, write_report
 
     if args.out is not None:
         check_output_folder(args.out, "--out")
@@ -184,10 +184,17 @@ def cmd_evaluate(args) -> int:
     scored = [u for u in utts if u.id in hyps]
     if not scored:
         raise AsrError(f"{args.data}: none of the {len(utts)} utterances could be read")
-    s = score(
-        {u.id: fold_text(u.text, args.phone_map) for u in scored},
-        {k: fold_text(v, args.phone_map) for k, v in hyps.items()},
-    )
+    s_refs = {u.id: fold_text(u.text, args.phone_map) for u in scored}
+    s = score(s_refs, {k: fold_text(v, args.phone_map) for k, v in hyps.items()})
+    other = None
+    if args.compare is not None:
+        from asr.layout import ReportDir
+        from asr.textfiles import read_text
+
+        theirs = read_text(ReportDir(Path(args.compare)).hyp)
+        other = (str(args.compare), score(s_refs, {u: theirs.get(u, "") for u in s_refs}))
+        print(f"%WER of {args.compare}: {100 * other[1].words.rate:.2f}")
+        print(f"probability that this run improves on {args.compare}: {compare(s, other[1]):.3f}")
     if args.out is not None:
         facts = [("model", str(args.model)), ("data", str(args.data)), ("decoding", _decoding_line(rec.options))]
         write_report(
@@ -197,6 +204,7 @@ def cmd_evaluate(args) -> int:
             name=str(args.data),
             facts=facts,
             audio={u.id: u.audio for u in scored},
+            other=other,
         )
     print(s.words.line("PER" if args.phone_map else "WER"))
     print(s.chars.line("CER"))
@@ -259,8 +267,9 @@ def cmd_serve(args) -> int:
 
 
 def cmd_wer(args) -> int:
+    from asr.fsutil import check_output_folder
     from asr.phones import fold_text
-    from asr.scoring import compare, score
+    from asr.scoring import compare, score, write_report
     from asr.textfiles import read_text
 
     def read(path):
@@ -273,10 +282,15 @@ def cmd_wer(args) -> int:
     if args.bootstrap:
         lo, hi = s.bootstrap()
         print(f"95% confidence interval of the WER: [{100 * lo:.2f}, {100 * hi:.2f}]")
+    other = None
     if args.compare:
         other = score(refs, read(args.compare), args.missing_as_deletions, ref_name=args.ref, hyp_name=args.compare)
         print(f"%WER of {args.compare}: {100 * other.words.rate:.2f}")
         print(f"probability that {args.hyp} improves on {args.compare}: {compare(s, other):.3f}")
+    if args.out is not None:
+        check_output_folder(args.out, "--out")
+        write_report(args.out, s, name=str(args.hyp), other=(str(args.compare), other) if other else None)
+        print(f"report: {Path(args.out) / 'index.html'}", file=sys.stderr)
     return 0
 
 
@@ -332,7 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         help="write the decode report into this folder (hypotheses, alignments, speakers, "
-        "sclite trn); without it, only the scores are printed",
+        "sclite trn, and the page index.html); without it, only the scores are printed",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="another run's report folder (its hyp.txt) on the same data: the page shows the paired comparison",
     )
     _add_phone_map(p)
     _add_decoder_args(p)
@@ -381,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", action="store_true", help="add a 95%% bootstrap confidence interval")
     _add_phone_map(p)
     p.add_argument("--compare", metavar="HYP2", help="probability that HYP improves on HYP2 (paired bootstrap)")
+    p.add_argument("--out", help="write the report and its page (index.html; with --compare, the comparison) here")
     p.set_defaults(func=cmd_wer)
     return parser
 

@@ -115,6 +115,25 @@ def _word_tables(pairs: Counter) -> dict[str, list]:
     }
 
 
+def comparison(s, other, name: str, p_better: float) -> dict:
+    """The paired comparison of ``s`` with ``other`` (the same utterances, another system called ``name``):
+    its WER, the probability that ``s`` is better (:func:`asr.scoring.compare`) and each utterance whose
+    error count changed, the most changed first."""
+    changed = [
+        {"id": u, "ref": r, "hyp": h, "other": o, "errors": int(e), "other_errors": int(oe), "delta": int(oe - e)}
+        for u, r, h, o, e, oe in zip(s.ids, s.refs, s.hyps, other.hyps, s.utt_errors, other.utt_errors)
+        if e != oe
+    ]
+    return {
+        "name": name,
+        "wer": other.words.rate,
+        "p_better": p_better,
+        "better": sum(c["delta"] > 0 for c in changed),
+        "worse": sum(c["delta"] < 0 for c in changed),
+        "changed": sorted(changed, key=lambda c: -abs(c["delta"])),
+    }
+
+
 def _json(data) -> str:
     """JSON safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` characters left to end it."""
     return json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -128,6 +147,7 @@ def write_page(
     facts: list[tuple[str, str]] = (),
     audio: dict[str, str] | None = None,
     bootstrap_samples: int = SPEAKER_SAMPLES,
+    comparison: dict | None = None,
 ) -> Path:
     """Write ``folder/index.html`` for the scored set ``s`` (an :class:`asr.scoring.Score`).
 
@@ -137,6 +157,7 @@ def write_page(
         facts: ``(label, value)`` lines of the summary (decoder, settings, model, data).
         audio: utterance -> audio file, linked relative to ``folder``.
         bootstrap_samples: resamples for the intervals (0: none).
+        comparison: another system's run on the same utterances (:func:`comparison`).
     Returns:
         the page's path.
     """
@@ -159,6 +180,8 @@ def write_page(
         summary["wer_ci"] = list(s.bootstrap(bootstrap_samples))
         summary["cer_ci"] = list(s.bootstrap(bootstrap_samples, chars=True))
     data = {"summary": summary, "speakers": spk_rows, "words": _word_tables(pairs), "utterances": utts}
+    if comparison is not None:
+        data["comparison"] = comparison
     html = TEMPLATE.replace("__TITLE__", _escape(f"{name}: WER {100 * s.words.rate:.2f}%"))
     html = html.replace("__CHART__", _chart(spk_rows)).replace("__DATA__", _json(data))
     path = folder / PAGE

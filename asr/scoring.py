@@ -22,7 +22,7 @@ from asr.fsutil import atomic_write_text
 from asr.layout import RECORD, DecodeDir, ReportDir, ScoreDir, TrainDir
 from asr.phones import PHONE_MAPS, fold_text
 from asr.provenance import command_line, git_commit
-from asr.report_page import write_page, write_training_page
+from asr.report_page import comparison, write_page, write_training_page
 from asr.textfiles import read_text, write_text
 
 BOOTSTRAP_SAMPLES = 1000
@@ -172,9 +172,11 @@ def write_report(
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
     facts: list[tuple[str, str]] = (),
     audio: dict[str, str] | None = None,
+    other: tuple[str, Score] | None = None,
 ) -> str:
     """Write hypotheses, alignments, per-speaker table, confusions, sclite ``trn`` files, a summary, and
-    the page (``index.html``: ``facts`` in its summary, ``audio`` files linked; :mod:`asr.report_page`).
+    the page (``index.html``: ``facts`` in its summary, ``audio`` files linked, and the paired comparison
+    with ``other``, ``(name, its score)``, on the same utterances; :mod:`asr.report_page`).
 
     Returns:
         the one-line summary (also in ``wer``).
@@ -226,7 +228,10 @@ def write_report(
         lo, hi = s.bootstrap(bootstrap_samples)
         summary += f" 95% CI [{100 * lo:.2f}, {100 * hi:.2f}]"
     atomic_write_text(out.summary, summary + "\n")
-    write_page(out.root, s, name, speakers, facts, audio, bootstrap_samples)
+    paired = None
+    if other is not None:
+        paired = comparison(s, other[1], other[0], compare(s, other[1], max(bootstrap_samples, 1)))
+    write_page(out.root, s, name, speakers, facts, audio, bootstrap_samples, paired)
     return summary
 
 

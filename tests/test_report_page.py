@@ -157,3 +157,27 @@ def test_the_training_page_tables_every_evaluation_and_setting(driver, tmp_path)
     assert driver.execute_script("return window.pwned === undefined")
     assert HOSTILE in driver.find_element(By.ID, "settings").text
     assert driver.find_element(By.CSS_SELECTOR, "#chart svg")
+
+
+def test_asr_wer_compare_writes_the_paired_comparison_page(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from tests.helpers import asr
+
+    refs = {f"u{k}": "one two three four" for k in range(6)}
+    ours = {**refs, "u1": "one two tree four", "u2": "one three four"}
+    theirs = {**refs, "u2": "one too three for", "u3": "one two three four five", "u4": "won two three four"}
+    files = {}
+    for name, table in (("ref", refs), ("ours", ours), ("theirs", theirs)):
+        files[name] = tmp_path / f"{name}.txt"
+        files[name].write_text("".join(f"{u} {t}\n" for u, t in table.items()))
+    out = tmp_path / "report"
+    r = asr("wer", str(files["ref"]), str(files["ours"]), "--compare", str(files["theirs"]), "--out", str(out))
+    assert "probability that" in r.stdout
+    driver.get((out / "index.html").as_uri())
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    assert driver.find_element(By.ID, "comparison").is_displayed()
+    text = driver.find_element(By.ID, "comparison-summary").text
+    assert "3 utterance(s) better, 1 worse" in text, text
+    ids = _column(driver, "changed", 0)
+    assert sorted(ids) == ["u1", "u2", "u3", "u4"] and ids[0] == "u2"  # the most errors saved first
