@@ -165,6 +165,12 @@ def cmd_evaluate(args) -> int:
     # a phone model of words (a separator unit) spells words through its lexicon, not in its units
     spelled = isinstance(rec.tokenizer, PhoneTokenizer) and rec.tokenizer.separator == WORD_SEP
     unknown = {} if spelled else {u.id: rec.tokenizer.unknown_chars(u.text) for u in utts}
+    if spelled and rec.options.method not in ("lexicon", "lexicon_lm"):
+        print(
+            f"asr evaluate: warning: {rec.options.method} decoding of a phone model outputs phones, not words: its "
+            "error rate against the word references is no WER (the lexicon methods output words)",
+            file=sys.stderr,
+        )
     unknown = {uid: chars for uid, chars in unknown.items() if chars}
     if unknown:
         shown = "; ".join(f"{uid}: {''.join(c)!r}" for uid, c in list(unknown.items())[:10])

@@ -24,7 +24,7 @@ from asr.decoding import DecodeOptions
 from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
 from asr.layout import DecodeDir, LmDir, TrainDir
-from asr.lexicon import Lexicon, phone_sentence
+from asr.lexicon import Lexicon
 from asr.model import Network, read_checkpoint
 from asr.procs import fork_pool
 from asr.pronounce import read_dir
@@ -113,8 +113,10 @@ def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dic
 
 
 def _phones(text: str, lexicon: Lexicon) -> str:
-    """A reference in phones (each word's first pronunciation), no separators: what greedy output is scored against."""
-    return _unseparated(phone_sentence(text, lexicon))
+    """A reference in phones (each word's first pronunciation), no separators: what greedy output is scored
+    against. (A word without a pronunciation, possible only with a lexicon in phones the G2P does not speak, is
+    left out.)"""
+    return " ".join(p for w in text.split() if w in lexicon for p in lexicon.prons[w][0])
 
 
 def _unseparated(text: str) -> str:

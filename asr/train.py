@@ -310,16 +310,14 @@ def stage(ctx: StageContext) -> dict:
             str(ctx.out),
             "--partial",
             str(ctx.partial),
-            "--lexicon",
-            str(ctx.inputs["lexicon"]),
             "--config",
             json.dumps(to_dict(cfg)),
-        ]
+        ] + (["--lexicon", str(ctx.inputs["lexicon"])] if "lexicon" in ctx.inputs else [])
         ctx.log("train: " + " ".join(cmd[:6]) + " ...")
         if subprocess.run(cmd).returncode != 0:
             raise AsrError(f"distributed training failed (see the output above); checkpoints are kept in {ctx.partial}")
         return json.loads(TrainDir(ctx.out).summary.read_text())
-    return train(cfg, feats, ctx.out, ctx.partial, ctx.log, ctx.inputs["lexicon"])
+    return train(cfg, feats, ctx.out, ctx.partial, ctx.log, ctx.inputs.get("lexicon"))
 
 
 def main(argv=None) -> None:
