@@ -222,10 +222,12 @@ class BeamSearch:
         self._check_lexicon(lexicon, known, set(units), lm)
         trie = Trie(n_tokens, silence)
         start = fusion.start(False)
-        for word, spellings in lexicon.items():
+        # flashlight keeps at most 6 words per spelling (homophones: phones spell "to", "two", "too", ...) and
+        # drops the rest: insert the likeliest words first (by the LM's unigram score), so the rare ones go
+        scored = [(fusion.score(start, words.get_index(w))[1], w) for w in lexicon]
+        for score, word in sorted(scored, key=lambda x: -x[0]):
             index = words.get_index(word)
-            _, score = fusion.score(start, index)
-            for spelling in spellings:
+            for spelling in lexicon[word]:
                 trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
         trie.smear(SmearingMode.MAX)
         opts = LexiconDecoderOptions(
