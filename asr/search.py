@@ -39,6 +39,7 @@ from asr.textfiles import read_lines
 from asr.tokenizer import PIECE_START, WORD_SEP, PhoneTokenizer, SubwordTokenizer, Tokenizer
 
 UNK = "<unk>"
+MAX_HOMOPHONES = 6  # words flashlight's trie keeps per spelling (kTrieMaxLabel)
 
 
 @dataclass(frozen=True)
@@ -222,13 +223,17 @@ class BeamSearch:
         self._check_lexicon(lexicon, known, set(units), lm)
         trie = Trie(n_tokens, silence)
         start = fusion.start(False)
-        # flashlight keeps at most 6 words per spelling (homophones: phones spell "to", "two", "too", ...) and
-        # drops the rest: insert the likeliest words first (by the LM's unigram score), so the rare ones go
+        # flashlight keeps at most 6 words per spelling (homophones: phones spell "to", "two", "too", ...), and
+        # says so on the console for each one past it: keep the 6 likeliest (by the LM's unigram score) ourselves
         scored = [(fusion.score(start, words.get_index(w))[1], w) for w in lexicon]
+        homophones: dict[tuple, int] = {}
         for score, word in sorted(scored, key=lambda x: -x[0]):
             index = words.get_index(word)
             for spelling in lexicon[word]:
-                trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
+                key = tuple(spelling)
+                homophones[key] = homophones.get(key, 0) + 1
+                if homophones[key] <= MAX_HOMOPHONES:
+                    trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
         trie.smear(SmearingMode.MAX)
         opts = LexiconDecoderOptions(
             beam_size=options.beam_size,
