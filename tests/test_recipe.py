@@ -66,11 +66,11 @@ def test_rerun_skips_everything_and_decode_change_reruns_decode_and_score_only(w
     t0 = time.perf_counter()
     out = run_fsdd(work, corpora_root).stdout
     assert time.perf_counter() - t0 < 30
-    assert out.count("up to date, skipped") == 7
+    assert out.count("up to date, skipped") == 8
     out = run_fsdd(work, corpora_root, "--set", "decode.search.beam_size=8").stdout
     skipped = [line.split()[2].strip("():") for line in out.splitlines() if "skipped" in line]
     ran = [line.split()[2].strip("():") for line in out.splitlines() if line.endswith(": running")]
-    assert skipped == ["prepare", "features", "lm", "train"] and ran == ["decode", "score", "export"]
+    assert skipped == ["prepare", "features", "lexicon", "lm", "train"] and ran == ["decode", "score", "export"]
 
 
 def test_transcribe_real_fsdd_files(work, fsdd_recordings):
