@@ -21,8 +21,8 @@ class TrainConfig:
     dev_sets: tuple[str, ...] = ("dev",)  # feature sets for LR decay, early stopping, model choice
     max_utterances: int = 0  # 0: all; else a seeded random subset of the training sets (quick runs)
     model: ModelConfig = ModelConfig()  # the network (train.model.hidden=128, ...)
-    # characters; sentencepiece subwords (bpe, unigram) of vocab_size units; or phone: each space-separated token
-    # of the transcripts is a unit (TIMIT's phone transcripts)
+    # characters; sentencepiece subwords (bpe, unigram) of vocab_size units; or phone: word transcripts spelled in
+    # phones through the lexicon stage's dictionary (lexicon.path), else each space-separated token is a unit (TIMIT)
     units: Literal["char", "bpe", "unigram", "phone"] = "char"
     vocab_size: int = 256  # subword units: this many (blank included)
     # optimisation
