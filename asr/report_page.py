@@ -12,6 +12,7 @@ transcript holding ``<script>`` shows as those characters.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
@@ -182,10 +183,10 @@ def write_page(
     data = {"summary": summary, "speakers": spk_rows, "words": _word_tables(pairs), "utterances": utts}
     if comparison is not None:
         data["comparison"] = comparison
-    html = TEMPLATE.replace("__TITLE__", _escape(f"{name}: WER {100 * s.words.rate:.2f}%"))
-    html = html.replace("__CHART__", _chart(spk_rows)).replace("__DATA__", _json(data))
+    page = TEMPLATE.replace("__TITLE__", html.escape(f"{name}: WER {100 * s.words.rate:.2f}%"))
+    page = page.replace("__CHART__", _chart(spk_rows)).replace("__DATA__", _json(data))
     path = folder / PAGE
-    atomic_write_text(path, html)
+    atomic_write_text(path, page)
     return path
 
 
@@ -231,13 +232,8 @@ def write_training_page(path: str | Path, history: list[dict], settings: dict) -
         "columns": columns,
         "settings": [[k, str(v)] for k, v in sorted(settings.items())],
     }
-    html = TRAINING.replace("__CHART__", _svg(fig)).replace("__DATA__", _json(data))
-    atomic_write_text(Path(path), html)
+    atomic_write_text(Path(path), TRAINING.replace("__CHART__", _svg(fig)).replace("__DATA__", _json(data)))
     return Path(path)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 TEMPLATE = (Path(__file__).resolve().parent / "static" / "report.html").read_text()
