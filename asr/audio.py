@@ -18,9 +18,11 @@ import io
 import os
 import stat
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -312,6 +314,72 @@ def stream_audio(
                 pending, held = [joined[chunk:]], held - chunk
         if held:
             yield resample(np.concatenate(pending), info.sample_rate, sample_rate)
+
+
+LIVE_BLOCK_SECONDS = 0.1  # what a live source gives at a time (a microphone's buffer)
+
+
+def live_audio(
+    source: str | Path, raw_rate: int = 16_000, stdin: BinaryIO | None = None
+) -> tuple[int, Iterator[np.ndarray]]:
+    """Audio as it arrives, for a stream: a file (any format, mixed down) or ``-``, standard input holding
+    WAV or, without a RIFF header, raw 16-bit little-endian mono PCM at ``raw_rate`` (what ``arecord -f S16_LE``
+    and ``sox -t raw`` write). Returns the rate and mono float32 blocks of :data:`LIVE_BLOCK_SECONDS`.
+
+    Raises:
+        AudioError: an unreadable file or a WAV header on standard input that is not 16-bit PCM.
+    """
+    if str(source) != "-":
+        f = _open(source, source)
+        check_header(source, AudioInfo(f.samplerate, f.frames, f.channels))
+        block = max(1, round(f.samplerate * LIVE_BLOCK_SECONDS))
+
+        def blocks() -> Iterator[np.ndarray]:
+            with f:
+                while f.tell() < f.frames:
+                    yield from _mono_blocks(f, source, min(block, f.frames - f.tell()))
+
+        return f.samplerate, blocks()
+    pipe = stdin if stdin is not None else sys.stdin.buffer
+    head = pipe.read(4)
+    rate, channels = raw_rate, 1
+    if head == b"RIFF":  # a WAV stream: its header (the sizes in it mean nothing on a pipe)
+        rest = pipe.read(8)
+        if rest[4:] != b"WAVE":
+            raise AudioError("standard input", "a RIFF stream that is not WAV", "send WAV or raw 16-bit PCM")
+        while True:
+            chunk = pipe.read(8)
+            if len(chunk) < 8:
+                raise AudioError("standard input", "a WAV header without its data chunk", "send a whole WAV header")
+            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if kind == b"data":
+                break
+            body = pipe.read(size + size % 2)
+            if kind == b"fmt ":
+                fmt, channels, rate = struct.unpack("<HHI", body[:8])
+                bits = struct.unpack("<H", body[14:16])[0]
+                if fmt not in (1, 0xFFFE) or bits != 16 or not channels:
+                    raise AudioError(
+                        "standard input", f"WAV of format {fmt}, {bits} bits", "stream 16-bit PCM (arecord -f S16_LE)"
+                    )
+        head = b""
+    _check_rate("standard input", rate, "stream")
+    size = 2 * channels * max(1, round(rate * LIVE_BLOCK_SECONDS))
+
+    def pcm() -> Iterator[np.ndarray]:
+        left = head
+        while True:
+            got = pipe.read(size - len(left))
+            if not got:
+                return  # the end (a last partial sample, if any, is no sample)
+            data = left + got
+            whole = len(data) - len(data) % (2 * channels)
+            data, left = data[:whole], data[whole:]
+            if data:
+                x = np.frombuffer(data, "<i2").astype(np.float32).reshape(-1, channels) / 32768.0
+                yield x.mean(axis=1, dtype=np.float32)
+
+    return rate, pcm()
 
 
 def save_audio(path: str | Path, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:

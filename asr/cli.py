@@ -120,10 +120,51 @@ def _shown(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _stream(rec, args) -> int:
+    """``asr transcribe MODEL --stream FILE|-``: partial and final lines as the audio arrives."""
+    import json
+
+    from asr.audio import live_audio
+
+    rate, blocks = live_audio(args.audio[0], args.rate)
+    stream = rec.stream(rate)
+    shown = ""
+
+    def final(t) -> None:
+        if args.json:
+            words = [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in t.words]
+            print(json.dumps({"result": words, "text": t.text}, ensure_ascii=False), flush=True)
+        else:
+            print(f"final\t{t.text}", flush=True)
+
+    for block in blocks:
+        update = stream.accept(block)
+        for t in update.finished:
+            final(t)
+            shown = ""
+        if update.text != shown:
+            shown = update.text
+            print(json.dumps({"partial": shown}, ensure_ascii=False) if args.json else f"partial\t{shown}", flush=True)
+    done = len(stream.segments)
+    stream.finish()
+    for t in stream.segments[done:]:
+        final(t)
+    return 0
+
+
 def cmd_transcribe(args) -> int:
     import json
 
+    if args.stream and len(args.audio) != 1:
+        print("asr transcribe: error: --stream takes one source: a file, or - for standard input", file=sys.stderr)
+        return 2
     rec = _recognizer(args)
+    if args.stream:
+        try:
+            return _stream(rec, args)
+        except AsrError as e:
+            print(f"asr transcribe: error: {_shown(str(e))}", file=sys.stderr)
+            return 1
     failed = 0
     for path in args.audio:
         try:
@@ -341,8 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("transcribe", help="print the text of audio files (any format, rate, channels)")
     p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt)")
-    p.add_argument("audio", nargs="+", help="audio files")
+    p.add_argument("audio", nargs="+", help="audio files (with --stream: one file, or - for standard input)")
     p.add_argument("--json", action="store_true", help="print path, text and word times (seconds) as JSON")
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="transcribe as the audio arrives (a streaming model), printing partial and final lines; - reads "
+        "standard input, WAV or raw 16-bit little-endian mono PCM (arecord -f S16_LE -r 16000 | asr transcribe "
+        "MODEL --stream -)",
+    )
+    p.add_argument("--rate", type=int, default=16_000, help="the sample rate of raw PCM on standard input")
     _add_decoder_args(p)
     p.set_defaults(func=cmd_transcribe)
 

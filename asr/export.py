@@ -112,6 +112,13 @@ def describe(path: str | Path) -> str:
         f"({ckpt['input_dim']} per frame) at {f.get('sample_rate')} Hz, {f.get('win_ms')} ms windows every "
         f"{f.get('hop_ms')} ms; CMVN {ckpt['cmvn'].get('kind')}",
     ]
+    if m.get("chunk"):
+        step = f.get("hop_ms", 10.0) * m.get("stack", 1)
+        c, r = m["chunk"] * step, m.get("right_context", 0) * step
+        lines.append(
+            f"streaming: chunks of {m['chunk']} steps ({c:g} ms) read with {m.get('right_context', 0)} steps "
+            f"({r:g} ms) of right context: {c + r:g} ms latency (asr transcribe --stream, asr serve's /v1/stream)"
+        )
     options = stored_options(ckpt, str(path))
     if options is None:
         lines.append("decoding: none stored (a train-stage model file): greedy unless --method/--lm say otherwise")

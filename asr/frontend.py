@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,7 +35,7 @@ ONLINE_PRIOR_FRAMES = 100  # "online" CMVN: the global statistics count as this 
 VTLP_BOUNDARY = (
     0.6  # share of the Nyquist frequency up to which VTLP scales linearly (4.8 kHz at 16 kHz, Jaitly & Hinton)
 )
-TOP_DB = 80.0  # dynamic range kept below each utterance's peak, as librosa.feature.mfcc
+TOP_DB = 80.0  # default dynamic range kept below each utterance's peak, as librosa.feature.mfcc
 # Bounds on a feature config, which model files carry (a crafted win_ms=1e7 allocated 22 GiB on first use):
 # speech windows are 20-50 ms and filter banks 23-128 filters, so these leave room without harm
 MAX_WIN_MS = 100.0
@@ -56,6 +57,9 @@ class FeatureConfig:
     f_min: float = 20.0
     f_max: float | None = None  # None: Nyquist
     preemphasis: float = 0.97  # 0 disables; y[t] = x[t] - a x[t-1]
+    # dB kept below the utterance's loudest frame (librosa's top_db); 0: none, each frame depends on its own
+    # samples only, as a streaming model needs (the peak is not known until the end)
+    top_db: float = TOP_DB
     dither: float = 0.0  # std of Gaussian noise added to the waveform (seeded by utterance id)
     deltas: int = 2  # 0: static only, 1: + deltas, 2: + delta-deltas
     cmvn: Literal["none", "utterance", "speaker", "global", "online"] = "utterance"  # see Cmvn
@@ -100,6 +104,8 @@ class FeatureConfig:
             raise ValueError(
                 f"need 0 <= preemphasis < 1 and 0 <= dither <= 1, got {self.preemphasis} and {self.dither}"
             )
+        if not 0 <= self.top_db < math.inf:
+            raise ValueError(f"top_db must be >= 0 (0: no floor below the peak), got {self.top_db}")
         if not 0 <= self.max_bad_fraction <= 1:
             raise ValueError(f"max_bad_fraction is a share, in [0, 1]; got {self.max_bad_fraction}")
         if any(f <= 0 for f in self.speed_perturb):
@@ -208,6 +214,18 @@ def deltas(x: np.ndarray) -> np.ndarray:
     return ((p[3 : n + 3] - p[1 : n + 1]) + 2 * (p[4 : n + 4] - p[:n])) / 10.0
 
 
+def _log_mel(windows: np.ndarray, cfg: FeatureConfig, warp: float) -> np.ndarray:
+    """``(n, n_fft)`` pre-emphasised sample windows -> ``(n, n_mels)`` mel energies in dB (no floor below the peak)."""
+    power = np.abs(np.fft.rfft(windows * _window(cfg.win_length, cfg.n_fft), axis=1)) ** 2
+    filters = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, warp)
+    mel = power.astype(np.float32) @ filters
+    return 10.0 * np.log10(np.maximum(mel, AMIN))
+
+
+def _static(db: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    return db if cfg.kind == "fbank" else db @ dct_matrix(cfg.n_mfcc, cfg.n_mels)
+
+
 def mfcc(wave: np.ndarray, cfg: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     """MFCC (+ deltas) of a mono float signal at ``cfg.sample_rate``: ``(cfg.num_frames(len(wave)), cfg.dim)`` float32.
 
@@ -221,15 +239,102 @@ def mfcc(wave: np.ndarray, cfg: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     padded = np.zeros(n_fft + (frames - 1) * hop, np.float32)  # centred frames, zero padding
     body = x[: len(padded) - n_fft // 2]
     padded[n_fft // 2 : n_fft // 2 + len(body)] = body
-    windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:frames]
-    power = np.abs(np.fft.rfft(windows * _window(cfg.win_length, n_fft), axis=1)) ** 2
-    mel = power.astype(np.float32) @ mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, warp)
-    db = 10.0 * np.log10(np.maximum(mel, AMIN))
-    db = np.maximum(db, db.max(initial=-np.inf) - TOP_DB)
-    parts = [db if cfg.kind == "fbank" else db @ dct_matrix(cfg.n_mfcc, cfg.n_mels)]
+    db = _log_mel(np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:frames], cfg, warp)
+    if cfg.top_db:
+        db = np.maximum(db, db.max(initial=-np.inf) - cfg.top_db)
+    parts = [_static(db, cfg)]
     for _ in range(cfg.deltas):
         parts.append(deltas(parts[-1]))
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+class _DeltaStream:
+    """:func:`deltas` of frames that arrive in order: frame ``t`` leaves once frame ``t + 2`` is in (or the
+    last frame, at the end), equal to ``deltas`` of them all (the same arithmetic on the same numbers)."""
+
+    def __init__(self):
+        self.held: np.ndarray | None = None  # the frames the next deltas need, the start edge repeated twice
+
+    def push(self, x: np.ndarray, final: bool = False) -> np.ndarray:
+        if self.held is None:
+            if not len(x):
+                return x
+            self.held = np.concatenate([x[:1], x[:1], x])
+        else:
+            self.held = np.concatenate([self.held, x])
+        p = np.concatenate([self.held, self.held[-1:], self.held[-1:]]) if final else self.held
+        n = len(p) - 4  # frames whose +-2 neighbours are all here
+        if n <= 0:
+            return p[:0]
+        out = ((p[3 : n + 3] - p[1 : n + 1]) + 2 * (p[4 : n + 4] - p[:n])) / 10.0
+        self.held = p[n:]
+        return out
+
+
+class FeatureStream:
+    """The features of a signal that arrives in pieces, as it arrives: ``accept(samples)`` returns the frames
+    now complete, ``finish()`` the rest; together ``mfcc`` of the whole signal (the same numbers up to float
+    rounding in the matrix products). Frame ``t`` is out once the samples up to ``t * hop + n_fft / 2``
+    and 2 frames per delta order after it are in (56 ms at 8 kHz with delta-deltas). Needs ``top_db=0``:
+    a floor below the loudest frame would need the whole signal.
+
+    Raises:
+        AsrError: a config with ``top_db`` (names what to train with instead).
+    """
+
+    def __init__(self, cfg: FeatureConfig):
+        if cfg.top_db:
+            raise AsrError(
+                f"streaming needs features whose frames depend on their own samples only; this model's floor "
+                f"{cfg.top_db:g} dB below the loudest frame needs the whole signal (train with features.top_db=0)"
+            )
+        self.cfg = cfg
+        self.samples = np.zeros(cfg.n_fft // 2, np.float32)  # pre-emphasised, from signal index -n_fft/2 (zeros)
+        self.start = -(cfg.n_fft // 2)  # signal index of samples[0]
+        self.received = 0  # samples accepted
+        self.last = None  # the last sample, for the pre-emphasis of the next piece
+        self.frames = 0  # static frames computed
+        self.deltas = [_DeltaStream() for _ in range(cfg.deltas)]
+        width = cfg.dim // (cfg.deltas + 1)
+        self.pending = [np.zeros((0, width), np.float32)] * (cfg.deltas + 1)  # per order: frames not yet out
+
+    def accept(self, samples: np.ndarray) -> np.ndarray:
+        """Take the next samples (mono float at the config's rate); returns the ``(n, dim)`` frames now complete."""
+        x = np.asarray(samples, np.float32).reshape(-1)
+        if self.cfg.preemphasis and len(x):
+            full = np.concatenate([x[:1] if self.last is None else self.last, x])  # the first sample is kept
+            self.last = x[-1:].copy()
+            x = np.concatenate([x[:1], x[1:] - np.float32(self.cfg.preemphasis) * x[:-1]])
+            if self.received:
+                x[0] = full[1] - np.float32(self.cfg.preemphasis) * full[0]
+        self.samples = np.concatenate([self.samples, x])
+        self.received += len(x)
+        return self._frames(final=False)
+
+    def finish(self) -> np.ndarray:
+        """The remaining frames (the end padded with zeros, the deltas' end edge repeated)."""
+        return self._frames(final=True)
+
+    def _frames(self, final: bool) -> np.ndarray:
+        cfg, hop, half = self.cfg, self.cfg.hop_length, self.cfg.n_fft // 2
+        end = cfg.num_frames(self.received) if final else max(0, (self.received - half) // hop + 1)
+        static = self.pending[0][:0]
+        if end > self.frames:
+            need = (end - 1) * hop + half - self.start + half  # samples up to the last window's end
+            buf = self.samples if len(self.samples) >= need else np.pad(self.samples, (0, need - len(self.samples)))
+            first = self.frames * hop - half - self.start
+            windows = np.lib.stride_tricks.sliding_window_view(buf[first:need], cfg.n_fft)[::hop][: end - self.frames]
+            static = _static(_log_mel(windows, cfg, 1.0), cfg)
+            drop = end * hop - half - self.start
+            self.samples, self.start, self.frames = self.samples[drop:], self.start + drop, end
+        orders = [static]
+        for d in self.deltas:
+            orders.append(d.push(orders[-1], final))
+        self.pending = [o if not len(p) else np.concatenate([p, o]) for p, o in zip(self.pending, orders)]
+        n = len(self.pending[-1])
+        out = np.concatenate([p[:n] for p in self.pending], axis=1).astype(np.float32)
+        self.pending = [p[n:] for p in self.pending]
+        return out
 
 
 # --- normalisation -------------------------------------------------------------------------------------
@@ -280,15 +385,45 @@ class Cmvn:
             mean, std = self.mean, self.std
         return ((feats - mean) / std).astype(np.float32)
 
-    def _running(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(T, D)`` causal means and standard deviations of ``feats`` with the global prior."""
+    def _running(self, feats: np.ndarray, sums: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(T, D)`` causal means and standard deviations of ``feats`` with the global prior; ``sums``
+        (frames, sum, sum of squares) of earlier frames of the utterance, if any, updated in place."""
         f = np.asarray(feats, np.float64)
+        done, s1, s2 = sums if sums else (0, np.zeros(f.shape[1]), np.zeros(f.shape[1]))
         p = float(self.prior_frames)
         g_mean, g_var = self.mean.astype(np.float64), self.std.astype(np.float64) ** 2
-        n = p + np.arange(1, len(f) + 1, dtype=np.float64)[:, None]
-        mean = (p * g_mean + np.cumsum(f, 0)) / n
-        second = (p * (g_var + g_mean * g_mean) + np.cumsum(f * f, 0)) / n
+        n = p + np.arange(done + 1, done + len(f) + 1, dtype=np.float64)[:, None]
+        c1 = np.cumsum(np.concatenate([s1[None], f]), 0)[1:]  # the same additions in the same order as one cumsum
+        c2 = np.cumsum(np.concatenate([s2[None], f * f]), 0)[1:]
+        if sums is not None and len(f):
+            sums[:] = [done + len(f), c1[-1], c2[-1]]
+        mean = (p * g_mean + c1) / n
+        second = (p * (g_var + g_mean * g_mean) + c2) / n
         return mean, np.sqrt(np.maximum(second - mean * mean, 1e-10))
+
+    def stream(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The normalisation of one utterance's frames given in order, piece by piece: the same numbers as
+        normalising them all at once.
+
+        Raises:
+            AsrError: ``utterance`` or ``speaker`` statistics, which need the whole utterance or speaker.
+        """
+        if self.kind in ("utterance", "speaker"):
+            raise AsrError(
+                f"streaming needs normalisation without the future; this model's {self.kind} CMVN needs "
+                "all of the audio (train with features.cmvn=online or global)"
+            )
+        if self.kind != "online":
+            return self
+        sums: list = []
+
+        def normalise(feats: np.ndarray) -> np.ndarray:
+            if not sums:
+                sums[:] = [0, np.zeros(feats.shape[1]), np.zeros(feats.shape[1])]
+            mean, std = self._running(feats, sums)
+            return ((feats - mean) / std).astype(np.float32)
+
+        return normalise
 
     def to_dict(self) -> dict:
         return {

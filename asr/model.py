@@ -33,6 +33,12 @@ class ModelConfig:
     proj: int = 0  # LSTM output projection size (0: none); ignored for GRU
     dropout: float = 0.1  # between RNN layers and before the output layer
     stack: int = 1  # frames stacked per step: x1, x2 or x3 subsampling before the RNN
+    # streaming, a latency-controlled BiLSTM/BiGRU (Zhang et al. 2016): 0 (the default) is the offline model, whose
+    # backward direction reads the whole utterance; N > 0: the backward direction of every layer reads chunks of N
+    # RNN steps plus ``right_context`` steps after them, the forward direction carries its state from chunk to
+    # chunk. Training runs the same chunked computation as streaming, so both give the same outputs.
+    chunk: int = 0
+    right_context: int = 0
 
     def __post_init__(self):
         if self.stack not in (1, 2, 3):
@@ -41,6 +47,17 @@ class ModelConfig:
             raise ValueError("proj needs rnn=lstm and proj < hidden")
         if self.num_layers < 1 or self.hidden < 1:
             raise ValueError("num_layers and hidden must be positive")
+        if self.chunk < 0 or self.right_context < 0 or (self.right_context and not self.chunk):
+            raise ValueError(
+                f"chunk and right_context are RNN steps >= 0, right_context only with a chunk; got chunk "
+                f"{self.chunk}, right_context {self.right_context}"
+            )
+        if self.chunk and self.proj:
+            raise ValueError("a streaming model (chunk > 0) has no LSTM projection: set proj=0")
+
+    @property
+    def streaming(self) -> bool:
+        return self.chunk > 0
 
 
 class AcousticModel(nn.Module):
@@ -76,22 +93,28 @@ class AcousticModel(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return (lengths + self.cfg.stack - 1) // self.cfg.stack
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def stack_frames(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> ``(B, ceil(T / stack), D * stack)``, the padding zeroed first (a stacked step at an
+        utterance's end never sees another's frames)."""
         b, t, d = feats.shape
         s = self.cfg.stack
-        if s > 1:
-            # zero the padding, so a stacked step at an utterance's end never sees another's frames
-            feats = feats * (
-                torch.arange(t, device=feats.device)[None, :, None] < lengths.to(feats.device)[:, None, None]
-            )
-            pad = (-t) % s
-            if pad:
-                feats = nn.functional.pad(feats, (0, 0, 0, pad))
-            feats = feats.reshape(b, (t + pad) // s, d * s)
+        if s == 1:
+            return feats
+        feats = feats * (torch.arange(t, device=feats.device)[None, :, None] < lengths.to(feats.device)[:, None, None])
+        pad = (-t) % s
+        if pad:
+            feats = nn.functional.pad(feats, (0, 0, 0, pad))
+        return feats.reshape(b, (t + pad) // s, d * s)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = feats.shape[0]
+        feats = self.stack_frames(feats, lengths)
         out_lengths = self.output_lengths(lengths)
         # packed: cuDNN; LSTM projections (oneDNN has none); and inference, where the packed CPU
         # path decoded FSDD's test sets in 1.74 s against 2.06 s (asr.benchmarks.decode, 1 thread)
-        if b == 1 and not self.cfg.proj:  # one utterance (transcription, decoding): no padding, no packing needed
+        if self.cfg.streaming:
+            hidden = self._rnn_chunked(feats, out_lengths.to(feats.device))
+        elif b == 1 and not self.cfg.proj:  # one utterance (transcription, decoding): no padding, no packing needed
             hidden, _ = self.rnn(feats)
         elif feats.is_cuda or self.cfg.proj or not torch.is_grad_enabled():
             packed = pack_padded_sequence(feats, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -102,29 +125,89 @@ class AcousticModel(nn.Module):
         logits = self.output(self.dropout(hidden))
         return logits.float().log_softmax(dim=-1), out_lengths
 
+    def _direction(self, x: torch.Tensor, state, layer: int, reverse: bool = False):
+        """One layer and direction of ``self.rnn`` over ``(B, T, D)`` from ``state`` (``None``: zeros), with its
+        own weights (through ``torch._VF``, the entry point ``nn.LSTM.forward`` itself calls); returns the
+        ``(B, T, H)`` outputs and the state after the last step."""
+        suffix = "_reverse" if reverse else ""
+        weights = [getattr(self.rnn, f"{n}_l{layer}{suffix}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        if state is None:
+            h0 = x.new_zeros(1, x.shape[0], self.cfg.hidden)
+            state = (h0, torch.zeros_like(h0)) if self.cfg.rnn == "lstm" else h0
+        if self.cfg.rnn == "lstm":
+            y, h, c = _VF.lstm(x, state, weights, True, 1, 0.0, self.training, False, True)
+            return y, (h, c)
+        y, h = _VF.gru(x, state, weights, True, 1, 0.0, self.training, False, True)
+        return y, h
+
     def _rnn_unpacked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``self.rnn`` over a padded batch, one layer and direction at a time, with its own weights
-        (through ``torch._VF``, the entry point ``nn.LSTM.forward`` itself calls)."""
-        rnn, b = self.rnn, x.shape[0]
+        """``self.rnn`` over a padded batch, one layer and direction at a time, the reverse direction fed each
+        item reversed within its own length."""
         valid, reverse = length_reversal(lengths, x.shape[1])
         h = x
         for layer in range(self.cfg.num_layers):
             if layer:
-                h = nn.functional.dropout(h, rnn.dropout, self.training)
-            outs = []
-            for suffix in ["", "_reverse"][: 2 if self.cfg.bidirectional else 1]:
-                weights = [
-                    getattr(rnn, f"{n}_l{layer}{suffix}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-                ]
-                inp = reverse(h) if suffix else h
-                h0 = inp.new_zeros(1, b, self.cfg.hidden)
-                if self.cfg.rnn == "lstm":
-                    y = _VF.lstm(inp, (h0, torch.zeros_like(h0)), weights, True, 1, 0.0, self.training, False, True)[0]
-                else:
-                    y = _VF.gru(inp, h0, weights, True, 1, 0.0, self.training, False, True)[0]
-                outs.append(reverse(y) if suffix else y)
+                h = nn.functional.dropout(h, self.rnn.dropout, self.training)
+            outs = [self._direction(h, None, layer)[0]]
+            if self.cfg.bidirectional:
+                outs.append(reverse(self._direction(reverse(h), None, layer, True)[0]))
             h = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
         return h * valid
+
+    def _rnn_chunked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The latency-controlled RNN over a padded batch: each item cut into chunks of ``chunk`` steps, chunk
+        ``k`` read with the ``right_context`` steps after it (its window). In every layer the forward direction
+        runs over the chunks in order carrying its state, and on from a chunk's end state over its context; the
+        backward direction runs over each window alone from its last real step. A layer's window context is the
+        previous layer's output for that window: what :meth:`step` computes as the audio arrives."""
+        b, t, d = x.shape
+        c, r = self.cfg.chunk, self.cfg.right_context
+        k = max(1, -(-t // c))
+        x = nn.functional.pad(x, (0, 0, 0, k * c + r - t))
+        main = x[:, : k * c].reshape(b, k, c, d)
+        ctx = x[:, ((torch.arange(k, device=x.device)[:, None] + 1) * c + torch.arange(r, device=x.device)[None])]
+        windows = (lengths[:, None] - torch.arange(k, device=x.device)[None] * c).clamp(0, c + r).reshape(-1)
+        _, reverse = length_reversal(windows, c + r)
+        for layer in range(self.cfg.num_layers):
+            if layer:
+                main = nn.functional.dropout(main, self.rnn.dropout, self.training)
+                ctx = nn.functional.dropout(ctx, self.rnn.dropout, self.training)
+            state, fwd, ends = None, [], []
+            for i in range(k):
+                y, state = self._direction(main[:, i], state, layer)
+                fwd.append(y)
+                ends.append(state)
+            fwd = torch.stack(fwd, 1)  # (B, K, C, H)
+            if r:
+                flat = ctx.reshape(b * k, r, -1)
+                if self.cfg.rnn == "lstm":
+                    start = tuple(torch.stack([e[j][0] for e in ends], 1).reshape(1, b * k, -1) for j in (0, 1))
+                else:
+                    start = torch.stack([e[0] for e in ends], 1).reshape(1, b * k, -1)
+                fwd = torch.cat([fwd, self._direction(flat, start, layer)[0].reshape(b, k, r, -1)], 2)
+            out = fwd
+            if self.cfg.bidirectional:
+                whole = torch.cat([main, ctx], 2).reshape(b * k, c + r, -1)
+                bwd = reverse(self._direction(reverse(whole), None, layer, True)[0]).reshape(b, k, c + r, -1)
+                out = torch.cat([fwd, bwd], -1)
+            main, ctx = out[:, :, :c], out[:, :, c:]
+        valid = (torch.arange(t, device=x.device)[None] < lengths[:, None])[..., None]
+        return main.reshape(b, k * c, -1)[:, :t] * valid
+
+    def step(self, window: torch.Tensor, n_main: int, state: list | None) -> tuple[torch.Tensor, list]:
+        """One window of a stream (a streaming model, inference): ``(1, n, D * stack)`` stacked frames, the chunk's
+        ``n_main`` then up to ``right_context`` more, and the forward states after the previous chunk (``None``
+        at the start) -> the chunk's ``(n_main, V)`` log-probabilities and the states after it."""
+        h, new = window, []
+        for layer in range(self.cfg.num_layers):
+            fwd, after = self._direction(h[:, :n_main], state[layer] if state else None, layer)
+            new.append(after)
+            if h.shape[1] > n_main:
+                fwd = torch.cat([fwd, self._direction(h[:, n_main:], after, layer)[0]], 1)
+            if self.cfg.bidirectional:
+                fwd = torch.cat([fwd, self._direction(h.flip(1), None, layer, True)[0].flip(1)], -1)
+            h = fwd
+        return self.output(h[0, :n_main]).float().log_softmax(dim=-1), new
 
 
 def length_reversal(lengths: torch.Tensor, steps: int) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
@@ -230,3 +313,10 @@ class Network:
         x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(self.device)
         log_probs, lengths = self.model(x, torch.tensor([x.shape[1]]))
         return log_probs[0, : int(lengths[0])].float().cpu().numpy()
+
+    @torch.inference_mode()
+    def step(self, window: np.ndarray, n_main: int, state: list | None) -> tuple[np.ndarray, list]:
+        """One chunk of a streaming model (:meth:`AcousticModel.step`), numpy in and out; ``state`` is opaque."""
+        x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None].to(self.device)
+        log_probs, state = self.model.step(x, n_main, state)
+        return log_probs.cpu().numpy(), state

@@ -40,6 +40,7 @@ from asr.tokenizer import PIECE_START, WORD_SEP, PhoneTokenizer, SubwordTokenize
 
 UNK = "<unk>"
 MAX_HOMOPHONES = 6  # words flashlight's trie keeps per spelling (kTrieMaxLabel)
+MAX_CACHED_SCORES = 1_000_000  # n-gram scores a search keeps (about 200 MB at most)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,28 @@ class GreedySearch:
         text, words = self.tokenizer.words([u for u, _ in path], [t for _, t in path])
         return Hypothesis(text, words, float(np.asarray(log_probs).max(axis=-1).sum()))
 
+    def stream(self) -> GreedyStream:
+        return GreedyStream(self)
+
+
+class GreedyStream:
+    """The best path of log-probabilities given in pieces (:meth:`step`); :meth:`partial` and :meth:`end`
+    give what :class:`GreedySearch` gives for all the pieces so far."""
+
+    def __init__(self, search: GreedySearch):
+        self.search, self.best, self.score = search, [], 0.0  # best: the likeliest unit of each frame
+
+    def step(self, log_probs: np.ndarray) -> None:
+        self.best += np.asarray(log_probs).argmax(-1).tolist()
+        self.score += float(np.asarray(log_probs).max(axis=-1).sum()) if len(log_probs) else 0.0
+
+    def partial(self) -> Hypothesis:
+        path = collapse(self.best)
+        text, words = self.search.tokenizer.words([u for u, _ in path], [t for _, t in path])
+        return Hypothesis(text, words, self.score)
+
+    end = partial
+
 
 def searcher(tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
     """The search ``options`` describe, as ``log_probs -> Hypothesis``: :class:`GreedySearch` or :class:`BeamSearch`.
@@ -81,15 +104,23 @@ class DecoderLM(LM):
     if given, is added to its every score.
     """
 
-    def __init__(self, lm: NgramLM | MixedLM | SpelledLM, words: list[str], bonus: list[float] | None = None):
+    def __init__(
+        self,
+        lm: NgramLM | MixedLM | SpelledLM,
+        words: list[str],
+        bonus: list[float] | None = None,
+        cache: dict | None = None,
+    ):
         LM.__init__(self)
         self.lm, self.words, self.bonus = lm, words, bonus
         self.context: dict[LMState, tuple[str, ...]] = {}
-        self.cache: dict[tuple, float] = {}
+        self.cache: dict[tuple, float] = {} if cache is None else cache  # shared by the streams of one search
 
     def _score(self, word: str, history: tuple[str, ...]) -> float:
         key = (*history, word)
         if key not in self.cache:
+            if len(self.cache) >= MAX_CACHED_SCORES:  # a day-long stream must not grow it without bound
+                self.cache.clear()
             self.cache[key] = self.lm.logprob(word, history) * math.log(10)
         return self.cache[key]
 
@@ -196,7 +227,7 @@ class BeamSearch:
                     fusion = DecoderLM(
                         SpelledLM(token_lm), units, [bonus if u.startswith(PIECE_START) else 0.0 for u in units]
                     )
-            opts = LexiconFreeDecoderOptions(
+            self.opts = LexiconFreeDecoderOptions(
                 beam_size=options.beam_size,
                 beam_size_token=per_frame,
                 beam_threshold=options.beam_threshold,
@@ -207,7 +238,7 @@ class BeamSearch:
                 criterion_type=CriterionType.CTC,
             )
             self.lm = fusion  # flashlight keeps a reference only: ours must live as long as the decoder
-            self.decoder = LexiconFreeDecoder(opts, fusion, silence, self.blank, [])
+            self.silence, self.decoder = silence, LexiconFreeDecoder(self.opts, fusion, silence, self.blank, [])
             return
         with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
             d, ngram = self._lexicon(Path(lm), Path(tmp))
@@ -235,7 +266,7 @@ class BeamSearch:
                 if homophones[key] <= MAX_HOMOPHONES:
                     trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
         trie.smear(SmearingMode.MAX)
-        opts = LexiconDecoderOptions(
+        self.opts = LexiconDecoderOptions(
             beam_size=options.beam_size,
             beam_size_token=per_frame,
             beam_threshold=options.beam_threshold,
@@ -246,8 +277,25 @@ class BeamSearch:
             log_add=False,
             criterion_type=CriterionType.CTC,
         )
-        self.lm, self.trie, self.words = fusion, trie, words
-        self.decoder = LexiconDecoder(opts, trie, fusion, silence, self.blank, words.get_index(UNK), [], False)
+        self.lm, self.trie, self.words, self.silence = fusion, trie, words, silence
+        self.decoder = LexiconDecoder(self.opts, trie, fusion, silence, self.blank, words.get_index(UNK), [], False)
+
+    def new_decoder(self) -> tuple:
+        """A decoder of its own for one stream, with its own LM state over the same n-gram, trie and options
+        (flashlight's decoders and our LM adapter hold one search's state); returns ``(decoder, lm)``: keep
+        the LM alive as long as the decoder."""
+        lm = (
+            DecoderLM(self.lm.lm, self.lm.words, self.lm.bonus, self.lm.cache)
+            if isinstance(self.lm, DecoderLM)
+            else ZeroLM()
+        )
+        if self.options.needs_lexicon:
+            unk = self.words.get_index(UNK)
+            return LexiconDecoder(self.opts, self.trie, lm, self.silence, self.blank, unk, [], False), lm
+        return LexiconFreeDecoder(self.opts, lm, self.silence, self.blank, []), lm
+
+    def stream(self) -> BeamStream:
+        return BeamStream(self)
 
     @staticmethod
     def _check_lexicon(lexicon: dict, words: set[str], units: set[str], source) -> None:
@@ -301,36 +349,75 @@ class BeamSearch:
                 inside = True
         return [(s, e) for s, e in spans]
 
+    def end_frame(self) -> np.ndarray | None:
+        """The frame a search appends at the end: flashlight's lexicon search completes a word only on a word
+        separator, and our transcripts have none at the end, so one certain separator frame completes the last
+        word at no cost instead of at the price of a spurious separator (``None``: lexicon-free, nothing)."""
+        if not self.options.needs_lexicon:
+            return None
+        sep = np.full((1, len(self.tokenizer.units)), -1e4, np.float32)
+        sep[0, self.tokenizer.units.index(self.tokenizer.separator)] = 0.0
+        return sep
+
     def __call__(self, log_probs: np.ndarray) -> Hypothesis:
         """``(T, V)`` log-probabilities -> the best hypothesis."""
         emissions = np.asarray(log_probs, dtype=np.float32)
-        # flashlight's lexicon search completes a word only on a word separator, and our
-        # transcripts have none at the end: append one certain separator frame, so the last
-        # word is completed at no cost instead of at the price of a spurious "|"
-        if self.options.needs_lexicon:
-            sep = np.full((1, emissions.shape[1]), -1e4, np.float32)
-            sep[0, self.tokenizer.units.index(self.tokenizer.separator)] = 0.0
-            emissions = np.concatenate([emissions, sep])
+        end = self.end_frame()
+        if end is not None:
+            emissions = np.concatenate([emissions, end])
         emissions = np.ascontiguousarray(emissions)
         results = self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
-        if not results:
+        return self.hypothesis(results[0] if results else None, emissions.shape[0])
+
+    def hypothesis(self, result, frames: int) -> Hypothesis:
+        """A flashlight result after ``frames`` frames (``None``: none) -> our hypothesis: its words, timed."""
+        if result is None:
             return Hypothesis("", [], float("-inf"))
-        path = list(results[0].tokens)
-        if len(path) == emissions.shape[0] + 2:  # flashlight adds the start and end states: frame t is path[t + 1]
-            path = path[1:-1]
+        path = list(result.tokens)[1 : frames + 1]  # flashlight adds a start state (and an end state at the end)
         merged = collapse(path, self.blank)  # each unit at its first frame
         if self.phones and self.options.needs_lexicon:
             # phones do not spell a word: the decoder's words, timed by the phones between separators
-            chosen = [self.words.get_entry(w) for w in results[0].words if w >= 0]
+            chosen = [self.words.get_entry(w) for w in result.words if w >= 0]
             timed = [(w, s, e) for w, (s, e) in zip(chosen, self._spans(merged))]
-            return Hypothesis(" ".join(w for w, _, _ in timed), timed, float(results[0].score))
+            return Hypothesis(" ".join(w for w, _, _ in timed), timed, float(result.score))
         text, timed = self.tokenizer.words([u for u, _ in merged], [t for _, t in merged])
         if self.options.needs_lexicon:
             # the units spell the lexicon words the decoder chose, unless no hypothesis in the beam had
             # finished a word when the audio ended (a word cut off): flashlight then returns one ending
             # inside a word, whose spelled-out prefix ("thr") is no word; keep the words it completed
-            completed = sum(w >= 0 for w in results[0].words)
+            completed = sum(w >= 0 for w in result.words)
             if len(timed) > completed:
                 timed = timed[:completed]
                 text = " ".join(w for w, _, _ in timed)
-        return Hypothesis(text, timed, float(results[0].score))
+        return Hypothesis(text, timed, float(result.score))
+
+
+class BeamStream:
+    """:class:`BeamSearch` over log-probabilities given in pieces, with a decoder of its own (flashlight's
+    ``decode_begin``, ``decode_step``, ``decode_end``: :meth:`end` gives what the search gives for all the
+    pieces at once); :meth:`partial` is the best hypothesis so far."""
+
+    def __init__(self, search: BeamSearch):
+        self.search = search
+        self.decoder, self.lm = search.new_decoder()
+        self.frames = 0
+        self.decoder.decode_begin()
+
+    def step(self, log_probs: np.ndarray) -> None:
+        emissions = np.ascontiguousarray(log_probs, dtype=np.float32)
+        if len(emissions):
+            self.decoder.decode_step(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
+            self.frames += len(emissions)
+
+    def partial(self) -> Hypothesis:
+        if not self.frames:
+            return Hypothesis("", [], 0.0)
+        return self.search.hypothesis(self.decoder.get_best_hypothesis(), self.frames)
+
+    def end(self) -> Hypothesis:
+        end = self.search.end_frame()
+        if end is not None:
+            self.step(end)
+        self.decoder.decode_end()
+        results = self.decoder.get_all_final_hypothesis()
+        return self.search.hypothesis(results[0] if results else None, self.frames)

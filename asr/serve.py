@@ -8,6 +8,15 @@ FastAPI on uvicorn. The model is loaded once per worker process. Endpoints:
   existing clients work unchanged.
 - ``GET /health``: ``{"status": "ok", "model": <file name>, ...}``.
 - ``GET /``: the page (pick, drop or record audio; see the transcript and the words' times).
+- ``WebSocket /v1/stream`` (a streaming model): live transcription in Vosk's server protocol, so Vosk's
+  clients work unchanged: an optional text message ``{"config": {"sample_rate": N}}`` (default: the
+  model's rate), binary messages of 16-bit little-endian mono PCM, each answered with
+  ``{"partial": "..."}`` or, for each utterance an endpoint ended, ``{"result": [{"word", "start", "end",
+  "conf"}], "text": "..."}``; then ``{"eof": 1}``, answered with the last utterance's result. A bad message
+  (text that is not JSON or not one of these, an odd byte count, a sample rate that is no number of Hz
+  in 1000-192000, a new rate after audio, anything after eof) gets ``{"error": "..."}`` and the connection
+  is closed (code 1007 or 1008); nothing stops for the other connections. A connection silent for
+  ``timeout`` seconds is closed (1001).
 
 Limits, each answered with an HTTP 4xx and a JSON ``{"error": {"message", "type"}}`` naming the
 problem, after which the service goes on serving:
@@ -41,8 +50,9 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import uvicorn
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
@@ -288,7 +298,83 @@ def create_app(
             "processing_seconds": round(time.perf_counter() - t0, 4),
         }
 
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            await _vosk_session(ws, recognizer, timeout)
+        except WebSocketDisconnect:
+            pass
+
     return app
+
+
+def _result(t) -> dict:
+    """A finished utterance as Vosk sends it."""
+    words = [
+        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "conf": round(w.conf or 0.0, 3)}
+        for w in t.words
+    ]
+    return {"result": words, "text": t.text}
+
+
+async def _vosk_session(ws: WebSocket, recognizer: Recognizer, timeout: float) -> None:
+    """One ``/v1/stream`` connection, as Vosk's server speaks (see the module's docstring)."""
+
+    async def refuse(message: str, code: int) -> None:
+        await ws.send_json({"error": message})
+        await ws.close(code)
+
+    if not recognizer.streaming:
+        return await refuse(
+            "this server's model is offline (it needs whole files: POST /v1/audio/transcriptions); "
+            "serve a streaming model (the fsdd_stream recipe's) for /v1/stream",
+            1008,
+        )
+    stream, ended = None, False
+    while True:
+        try:
+            message = await asyncio.wait_for(ws.receive(), timeout)
+        except asyncio.TimeoutError:
+            return await refuse(f"no message for {timeout:g} s; the stream is closed", 1001)
+        if message["type"] == "websocket.disconnect":
+            return
+        if ended:
+            return await refuse("a message after eof: this stream has ended; open a new connection", 1008)
+        data, text = message.get("bytes"), message.get("text")
+        if data is not None:
+            if len(data) % 2:
+                return await refuse(f"a binary message of {len(data)} bytes: 16-bit PCM needs an even count", 1007)
+            stream = stream or recognizer.stream()
+            samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+            update = await asyncio.to_thread(stream.accept, samples)
+            for t in update.finished:
+                await ws.send_json(_result(t))
+            if not update.finished:
+                await ws.send_json({"partial": update.text})
+            continue
+        try:
+            request = json.loads(text)
+        except json.JSONDecodeError:
+            return await refuse(f"a text message that is not JSON ({text[:60]!r}); send config or eof", 1007)
+        if isinstance(request, dict) and "eof" in request:
+            stream = stream or recognizer.stream()
+            done = len(stream.segments)
+            await asyncio.to_thread(stream.finish)
+            last = stream.segments[done:]
+            await ws.send_json(_result(last[-1]) if last else {"result": [], "text": ""})
+            ended = True
+        elif isinstance(request, dict) and isinstance(request.get("config"), dict):
+            rate = request["config"].get("sample_rate", recognizer.sample_rate)
+            if isinstance(rate, float) and rate.is_integer():
+                rate = int(rate)
+            if isinstance(rate, bool) or not isinstance(rate, int) or not 1_000 <= rate <= 192_000:
+                return await refuse(f"sample_rate {rate!r} is no rate in Hz (1000-192000)", 1008)
+            if stream is not None and stream.rate != rate:
+                return await refuse("a new sample_rate after audio; send config first", 1008)
+            stream = stream or recognizer.stream(rate)
+        else:
+            return await refuse(f"unknown message {text[:60]!r}: send {{'config': ...}}, audio, or {{'eof': 1}}", 1008)
 
 
 def app_from_env() -> FastAPI:

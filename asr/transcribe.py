@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,34 +28,15 @@ from asr.decoding import DecodeOptions
 from asr.errors import AsrError, ConfigError
 from asr.frontend import Cmvn, FeatureConfig, feature_config, mfcc
 from asr.search import searcher
+from asr.streaming import Stream
 from asr.tokenizer import tokenizer_from_dict
+from asr.transcript import Transcript, Word
 
 CONTEXT_SECONDS = 1.5  # audio each side of a chunk that the network hears with it
 MIN_CHUNK_SECONDS = 1.0  # shorter chunks would be mostly context (and 0.0001 s chunks took minutes per file)
 # the best path's last word may go on past the frames at hand: the pause after it counts as a place to cut
 # only this long (the blanks between a word's own units last well under it)
 TRAILING_PAUSE_SECONDS = 0.5
-
-
-@dataclass
-class Word:
-    word: str
-    start: float  # seconds
-    end: float
-
-
-@dataclass
-class Transcript:
-    text: str
-    words: list[Word] = field(default_factory=list)
-    path: str | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "path": self.path,
-            "text": self.text,
-            "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in self.words],
-        }
 
 
 class Recognizer:
@@ -197,6 +177,21 @@ class Recognizer:
             search(np.concatenate(held))
         return Transcript(" ".join(t for t in texts if t), words, path)
 
+    def stream(self, sample_rate: int | None = None, **endpoint) -> Stream:
+        """A live stream through a streaming model: ``accept(samples) -> Partial``, ``finish() -> Transcript``.
+
+        Args:
+            sample_rate: the rate of the samples to come (``None``: the model's).
+            endpoint: ``endpoint_silence``, ``max_utterance`` (seconds), see :class:`asr.streaming.Stream`.
+        Raises:
+            AsrError: an offline model, or one whose features need the whole utterance.
+        """
+        return Stream(self, sample_rate, **endpoint)
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.meta["model"].get("chunk"))
+
     def transcribe(
         self,
         audio: str | Path | bytes | np.ndarray,
@@ -220,9 +215,17 @@ class Recognizer:
             wave = wave.mean(axis=1) if wave.ndim == 2 else wave
             if not np.isfinite(wave).all():
                 raise AsrError("the samples hold NaN or infinite values")
-            return self._transcribe([resample(wave, sample_rate, self.sample_rate)], None)
-        chunks = stream_audio(audio, self.sample_rate, self.chunk_seconds, name=name, max_samples=max_samples)
-        return self._transcribe(chunks, None if isinstance(audio, bytes) else str(audio))
+            chunks, path = [resample(wave, sample_rate, self.sample_rate)], None
+        else:
+            chunks = stream_audio(audio, self.sample_rate, self.chunk_seconds, name=name, max_samples=max_samples)
+            path = None if isinstance(audio, bytes) else str(audio)
+        if self.streaming:  # its forward states run on through the whole file, its utterances end at endpoints
+            stream = self.stream()
+            for chunk in chunks:
+                stream.accept(chunk)
+            result = stream.finish()
+            return Transcript(result.text, result.words, path)
+        return self._transcribe(chunks, path)
 
 
 def load_model(
