@@ -217,6 +217,71 @@ class _Unrolled(torch.nn.Module):
         return self.output(h * valid.to(h.dtype)).log_softmax(dim=-1), out_lengths
 
 
+class _StreamStep(_Unrolled):
+    """A streaming model's chunk step (:meth:`AcousticModel.step`) as one graph: ``window`` ``(1, T, D * stack)``
+    whose first ``n_main`` steps are the chunk and the rest its right context, ``n_valid`` of the ``T`` steps
+    real (the runtime appends at least one padding step, so the context is never empty), and the forward
+    directions' states ``h0``, ``c0`` ``(layers, 1, hidden)`` (``c0`` passes through a GRU) -> the chunk's
+    ``(n_main, V)`` log-probabilities and the states after it."""
+
+    def forward(self, window, n_main, n_valid, h0, c0):
+        steps = window.shape[1]
+        main_idx = torch.arange(n_main[0])
+        ctx_idx = torch.arange(n_main[0], steps)
+        _, reverse = length_reversal(n_valid, steps)
+        dirs, lstm = 2 if self.cfg.bidirectional else 1, self.cfg.rnn == "lstm"
+        h, hs, cs = window, [], []
+        for layer in range(self.cfg.num_layers):
+            fwd = self.cells[layer * dirs]
+            state = (h0[layer : layer + 1], c0[layer : layer + 1]) if lstm else h0[layer : layer + 1]
+            y_main, after = fwd(h.index_select(1, main_idx), state)
+            y_ctx, _ = fwd(h.index_select(1, ctx_idx), after)
+            hs.append(after[0] if lstm else after)
+            cs.append(after[1] if lstm else c0[layer : layer + 1])
+            outs = [torch.cat([y_main, y_ctx], 1)]
+            if dirs > 1:
+                outs.append(reverse(self.cells[layer * dirs + 1](reverse(h))[0]))
+            h = torch.cat(outs, -1) if dirs > 1 else outs[0]
+        log_probs = self.output(h[0].index_select(0, main_idx)).log_softmax(dim=-1)
+        return log_probs, torch.cat(hs), torch.cat(cs)
+
+
+def _export_offline(network: _Unrolled, ckpt: dict, tmp: Path) -> None:
+    feats = torch.randn(2, 23, ckpt["input_dim"])
+    torch.onnx.export(
+        network,
+        (feats, torch.tensor([23, 11])),
+        str(tmp),
+        dynamo=False,
+        opset_version=17,
+        input_names=["feats", "lengths"],
+        output_names=["log_probs", "out_lengths"],
+        dynamic_axes={
+            "feats": {0: "batch", 1: "time"},
+            "lengths": {0: "batch"},
+            "log_probs": {0: "batch", 1: "steps"},
+            "out_lengths": {0: "batch"},
+        },
+    )
+
+
+def _export_stream_step(network: _StreamStep, ckpt: dict, tmp: Path) -> None:
+    cfg = network.cfg
+    width = ckpt["input_dim"] * cfg.stack
+    state = torch.zeros(cfg.num_layers, 1, cfg.hidden)
+    args = (torch.randn(1, 9, width), torch.tensor([4]), torch.tensor([7]), state, state)
+    torch.onnx.export(
+        network,
+        args,
+        str(tmp),
+        dynamo=False,
+        opset_version=17,
+        input_names=["window", "n_main", "n_valid", "h0", "c0"],
+        output_names=["log_probs", "h", "c"],
+        dynamic_axes={"window": {1: "steps"}, "log_probs": {0: "chunk"}},
+    )
+
+
 def to_onnx(model_path: str | Path, out: str | Path) -> dict:
     """Write a model file's network as ONNX (dynamic batch and time axes) with the rest of the file
     (units, features, CMVN, decoding, LM files, training summary, results) in its metadata.
@@ -226,28 +291,14 @@ def to_onnx(model_path: str | Path, out: str | Path) -> dict:
     """
     out = check_output_file(out, "--onnx")
     ckpt = read_checkpoint(model_path)
-    network = _Unrolled(build_from_checkpoint(ckpt, str(model_path))).eval()
-    feats = torch.randn(2, 23, ckpt["input_dim"])
-    lengths = torch.tensor([23, 11])
+    model = build_from_checkpoint(ckpt, str(model_path))
+    network = (_StreamStep if model.cfg.streaming else _Unrolled)(model).eval()
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
     try:
         with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation; it does the job
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                network,
-                (feats, lengths),
-                str(tmp),
-                dynamo=False,
-                opset_version=17,
-                input_names=["feats", "lengths"],
-                output_names=["log_probs", "out_lengths"],
-                dynamic_axes={
-                    "feats": {0: "batch", 1: "time"},
-                    "lengths": {0: "batch"},
-                    "log_probs": {0: "batch", 1: "steps"},
-                    "out_lengths": {0: "batch"},
-                },
-            )
+            # a streaming model: its chunk step, the states as inputs and outputs
+            (_export_stream_step if model.cfg.streaming else _export_offline)(network, ckpt, tmp)
         meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
         meta["parameters"] = sum(v.numel() for v in ckpt["state_dict"].values())
         graph = onnx.load(str(tmp))

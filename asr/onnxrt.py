@@ -33,7 +33,40 @@ class OnnxNetwork:
         return log_probs[0, : int(lengths[0])]
 
 
-def load(path: str | Path, threads: int = 0) -> tuple[dict, OnnxNetwork]:
+class OnnxStreamingNetwork:
+    """A streaming model's exported chunk step: :meth:`step` as the torch model's, and the whole utterance
+    (``__call__``) run chunk by chunk as a stream runs it."""
+
+    def __init__(self, session: ort.InferenceSession, model: dict):
+        self.session, self.model = session, model
+        self.zeros = np.zeros((model["num_layers"], 1, model["hidden"]), np.float32)
+        self.inputs = {i.name for i in session.get_inputs()}  # a one-way model's graph has no n_valid
+
+    def step(self, window: np.ndarray, n_main: int, state) -> tuple[np.ndarray, tuple]:
+        h, c = state if state is not None else (self.zeros, self.zeros)
+        x = np.concatenate([window, np.zeros((1, window.shape[1]), np.float32)])  # the context is never empty
+        feed = {
+            "window": np.ascontiguousarray(x, dtype=np.float32)[None],
+            "n_main": np.array([n_main], np.int64),
+            "n_valid": np.array([len(window)], np.int64),
+            "h0": h,
+            "c0": c,
+        }
+        log_probs, h, c = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})
+        return log_probs, (h, c)
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        s, chunk, right = self.model.get("stack", 1), self.model["chunk"], self.model.get("right_context", 0)
+        x = np.asarray(feats, np.float32)
+        x = np.concatenate([x, np.zeros(((-len(x)) % s, x.shape[1]), np.float32)]).reshape(-1, x.shape[1] * s)
+        out, state = [], None
+        for k in range(0, len(x), chunk):
+            log_probs, state = self.step(x[k : k + chunk + right], min(chunk, len(x) - k), state)
+            out.append(log_probs)
+        return np.concatenate(out)
+
+
+def load(path: str | Path, threads: int = 0) -> tuple[dict, OnnxNetwork | OnnxStreamingNetwork]:
     """The model file's data and its network, from an ONNX export.
 
     Args:
@@ -65,4 +98,6 @@ def load(path: str | Path, threads: int = 0) -> tuple[dict, OnnxNetwork]:
             f"{path}: the network gives {width} values per frame for {len(meta['tokenizer']['units'])} "
             "units; the file is damaged"
         )
+    if meta["model"].get("chunk"):
+        return meta, OnnxStreamingNetwork(session, meta["model"])
     return meta, OnnxNetwork(session)

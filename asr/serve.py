@@ -10,13 +10,13 @@ FastAPI on uvicorn. The model is loaded once per worker process. Endpoints:
 - ``GET /``: the page (pick, drop or record audio; see the transcript and the words' times).
 - ``WebSocket /v1/stream`` (a streaming model): live transcription in Vosk's server protocol, so Vosk's
   clients work unchanged: an optional text message ``{"config": {"sample_rate": N}}`` (default: the
-  model's rate), binary messages of 16-bit little-endian mono PCM, each answered with
-  ``{"partial": "..."}`` or, for each utterance an endpoint ended, ``{"result": [{"word", "start", "end",
-  "conf"}], "text": "..."}``; then ``{"eof": 1}``, answered with the last utterance's result. A bad message
-  (text that is not JSON or not one of these, an odd byte count, a sample rate that is no number of Hz
-  in 1000-192000, a new rate after audio, anything after eof) gets ``{"error": "..."}`` and the connection
-  is closed (code 1007 or 1008); nothing stops for the other connections. A connection silent for
-  ``timeout`` seconds is closed (1001).
+  model's rate), binary messages of 16-bit little-endian mono PCM, each answered with one message:
+  ``{"partial": "..."}`` or, when an endpoint ended an utterance, ``{"result": [{"word", "start", "end",
+  "conf"}], "text": "..."}`` (times in seconds from the stream's start); then ``{"eof": 1}``, answered
+  with the last utterance's result. A bad message (text that is not JSON or not one of these, an odd
+  byte count, a sample rate that is no number of Hz in 1000-192000, a new rate after audio, anything
+  after eof) gets ``{"error": "..."}`` and the connection is closed (code 1007 or 1008); nothing stops
+  for the other connections. A connection silent for ``timeout`` seconds is closed (1001).
 
 Limits, each answered with an HTTP 4xx and a JSON ``{"error": {"message", "type"}}`` naming the
 problem, after which the service goes on serving:
@@ -61,6 +61,7 @@ from asr.audio import check_header, read_info
 from asr.errors import AsrError, AudioError, AudioTooLarge
 from asr.procs import die_with_parent
 from asr.transcribe import Recognizer, load_model
+from asr.transcript import Transcript
 
 ENV = "ASR_SERVE_CONFIG"  # the worker processes' settings, as JSON (uvicorn starts them by import string)
 FORMATS = ("json", "text", "verbose_json")
@@ -244,6 +245,7 @@ def create_app(
             "model": model_name,
             "decoding": recognizer.options.method,
             "sample_rate": recognizer.sample_rate,
+            "streaming": recognizer.streaming,
         }
 
     @app.post("/v1/audio/transcriptions")
@@ -348,9 +350,9 @@ async def _vosk_session(ws: WebSocket, recognizer: Recognizer, timeout: float) -
             stream = stream or recognizer.stream()
             samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
             update = await asyncio.to_thread(stream.accept, samples)
-            for t in update.finished:
-                await ws.send_json(_result(t))
-            if not update.finished:
+            if update.finished:  # one reply per message, as Vosk's: utterances ended in one message are joined
+                await ws.send_json(_result(Transcript.join(update.finished)))
+            else:
                 await ws.send_json({"partial": update.text})
             continue
         try:

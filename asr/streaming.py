@@ -125,9 +125,7 @@ class Stream:
             self._frames(self.features.finish(), final=True)
             self._end()
             self.finished = True
-        return Transcript(
-            " ".join(s.text for s in self.segments if s.text), [w for s in self.segments for w in s.words]
-        )
+        return Transcript.join(self.segments)
 
     def _frames(self, feats: np.ndarray, final: bool) -> None:
         """Normalised feature frames -> stacked RNN steps -> chunks through the network -> the search."""

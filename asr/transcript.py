@@ -19,6 +19,11 @@ class Transcript:
     words: list[Word] = field(default_factory=list)
     path: str | None = None
 
+    @staticmethod
+    def join(parts: list[Transcript]) -> Transcript:
+        """Consecutive transcripts (a stream's utterances) as one."""
+        return Transcript(" ".join(t.text for t in parts if t.text), [w for t in parts for w in t.words])
+
     def to_dict(self) -> dict:
         return {
             "path": self.path,

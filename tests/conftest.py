@@ -103,8 +103,16 @@ def fsdd_work(corpora_root, tmp_path_factory):
     return work
 
 
+@pytest.fixture(scope="session")
+def fsdd_stream_work(corpora_root, tmp_path_factory):
+    """A work directory with the short fsdd recipe run end to end with the streaming model (fsdd_stream)."""
+    work = tmp_path_factory.mktemp("fsdd_stream_recipe")
+    run_fsdd(work, corpora_root, recipe="fsdd_stream")
+    return work
+
+
 # tests that need a trained model (the session's short recipe run, directly or through another fixture)
-SLOW_FIXTURES = {"fsdd_work", "tiny_features", "so762_root"}
+SLOW_FIXTURES = {"fsdd_work", "fsdd_stream_work", "tiny_features", "so762_root"}
 
 
 def pytest_collection_modifyitems(items):

@@ -71,6 +71,6 @@ def asr(*args, check=True):
     return r
 
 
-def run_fsdd(work, corpora_root, *extra):
+def run_fsdd(work, corpora_root, *extra, recipe: str = "fsdd"):
     sets = [a for s in SHORT for a in ("--set", s)]
-    return asr("run", "fsdd", "--work-dir", str(work), "--corpus-dir", str(corpora_root), *sets, *extra)
+    return asr("run", recipe, "--work-dir", str(work), "--corpus-dir", str(corpora_root), *sets, *extra)

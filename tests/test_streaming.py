@@ -143,3 +143,267 @@ def test_offline_models_and_features_that_need_the_future_refuse_to_stream():
         stream.accept(np.zeros(10, np.float32))
     with pytest.raises(AsrError, match="NaN"):
         rec.stream().accept(np.full(10, np.nan, np.float32))
+
+
+# --- the short fsdd_stream recipe's model: the recipe, the command line, the WebSocket service ---------------
+
+
+def _decoded(work, name: str) -> dict[str, str]:
+    from asr.layout import DecodeDir
+    from asr.textfiles import read_text
+
+    return read_text(DecodeDir(work / "decode").set(name).hyp)
+
+
+@pytest.fixture(scope="module")
+def streamed(fsdd_stream_work):
+    """The exported streaming model, 12 connected test utterances (audio at 8 kHz) and the decode stage's text."""
+    from asr.audio import load_audio
+    from asr.manifest import read_manifest
+    from asr.transcribe import load_model
+
+    utts = read_manifest(fsdd_stream_work / "prepare" / "connected" / "test.jsonl")[::9][:12]
+    hyps = _decoded(fsdd_stream_work, "connected/test")
+    return load_model(fsdd_stream_work / "model.pt"), [(u, load_audio(u.audio, 8_000), hyps[u.id]) for u in utts]
+
+
+def test_a_stream_gives_the_decode_stage_text_of_every_utterance(streamed):
+    rec, utts = streamed
+    assert rec.streaming and sum(bool(hyp) for _, _, hyp in utts) >= 10
+    rng = np.random.default_rng(0)
+    for u, wave, hyp in utts:
+        stream = rec.stream()
+        i, partials = 0, []
+        while i < len(wave):
+            n = int(rng.integers(1, 2_000))  # pieces of random sizes, as a client sends them
+            partials.append(stream.accept(wave[i : i + n]).text)
+            i += n
+        assert stream.finish().text == hyp, u.id
+        assert len(stream.segments) <= 1  # no endpoint inside one connected-digit recording
+        if len(hyp.split()) > 2:
+            assert any(p for p in partials[: len(partials) * 3 // 4]), u.id  # words before the end
+
+
+def test_silence_ends_an_utterance_and_the_next_is_timed_from_the_stream_start(streamed):
+    rec, utts = streamed
+    (_, first, hyp1), (_, second, hyp2) = [x for x in utts if x[2]][:2]
+    gap = (1e-4 * np.random.default_rng(1).standard_normal(8_000 * 2)).astype(np.float32)  # 2 s of near silence
+    stream = rec.stream()
+    updates = [stream.accept(x) for x in (first, gap, second)]
+    assert [t.text for t in updates[1].finished] == [hyp1]  # ended during the silence, before the next words
+    whole = stream.finish()
+    assert [s.text for s in stream.segments] == [hyp1, hyp2] and whole.text == f"{hyp1} {hyp2}"
+    start2 = (len(first) + len(gap)) / 8_000
+    second_words = stream.segments[1].words
+    assert start2 - 0.1 <= second_words[0].start < second_words[-1].end <= start2 + len(second) / 8_000 + 0.1
+
+
+def test_transcribe_stream_reads_raw_pcm_and_wav_from_standard_input(streamed, fsdd_stream_work, tmp_path):
+    import io
+    import json
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    from helpers import REPO
+
+    _, utts = streamed
+    u, wave, hyp = next(x for x in utts if len(x[2].split()) > 2)
+    pcm = np.clip(np.round(wave * 32768), -32768, 32767).astype("<i2")  # the file's own samples
+    wav = io.BytesIO()
+    sf.write(wav, pcm, 8_000, format="WAV", subtype="PCM_16")
+    model = str(fsdd_stream_work / "model.pt")
+    for data, extra in ((pcm.tobytes(), ["--rate", "8000"]), (wav.getvalue(), [])):
+        r = subprocess.run(
+            [sys.executable, "-m", "asr", "transcribe", model, "--stream", "-", *extra],
+            input=data,
+            capture_output=True,
+            cwd=REPO,
+            timeout=300,
+        )
+        lines = r.stdout.decode().splitlines()
+        assert r.returncode == 0, r.stderr.decode()
+        assert lines[-1] == f"final\t{hyp}"
+        assert any(line.startswith("partial\t") and line != "partial\t" for line in lines[:-1])
+    r = subprocess.run(
+        [sys.executable, "-m", "asr", "transcribe", model, "--stream", u.audio, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    last = json.loads(r.stdout.splitlines()[-1])
+    assert last["text"] == hyp and [w["word"] for w in last["result"]] == hyp.split()
+
+
+@pytest.fixture(scope="module")
+def stream_server(fsdd_stream_work):
+    """``asr serve`` of the streaming model on a free port (2 workers, 5 s without a message closes)."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    model = str(fsdd_stream_work / "model.pt")
+    cmd = [sys.executable, "-m", "asr", "serve", model, "--port", "0", "--workers", "2", "--timeout", "5"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # written once the socket is bound
+    assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
+    yield line.split()[4].replace("http://", "ws://") + "v1/stream"
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+def _closed_with(ws) -> int:
+    """The close code the server sent (after its last message)."""
+    import websocket
+
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    return int.from_bytes(data[:2], "big")
+
+
+def test_a_vosk_client_streams_a_recording_in_pieces_of_any_size(stream_server, streamed):
+    import json
+
+    import websocket
+
+    _, utts = streamed
+    for (_, wave, hyp), piece in zip([x for x in utts if len(x[2].split()) > 2][:3], (160, 1_001, 4_000)):
+        pcm = np.clip(np.round(wave * 32768), -32768, 32767).astype("<i2").tobytes()
+        ws = websocket.create_connection(stream_server, timeout=60)
+        ws.send(json.dumps({"config": {"sample_rate": 8000}}))
+        replies = []
+        for i in range(0, len(pcm), 2 * piece):
+            ws.send_binary(pcm[i : i + 2 * piece])
+            replies.append(json.loads(ws.recv()))  # one reply per message: a partial, or a result
+        ws.send('{"eof" : 1}')
+        final = json.loads(ws.recv())
+        ws.close()
+        texts = [r.get("partial", r.get("text")) for r in replies]
+        assert any(texts[:-1]) and all(set(r) in ({"partial"}, {"result", "text"}) for r in replies)
+        assert final["text"] == hyp and [w["word"] for w in final["result"]] == hyp.split()
+        assert all(set(w) == {"word", "start", "end", "conf"} and w["start"] < w["end"] for w in final["result"])
+
+
+@pytest.mark.parametrize(
+    "messages, code, error",
+    [
+        (["not json"], 1007, "not JSON"),
+        ([b"\x00\x01\x02"], 1007, "3 bytes"),
+        (['{"config": {"sample_rate": 0}}'], 1008, "sample_rate 0"),
+        (['{"config": {"sample_rate": "fast"}}'], 1008, "sample_rate 'fast'"),
+        (['{"hello": 1}'], 1008, "unknown message"),
+        ([b"\x00\x00" * 800, '{"config": {"sample_rate": 16000}}'], 1008, "new sample_rate after audio"),
+        (['{"eof": 1}', b"\x00\x00" * 800], 1008, "after eof"),
+    ],
+)
+def test_bad_messages_get_an_error_and_a_close_and_the_service_goes_on(stream_server, streamed, messages, code, error):
+    import json
+
+    import websocket
+
+    ws = websocket.create_connection(stream_server, timeout=60)
+    replies = []
+    for m in messages:
+        (ws.send_binary if isinstance(m, bytes) else ws.send)(m)
+        replies.append(json.loads(ws.recv()))
+    assert "error" in replies[-1] and error in replies[-1]["error"], replies
+    assert all("error" not in r for r in replies[:-1])
+    assert _closed_with(ws) == code
+    ws.close()
+    _, utts = streamed
+    _, wave, hyp = utts[0]
+    ok = websocket.create_connection(stream_server, timeout=60)  # the next client is served as before
+    ok.send_binary(np.clip(np.round(wave * 32768), -32768, 32767).astype("<i2").tobytes())
+    ok.recv()
+    ok.send('{"eof": 1}')
+    assert json.loads(ok.recv())["text"] == hyp
+    ok.close()
+
+
+@pytest.mark.parametrize("rnn, bidirectional", [("lstm", True), ("gru", True), ("lstm", False)])
+def test_the_streaming_model_exports_to_onnx_and_streams_there_alike(rnn, bidirectional, tmp_path, fsdd_utts):
+    from asr.audio import load_audio
+    from asr.export import to_onnx
+    from asr.onnxrt import load
+
+    torch.manual_seed(2)
+    fc = FeatureConfig(sample_rate=8_000, top_db=0.0, cmvn="global")
+    tok = CharTokenizer("abcdefghijklmnopqrstuvwxyz'")
+    cfg = ModelConfig(rnn=rnn, bidirectional=bidirectional, hidden=24, num_layers=2, stack=3, chunk=5, right_context=3)
+    model = AcousticModel(fc.dim, len(tok.units), cfg)
+    stats = Cmvn("global", np.zeros(fc.dim), np.full(fc.dim, 10.0)).to_dict()
+    torch.save(checkpoint_dict(model, tok.to_dict(), to_dict(fc), stats), tmp_path / "m.pt")
+    to_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
+    meta, onnx_net = load(tmp_path / "m.onnx")
+    torch_net = Network(check(checkpoint_dict(model, tok.to_dict(), to_dict(fc), stats), "m"))
+    feats = np.random.default_rng(0).standard_normal((100, fc.dim)).astype(np.float32)
+    np.testing.assert_allclose(onnx_net(feats), torch_net(feats), atol=1e-4, rtol=0)
+    ours = Recognizer(meta, onnx_net, DecodeOptions(method="greedy"))
+    theirs = Recognizer(meta, torch_net, DecodeOptions(method="greedy"))
+    wave = np.concatenate([load_audio(u.audio, 8_000) for u in fsdd_utts[:2]])
+    stream = ours.stream()
+    for i in range(0, len(wave), 700):
+        stream.accept(wave[i : i + 700])
+    assert stream.finish().text == theirs.transcribe(wave, 8_000).text
+
+
+def test_the_page_transcribes_live_from_a_microphone_in_chromium(stream_server, streamed, tmp_path):
+    """Chromium's fake microphone plays a recording once (then silence): partials while it plays, the endpoint's
+    result after it, then Stop; the waveform shows the words' spans and a click plays one."""
+    import os
+    import shutil
+
+    import soundfile as sf
+
+    browser, driver_path = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not (browser and driver_path):
+        msg = "Chromium and chromedriver not installed (Debian: apt-get install chromium chromium-driver)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    _, utts = streamed
+    _, wave, hyp = next(x for x in utts if len(x[2].split()) > 2)
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, np.concatenate([np.zeros(4_000, np.float32), wave]), 8_000, subtype="PCM_16")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=900,800",
+        "--use-fake-ui-for-media-stream",  # allow the microphone without asking
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop",  # the recording once, then silence
+        "--autoplay-policy=no-user-gesture-required",
+    ):
+        options.add_argument(arg)
+    page = stream_server.replace("ws://", "http://").removesuffix("v1/stream")
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.set_script_timeout(120)
+        driver.get(page)
+        driver.execute_async_script("fetch('health').then(() => arguments[arguments.length - 1]());")
+        assert driver.find_element(By.ID, "live").is_displayed()
+        driver.find_element(By.ID, "live-start").click()
+        # the endpoint after the recording ends gives its result: window.asrWait(1) resolves with it
+        first = driver.execute_async_script("window.asrWait(1).then(arguments[arguments.length - 1]);")
+        assert first["text"].split() == hyp.split()
+        assert driver.execute_script("return window.asrPartials.length") > 0  # text while it played
+        driver.find_element(By.ID, "live-stop").click()
+        done = driver.execute_async_script("window.asrWait(2).then(arguments[arguments.length - 1]);")
+        assert done["live"] and done["text"] == hyp
+        spans = driver.find_elements(By.CSS_SELECTOR, "#spans button")
+        assert [b.text for b in spans] == hyp.split()
+        spans[-1].click()
+        played = driver.execute_script("return window.asrPlayed")
+        assert played["word"] == hyp.split()[-1] and played["samples"] > 0
+        driver.save_screenshot(str(tmp_path / "live.png"))
+    finally:
+        driver.quit()
