@@ -252,6 +252,7 @@ def cmd_evaluate(args) -> int:
             facts=facts,
             audio={u.id: u.audio for u in scored},
             other=other,
+            embed_audio=args.embed_audio,
         )
     print(s.words.line("PER" if args.phone_map else "WER"))
     print(s.chars.line("CER"))
@@ -407,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare",
         metavar="DIR",
         help="another run's report folder (its hyp.txt) on the same data: the page shows the paired comparison",
+    )
+    p.add_argument(
+        "--embed-audio",
+        action="store_true",
+        help="put each recording in the page (Ogg Opus, about 2 kB a second) instead of linking it: a page to share",
     )
     _add_phone_map(p)
     _add_decoder_args(p)

@@ -3,7 +3,8 @@
 One self-contained file that opens from disk (no server, nothing fetched): the summary, per-speaker
 WER with bootstrap intervals (a matplotlib chart, inline SVG, and a sortable table), the words most
 often substituted, deleted and inserted, and every utterance with its reference and hypothesis
-aligned, errors coloured, sortable by errors, a click away from its recording (a relative link).
+aligned, errors coloured, sortable by errors, a click away from its recording (a relative link, or the
+recording itself in the page when asked: a page to share).
 
 The data goes into the page as JSON, with ``<``, ``>`` and ``&`` written as JSON escapes, and the
 page's script puts every transcript into the page as text (``textContent``), never as markup: a
@@ -12,6 +13,7 @@ transcript holding ``<script>`` shows as those characters.
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import json
@@ -20,12 +22,16 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
+from asr.audio import load_audio
+from asr.errors import AudioError
 from asr.fsutil import atomic_write_text
 
 PAGE = "index.html"
 TOP = 30  # rows of each word table
 SPEAKER_SAMPLES = 1000  # bootstrap resamples of a speaker's utterances
+EMBED_RATE = 16_000  # embedded recordings: Opus takes 8, 12, 16, 24 or 48 kHz; speech needs no more than 16
 
 
 def _speaker_rows(s, speakers: dict[str, str], samples: int) -> list[dict]:
@@ -69,7 +75,21 @@ def _chart(rows: list[dict]) -> str:
     return _svg(fig)  # text as SVG text, not paths: 125 speakers' chart draws in a fraction of the time
 
 
-def _utterances(s, speakers: dict[str, str], audio: dict[str, str], folder: Path) -> tuple[list[dict], Counter]:
+def embedded(path: str) -> str:
+    """A recording as a ``data:`` URI of Ogg Opus at 16 kHz mono (about 2 kB a second: 2.9 hours in about 21 MB),
+    which every current browser plays; ``""`` for a file that cannot be read (its row has no play button)."""
+    try:
+        wave = load_audio(path, EMBED_RATE)
+    except AudioError:
+        return ""
+    buf = io.BytesIO()
+    sf.write(buf, wave, EMBED_RATE, format="OGG", subtype="OPUS")
+    return "data:audio/ogg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _utterances(
+    s, speakers: dict[str, str], audio: dict[str, str], folder: Path, embed: bool = False
+) -> tuple[list[dict], Counter]:
     rows, pairs = [], Counter()
     for k, (u, ref_w, hyp_w, chunks) in enumerate(
         zip(s.ids, s.alignment.references, s.alignment.hypotheses, s.alignment.alignments)
@@ -84,7 +104,10 @@ def _utterances(s, speakers: dict[str, str], audio: dict[str, str], folder: Path
                 if op != "=":
                     pairs[(op, a, b)] += 1
         path = audio.get(u)
-        link = os.path.relpath(path, folder) if path else ""
+        if embed:
+            link = embedded(path) if path else ""
+        else:
+            link = os.path.relpath(path, folder).replace(os.sep, "/") if path else ""
         n = int(s.utt_ref_len[k])
         e = int(s.utt_errors[k])
         rows.append(
@@ -95,7 +118,7 @@ def _utterances(s, speakers: dict[str, str], audio: dict[str, str], folder: Path
                 "words": n,
                 "wer": e / n if n else float(e > 0),
                 "ops": ops,
-                "audio": link.replace(os.sep, "/"),
+                "audio": link,
             }
         )
     return rows, pairs
@@ -149,6 +172,7 @@ def write_page(
     audio: dict[str, str] | None = None,
     bootstrap_samples: int = SPEAKER_SAMPLES,
     comparison: dict | None = None,
+    embed_audio: bool = False,
 ) -> Path:
     """Write ``folder/index.html`` for the scored set ``s`` (an :class:`asr.scoring.Score`).
 
@@ -159,13 +183,14 @@ def write_page(
         audio: utterance -> audio file, linked relative to ``folder``.
         bootstrap_samples: resamples for the intervals (0: none).
         comparison: another system's run on the same utterances (:func:`comparison`).
+        embed_audio: put the recordings in the page (:func:`embedded`) instead of linking them.
     Returns:
         the page's path.
     """
     folder = Path(folder)
     speakers = speakers or {}
     spk_rows = _speaker_rows(s, speakers, bootstrap_samples)
-    utts, pairs = _utterances(s, speakers, audio or {}, folder.resolve())
+    utts, pairs = _utterances(s, speakers, audio or {}, folder.resolve(), embed_audio)
     summary = {
         "name": name,
         "wer": s.words.rate,

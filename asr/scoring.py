@@ -173,10 +173,12 @@ def write_report(
     facts: list[tuple[str, str]] = (),
     audio: dict[str, str] | None = None,
     other: tuple[str, Score] | None = None,
+    embed_audio: bool = False,
 ) -> str:
     """Write hypotheses, alignments, per-speaker table, confusions, sclite ``trn`` files, a summary, and
-    the page (``index.html``: ``facts`` in its summary, ``audio`` files linked, and the paired comparison
-    with ``other``, ``(name, its score)``, on the same utterances; :mod:`asr.report_page`).
+    the page (``index.html``: ``facts`` in its summary, ``audio`` files linked (or in the page with
+    ``embed_audio``), and the paired comparison with ``other``, ``(name, its score)``, on the same
+    utterances; :mod:`asr.report_page`).
 
     Returns:
         the one-line summary (also in ``wer``).
@@ -231,7 +233,7 @@ def write_report(
     paired = None
     if other is not None:
         paired = comparison(s, other[1], other[0], compare(s, other[1], max(bootstrap_samples, 1)))
-    write_page(out.root, s, name, speakers, facts, audio, bootstrap_samples, paired)
+    write_page(out.root, s, name, speakers, facts, audio, bootstrap_samples, paired, embed_audio)
     return summary
 
 

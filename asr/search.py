@@ -118,11 +118,12 @@ class DecoderLM(LM):
 
     def _score(self, word: str, history: tuple[str, ...]) -> float:
         key = (*history, word)
-        if key not in self.cache:
+        score = self.cache.get(key)  # one lookup: another stream's thread may clear the cache meanwhile
+        if score is None:
             if len(self.cache) >= MAX_CACHED_SCORES:  # a day-long stream must not grow it without bound
                 self.cache.clear()
-            self.cache[key] = self.lm.logprob(word, history) * math.log(10)
-        return self.cache[key]
+            score = self.cache[key] = self.lm.logprob(word, history) * math.log(10)
+        return score
 
     def start(self, start_with_nothing: bool = False) -> LMState:
         state = LMState()

@@ -102,6 +102,27 @@ def test_the_page_sorts_plays_and_shows_transcripts_as_text(driver, tmp_path):
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
+def test_an_embedded_recording_plays_from_the_page_alone(driver, tmp_path):
+    """``embed_audio``: the page carries its recordings (Ogg Opus), so it plays with the files gone."""
+    from selenium.webdriver.common.by import By
+
+    wav = write_wav(tmp_path / "u1.wav", tone(1.25, 8_000), 8_000)
+    out = tmp_path / "report"
+    write_report(out, score({"u1": "one"}, {"u1": "two"}), name="shared", audio={"u1": str(wav)}, embed_audio=True)
+    wav.unlink()
+    driver.get((out / "index.html").as_uri())
+    driver.find_element(By.CSS_SELECTOR, "#utterances button.play").click()
+    duration = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; const a = document.getElementById('audio');"
+        "if (a.readyState >= 1) done(a.duration); else {"
+        "a.addEventListener('loadedmetadata', () => done(a.duration));"
+        "a.addEventListener('error', () => done(-1)); }"
+    )
+    assert duration == pytest.approx(1.25, abs=0.03)
+    assert driver.execute_script("return document.getElementById('audio').src").startswith("data:audio/ogg;base64,")
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
 def test_a_page_of_2500_utterances_renders_every_row(driver, tmp_path):
     from selenium.webdriver.common.by import By
 

@@ -322,3 +322,16 @@ def test_the_web_page_transcribes_an_uploaded_file_in_chromium(server, fsdd_work
         print(f"screenshot: {shot}")
     finally:
         driver.quit()
+
+
+def test_an_offline_model_refuses_live_streams_with_a_reason(server):
+    import websocket
+
+    ws = websocket.create_connection(server.replace("http://", "ws://") + "v1/stream", timeout=60)
+    reply = json.loads(ws.recv())
+    assert "offline" in reply["error"] and "/v1/audio/transcriptions" in reply["error"]
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1008
+    ws.close()
+    with urllib.request.urlopen(f"{server}health", timeout=30) as r:
+        assert json.loads(r.read())["streaming"] is False
