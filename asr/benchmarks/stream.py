@@ -14,6 +14,8 @@
    reply awaited. A reply is on time when it comes before the next block is due.
 3. Memory: one stream fed ``--hours`` of audio (the recordings over and over with 1.5 s pauses) as fast as
    it goes; the process's resident memory after each sixth of it.
+4. Training cost (``--training``): one update (forward and backward) of the fsdd model on a padded batch of
+   48 utterances of 2-5 s, the streaming model's chunked computation against the offline BiLSTM's.
 """
 
 from __future__ import annotations
@@ -144,6 +146,25 @@ def memory(rec, waves: list[np.ndarray], hours: float) -> list[tuple[float, floa
     return rows
 
 
+def training_cost(repeats: int = 5) -> list[tuple[str, float]]:
+    import torch
+
+    from asr.model import AcousticModel, ModelConfig
+
+    torch.manual_seed(0)
+    x, lengths = torch.randn(48, 510, 39), torch.randint(200, 511, (48,))
+    rows = []
+    for name, extra in (("offline BiLSTM", {}), ("streaming (chunk 6 + 5)", {"chunk": 6, "right_context": 5})):
+        model = AcousticModel(39, 12, ModelConfig(num_layers=2, hidden=128, stack=3, dropout=0.3, **extra)).train()
+        times = []
+        for _ in range(repeats + 1):  # the first builds oneDNN's kernels
+            t0 = time.perf_counter()
+            model(x, lengths)[0].sum().backward()
+            times.append(time.perf_counter() - t0)
+        rows.append((name, statistics.median(times[1:])))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=Path("data/fsdd_stream/model.pt"))
@@ -152,7 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--streams", default="8,16,24")
     p.add_argument("--seconds", type=float, default=30.0, help="how long each concurrency level runs")
     p.add_argument("--hours", type=float, default=1.0)
+    p.add_argument("--training", action="store_true", help="only the training cost table")
     args = p.parse_args(argv)
+    if args.training:
+        rows = training_cost()
+        print("| model | s per update | ratio |\n|---|---|---|")
+        for name, seconds in rows:
+            print(f"| {name} | {seconds:.3f} | {seconds / rows[0][1]:.2f}x |")
+        return
     rec = load_model(args.model, threads=1)
     utts = read_manifest(args.data)[: args.utterances]
     waves = [load_audio(u.audio, rec.sample_rate) for u in utts]
