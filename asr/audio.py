@@ -355,6 +355,8 @@ def live_audio(
             if kind == b"data":
                 break
             body = pipe.read(size + size % 2)
+            if kind == b"fmt " and len(body) < 16:
+                raise AudioError("standard input", "a WAV header with a cut fmt chunk", "send a whole WAV header")
             if kind == b"fmt ":
                 fmt, channels, rate = struct.unpack("<HHI", body[:8])
                 bits = struct.unpack("<H", body[14:16])[0]

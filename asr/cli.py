@@ -125,15 +125,15 @@ def _stream(rec, args) -> int:
     import json
 
     from asr.audio import live_audio
+    from asr.streaming import vosk_result
 
     rate, blocks = live_audio(args.audio[0], args.rate)
     stream = rec.stream(rate)
     shown = ""
 
     def final(t) -> None:
-        if args.json:
-            words = [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in t.words]
-            print(json.dumps({"result": words, "text": t.text}, ensure_ascii=False), flush=True)
+        if args.json:  # Vosk's messages
+            print(json.dumps(vosk_result(t), ensure_ascii=False), flush=True)
         else:
             print(f"final\t{t.text}", flush=True)
 

@@ -60,6 +60,7 @@ from starlette.exceptions import HTTPException
 from asr.audio import check_header, read_info
 from asr.errors import AsrError, AudioError, AudioTooLarge
 from asr.procs import die_with_parent
+from asr.streaming import vosk_result
 from asr.transcribe import Recognizer, load_model
 from asr.transcript import Transcript
 
@@ -311,15 +312,6 @@ def create_app(
     return app
 
 
-def _result(t) -> dict:
-    """A finished utterance as Vosk sends it."""
-    words = [
-        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "conf": round(w.conf or 0.0, 3)}
-        for w in t.words
-    ]
-    return {"result": words, "text": t.text}
-
-
 async def _vosk_session(ws: WebSocket, recognizer: Recognizer, timeout: float) -> None:
     """One ``/v1/stream`` connection, as Vosk's server speaks (see the module's docstring)."""
 
@@ -351,7 +343,7 @@ async def _vosk_session(ws: WebSocket, recognizer: Recognizer, timeout: float) -
             samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
             update = await asyncio.to_thread(stream.accept, samples)
             if update.finished:  # one reply per message, as Vosk's: utterances ended in one message are joined
-                await ws.send_json(_result(Transcript.join(update.finished)))
+                await ws.send_json(vosk_result(Transcript.join(update.finished)))
             else:
                 await ws.send_json({"partial": update.text})
             continue
@@ -364,7 +356,7 @@ async def _vosk_session(ws: WebSocket, recognizer: Recognizer, timeout: float) -
             done = len(stream.segments)
             await asyncio.to_thread(stream.finish)
             last = stream.segments[done:]
-            await ws.send_json(_result(last[-1]) if last else {"result": [], "text": ""})
+            await ws.send_json(vosk_result(last[-1]) if last else {"result": [], "text": ""})
             ended = True
         elif isinstance(request, dict) and isinstance(request.get("config"), dict):
             rate = request["config"].get("sample_rate", recognizer.sample_rate)

@@ -37,6 +37,15 @@ class Partial:
     finished: list[Transcript] = field(default_factory=list)
 
 
+def vosk_result(t: Transcript) -> dict:
+    """A finished utterance as Vosk's server sends it: ``{"result": [{word, start, end, conf}], "text"}``."""
+    words = [
+        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "conf": round(w.conf or 0.0, 3)}
+        for w in t.words
+    ]
+    return {"result": words, "text": t.text}
+
+
 class Stream:
     """One live audio stream through a streaming model (:meth:`asr.transcribe.Recognizer.stream`).
 
@@ -168,9 +177,14 @@ class Stream:
     def _end(self) -> None:
         """The utterance in progress ends: its final words, timed from the stream's start."""
         best = self.search.end()
-        s, peaks = self.frame_seconds, np.concatenate(self.peaks) if self.peaks else np.ones(1)
+        s, peaks = self.frame_seconds, np.concatenate(self.peaks) if self.peaks else np.zeros(0)
         words = [
-            Word(w, (self.start + a) * s, (self.start + b + 1) * s, float(peaks[a : b + 1].mean()))
+            Word(
+                w,
+                (self.start + a) * s,
+                (self.start + b + 1) * s,
+                float(peaks[a : b + 1].mean()) if b < len(peaks) else 0.0,
+            )
             for w, a, b in best.words
         ]
         if best.text:  # an utterance of noise alone gives no result

@@ -407,3 +407,30 @@ def test_the_page_transcribes_live_from_a_microphone_in_chromium(stream_server, 
         driver.save_screenshot(str(tmp_path / "live.png"))
     finally:
         driver.quit()
+
+
+def test_live_audio_reads_raw_pcm_and_wav_streams_and_names_a_bad_header():
+    import io
+
+    import soundfile as sf
+
+    from asr.audio import live_audio
+    from asr.errors import AudioError
+
+    x = (np.arange(4_001) % 200 - 100).astype("<i2")
+    rate, blocks = live_audio("-", 8_000, stdin=io.BytesIO(x.tobytes() + b"\x01"))  # a last half sample
+    got = np.concatenate(list(blocks))
+    assert rate == 8_000 and np.array_equal(got, x / 32768.0)
+    wav = io.BytesIO()
+    sf.write(wav, np.stack([x, x], 1), 16_000, format="WAV", subtype="PCM_16")  # stereo: mixed down
+    rate, blocks = live_audio("-", 8_000, stdin=io.BytesIO(wav.getvalue()))
+    assert rate == 16_000 and np.array_equal(np.concatenate(list(blocks)), x / 32768.0)
+    eight = io.BytesIO()
+    sf.write(eight, x / 32768.0, 8_000, format="WAV", subtype="PCM_U8")
+    for data, message in (
+        (b"RIFF\x00\x00\x00\x00AVI LIST", "not WAV"),
+        (eight.getvalue(), "8 bits"),
+        (wav.getvalue()[:30], "fmt chunk"),
+    ):
+        with pytest.raises(AudioError, match=message):
+            live_audio("-", 8_000, stdin=io.BytesIO(data))
