@@ -31,10 +31,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from asr.audio import load_audio
 from asr.benchmarks.serve import _rss_mb
 from asr.manifest import read_manifest
+from asr.model import AcousticModel, ModelConfig
 from asr.transcribe import load_model
 
 BLOCK_SECONDS = 0.1
@@ -147,10 +149,6 @@ def memory(rec, waves: list[np.ndarray], hours: float) -> list[tuple[float, floa
 
 
 def training_cost(repeats: int = 5) -> list[tuple[str, float]]:
-    import torch
-
-    from asr.model import AcousticModel, ModelConfig
-
     torch.manual_seed(0)
     x, lengths = torch.randn(48, 510, 39), torch.randint(200, 511, (48,))
     rows = []
