@@ -192,7 +192,7 @@ def cmd_evaluate(args) -> int:
     from asr.errors import AudioError
     from asr.features import load_utterance
     from asr.fsutil import check_output_folder
-    from asr.manifest import check, load_data
+    from asr.manifest import check, load_data, utterance_groups
     from asr.phones import fold_text
     from asr.scoring import compare, score, write_report
 
@@ -253,6 +253,7 @@ def cmd_evaluate(args) -> int:
             audio={u.id: u.audio for u in scored},
             other=other,
             embed_audio=args.embed_audio,
+            groups=utterance_groups(scored),
         )
     print(s.words.line("PER" if args.phone_map else "WER"))
     print(s.chars.line("CER"))

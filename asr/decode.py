@@ -25,6 +25,7 @@ from asr.features import FeatureStore
 from asr.fsutil import atomic_write_text
 from asr.layout import DecodeDir, LmDir, TrainDir
 from asr.lexicon import Lexicon
+from asr.manifest import utterance_groups
 from asr.model import Network, read_checkpoint
 from asr.procs import fork_pool
 from asr.pronounce import read_dir
@@ -32,7 +33,7 @@ from asr.search import BeamSearch
 from asr.textfiles import read_lines, write_text
 from asr.tokenizer import WORD_SEP, tokenizer_from_dict
 
-VERSION = 7  # of the decode stage's output: bump when the decoding or the files it writes change
+VERSION = 8  # of the decode stage's output: bump when the decoding or the files it writes change
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,9 @@ def stage(ctx: StageContext) -> dict:
             write_text(d.greedy_ref, greedy_refs[name])
         write_text(d.utt2spk, {u["id"]: u["speaker"] for u in store.open(name).utts})
         write_text(d.audio, {u["id"]: u["audio"] for u in store.open(name).utts})
+        groups = utterance_groups(store.open(name).utts)
+        if groups:
+            atomic_write_text(d.groups, json.dumps(groups, ensure_ascii=False) + "\n")
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
     tuned = dataclasses.replace(cfg.search, lm_weight=chosen[0], word_score=chosen[1], mix_weight=chosen[2])
     settings = {

@@ -195,6 +195,11 @@ class ReportDir:
         return self.root / "audio.txt"
 
     @property
+    def groups(self) -> Path:
+        """``{grouping: {utterance: value}}`` (JSON), when the manifest has groups (age, gender): the page's."""
+        return self.root / "groups.json"
+
+    @property
     def page(self) -> Path:
         return self.root / "index.html"
 

@@ -6,10 +6,11 @@ A manifest line is one :class:`Utterance`::
      "text": "seven", "speaker": "jackson"}
 
 with an optional ``offset`` (seconds) when the utterance is a segment of a longer
-recording. Kaldi data directories map onto the same records: ``wav.scp`` (plain
-paths only), ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur`` and, for segments,
-``segments``. (Reading the text files themselves, UTF-8 checked line by line, is
-:mod:`asr.textfiles`'s.)
+recording, and optional ``groups`` the report pages break the error rate down by, as
+``{"gender": "f", "age": "child"}``. Kaldi data directories map onto the same records:
+``wav.scp`` (plain paths only), ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur``, for segments
+``segments``, and ``spk2gender`` (the ``gender`` group). (Reading the text files themselves,
+UTF-8 checked line by line, is :mod:`asr.textfiles`'s.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from asr.errors import AsrError, AudioError, ManifestError
 from asr.fsutil import atomic_write_text, file_stamp, sha256sum
 from asr.textfiles import read_kaldi_table, read_lines
 
-FIELDS = ("id", "audio", "duration", "text", "speaker", "offset")
+FIELDS = ("id", "audio", "duration", "text", "speaker", "offset", "groups")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Utterance:
         text: the transcript, words separated by single spaces.
         speaker: speaker id, no whitespace.
         offset: start of the segment inside ``audio``, in seconds; ``None`` for a whole file.
+        groups: ``(grouping, value)`` pairs, e.g. ``(("age", "child"), ("gender", "f"))``: what the report
+            pages break the error rate down by, besides the speaker.
     """
 
     id: str
@@ -50,11 +53,16 @@ class Utterance:
     text: str
     speaker: str
     offset: float | None = None
+    groups: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict:
         d = asdict(self)
         if d["offset"] is None:
             del d["offset"]
+        if self.groups:
+            d["groups"] = dict(self.groups)
+        else:
+            del d["groups"]
         return d
 
     @classmethod
@@ -85,6 +93,11 @@ class Utterance:
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
             ):
                 wrong.append(f"{k} must be a number of seconds >= 0, got {v!r}")
+        groups = d.get("groups", {})
+        if not isinstance(groups, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in groups.items()
+        ):
+            wrong.append(f'groups must be an object of non-empty strings (e.g. {{"gender": "f"}}), got {groups!r}')
         if wrong:
             raise ManifestError(where, [(uid, "; ".join(wrong))])
         offset = d.get("offset")
@@ -95,6 +108,7 @@ class Utterance:
             text=d["text"],
             speaker=d["speaker"],
             offset=None if offset is None else float(offset),
+            groups=tuple(sorted(groups.items())),
         )
 
 
@@ -166,7 +180,7 @@ def _seconds(text: str) -> float | None:
 
 def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
     """Import a Kaldi data directory (``wav.scp``, ``text``, ``utt2spk``; optional
-    ``segments``, ``utt2dur``).
+    ``segments``, ``utt2dur``, ``spk2gender``: the ``gender`` group).
 
     Durations come from ``utt2dur``, else from ``segments``, else from the audio
     header. Relative paths in ``wav.scp`` are taken relative to the data directory.
@@ -227,6 +241,7 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
             problems.append((uid, "in utt2spk but not in text"))
     if problems:
         raise ManifestError(str(d), problems)
+    gender = read_kaldi_table(d / "spk2gender") if (d / "spk2gender").is_file() else {}
 
     utts = []
     for uid in ids:
@@ -246,15 +261,17 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
             duration = seg_duration
         else:
             duration = read_info(audio).duration
-        utts.append(Utterance(uid, str(audio), duration, " ".join(text[uid].split()), utt2spk[uid], offset))
+        groups = (("gender", gender[utt2spk[uid]]),) if gender.get(utt2spk[uid]) else ()
+        utts.append(Utterance(uid, str(audio), duration, " ".join(text[uid].split()), utt2spk[uid], offset, groups))
     return utts
 
 
 def write_kaldi_dir(data_dir: str | Path, utts: Sequence[Utterance]) -> None:
     """Export to a Kaldi data directory, sorted by id as Kaldi requires.
 
-    Writes ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur`` and, when any
-    utterance has an offset, ``segments`` with one recording id per audio file.
+    Writes ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur``, when any utterance has an
+    offset ``segments`` with one recording id per audio file, and ``spk2gender`` when the utterances have
+    a ``gender`` group (other groups have no Kaldi file).
     """
     d = Path(data_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -294,6 +311,19 @@ def write_kaldi_dir(data_dir: str | Path, utts: Sequence[Utterance]) -> None:
     for u in utts:
         spk2utt.setdefault(u.speaker, []).append(u.id)
     atomic_write_text(d / "spk2utt", table((s, " ".join(ids)) for s, ids in sorted(spk2utt.items())))
+    gender = {u.speaker: dict(u.groups)["gender"] for u in utts if "gender" in dict(u.groups)}
+    if gender:
+        atomic_write_text(d / "spk2gender", table(sorted(gender.items())))
+    else:
+        (d / "spk2gender").unlink(missing_ok=True)
+
+
+def utterance_groups(utts: Iterable[Utterance | dict]) -> dict[str, dict[str, str]]:
+    """``{grouping: {utterance id: value}}`` of utterances (or their records in a feature index), every
+    grouping any of them has, ``unknown`` where one lacks it; ``{}`` when none has groups."""
+    rows = [(u.id, dict(u.groups)) if isinstance(u, Utterance) else (u["id"], u.get("groups") or {}) for u in utts]
+    names = sorted({k for _, g in rows for k in g})
+    return {k: {uid: g.get(k, "unknown") for uid, g in rows} for k in names}
 
 
 def load_data(path: str | Path) -> list[Utterance]:

@@ -35,6 +35,8 @@ EMBED_RATE = 16_000  # embedded recordings: Opus takes 8, 12, 16, 24 or 48 kHz; 
 
 
 def _speaker_rows(s, speakers: dict[str, str], samples: int) -> list[dict]:
+    """WER (and its bootstrap interval) of each speaker, or of each value of another grouping of the
+    utterances (``speakers``: utterance -> speaker or value), worst first."""
     groups: dict[str, list[int]] = defaultdict(list)
     for k, u in enumerate(s.ids):
         groups[speakers.get(u) or "unknown"].append(k)
@@ -52,8 +54,8 @@ def _speaker_rows(s, speakers: dict[str, str], samples: int) -> list[dict]:
     return sorted(rows, key=lambda r: -r["wer"])
 
 
-def _chart(rows: list[dict]) -> str:
-    """Per-speaker WER, worst at the top, with 95% intervals: an inline SVG."""
+def _chart(rows: list[dict], what: str = "speaker") -> str:
+    """WER per speaker (or per value of another grouping), worst at the top, with 95% intervals: an inline SVG."""
     # imported here: matplotlib takes a second to import, and ``asr wer`` without a page needs none of it
     import matplotlib
 
@@ -68,7 +70,7 @@ def _chart(rows: list[dict]) -> str:
         err = np.array([[100 * (r["wer"] - r["lo"]) for r in rows], [100 * (r["hi"] - r["wer"]) for r in rows]])
     ax.barh(y, wer, xerr=err, color="#4c78a8", ecolor="#333", capsize=2)
     ax.set_yticks(y, [r["speaker"] for r in rows], fontsize=7)
-    ax.set_xlabel("WER % (95% interval over the speaker's utterances)")
+    ax.set_xlabel(f"WER % (95% interval over the {what}'s utterances)")
     ax.set_ylim(-0.7, len(rows) - 0.3)
     width = max((len(r["speaker"]) for r in rows), default=4)
     fig.subplots_adjust(left=min(0.5, 0.04 + 0.012 * width), right=0.97, top=0.98, bottom=0.5 / fig.get_figheight())
@@ -173,6 +175,7 @@ def write_page(
     bootstrap_samples: int = SPEAKER_SAMPLES,
     comparison: dict | None = None,
     embed_audio: bool = False,
+    groups: dict[str, dict[str, str]] | None = None,
 ) -> Path:
     """Write ``folder/index.html`` for the scored set ``s`` (an :class:`asr.scoring.Score`).
 
@@ -184,6 +187,7 @@ def write_page(
         bootstrap_samples: resamples for the intervals (0: none).
         comparison: another system's run on the same utterances (:func:`comparison`).
         embed_audio: put the recordings in the page (:func:`embedded`) instead of linking them.
+        groups: ``{grouping: {utterance: value}}`` (age, gender, ...): a chart and table each, as the speakers'.
     Returns:
         the page's path.
     """
@@ -205,11 +209,25 @@ def write_page(
     if bootstrap_samples:
         summary["wer_ci"] = list(s.bootstrap(bootstrap_samples))
         summary["cer_ci"] = list(s.bootstrap(bootstrap_samples, chars=True))
-    data = {"summary": summary, "speakers": spk_rows, "words": _word_tables(pairs), "utterances": utts}
+    groupings = [
+        {"name": g, "rows": _speaker_rows(s, values, bootstrap_samples)} for g, values in (groups or {}).items()
+    ]
+    data = {
+        "summary": summary,
+        "speakers": spk_rows,
+        "groups": groupings,
+        "words": _word_tables(pairs),
+        "utterances": utts,
+    }
     if comparison is not None:
         data["comparison"] = comparison
     page = TEMPLATE.replace("__TITLE__", html.escape(f"{name}: WER {100 * s.words.rate:.2f}%"))
-    page = page.replace("__CHART__", _chart(spk_rows)).replace("__DATA__", _json(data))
+    charts = "".join(
+        f'<h2>By {html.escape(g["name"])}</h2><div class="chart">{_chart(g["rows"], html.escape(g["name"]))}</div>'
+        f'<table id="group-{k}"></table>'
+        for k, g in enumerate(groupings)
+    )
+    page = page.replace("__CHART__", _chart(spk_rows)).replace("__GROUPS__", charts).replace("__DATA__", _json(data))
     path = folder / PAGE
     atomic_write_text(path, page)
     return path

@@ -174,10 +174,12 @@ def write_report(
     audio: dict[str, str] | None = None,
     other: tuple[str, Score] | None = None,
     embed_audio: bool = False,
+    groups: dict[str, dict[str, str]] | None = None,
 ) -> str:
     """Write hypotheses, alignments, per-speaker table, confusions, sclite ``trn`` files, a summary, and
     the page (``index.html``: ``facts`` in its summary, ``audio`` files linked (or in the page with
-    ``embed_audio``), and the paired comparison with ``other``, ``(name, its score)``, on the same
+    ``embed_audio``), the error rate by each of ``groups`` (``{grouping: {utterance: value}}``, e.g. age
+    and gender) as by speaker, and the paired comparison with ``other``, ``(name, its score)``, on the same
     utterances; :mod:`asr.report_page`).
 
     Returns:
@@ -233,14 +235,14 @@ def write_report(
     paired = None
     if other is not None:
         paired = comparison(s, other[1], other[0], compare(s, other[1], max(bootstrap_samples, 1)))
-    write_page(out.root, s, name, speakers, facts, audio, bootstrap_samples, paired, embed_audio)
+    write_page(out.root, s, name, speakers, facts, audio, bootstrap_samples, paired, embed_audio, groups)
     return summary
 
 
 # --- the stage ---------------------------------------------------------------------------------------
 
 
-VERSION = 5  # of the score stage's output: bump when what it writes changes
+VERSION = 6  # of the score stage's output: bump when what it writes changes
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,10 @@ def stage(ctx: StageContext) -> dict:
             ("model", str(TrainDir(ctx.inputs["train"]).model)),
         ]
         audio = read_text(d.audio) if d.audio.is_file() else None
-        summary = write_report(ScoreDir(ctx.out).set(name).root, s, speakers, name, cfg.bootstrap_samples, facts, audio)
+        groups = json.loads(d.groups.read_text(encoding="utf-8")) if d.groups.is_file() else None
+        summary = write_report(
+            ScoreDir(ctx.out).set(name).root, s, speakers, name, cfg.bootstrap_samples, facts, audio, groups=groups
+        )
         metrics[name] = {
             "wer": s.words.rate,
             "cer": s.chars.rate,

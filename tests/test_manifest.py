@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -48,6 +49,25 @@ def test_kaldi_round_trip_whole_files(tmp_path, utts):
     assert not (tmp_path / "k" / "segments").exists()
     assert (tmp_path / "k" / "spk2utt").read_text() == "spk1 spk1-u1\n"
     assert read_kaldi_dir(tmp_path / "k") == whole
+
+
+def test_groups_round_trip_through_jsonl_and_kaldi_and_bad_ones_are_named(tmp_path, utts):
+    from asr.manifest import utterance_groups
+
+    grouped = [dataclasses.replace(u, groups=(("age", "adult"), ("gender", "m"))) for u in utts[:1]] + utts[1:]
+    write_manifest(tmp_path / "m.jsonl", grouped)
+    assert read_manifest(tmp_path / "m.jsonl") == grouped
+    assert '"groups": {"age": "adult", "gender": "m"}' in (tmp_path / "m.jsonl").read_text()
+    groups = utterance_groups(grouped)
+    assert groups["gender"][utts[0].id] == "m" and set(groups) == {"age", "gender"}
+    assert all(groups["age"][u.id] == "unknown" for u in utts[1:])  # an utterance without the group
+    write_kaldi_dir(tmp_path / "kaldi", grouped)  # Kaldi keeps the gender (spk2gender) only
+    back = {u.id: dict(u.groups) for u in read_kaldi_dir(tmp_path / "kaldi")}
+    assert back[utts[0].id] == {"gender": "m"} and (tmp_path / "kaldi" / "spk2gender").is_file()
+    bad = utts[0].to_dict() | {"groups": {"age": 7}}
+    (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ManifestError, match="groups must be an object of non-empty strings"):
+        read_manifest(tmp_path / "bad.jsonl")
 
 
 def test_kaldi_import_without_utt2dur_reads_header(tmp_path):

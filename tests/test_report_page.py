@@ -102,6 +102,25 @@ def test_the_page_sorts_plays_and_shows_transcripts_as_text(driver, tmp_path):
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
+def test_the_page_breaks_the_error_rate_down_by_each_grouping(driver, tmp_path):
+    """Groups of the manifest (speechocean762: age and gender) get a chart and a sortable table each."""
+    from selenium.webdriver.common.by import By
+
+    refs = {"u1": "one two", "u2": "three four", "u3": "five six", "u4": "seven"}
+    hyps = {"u1": "one two", "u2": "three", "u3": "x y", "u4": "seven"}
+    groups = {"age": {"u1": "adult", "u2": "child", "u3": "child", "u4": "adult"}, "gender": dict.fromkeys(refs, "f")}
+    out = tmp_path / "report"
+    write_report(out, score(refs, hyps), name="grouped", bootstrap_samples=50, groups=groups)
+    driver.get((out / "index.html").as_uri())
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    headings = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#groups h2")]
+    assert headings == ["By age", "By gender"] and len(driver.find_elements(By.CSS_SELECTOR, "#groups svg")) == 2
+    assert _column(driver, "group-0", 0) == ["child", "adult"]  # worst first: 3 errors in 4 words, then none
+    assert [float(x) for x in _column(driver, "group-0", 4)] == [75.0, 0.0]
+    driver.find_element(By.CSS_SELECTOR, "#group-0 th[data-key='speaker']").click()
+    assert _column(driver, "group-0", 0) == ["adult", "child"]
+
+
 def test_an_embedded_recording_plays_from_the_page_alone(driver, tmp_path):
     """``embed_audio``: the page carries its recordings (Ogg Opus), so it plays with the files gone."""
     from selenium.webdriver.common.by import By

@@ -64,6 +64,8 @@ def test_prepare_an_upstream_tree(so762_root, tmp_path, ext):
         spk, upper, seconds = tree["utts"][u.id]
         assert u.speaker == spk and u.text == upper.lower() and u.duration == pytest.approx(seconds)
         assert u.audio.endswith(f".{ext}") and Path(u.audio).is_file()
+        age = "child" if spk in tree["children"] else "adult"  # the report pages' groups
+        assert dict(u.groups) == {"age": age, "gender": "f"}
     # the same seed gives the same split
     again = so.prepare(root, tmp_path / "again", cfg)
     assert (tmp_path / "again" / "dev.jsonl").read_text() == (tmp_path / "out" / "dev.jsonl").read_text()

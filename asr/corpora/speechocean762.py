@@ -32,7 +32,7 @@ from asr.fsutil import file_stamp, sha256sum
 from asr.manifest import Utterance, check, write_manifest
 from asr.textfiles import read_kaldi_table
 
-VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
+VERSION = 2  # of the prepare stage's output: bump when the manifests it writes change
 # OpenSLR publishes no checksum for this archive and none could be found elsewhere (searched
 # mirrors and downstream download scripts): a download is checked by its size (published as
 # about 520 MB) and, once unpacked, by its content (each split's listing files must agree).
@@ -130,8 +130,8 @@ def _stamps(root: Path) -> dict[str, str]:
 
 
 def read_split(root: Path, split: str) -> tuple[list[Utterance], dict[str, int]]:
-    """The utterances of an upstream split (text normalised, durations from the audio headers)
-    and each speaker's age.
+    """The utterances of an upstream split (text normalised, durations from the audio headers, the
+    speaker's age group and gender as the report pages' groups) and each speaker's age.
 
     Raises:
         ManifestError: listing files that do not agree (every problem, by utterance id).
@@ -139,6 +139,7 @@ def read_split(root: Path, split: str) -> tuple[list[Utterance], dict[str, int]]
     d = root / split
     wav, text, utt2spk = (read_kaldi_table(d / name) for name in ("wav.scp", "text", "utt2spk"))
     ages = read_kaldi_table(d / "spk2age") if (d / "spk2age").is_file() else {}
+    genders = read_kaldi_table(d / "spk2gender") if (d / "spk2gender").is_file() else {}
     problems = [
         (u, f"in wav.scp but not in {name}")
         for name, table in (("text", text), ("utt2spk", utt2spk))
@@ -156,7 +157,14 @@ def read_split(root: Path, split: str) -> tuple[list[Utterance], dict[str, int]]
         utts.append(Utterance(uid, str(audio), info.duration, normalize(text[uid]), utt2spk[uid]))
     speakers = {u.speaker for u in utts}
     age = {s: int(ages[s]) if ages.get(s, "").isdigit() else -1 for s in speakers}
-    return utts, age
+    groups = {
+        s: (
+            ("age", "unknown" if age[s] < 0 else "child" if age[s] <= CHILD_MAX_AGE else "adult"),
+            ("gender", genders.get(s, "").lower() or "unknown"),
+        )
+        for s in speakers
+    }
+    return [dataclasses.replace(u, groups=groups[u.speaker]) for u in utts], age
 
 
 def sentences_of(root: Path, vocabulary: set[str], prefix: str = "so762-") -> list[Utterance]:
@@ -164,7 +172,7 @@ def sentences_of(root: Path, vocabulary: set[str], prefix: str = "so762-") -> li
     strings), ids and speakers prefixed with ``prefix`` so they cannot clash with another corpus's."""
     utts, _ = read_split(root, "train")
     return [
-        dataclasses.replace(u, id=prefix + u.id, speaker=prefix + u.speaker)
+        dataclasses.replace(u, id=prefix + u.id, speaker=prefix + u.speaker, groups=())
         for u in utts
         if u.text and set(u.text.split()) <= vocabulary
     ]
