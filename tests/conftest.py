@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import build_features, run_fsdd
+from helpers import SO762_SHORT, asr, build_features, run_fsdd
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +113,17 @@ def fsdd_stream_work(corpora_root, tmp_path_factory):
     return work
 
 
+@pytest.fixture(scope="session")
+def so762_work(so762_root, tmp_path_factory):
+    """A work directory with the short speechocean762 recipe run end to end."""
+    work = tmp_path_factory.mktemp("so762_recipe")
+    sets = [a for s in SO762_SHORT for a in ("--set", s)]
+    asr("run", "speechocean762", "--work-dir", str(work), "--corpus-dir", str(so762_root.parent), *sets)
+    return work
+
+
 # tests that need a trained model (the session's short recipe run, directly or through another fixture)
-SLOW_FIXTURES = {"fsdd_work", "fsdd_stream_work", "tiny_features", "so762_root"}
+SLOW_FIXTURES = {"fsdd_work", "fsdd_stream_work", "tiny_features", "so762_root", "so762_work"}
 
 
 def pytest_collection_modifyitems(items):

@@ -74,3 +74,23 @@ def asr(*args, check=True):
 def run_fsdd(work, corpora_root, *extra, recipe: str = "fsdd"):
     sets = [a for s in SHORT for a in ("--set", s)]
     return asr("run", recipe, "--work-dir", str(work), "--corpus-dir", str(corpora_root), *sets, *extra)
+
+
+# the speechocean762 recipe shortened (about 3 min on 2 cores): 6 + 6 held-out speakers, a small model
+SO762_SHORT = [
+    "prepare.dev_speakers=6",
+    "prepare.devtest_speakers=6",
+    "train.max_utterances=1200",
+    "features.speed_perturb=",
+    "train.spec_augment=false",
+    "train.model.num_layers=2",
+    "train.model.hidden=128",
+    "train.epochs=8",
+    "train.batch_frames=4000",
+    "train.model.dropout=0.1",
+    "lm.extra_words=5000",
+    "decode.search.beam_size=32",
+    "decode.lm_weights=0.5,1",
+    "decode.word_scores=0",
+    "decode.mix_weights=0.9",
+]

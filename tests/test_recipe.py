@@ -410,64 +410,47 @@ def test_edited_transcript_or_replaced_audio_makes_prepare_stale(fsdd_utts, tmp_
 
 # --- speechocean762, shortened -------------------------------------------------------------------
 
-SO762_SHORT = [
-    "prepare.dev_speakers=6",
-    "prepare.devtest_speakers=6",
-    "train.max_utterances=1200",
-    "features.speed_perturb=",
-    "train.spec_augment=false",
-    "train.model.num_layers=2",
-    "train.model.hidden=128",
-    "train.epochs=8",
-    "train.batch_frames=4000",
-    "train.model.dropout=0.1",
-    "lm.extra_words=5000",
-    "decode.search.beam_size=32",
-    "decode.lm_weights=0.5,1",
-    "decode.word_scores=0",
-    "decode.mix_weights=0.9",
-]
-
-
 SO762_SHORT_WER_BOUND = 0.85  # the character recipe measured 77.1% [73.6, 80.7]; the phone recipe (now the default)
 # passes it too (the run takes 3 min on 2 cores); the most frequent word everywhere: > 95%
 
 
-def test_short_speechocean762_recipe_recognises_sentences(so762_root, tmp_path):
-    sets = [a for s in SO762_SHORT for a in ("--set", s)]
-    asr("run", "speechocean762", "--work-dir", str(tmp_path), "--corpus-dir", str(so762_root.parent), *sets)
-    metrics = json.loads((tmp_path / "score" / "record.json").read_text())["metrics"]["devtest"]
-    refs = read_text(tmp_path / "decode" / "devtest" / "ref.txt")
-    hyps = read_text(tmp_path / "decode" / "devtest" / "hyp.txt")
+def test_short_speechocean762_recipe_recognises_sentences(so762_work):
+    metrics = json.loads((so762_work / "score" / "record.json").read_text())["metrics"]["devtest"]
+    refs = read_text(so762_work / "decode" / "devtest" / "ref.txt")
+    hyps = read_text(so762_work / "decode" / "devtest" / "hyp.txt")
     # what a system that outputs nothing, or the most frequent training word everywhere, would score
     from collections import Counter
 
     from asr.manifest import read_manifest
     from asr.scoring import score
 
-    train = read_manifest(tmp_path / "prepare" / "train.jsonl")
+    train = read_manifest(so762_work / "prepare" / "train.jsonl")
     frequent = Counter(w for u in train for w in u.text.split()).most_common(1)[0][0]
     floor = score(refs, {u: frequent for u in refs}).words.rate
     assert floor > 0.95 and metrics["wer"] < SO762_SHORT_WER_BOUND < floor, (metrics, floor)
     assert len(hyps) == metrics["utterances"] == len(refs) and metrics["oov"] is not None
-    results = (tmp_path / "RESULTS.md").read_text()
+    results = (so762_work / "RESULTS.md").read_text()
     assert "| devtest |" in results and "lexicon_lm" in results and "greedy PER" in results
+    groups = json.loads((so762_work / "decode" / "devtest" / "groups.json").read_text())  # the page's age and gender
+    assert set(groups) == {"age", "gender"} and set(groups["age"].values()) == {"child", "adult"}
+    page = (so762_work / "score" / "devtest" / "index.html").read_text()
+    assert "By age" in page and "By gender" in page
     assert metrics["greedy_units"] == "phones" and metrics["greedy_wer"] < 0.6  # phone error rate of the best path
 
     # words searched through their phones: words of the lexicon only, some never in the training transcripts
-    lexicon_words = {line.split()[0] for line in (tmp_path / "lm" / "lexicon.txt").read_text().splitlines()}
+    lexicon_words = {line.split()[0] for line in (so762_work / "lm" / "lexicon.txt").read_text().splitlines()}
     trained = {w for u in train for w in u.text.split()}
     said = [w for h in hyps.values() for w in h.split()]
     assert set(said) <= lexicon_words and set(said) - trained, sorted(set(said) - trained)
 
     # the shipped model alone transcribes as the decode stage did, with torch and with ONNX
-    model = tmp_path / "model.pt"
-    devtest = tmp_path / "prepare" / "devtest.jsonl"
+    model = so762_work / "model.pt"
+    devtest = so762_work / "prepare" / "devtest.jsonl"
     r = asr("evaluate", str(model), str(devtest))
     errors = re.match(r"%WER [0-9.]+ \[ (\d+) / (\d+),", r.stdout).groups()
     assert (int(errors[0]), int(errors[1])) == (round(metrics["wer"] * metrics["words"]), metrics["words"])
     assert "phones (blank and word separator included)" in asr("info", str(model)).stdout
-    onnx_path = tmp_path / "so762.onnx"
+    onnx_path = so762_work / "so762.onnx"
     asr("export", str(model), "--onnx", str(onnx_path))
     from asr.transcribe import load_model
 

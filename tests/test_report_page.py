@@ -172,6 +172,19 @@ def test_the_recipe_pages_show_the_numbers_of_results_md(driver, fsdd_work):
         assert len(driver.find_elements(By.CSS_SELECTOR, "#utterances tbody tr")) > 50
 
 
+def test_the_speechocean762_devtest_page_shows_results_md_and_its_groups(driver, so762_work):
+    from selenium.webdriver.common.by import By
+
+    results = (so762_work / "RESULTS.md").read_text()
+    row = next(line for line in results.splitlines() if line.startswith("| devtest |"))
+    driver.get((so762_work / "score" / "devtest" / "index.html").as_uri())
+    assert driver.find_element(By.ID, "wer").text == f"WER {row.split('|')[4].strip().replace(' [', '% [')}"
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    assert [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#groups h2")] == ["By age", "By gender"]
+    assert sorted(_column(driver, "group-0", 0)) == ["adult", "child"]
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#speakers tbody tr")) == 6  # devtest's 6 speakers
+
+
 def test_the_training_page_tables_every_evaluation_and_setting(driver, tmp_path):
     from selenium.webdriver.common.by import By
 
