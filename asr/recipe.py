@@ -84,7 +84,15 @@ def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[St
     return [
         Stage(1, "prepare", prepare, version=prepare_version, data=prepare_data),
         Stage(2, "features", features.stage, inputs=("prepare",), version=features.VERSION),
-        Stage(3, "lexicon", pronounce.stage, inputs=("prepare",), version=pronounce.VERSION, check=pronounce.check),
+        Stage(
+            3,
+            "lexicon",
+            pronounce.stage,
+            inputs=("prepare",),
+            version=pronounce.VERSION,
+            data=pronounce.fingerprint,
+            check=pronounce.check,
+        ),
         Stage(4, "lm", lm.stage, inputs=("prepare", "lexicon"), version=lm.VERSION),
         Stage(5, "train", train.stage, inputs=("features", "lexicon"), version=train.VERSION),
         Stage(6, "decode", decode.stage, inputs=("features", "lexicon", "lm", "train"), version=decode.VERSION),

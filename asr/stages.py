@@ -149,6 +149,8 @@ class Pipeline:
         stamps = self.data.get(s.name)
         if stamps is None:
             return "pending"  # not there yet (to be downloaded): the key is fixed once the stage ran
+        if not stamps:
+            return None  # no files read this time (e.g. a lexicon stage on CMUdict): the key of a stage without data
         return hashlib.sha256(json.dumps(stamps, sort_keys=True).encode()).hexdigest()[:16]
 
     def _key_material(self, s: Stage) -> dict:

@@ -127,6 +127,31 @@ def test_a_lexicon_path_that_names_no_file_is_refused_before_anything_runs(tmp_p
         recipe.pipeline("fsdd", str(tmp_path), ["lexicon.path=/no/such/lexicon.txt"])
 
 
+def test_an_edited_lexicon_file_changes_the_lexicon_stage_key_and_those_after_it(tmp_path):
+    """The lexicon stage's key holds the stamp of a user's lexicon file; CMUdict and no lexicon keep the key
+    a stage without data has (their runs stay current)."""
+    import os
+
+    from asr import recipe
+
+    lex = tmp_path / "lexicon.txt"
+    lex.write_text("one W AH N\n")
+
+    def keys(path: str) -> dict[str, str]:
+        pipe = recipe.pipeline("fsdd", str(tmp_path / "work"), [f"lexicon.path={path}"])
+        return pipe.keys
+
+    before = keys(str(lex))
+    assert keys(str(lex)) == before  # nothing changed: the same keys
+    lex.write_text("one W AH N\ntwo T UW\n")
+    os.utime(lex, ns=(1, 10**18))  # a different modification time even on a coarse clock
+    after = keys(str(lex))
+    assert after["lexicon"] != before["lexicon"] and after["train"] != before["train"]
+    assert after["prepare"] == before["prepare"] and after["features"] == before["features"]
+    plain = recipe.pipeline("fsdd", str(tmp_path / "work"))
+    assert plain._data_digest(next(s for s in plain.stages if s.name == "lexicon")) is None
+
+
 def test_a_users_lexicon_in_other_phones_gets_no_g2p_and_missing_words_are_named(tmp_path):
     from asr.pronounce import Pronouncer, transcript_lexicon
 
