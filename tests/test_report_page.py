@@ -50,6 +50,16 @@ def _column(driver, table: str, index: int) -> list[str]:
     return [r.find_elements(By.TAG_NAME, "td")[index].text for r in rows]
 
 
+def _loaded_duration(driver) -> float:
+    """The seconds of the page's audio element once its recording loaded (-1: it could not)."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; const a = document.getElementById('audio');"
+        "if (a.readyState >= 1) done(a.duration); else {"
+        "a.addEventListener('loadedmetadata', () => done(a.duration));"
+        "a.addEventListener('error', () => done(-1)); }"
+    )
+
+
 def test_the_page_sorts_plays_and_shows_transcripts_as_text(driver, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -90,12 +100,7 @@ def test_the_page_sorts_plays_and_shows_transcripts_as_text(driver, tmp_path):
     # a click plays the recording: the audio element loads the linked file (its length is the file's)
     row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#utterances tbody tr") if "u2" in r.text)
     row.find_element(By.CSS_SELECTOR, "button.play").click()
-    duration = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1]; const a = document.getElementById('audio');"
-        "if (a.readyState >= 1) done(a.duration); else {"
-        "a.addEventListener('loadedmetadata', () => done(a.duration));"
-        "a.addEventListener('error', () => done(-1)); }"
-    )
+    duration = _loaded_duration(driver)
     assert duration == pytest.approx(0.75, abs=0.01)
     assert driver.find_element(By.ID, "playing").text == "u2"
     assert "../audio/u2.wav" in driver.execute_script("return document.getElementById('audio').getAttribute('src')")
@@ -131,12 +136,7 @@ def test_an_embedded_recording_plays_from_the_page_alone(driver, tmp_path):
     wav.unlink()
     driver.get((out / "index.html").as_uri())
     driver.find_element(By.CSS_SELECTOR, "#utterances button.play").click()
-    duration = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1]; const a = document.getElementById('audio');"
-        "if (a.readyState >= 1) done(a.duration); else {"
-        "a.addEventListener('loadedmetadata', () => done(a.duration));"
-        "a.addEventListener('error', () => done(-1)); }"
-    )
+    duration = _loaded_duration(driver)
     assert duration == pytest.approx(1.25, abs=0.03)
     assert driver.execute_script("return document.getElementById('audio').src").startswith("data:audio/ogg;base64,")
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
