@@ -49,3 +49,31 @@ def make_batches(frames: np.ndarray, batch_frames: int, epoch: int, seed: int) -
         rng = np.random.default_rng([seed, epoch, 1])
         batches = [batches[k] for k in rng.permutation(len(batches))]
     return batches
+
+
+def split_batch(lengths: torch.Tensor, split_at: int | None) -> list[list[int]]:
+    """A batch's items (places ``0..B-1``, in order) cut in halves, and halves of halves, until each piece has
+    fewer than ``split_at`` padded frames (items x its longest item) or one item; ``None``: one piece."""
+    pieces, out = [list(range(len(lengths)))], []
+    while pieces:
+        piece = pieces.pop(0)
+        if split_at is None or len(piece) == 1 or len(piece) * int(lengths[piece].max()) < split_at:
+            out.append(piece)
+        else:
+            half = (len(piece) + 1) // 2
+            pieces[:0] = [piece[:half], piece[half:]]
+    return out
+
+
+def select_items(batch: tuple, items: list[int]) -> tuple:
+    """Some items of a collated batch ``(x (B, T, ...), lengths, concatenated targets, target lengths)``, the
+    padding cut to their longest."""
+    x, lengths, targets, target_lengths = batch
+    ends = torch.cumsum(target_lengths, 0)
+    idx = torch.tensor(items)
+    return (
+        x[idx, : int(lengths[idx].max())],
+        lengths[idx],
+        torch.cat([targets[int(ends[k] - target_lengths[k]) : int(ends[k])] for k in items]),
+        target_lengths[idx],
+    )

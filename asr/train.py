@@ -229,6 +229,7 @@ def train(
         rank=rank,
         world=world,
         writer=SummaryWriter(str(ckpt_dir.tensorboard)) if rank == 0 else None,
+        log=log,
     )
     if t.resume():
         quiet(f"train: resuming at update {t.state.step + 1} (epoch {t.state.epoch + 1}, batch {t.state.batch})")

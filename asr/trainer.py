@@ -3,9 +3,11 @@ and the checkpoint a resumed run restarts from (tensors and plain data, loaded w
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from torch.nn import functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from asr.batching import make_batches
+from asr.batching import make_batches, select_items, split_batch
 from asr.ctc import greedy
 from asr.errors import AsrError
 from asr.features import spec_augment
@@ -111,6 +113,8 @@ class Trainer:
     writer: SummaryWriter | None = None
     state: TrainState = field(default_factory=TrainState)
     epoch_batches: int = 0  # batches of the epoch under way (0: none started in this process yet)
+    split_at: int | None = None  # batches of this many padded frames or more ran out of memory: trained in pieces
+    log: Callable[[str], None] = print
 
     @property
     def epochs_done(self) -> float:
@@ -159,24 +163,34 @@ class Trainer:
             torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
         return True
 
-    def _update(self, batch: tuple, params: list) -> tuple[float, float, float]:
-        """One optimizer update on a collated batch; returns (loss, gradient norm, audio seconds)."""
+    def _update(self, batch: tuple, params: list, ids: list[str] | None = None) -> tuple[float, float, float]:
+        """One optimizer update on a collated batch; returns (loss, gradient norm, audio seconds).
+
+        A batch that does not fit in the device's memory is trained in pieces of its utterances, their
+        gradients summed with each piece's share of the utterances as weight (the gradient of the whole
+        batch), and batches as large are cut up front from then on; an utterance that does not fit alone is
+        left out, by name (``ids``: the batch's utterances).
+        """
         cfg, st = self.cfg, self.state
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * self.schedule.lr_factor(st.step, cfg) * st.lr_scale
-        x, xl, y, yl = (t.to(self.device, non_blocking=True) for t in batch)
-        if cfg.spec_augment and st.step >= self.schedule.spec_augment_from:
-            x = spec_augment(x, cfg.freq_mask, cfg.n_freq_masks, cfg.time_mask, cfg.n_time_masks)
-        loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, cfg.precision)
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        ids = ids or [f"utterance {k + 1} of the batch" for k in range(len(batch[1]))]
+        while True:
+            loss, failed = self._pieces_backward(batch)
+            if failed is None:
+                break
+            batch, ids = self._out_of_memory(batch, ids, failed)  # outside the handler: the failed graph is freed
+            if batch is None:  # nothing of it fits: an update without gradient
+                st.skipped, st.step = st.skipped + 1, st.step + 1
+                return 0.0, 0.0, 0.0
         self.scaler.unscale_(self.opt)
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
         loss_value = float(loss.detach())
+        n = len(batch[1])
         if torch.isfinite(norm) and math.isfinite(loss_value):
             self.scaler.step(self.opt)
-            st.loss_sum += loss_value * len(xl)
-            st.loss_n += len(xl)
+            st.loss_sum += loss_value * n
+            st.loss_n += n
         else:
             st.skipped += 1  # non-finite gradients: skip the update, keep the weights
         self.scaler.update()
@@ -185,7 +199,84 @@ class Trainer:
             self.writer.add_scalar("train/loss", loss_value, st.step)
             self.writer.add_scalar("train/grad_norm", float(norm), st.step)
             self.writer.add_scalar("train/lr", self.opt.param_groups[0]["lr"], st.step)
-        return loss_value, float(norm), float(xl.sum()) * self.hop_seconds
+        return loss_value, float(norm), float(batch[1].sum()) * self.hop_seconds
+
+    def _backward(self, piece: tuple, batch_size: int, more: bool) -> torch.Tensor:
+        """Forward and backward of one piece of a batch, its loss weighted by its share of the batch's
+        utterances; ``more``: pieces follow (DDP sums gradients across processes after the last one only)."""
+        x, xl, y, yl = (t.to(self.device, non_blocking=True) for t in piece)
+        if self.cfg.spec_augment and self.state.step >= self.schedule.spec_augment_from:
+            x = spec_augment(x, self.cfg.freq_mask, self.cfg.n_freq_masks, self.cfg.time_mask, self.cfg.n_time_masks)
+        sync = self.model.no_sync() if more and hasattr(self.model, "no_sync") else contextlib.nullcontext()
+        with sync:
+            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, self.cfg.precision)
+            loss = loss * (len(xl) / batch_size)
+            self.scaler.scale(loss).backward()
+        return loss.detach()
+
+    def _pieces_backward(self, batch: tuple) -> tuple[torch.Tensor, list[int] | None]:
+        """Gradients of ``batch``, in pieces of fewer than ``split_at`` padded frames; returns the loss, and the
+        piece (its utterances' places in the batch) that ran out of memory (then the gradients are zeroed), if
+        one did."""
+        pieces = split_batch(batch[1], self.split_at)
+        self.opt.zero_grad(set_to_none=True)
+        loss = torch.zeros((), device=self.device)
+        for k, piece in enumerate(pieces):
+            try:
+                part = select_items(batch, piece) if len(pieces) > 1 else batch
+                loss = loss + self._backward(part, len(batch[1]), k < len(pieces) - 1)
+            except torch.OutOfMemoryError:
+                break
+        else:
+            return loss, None
+        self.opt.zero_grad(set_to_none=True)
+        return loss, piece
+
+    def _backward(self, piece: tuple, batch_size: int, more: bool) -> torch.Tensor:
+        """Forward and backward of one piece of a batch, its loss weighted by its share of the batch's
+        utterances; ``more``: pieces follow (DDP sums gradients across processes after the last one only)."""
+        x, xl, y, yl = (t.to(self.device, non_blocking=True) for t in piece)
+        if self.cfg.spec_augment and self.state.step >= self.schedule.spec_augment_from:
+            x = spec_augment(x, self.cfg.freq_mask, self.cfg.n_freq_masks, self.cfg.time_mask, self.cfg.n_time_masks)
+        sync = self.model.no_sync() if more and hasattr(self.model, "no_sync") else contextlib.nullcontext()
+        with sync:
+            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, self.cfg.precision)
+            loss = loss * (len(xl) / batch_size)
+            self.scaler.scale(loss).backward()
+        return loss.detach()
+
+    def _out_of_memory(self, batch: tuple, ids: list[str], failed: list[int]) -> tuple[tuple | None, list[str]]:
+        """After the piece ``failed`` of ``batch`` ran out of memory: an utterance alone is left out, by name;
+        else batches of the piece's padded frames are cut into pieces from now on. Returns what to retry.
+
+        Raises:
+            AsrError: in a DDP job, whose processes must run the same pieces (set a smaller batch).
+        """
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        lengths = batch[1][failed]
+        frames = len(failed) * int(lengths.max())
+        if self.world > 1:
+            raise AsrError(
+                f"a batch of {len(failed)} utterances x {int(lengths.max())} frames did not fit in "
+                f"{self.device} memory in process {self.rank}; set train.batch_frames below {frames} and run "
+                "again (training resumes from the last checkpoint)"
+            )
+        if len(failed) > 1:
+            self.split_at = frames
+            self.log(
+                f"train: a batch of {frames} padded frames did not fit in {self.device} memory; batches of "
+                f"{frames} frames or more are trained in pieces from now on (train.batch_frames={frames // 2} "
+                "would avoid it)"
+            )
+            return batch, ids
+        lost = failed[0]
+        self.log(
+            f"train: {ids[lost]} ({frames} frames) does not fit in {self.device} memory on its own; left "
+            "out of this update (cut long recordings into shorter utterances)"
+        )
+        keep = [k for k in range(len(ids)) if k != lost]
+        return (select_items(batch, keep), [ids[k] for k in keep]) if keep else (None, [])
 
     def train_steps(self, data: Data, n: int) -> None:
         """Take ``n`` updates from where the state stands, across passes over the data, checkpointing every
@@ -208,7 +299,8 @@ class Trainer:
             workers = cfg.loader_workers if cfg.loader_workers >= 0 else 2 * (self.device.type == "cuda")
             ahead = batch_loader(data, mine[st.batch :], self.cmvn, workers, self.device.type == "cuda")
             while st.batch < len(mine) and done < n:
-                loss, norm, audio = self._update(next(ahead), params)
+                ids = [data.ids[i] for i in mine[st.batch]]
+                loss, norm, audio = self._update(next(ahead), params, ids)
                 st.batch += 1
                 done += 1
                 audio_s += audio

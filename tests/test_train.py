@@ -404,3 +404,97 @@ def test_background_batch_workers_train_the_same_model(fsdd_utts, tmp_path):
     assert all(torch.equal(runs[0][1][k], runs[2][1][k]) for k in runs[0][1])
     with pytest.raises(ValueError, match="loader_workers must be >= 0"):
         replace(TINY, loader_workers=-2)
+
+
+class _RoomFor(torch.nn.Module):
+    """The model on a device with room for fewer than ``limit`` padded frames: a larger batch raises the
+    out-of-memory error CUDA raises; ``tries`` counts the batches sent."""
+
+    def __init__(self, core, limit):
+        super().__init__()
+        self.core, self.limit, self.tries = core, limit, 0
+
+    def forward(self, x, lengths):
+        self.tries += 1
+        if x.shape[0] * x.shape[1] >= self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.core(x, lengths)
+
+
+def _trainer(limit, tmp_path):
+    from asr.layout import CheckpointDir
+    from asr.train_config import plan
+    from asr.trainer import Trainer
+
+    torch.manual_seed(0)
+    cfg = replace(TINY, model=replace(TINY.model, dropout=0.0), clip_norm=1e9)
+    core = AcousticModel(5, 6, cfg.model)
+    logs = []
+    t = Trainer(
+        cfg=cfg,
+        core=core,
+        model=_RoomFor(core, limit) if limit else core,
+        opt=torch.optim.SGD(core.parameters(), lr=0.0),  # the gradients are compared, the weights stay
+        schedule=plan(cfg, np.array([100] * 20), 0.01),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        device=torch.device("cpu"),
+        ckpt=CheckpointDir(tmp_path / "ckpt"),
+        cmvn=None,
+        hop_seconds=0.01,
+        log=logs.append,
+    )
+    return t, logs
+
+
+def _batch(lengths):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(len(lengths), max(lengths), 5, generator=g)
+    yl = torch.tensor([max(1, n // 8) for n in lengths])
+    y = torch.randint(1, 6, (int(yl.sum()),), generator=g)
+    return x, torch.tensor(lengths), y, yl
+
+
+def test_a_batch_too_large_for_the_device_trains_in_pieces_with_the_same_gradient(tmp_path):
+    batch = _batch([40, 38, 35, 33, 30, 22, 20, 9])  # 8 x 40 = 320 padded frames
+    whole, _ = _trainer(0, tmp_path / "a")
+    loss, _, audio = whole._update(batch, list(whole.core.parameters()))
+    split, logs = _trainer(200, tmp_path / "b")  # room for fewer than 200: halves of 4 x 40 and 4 x 30 fit
+    loss2, _, audio2 = split._update(batch, list(split.core.parameters()))
+    assert loss2 == pytest.approx(loss, rel=1e-5) and audio2 == audio
+    for a, b in zip(whole.core.parameters(), split.core.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6)
+    assert split.split_at == 320 and split.model.tries == 3  # the whole batch, then its two halves
+    assert logs == [
+        "train: a batch of 320 padded frames did not fit in cpu memory; batches of 320 frames or more are trained "
+        "in pieces from now on (train.batch_frames=160 would avoid it)"
+    ]
+    split._update(batch, list(split.core.parameters()))  # the next batch as large: cut up front, no failed try
+    assert split.model.tries == 5 and len(logs) == 1 and split.state.step == 2 and split.state.skipped == 0
+
+
+def test_an_utterance_too_long_for_the_device_is_left_out_by_name_and_the_rest_trains(tmp_path):
+    batch = _batch([60, 12, 10])
+    t, logs = _trainer(50, tmp_path)
+    _, _, audio = t._update(batch, list(t.core.parameters()), ["long", "a", "b"])
+    assert audio == pytest.approx(0.22)  # "a" and "b" trained
+    assert logs[-1] == (
+        "train: long (60 frames) does not fit in cpu memory on its own; left out of this update (cut long "
+        "recordings into shorter utterances)"
+    )
+    assert all(p.grad is not None for p in t.core.parameters()) and t.state.loss_n == 2
+    t2, logs2 = _trainer(5, tmp_path / "none")  # nothing fits: the update is skipped and counted, the run goes on
+    assert t2._update(_batch([9]), list(t2.core.parameters()), ["u1"]) == (0.0, 0.0, 0.0)
+    assert t2.state.step == 1 and t2.state.skipped == 1 and "u1 (9 frames) does not fit" in logs2[0]
+
+
+def test_split_batch_halves_until_each_piece_fits():
+    from asr.batching import select_items, split_batch
+
+    lengths = torch.tensor([50, 40, 30, 20, 10])
+    assert split_batch(lengths, None) == [[0, 1, 2, 3, 4]]
+    assert split_batch(lengths, 100) == [[0], [1], [2], [3, 4]]  # [0, 1, 2] is 150, [0, 1] is 100
+    assert split_batch(lengths, 1) == [[0], [1], [2], [3], [4]]
+    x, xl, y, yl = _batch([50, 40, 30, 20, 10])
+    px, pxl, py, pyl = select_items((x, xl, y, yl), [3, 4])
+    assert px.shape == (2, 20, 5) and pxl.tolist() == [20, 10] and pyl.tolist() == [2, 1]
+    assert py.tolist() == y[-3:].tolist() and torch.equal(px[1, :10], x[4, :10])
