@@ -89,6 +89,8 @@ class AcousticModel(nn.Module):
         out_dim = (cfg.proj or cfg.hidden) * (2 if cfg.bidirectional else 1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(out_dim, num_units)
+        self.pack: bool | None = None  # batches packed (True) or padded (False); None: packed on CUDA and without
+        # autograd (see above); set by benchmarks comparing the two
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return (lengths + self.cfg.stack - 1) // self.cfg.stack
@@ -116,7 +118,7 @@ class AcousticModel(nn.Module):
             hidden = self._rnn_chunked(feats, out_lengths.to(feats.device))
         elif b == 1 and not self.cfg.proj:  # one utterance (transcription, decoding): no padding, no packing needed
             hidden, _ = self.rnn(feats)
-        elif feats.is_cuda or self.cfg.proj or not torch.is_grad_enabled():
+        elif self.cfg.proj or (self.pack if self.pack is not None else feats.is_cuda or not torch.is_grad_enabled()):
             packed = pack_padded_sequence(feats, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
             hidden, _ = self.rnn(packed)
             hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=feats.shape[1])

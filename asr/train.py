@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import matplotlib
@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from asr.distributed import broadcast, pick_device, setup
 from asr.train_config import EPOCH_PLATEAU, TrainConfig, plan
 from asr.train_data import Data, load_data
-from asr.trainer import Trainer, evaluate, save_atomic
+from asr.trainer import Trainer, device_batch_frames, evaluate, save_atomic
 
 __all__ = ["EPOCH_PLATEAU", "VERSION", "TrainConfig", "plan", "pick_device", "stage", "train"]  # the recipes' names
 
@@ -200,6 +200,10 @@ def train(
         raise AsrError(f"dev sets {cfg.dev_sets}: {e} (characters never seen in training)") from None
     if not train_data.items:
         raise AsrError(f"no usable training utterances in {cfg.train_sets}")
+    core = AcousticModel(store.config.dim, len(tokenizer), cfg.model).to(device)
+    if cfg.batch_frames == 0:  # sized to the device, the same in every process
+        frames = device_batch_frames(core, int(train_data.frames.max()), device, cfg.precision)
+        cfg = replace(cfg, batch_frames=int(broadcast([frames], device)[0]))
     schedule = plan(cfg, train_data.frames, store.config.hop_ms / 1000, world)
     quiet(
         f"train: {schedule.hours:.2f} h of audio, {len(train_data.items)} utterances: {schedule.updates} updates "
@@ -207,7 +211,6 @@ def train(
         f"{schedule.warmup} warm-up, {cfg.schedule} LR, dev every {schedule.eval_every}"
     )
 
-    core = AcousticModel(store.config.dim, len(tokenizer), cfg.model).to(device)
     model = core
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(

@@ -12,6 +12,8 @@ import numpy as np
 from asr.batching import make_batches
 from asr.model import ModelConfig
 
+CPU_BATCH_FRAMES = 20_000  # the default batch, and train.batch_frames=0's on a CPU
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -35,7 +37,9 @@ class TrainConfig:
     updates_per_sqrt_hour: float = 1000.0  # fsdd's 4.7 h (speed-perturbed copies included): 2,180 updates
     min_updates: int = 400  # a 2-minute corpus gets this many (with 10 epochs of a few batches it learned nothing)
     epochs: int = 0  # instead: this many passes over the training data
-    batch_frames: int = 20_000  # padded frames per batch (batch size x longest utterance) ...
+    # padded frames per batch (batch size x longest utterance); 0: sized to the device (on CUDA the largest that
+    # fits in 80% of its memory, at most 100,000 frames; on a CPU 20,000: asr.trainer.device_batch_frames) ...
+    batch_frames: int = CPU_BATCH_FRAMES
     min_batches: int = 10  # ... smaller for a small corpus, so that an epoch has at least this many batches
     # the learning rate: linear warm-up, then held and multiplied by lr_decay when the dev loss has not improved
     # for more than lr_patience evaluations ("plateau", as torch's ReduceLROnPlateau), or cosine decay to
@@ -80,8 +84,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.loader_workers < -1:
             raise ValueError(f"loader_workers must be >= 0, or -1 for automatic, got {self.loader_workers}")
-        if self.batch_frames < 1 or self.lr <= 0 or self.evaluations < 0 or self.min_batches < 1:
-            raise ValueError("batch_frames, lr and min_batches must be positive, evaluations >= 0")
+        if self.batch_frames < 0 or self.lr <= 0 or self.evaluations < 0 or self.min_batches < 1:
+            raise ValueError("lr and min_batches must be positive, batch_frames and evaluations >= 0")
         if min(self.updates, self.epochs, self.min_updates) < 0 or not 0 <= self.warmup < 1:
             raise ValueError("updates, epochs and min_updates must be >= 0, warmup in [0, 1)")
 
@@ -125,7 +129,7 @@ def plan(cfg: TrainConfig, frames: np.ndarray, hop_seconds: float, world: int = 
     ``min_batches``. ``updates`` or ``epochs`` set the length directly.
     """
     total = int(frames.sum())
-    batch_frames = max(int(frames.max(initial=1)), min(cfg.batch_frames, total // cfg.min_batches))
+    batch_frames = max(int(frames.max(initial=1)), min(cfg.batch_frames or CPU_BATCH_FRAMES, total // cfg.min_batches))
     per_epoch = max(1, len(make_batches(frames, batch_frames, 0, cfg.seed)) // world)
     hours = total * hop_seconds / 3600
     if cfg.updates:

@@ -25,8 +25,12 @@ from asr.fsutil import atomic_write
 from asr.layout import CheckpointDir
 from asr.model import AcousticModel, load_weights
 from asr.procs import stop_point
-from asr.train_config import Schedule, TrainConfig
+from asr.train_config import CPU_BATCH_FRAMES, Schedule, TrainConfig
 from asr.train_data import Data, batch_loader, collate
+
+# the largest batch train.batch_frames=0 gives: 1,000 s of audio at a 10 ms hop, the top of icefall's max-duration
+# range; larger batches leave too few updates per pass for the schedule (which counts updates, not passes)
+MAX_DEVICE_BATCH_FRAMES = 100_000
 
 
 def _autocast(device: torch.device, precision: str):
@@ -57,6 +61,50 @@ def evaluate(model, data: Data, cmvn, tokenizer, cfg: TrainConfig, device) -> di
     wer = jiwer.wer(data.texts, hyps) if data.texts else 0.0
     cer = jiwer.cer(data.texts, hyps) if data.texts else 0.0
     return {"loss": total / max(len(data.items), 1), "wer": wer, "cer": cer}
+
+
+def probe_batch_frames(
+    model: AcousticModel, longest: int, device: torch.device, share: float = 0.8, precision: str = "fp32"
+) -> int:
+    """The largest batch, in padded frames, of ``longest``-frame utterances whose training step (forward, CTC
+    loss, backward) fits in ``share`` of the CUDA device's memory: the peaks of one and two utterances give
+    the memory of each more; the count that fills the budget is then tried, halved while it does not fit."""
+    budget = share * torch.cuda.get_device_properties(device).total_memory
+    units = model.num_units
+
+    def peak(b: int) -> int:
+        model.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        x = torch.randn(b, longest, model.input_dim, device=device)
+        xl = torch.full((b,), longest, device=device)
+        yl = torch.full((b,), max(1, longest // model.cfg.stack // 4), device=device)
+        y = torch.randint(1, units, (int(yl.sum()),), device=device)
+        loss, _, _ = ctc_loss(model, x, xl, y, yl, device, precision)
+        loss.backward()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device)
+
+    one = peak(1)
+    each = max(1, peak(2) - one)
+    b = max(1, int((budget - one) // each) + 1)
+    while b > 1:
+        try:
+            peak(b)
+            break
+        except torch.OutOfMemoryError:
+            b //= 2
+    model.zero_grad(set_to_none=True)
+    torch.cuda.empty_cache()
+    return b * longest
+
+
+def device_batch_frames(model: AcousticModel, longest: int, device: torch.device, precision: str = "fp32") -> int:
+    """``train.batch_frames=0``: on CUDA the largest batch of ``longest``-frame utterances that fits in 80% of the
+    GPU's memory (:func:`probe_batch_frames`), at most ``MAX_DEVICE_BATCH_FRAMES``; on a CPU ``CPU_BATCH_FRAMES``."""
+    if device.type != "cuda":
+        return CPU_BATCH_FRAMES
+    return max(longest, min(MAX_DEVICE_BATCH_FRAMES, probe_batch_frames(model, longest, device, 0.8, precision)))
 
 
 # --- the trainer ----------------------------------------------------------------------------------

@@ -131,3 +131,60 @@ def test_kill_and_resume_on_cuda_continues_where_it_stopped(tiny_features, tmp_p
     assert [h["epoch"] for h in h_run] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(h_ref, h_run):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.1)
+
+
+def test_padded_and_packed_cudnn_paths_agree(exact_fp32):
+    # asr.benchmarks.gpu times both; either may become the default on CUDA
+    torch.manual_seed(0)
+    m = AcousticModel(13, 9, ModelConfig(rnn="lstm", num_layers=2, hidden=32, stack=3, dropout=0)).cuda()
+    x, lengths = torch.randn(4, 50, 13, device="cuda"), torch.tensor([50, 9, 31, 22], device="cuda")
+    outs = []
+    for pack in (True, False):
+        m.pack = pack
+        out, n = m(x, lengths)
+        grads = torch.autograd.grad(sum(out[i, : n[i]].sum() for i in range(4)), list(m.parameters()))
+        outs.append(([out[i, : n[i]] for i in range(4)], grads))
+    for a, b in zip(outs[0][0] + list(outs[0][1]), outs[1][0] + list(outs[1][1])):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_the_memory_probe_finds_a_batch_that_trains():
+    from asr.trainer import MAX_DEVICE_BATCH_FRAMES, device_batch_frames, probe_batch_frames
+
+    torch.manual_seed(0)
+    m = AcousticModel(40, 30, ModelConfig(num_layers=3, hidden=256, stack=3)).cuda()
+    frames = probe_batch_frames(m, 3500, torch.device("cuda"), share=0.05)
+    b = frames // 3500
+    assert b >= 2
+    x = torch.randn(b, 3500, 40, device="cuda")
+    out, n = m(x, torch.full((b,), 3500, device="cuda"))
+    out.sum().backward()
+    assert torch.cuda.max_memory_allocated() < 0.08 * torch.cuda.get_device_properties(0).total_memory
+    assert device_batch_frames(m, 3500, torch.device("cuda")) == MAX_DEVICE_BATCH_FRAMES  # 80% of a GPU: capped
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_trains_in_pieces(tmp_path):
+    from test_train import _batch, _trainer
+
+    batch = _batch([3000 - 10 * k for k in range(16)])
+    whole, _ = _trainer(0, tmp_path / "a")
+    whole.core.cuda()
+    whole.device = torch.device("cuda")
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    whole._update(batch, list(whole.core.parameters()))
+    need = torch.cuda.max_memory_allocated() - base
+    split, logs = _trainer(0, tmp_path / "b")
+    split.core.cuda()
+    split.device = torch.device("cuda")
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_allocated() + 0.7 * need) / total)
+    try:
+        split._update(batch, list(split.core.parameters()))
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert split.split_at is not None and "did not fit in cuda memory" in logs[0]
+    for a, b in zip(whole.core.parameters(), split.core.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5)

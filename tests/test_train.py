@@ -498,3 +498,37 @@ def test_split_batch_halves_until_each_piece_fits():
     px, pxl, py, pyl = select_items((x, xl, y, yl), [3, 4])
     assert px.shape == (2, 20, 5) and pxl.tolist() == [20, 10] and pyl.tolist() == [2, 1]
     assert py.tolist() == y[-3:].tolist() and torch.equal(px[1, :10], x[4, :10])
+
+
+def test_gpu_benchmark_synthetic_utterances_are_librispeech_like_and_ctc_feasible():
+    from asr.benchmarks.gpu import LIBRISPEECH_MEAN_S, settings_for, synthetic_data
+
+    data = synthetic_data(2.0, 13, 30, 3, 0.01)
+    seconds = data.frames * 0.01
+    assert abs(seconds.sum() / 3600 - 2.0) < 0.1 and 1.0 <= seconds.min() and seconds.max() <= 35.0
+    assert abs(seconds.mean() - LIBRISPEECH_MEAN_S) < 0.5 and LIBRISPEECH_MEAN_S == pytest.approx(12.3, abs=0.05)
+    for lab, f in zip(data.labels, data.frames):
+        assert 1 <= min(lab) and max(lab) < 30 and ctc_min_frames(lab) <= math.ceil(f / 3)
+    assert np.mean([len(lab) / s for lab, s in zip(data.labels, seconds)]) > 13  # about 14 units a second
+    x = data.sets[0][5]
+    assert x.shape == (data.frames[5], 13) and x.dtype == np.float32
+    cfg = replace(TINY, batch_frames=5000)
+    assert settings_for(cfg, None) == [dict(device="cpu", precision="fp32", batch_frames=5000, packed=None)]
+    gpu = settings_for(cfg, 150_000)[1:]
+    assert sorted({s["batch_frames"] for s in gpu}) == [5000, 50_000, 100_000, 150_000]
+    assert {(s["packed"], s["precision"]) for s in gpu if s["batch_frames"] == 150_000} == {
+        (True, "fp32"),
+        (False, "fp32"),
+        (True, "bf16"),
+    }
+
+
+def test_batch_frames_zero_sizes_batches_to_the_device_on_the_cpu_the_default():
+    from asr.train_config import plan
+    from asr.trainer import device_batch_frames
+
+    assert device_batch_frames(AcousticModel(5, 6, TINY.model), 300, torch.device("cpu")) == 20_000
+    frames = np.random.default_rng(0).integers(100, 1500, 400)
+    assert plan(replace(TINY, batch_frames=0), frames, 0.01) == plan(replace(TINY, batch_frames=20_000), frames, 0.01)
+    with pytest.raises(ValueError, match="batch_frames and evaluations >= 0"):
+        replace(TINY, batch_frames=-1)

@@ -1,135 +1,226 @@
-"""Benchmark: training throughput on a CUDA GPU in each precision, against the CPU in the same run.
+"""Benchmark: training throughput on a CUDA GPU, by batch size, RNN path and precision, against the CPU in
+the same run.
 
-    python -m asr.benchmarks.gpu [--recipe speechocean762] [--features DIR] [--utterances 800] [--set key=value ...]
+    python -m asr.benchmarks.gpu [--models speechocean762,librispeech] [--hours 1] [--cpu-hours 0.05]
 
-Every setting trains the recipe's model (its ``train`` config, overrides applied) for one
-pass over the same seeded subset of the training features, from the same initial weights,
-through the train stage's own loop (:meth:`asr.train.Trainer.train_steps`: CMVN,
-collation, autocast, gradient scaling and clipping), after one warm-up pass. The reference
-is that loop on the CPU with all its cores (fp32, PyTorch's oneDNN kernels); the GPU runs
-cuDNN's RNN kernels in plain fp32 (TF32 off), with TF32, and under bf16 and fp16
-autocast. Throughput is audio seconds per wall second; the training loss of the pass
-shows that a precision does not change what is learned.
+For each recipe's model (its ``train`` config: layers, width, stacking, units) every setting trains one
+pass over the same seeded utterances, from the same initial weights, through the train stage's own loop
+(:meth:`asr.trainer.Trainer.train_steps`: the DataLoader's worker processes building batches with pinned
+memory, CMVN, SpecAugment on the model's device, autocast, clipping), after a warm-up pass. The utterances
+are synthetic, lengths drawn like LibriSpeech's
+(normal around train-960's mean, 960.9 h / 281,241 utterances = 12.3 s, sd 3.5 s, clipped to 1-35 s),
+random features and labels (14 units a second), so no corpus needs to be on the GPU machine.
+
+Settings: the recipe's batch size (``train.batch_frames``, as the recipes train today) and larger frame
+budgets up to the largest batch that fits in the GPU's memory (:func:`asr.trainer.probe_batch_frames`);
+packed sequences (cuDNN's packed RNN, today's path) against the padded batch run one direction at a time
+(the CPU's path); fp32 (cuDNN's default TF32) against bf16 autocast. The reference is the same loop on
+the CPU with all its cores. Reported: audio seconds per wall second, the ratio to the CPU, GPU utilisation
+(``nvidia-smi`` sampled every 100 ms over the timed pass), peak GPU memory, and the projected time of one
+pass over LibriSpeech's 960 hours at that throughput. The train loss of the pass shows that a setting
+does not change what is learned.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from asr import recipe
-from asr.features import FeatureStore
+from asr.ctc import ctc_min_frames
+from asr.frontend import Cmvn
 from asr.layout import CheckpointDir
 from asr.model import AcousticModel
-from asr.tokenizer import CharTokenizer
 from asr.train_config import plan
-from asr.train_data import load_data
-from asr.trainer import Trainer, TrainState
+from asr.train_data import Data
+from asr.trainer import Trainer, TrainState, probe_batch_frames
+
+LIBRISPEECH_HOURS = 960.9
+LIBRISPEECH_MEAN_S = LIBRISPEECH_HOURS * 3600 / 281_241  # train-960: 12.3 s an utterance
+UNITS_PER_SECOND = 14  # characters (with spaces) of read English; phones are a few fewer
 
 
-def _pass(cfg, store, data, tokenizer, device: str, precision: str, tf32: bool, init: dict, ckpt: Path) -> dict:
-    """One warm-up pass, then one timed pass, of the training loop on ``device``."""
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-    cfg = dataclasses.replace(cfg, device=device, precision=precision, checkpoint_every=0)
-    dev = torch.device(device)
-    core = AcousticModel(store.config.dim, len(tokenizer), cfg.model).to(dev)
+class SyntheticSet:
+    """A feature set look-alike: utterance ``i`` is a slice of one random pool (reading it costs a copy, as
+    ``pread`` of a stored set does)."""
+
+    def __init__(self, frames: np.ndarray, dim: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.pool = rng.standard_normal((int(frames.max()) * 4, dim), dtype=np.float32)
+        self.frames = frames
+        self.starts = rng.integers(0, len(self.pool) - frames + 1)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.pool[self.starts[i] : self.starts[i] + self.frames[i]]
+
+
+def synthetic_data(hours: float, dim: int, units: int, stack: int, hop_s: float, seed: int = 0) -> Data:
+    """About ``hours`` of LibriSpeech-like utterances with random features and labels (CTC-feasible)."""
+    rng = np.random.default_rng(seed)
+    n = max(1, round(hours * 3600 / LIBRISPEECH_MEAN_S))
+    seconds = np.clip(rng.normal(LIBRISPEECH_MEAN_S, 3.5, n), 1.0, 35.0)
+    frames = np.maximum(1, np.round(seconds / hop_s)).astype(np.int64)
+    labels = []
+    for s, f in zip(seconds, frames):
+        lab = rng.integers(1, units, max(1, round(s * UNITS_PER_SECOND))).tolist()
+        while ctc_min_frames(lab) > math.ceil(f / stack):
+            lab = lab[:-1]
+        labels.append(lab or [1])
+    ids = [f"synthetic-{i}" for i in range(n)]
+    return Data([SyntheticSet(frames, dim, seed)], [(0, i) for i in range(n)], labels, frames, ids, ["s"] * n, ids)
+
+
+class GpuUtilisation:
+    """``nvidia-smi``'s GPU utilisation sampled every 100 ms while in the ``with`` block; ``mean`` is ``None``
+    where there is no ``nvidia-smi``."""
+
+    def __enter__(self):
+        self.proc = None
+        if shutil.which("nvidia-smi") and torch.cuda.is_available():
+            cmd = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"]
+            cmd += ["-i", str(torch.cuda.current_device())]
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.mean = None
+        if self.proc is not None:
+            self.proc.terminate()
+            out, _ = self.proc.communicate()
+            values = [float(v) for v in out.split() if v.strip().replace(".", "", 1).isdigit()]
+            self.mean = sum(values) / len(values) if values else None
+
+
+def run_pass(cfg, data: Data, dim: int, units: int, init: dict, setting: dict, hop_s: float, ckpt: Path) -> dict:
+    """One warm-up pass, then one timed pass, of the training loop in ``setting`` (device, precision,
+    batch_frames, packed)."""
+    cfg = dataclasses.replace(
+        cfg,
+        device=setting["device"],
+        precision=setting["precision"],
+        batch_frames=setting["batch_frames"],
+        checkpoint_every=0,
+        min_batches=1,
+    )
+    dev = torch.device(cfg.device)
+    core = AcousticModel(dim, units, cfg.model).to(dev)
     core.load_state_dict(init)
+    core.pack = setting.get("packed")
     opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)
-    schedule = plan(cfg, data.frames, store.config.hop_ms / 1000)
+    schedule = plan(cfg, data.frames, hop_s)
+    cmvn = Cmvn("global", np.zeros(dim), np.ones(dim))
     t = Trainer(
         cfg=cfg,
         core=core,
         model=core,
         opt=opt,
         schedule=schedule,
-        scaler=torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda" and precision == "fp16"),
+        scaler=torch.amp.GradScaler(dev.type, enabled=False),
         device=dev,
         ckpt=CheckpointDir(ckpt),
-        cmvn=store.cmvn,
-        hop_seconds=store.config.hop_ms / 1000,
+        cmvn=cmvn,
+        hop_seconds=hop_s,
+        log=lambda m: None,
     )
-    t.train_steps(data, schedule.batches_per_epoch)  # warm-up: cuDNN plans, allocator, oneDNN primitives
+    t.train_steps(data, schedule.batches_per_epoch)  # warm-up: cuDNN plans, the allocator, oneDNN primitives
     t.state = TrainState()
     torch.manual_seed(cfg.seed)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    t.train_steps(data, schedule.batches_per_epoch)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    audio = float(data.frames.sum()) * store.config.hop_ms / 1000
+    with GpuUtilisation() as util:
+        t0 = time.perf_counter()
+        t.train_steps(data, schedule.batches_per_epoch)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    audio = float(data.frames.sum()) * hop_s
     return {
         "seconds": seconds,
         "throughput": audio / seconds,
         "loss": t.state.loss_sum / max(t.state.loss_n, 1),
         "memory": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
+        "utilisation": util.mean if dev.type == "cuda" else None,
+        "batches": schedule.batches_per_epoch,
     }
+
+
+def settings_for(cfg, probed: int | None) -> list[dict]:
+    """The CPU reference, then the GPU's settings (none without CUDA)."""
+    rows = [dict(device="cpu", precision="fp32", batch_frames=cfg.batch_frames, packed=None)]
+    if probed is None:
+        return rows
+    budgets = sorted({cfg.batch_frames, *(b for b in (50_000, 100_000, 200_000) if b < probed), probed})
+    for b in budgets:
+        rows.append(dict(device="cuda", precision="fp32", batch_frames=b, packed=True))
+    for b in budgets[-2:]:
+        rows.append(dict(device="cuda", precision="fp32", batch_frames=b, packed=False))
+        rows.append(dict(device="cuda", precision="bf16", batch_frames=b, packed=True))
+    return rows
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default="speechocean762", help="whose train config to use")
-    p.add_argument("--features", help="a features stage output (default: the recipe's, data/<recipe>/features)")
-    p.add_argument("--utterances", type=int, default=800, help="training utterances per pass")
-    p.add_argument("--cpu-utterances", type=int, default=200, help="the CPU reference's pass (it is slower)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="train config override, e.g. train.model.hidden=384",
-    )
+    p.add_argument("--models", default="speechocean762,librispeech", help="recipes whose train config to use")
+    p.add_argument("--hours", type=float, default=1.0, help="audio per GPU pass")
+    p.add_argument("--cpu-hours", type=float, default=0.05, help="audio of the CPU reference's pass (it is slower)")
+    p.add_argument("--memory-share", type=float, default=0.8, help="of the GPU's memory the largest batch may use")
     args = p.parse_args()
-    pipe = recipe.pipeline(args.recipe, overrides=args.overrides)
-    cfg = dataclasses.replace(pipe.config["train"], spec_augment=False)
-    store = FeatureStore(args.features or pipe.out_dir("features"))
-    texts = [u["text"] for n in store.expand(cfg.train_sets) for u in store.open(n).utts]
-    tok = CharTokenizer.from_texts(texts)
-    torch.manual_seed(cfg.seed)
-    init = AcousticModel(store.config.dim, len(tok), cfg.model).state_dict()
-    quiet = dict(seed=cfg.seed, log=lambda m: None)
-    gpu_data, _ = load_data(store, cfg.train_sets, tok, cfg.model.stack, args.utterances, **quiet)
-    cpu_data, _ = load_data(store, cfg.train_sets, tok, cfg.model.stack, args.cpu_utterances, **quiet)
-    settings = [("cpu", "fp32", False, cpu_data)]
-    if torch.cuda.is_available():
-        settings += [
-            ("cuda", "fp32", False, gpu_data),
-            ("cuda", "fp32", True, gpu_data),
-            ("cuda", "bf16", False, gpu_data),
-            ("cuda", "fp16", False, gpu_data),
-        ]
-    m = cfg.model
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA GPU"
     print(
-        f"gpu: {args.recipe} train config, {m.rnn.upper()} {m.num_layers}x{m.hidden} bidirectional={m.bidirectional}, "
-        f"x{m.stack} stacking, batch_frames {cfg.batch_frames}; {gpu}; CPU {torch.get_num_threads()} threads; "
-        f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}"
+        f"gpu: {gpu}; CPU {torch.get_num_threads()} threads; torch {torch.__version__}, "
+        f"cuDNN {torch.backends.cudnn.version()}; synthetic LibriSpeech-like utterances"
     )
     print(
-        "| device | precision | utterances | wall s | audio s / wall s | ratio to CPU | train loss of the pass "
-        "| peak GPU MiB |"
+        "| model | device | RNN path | precision | batch frames | batches | audio s / wall s | ratio to CPU "
+        "| GPU util % | peak GPU MiB | one pass over 960 h | train loss |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    ref = None
-    with tempfile.TemporaryDirectory(prefix="asr-bench-gpu-") as tmp:
-        for device, precision, tf32, data in settings:
-            r = _pass(cfg, store, data, tok, device, precision, tf32, init, Path(tmp))
-            ref = ref or r["throughput"]
-            name = "fp32 + TF32" if tf32 else precision
-            mem = f"{r['memory']:.0f}" if r["memory"] is not None else "-"
-            print(
-                f"| {device} | {name} | {len(data.items)} | {r['seconds']:.1f} | {r['throughput']:.0f} | "
-                f"{r['throughput'] / ref:.1f}x | {r['loss']:.3f} | {mem} |",
-                flush=True,
-            )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        pipe = recipe.pipeline(name)
+        cfg = dataclasses.replace(pipe.config["train"], max_utterances=0)
+        fcfg = pipe.config["features"]
+        hop_s, dim, m = fcfg.hop_ms / 1000, fcfg.dim, cfg.model
+        units = 42 if cfg.units == "phone" else 30 if cfg.units == "char" else cfg.vocab_size  # with the blank
+        torch.manual_seed(cfg.seed)
+        init = AcousticModel(dim, units, m).state_dict()
+        probed = None
+        if torch.cuda.is_available():
+            probe = AcousticModel(dim, units, m).cuda()
+            longest = int(round(35.0 / hop_s))
+            probed = probe_batch_frames(probe, longest, torch.device("cuda"), args.memory_share)
+            del probe
+            torch.cuda.empty_cache()
+        label = f"{name} ({m.rnn.upper()} {m.num_layers} x {m.hidden}, x{m.stack})"
+        ref = None
+        with tempfile.TemporaryDirectory(prefix="asr-bench-gpu-") as tmp:
+            for setting in settings_for(cfg, probed):
+                hours = args.hours if setting["device"] == "cuda" else args.cpu_hours
+                data = synthetic_data(hours, dim, units, m.stack, hop_s)
+                r = run_pass(cfg, data, dim, units, init, setting, hop_s, Path(tmp))
+                ref = ref or r["throughput"]
+                path = "padded" if setting["device"] == "cpu" or setting["packed"] is False else "packed"
+                util = f"{r['utilisation']:.0f}" if r["utilisation"] is not None else "-"
+                mem = f"{r['memory']:.0f}" if r["memory"] is not None else "-"
+                hours = LIBRISPEECH_HOURS * 3600 / r["throughput"] / 3600
+                print(
+                    f"| {label} | {setting['device']} | {path} | {setting['precision']} | "
+                    f"{setting['batch_frames']:,} | {r['batches']} | {r['throughput']:,.0f} | "
+                    f"{r['throughput'] / ref:.1f}x | {util} | {mem} | {hours:.2f} h | {r['loss']:.3f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
