@@ -68,6 +68,10 @@ class TrainConfig:
     n_freq_masks: int = 2
     time_mask: int = 20
     n_time_masks: int = 2
+    # weight noise (Graves et al. 2013 trained TIMIT's BiLSTM-CTC with it, std 0.075): each update's gradient is
+    # taken at the weights plus Gaussian noise of this std (0: none), from this share of the updates on
+    weight_noise: float = 0.0
+    weight_noise_from: float = 0.0
     # runtime
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
@@ -108,6 +112,7 @@ class Schedule:
     warmup: int  # updates
     eval_every: int  # updates between dev evaluations
     spec_augment_from: int  # update
+    weight_noise_from: int = 0  # update
 
     def lr_factor(self, step: int, cfg: TrainConfig) -> float:
         """The LR multiplier for update ``step`` (0-based), before any plateau decay."""
@@ -149,6 +154,7 @@ def plan(cfg: TrainConfig, frames: np.ndarray, hop_seconds: float, world: int = 
         warmup=round(cfg.warmup * updates),
         eval_every=per_epoch if cfg.evaluations == 0 else max(1, math.ceil(updates / cfg.evaluations)),
         spec_augment_from=round(cfg.spec_augment_from * updates),
+        weight_noise_from=round(cfg.weight_noise_from * updates),
     )
 
 

@@ -223,14 +223,24 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * self.schedule.lr_factor(st.step, cfg) * st.lr_scale
         ids = ids or [f"utterance {k + 1} of the batch" for k in range(len(batch[1]))]
-        while True:
-            loss, failed = self._pieces_backward(batch)
-            if failed is None:
-                break
-            batch, ids = self._out_of_memory(batch, ids, failed)  # outside the handler: the failed graph is freed
-            if batch is None:  # nothing of it fits: an update without gradient
-                st.skipped, st.step = st.skipped + 1, st.step + 1
-                return 0.0, 0.0, 0.0
+        noise = None
+        if cfg.weight_noise and st.step >= self.schedule.weight_noise_from:
+            # Graves et al. 2013 (TIMIT's BiLSTM-CTC): the gradient taken at weights with Gaussian noise added,
+            # the update applied to the weights without it
+            noise = [torch.randn_like(p) * cfg.weight_noise for p in params]
+            torch._foreach_add_([p.data for p in params], noise)
+        try:
+            while True:
+                loss, failed = self._pieces_backward(batch)
+                if failed is None:
+                    break
+                batch, ids = self._out_of_memory(batch, ids, failed)  # outside the handler: the graph is freed
+                if batch is None:  # nothing of it fits: an update without gradient
+                    st.skipped, st.step = st.skipped + 1, st.step + 1
+                    return 0.0, 0.0, 0.0
+        finally:
+            if noise is not None:
+                torch._foreach_sub_([p.data for p in params], noise)
         self.scaler.unscale_(self.opt)
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
         loss_value = float(loss.detach())

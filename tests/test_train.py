@@ -434,7 +434,7 @@ def _trainer(limit, tmp_path):
         cfg=cfg,
         core=core,
         model=_RoomFor(core, limit) if limit else core,
-        opt=torch.optim.SGD(core.parameters(), lr=0.0),  # the gradients are compared, the weights stay
+        opt=torch.optim.SGD(core.parameters(), lr=0.0),  # the gradients are compared
         schedule=plan(cfg, np.array([100] * 20), 0.01),
         scaler=torch.amp.GradScaler("cpu", enabled=False),
         device=torch.device("cpu"),
@@ -532,3 +532,21 @@ def test_batch_frames_zero_sizes_batches_to_the_device_on_the_cpu_the_default():
     assert plan(replace(TINY, batch_frames=0), frames, 0.01) == plan(replace(TINY, batch_frames=20_000), frames, 0.01)
     with pytest.raises(ValueError, match="batch_frames and evaluations >= 0"):
         replace(TINY, batch_frames=-1)
+
+
+def test_weight_noise_perturbs_the_gradient_and_leaves_the_weights(tmp_path):
+    batch = _batch([40, 30, 20])
+    clean, _ = _trainer(0, tmp_path / "a")
+    clean._update(batch, list(clean.core.parameters()))
+    noisy, _ = _trainer(0, tmp_path / "b")
+    noisy.cfg = replace(noisy.cfg, weight_noise=0.075, weight_noise_from=0.5, lr=1e-12)  # the weights stay
+    noisy.schedule = replace(noisy.schedule, weight_noise_from=1)
+    before = [p.detach().clone() for p in noisy.core.parameters()]
+    params = list(noisy.core.parameters())
+    noisy._update(batch, params)  # update 0: before weight_noise_from, the clean gradient
+    for a, b in zip(clean.core.parameters(), params):
+        torch.testing.assert_close(b.grad, a.grad)
+    noisy._update(batch, params)  # update 1: the gradient at noisy weights; the noise is taken off again
+    assert any(not torch.allclose(b.grad, a.grad, atol=1e-4) for a, b in zip(clean.core.parameters(), params))
+    for w0, w in zip(before, params):
+        torch.testing.assert_close(w.detach(), w0, rtol=0, atol=1e-6)
