@@ -514,9 +514,9 @@ def test_gpu_benchmark_synthetic_utterances_are_librispeech_like_and_ctc_feasibl
     assert x.shape == (data.frames[5], 13) and x.dtype == np.float32
     cfg = replace(TINY, batch_frames=5000)
     assert settings_for(cfg, None) == [dict(device="cpu", precision="fp32", batch_frames=5000, packed=None)]
-    gpu = settings_for(cfg, 150_000)[1:]
-    assert sorted({s["batch_frames"] for s in gpu}) == [5000, 50_000, 100_000, 150_000]
-    assert {(s["packed"], s["precision"]) for s in gpu if s["batch_frames"] == 150_000} == {
+    gpu = settings_for(cfg, 250_000)[1:]
+    assert sorted({s["batch_frames"] for s in gpu}) == [5000, 50_000, 100_000, 200_000]
+    assert {(s["packed"], s["precision"]) for s in gpu if s["batch_frames"] == 200_000} == {
         (True, "fp32"),
         (False, "fp32"),
         (True, "bf16"),

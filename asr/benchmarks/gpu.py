@@ -1,18 +1,19 @@
 """Benchmark: training throughput on a CUDA GPU, by batch size, RNN path and precision, against the CPU in
 the same run.
 
-    python -m asr.benchmarks.gpu [--models speechocean762,librispeech] [--hours 1] [--cpu-hours 0.05]
+    python -m asr.benchmarks.gpu [--models speechocean762,librispeech] [--hours 2] [--cpu-hours 0.05]
 
 For each recipe's model (its ``train`` config: layers, width, stacking, units) every setting trains one
 pass over the same seeded utterances, from the same initial weights, through the train stage's own loop
 (:meth:`asr.trainer.Trainer.train_steps`: the DataLoader's worker processes building batches with pinned
 memory, CMVN, SpecAugment on the model's device, autocast, clipping), after a warm-up pass. The utterances
-are synthetic, lengths drawn like LibriSpeech's
-(normal around train-960's mean, 960.9 h / 281,241 utterances = 12.3 s, sd 3.5 s, clipped to 1-35 s),
-random features and labels (14 units a second), so no corpus needs to be on the GPU machine.
+are synthetic, lengths drawn like LibriSpeech's (normal around train-960's mean, 960.9 h / 281,241
+utterances = 12.3 s, sd 3.5 s, clipped to 1-35 s), random features and labels (14 units a second), so no
+corpus needs to be on the GPU machine.
 
 Settings: the recipe's batch size (``train.batch_frames``, as the recipes train today) and larger frame
-budgets up to the largest batch that fits in the GPU's memory (:func:`asr.trainer.probe_batch_frames`);
+budgets up to 400,000 or the largest batch that fits in the GPU's memory (the probe that
+``train.batch_frames=0`` uses, :func:`asr.trainer.probe_batch_frames`);
 packed sequences (cuDNN's packed RNN, today's path) against the padded batch run one direction at a time
 (the CPU's path); fp32 (cuDNN's default TF32) against bf16 autocast. The reference is the same loop on
 the CPU with all its cores. Reported: audio seconds per wall second, the ratio to the CPU, GPU utilisation
@@ -158,11 +159,12 @@ def run_pass(cfg, data: Data, dim: int, units: int, init: dict, setting: dict, h
 
 
 def settings_for(cfg, probed: int | None) -> list[dict]:
-    """The CPU reference, then the GPU's settings (none without CUDA)."""
+    """The CPU reference, then the GPU's settings (none without CUDA): frame budgets from the recipe's up to
+    400,000 that fit (``probed``), packed fp32 at each; padded and bf16 at the two largest."""
     rows = [dict(device="cpu", precision="fp32", batch_frames=cfg.batch_frames, packed=None)]
     if probed is None:
         return rows
-    budgets = sorted({cfg.batch_frames, *(b for b in (50_000, 100_000, 200_000) if b < probed), probed})
+    budgets = sorted({cfg.batch_frames, *(b for b in (50_000, 100_000, 200_000, 400_000) if b <= probed)})
     for b in budgets:
         rows.append(dict(device="cuda", precision="fp32", batch_frames=b, packed=True))
     for b in budgets[-2:]:
@@ -174,7 +176,7 @@ def settings_for(cfg, probed: int | None) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="speechocean762,librispeech", help="recipes whose train config to use")
-    p.add_argument("--hours", type=float, default=1.0, help="audio per GPU pass")
+    p.add_argument("--hours", type=float, default=2.0, help="audio per GPU pass")
     p.add_argument("--cpu-hours", type=float, default=0.05, help="audio of the CPU reference's pass (it is slower)")
     p.add_argument("--memory-share", type=float, default=0.8, help="of the GPU's memory the largest batch may use")
     args = p.parse_args()
@@ -204,6 +206,9 @@ def main() -> None:
             del probe
             torch.cuda.empty_cache()
         label = f"{name} ({m.rnn.upper()} {m.num_layers} x {m.hidden}, x{m.stack})"
+        if probed is not None:
+            share = f"{args.memory_share:.0%}"
+            print(f"{label}: the largest batch of 35 s utterances in {share} of the GPU: {probed:,} frames")
         ref = None
         with tempfile.TemporaryDirectory(prefix="asr-bench-gpu-") as tmp:
             for setting in settings_for(cfg, probed):
