@@ -14,6 +14,7 @@ import torch
 from asr.batching import pad
 from asr.ctc import ctc_min_frames
 from asr.features import FeatureStore
+from asr.frontend import Cmvn
 from asr.tokenizer import Tokenizer
 
 
@@ -83,16 +84,51 @@ def load_data(
 
 
 def collate(data: Data, batch: list[int], cmvn, device: torch.device | None = None):
-    """Padded ``(B, T, D)`` features (CMVN applied), lengths, concatenated targets, target lengths (on ``device``)."""
-    x, lengths = pad([cmvn(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch])
+    """Padded ``(B, T, D)`` features (CMVN applied; ``None``: as stored), lengths, concatenated targets, target
+    lengths (on ``device``)."""
+    norm = cmvn or (lambda f, speaker: np.array(f, np.float32))  # a copy: the input may be a read-only view
+    x, lengths = pad([norm(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch])
     targets = torch.tensor([u for i in batch for u in data.labels[i]], dtype=torch.long)
     target_lengths = torch.tensor([len(data.labels[i]) for i in batch])
     out = (x, lengths, targets, target_lengths)
     return out if device is None else tuple(t.to(device) for t in out)
 
 
+def normalise_batch(cmvn: Cmvn | None, x: torch.Tensor, lengths: torch.Tensor, speakers: list[str]) -> torch.Tensor:
+    """``cmvn`` over a padded batch ``(B, T, D)`` on its device (in training, the GPU: the loader's workers only
+    read and pad), the padding left at zero: what :meth:`asr.frontend.Cmvn.__call__` gives each utterance, up to
+    float rounding (global and speaker statistics: the same numbers). Written here, not in the numpy front end,
+    which must not need torch (the ONNX path)."""
+    if cmvn is None:
+        return x
+    dev, t = x.device, x.shape[1]
+    mask = (torch.arange(t, device=dev)[None, :] < lengths.to(dev)[:, None])[..., None]
+    if cmvn.kind == "none":
+        return x * mask
+    if cmvn.kind == "utterance":
+        n = lengths.to(dev).clamp(min=1)[:, None, None].to(x.dtype)
+        mean = (x * mask).sum(1, keepdim=True) / n
+        std = ((((x - mean) * mask) ** 2).sum(1, keepdim=True) / n).clamp(min=1e-10).sqrt()
+    elif cmvn.kind == "online":  # Cmvn._running's sums, in float64 as there
+        f, p = (x * mask).double(), float(cmvn.prior_frames)
+        g_mean = torch.as_tensor(cmvn.mean, dtype=torch.float64, device=dev)
+        g_var = torch.as_tensor(cmvn.std, dtype=torch.float64, device=dev) ** 2
+        n = p + torch.arange(1, t + 1, dtype=torch.float64, device=dev)[None, :, None]
+        mean = (p * g_mean + f.cumsum(1)) / n
+        second = (p * (g_var + g_mean * g_mean) + (f * f).cumsum(1)) / n
+        std = (second - mean * mean).clamp(min=1e-10).sqrt()
+        return ((x.double() - mean) / std).float() * mask
+    elif cmvn.kind == "speaker":  # a speaker without statistics: the global ones
+        stats = [cmvn.speakers.get(s, (cmvn.mean, cmvn.std)) for s in speakers]
+        mean = torch.as_tensor(np.stack([m for m, _ in stats]), device=dev)[:, None]
+        std = torch.as_tensor(np.stack([d for _, d in stats]), device=dev)[:, None]
+    else:
+        mean, std = torch.as_tensor(cmvn.mean, device=dev), torch.as_tensor(cmvn.std, device=dev)
+    return (x - mean) / std * mask
+
+
 class _Batches(torch.utils.data.Dataset):
-    """Each item one whole batch, collated on the CPU: the DataLoader's workers read, normalise and pad it."""
+    """Each item one whole batch, collated on the CPU: the DataLoader's workers read and pad it."""
 
     def __init__(self, data: Data, batches: list[list[int]], cmvn):
         self.data, self.batches, self.cmvn = data, batches, cmvn

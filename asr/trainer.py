@@ -26,7 +26,7 @@ from asr.layout import CheckpointDir
 from asr.model import AcousticModel, load_weights
 from asr.procs import stop_point
 from asr.train_config import CPU_BATCH_FRAMES, Schedule, TrainConfig
-from asr.train_data import Data, batch_loader, collate
+from asr.train_data import Data, batch_loader, collate, normalise_batch
 
 # the largest batch train.batch_frames=0 gives: 1,000 s of audio at a 10 ms hop, the top of icefall's max-duration
 # range; larger batches leave too few updates per pass for the schedule (which counts updates, not passes)
@@ -211,18 +211,23 @@ class Trainer:
             torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
         return True
 
-    def _update(self, batch: tuple, params: list, ids: list[str] | None = None) -> tuple[float, float, float]:
+    def _update(
+        self, batch: tuple, params: list, ids: list[str] | None = None, speakers: list[str] | None = None
+    ) -> tuple[float, float, float]:
         """One optimizer update on a collated batch; returns (loss, gradient norm, audio seconds).
 
         A batch that does not fit in the device's memory is trained in pieces of its utterances, their
         gradients summed with each piece's share of the utterances as weight (the gradient of the whole
         batch), and batches as large are cut up front from then on; an utterance that does not fit alone is
-        left out, by name (``ids``: the batch's utterances).
+        left out, by name (``ids``: the batch's utterances). The batch comes as stored (padded); CMVN runs here,
+        on the device, with ``speakers`` for speaker statistics.
         """
         cfg, st = self.cfg, self.state
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * self.schedule.lr_factor(st.step, cfg) * st.lr_scale
         ids = ids or [f"utterance {k + 1} of the batch" for k in range(len(batch[1]))]
+        x, xl, y, yl = (t.to(self.device, non_blocking=True) for t in batch)
+        batch = (normalise_batch(self.cmvn, x, xl, speakers or [""] * len(ids)), xl, y, yl)
         noise = None
         if cfg.weight_noise and st.step >= self.schedule.weight_noise_from:
             # Graves et al. 2013 (TIMIT's BiLSTM-CTC): the gradient taken at weights with Gaussian noise added,
@@ -355,10 +360,12 @@ class Trainer:
             mine = batches[self.rank :: self.world]
             self.epoch_batches = len(mine)
             workers = cfg.loader_workers if cfg.loader_workers >= 0 else 2 * (self.device.type == "cuda")
-            ahead = batch_loader(data, mine[st.batch :], self.cmvn, workers, self.device.type == "cuda")
+            ahead = batch_loader(data, mine[st.batch :], None, workers, self.device.type == "cuda")  # CMVN: _update
             while st.batch < len(mine) and done < n:
-                ids = [data.ids[i] for i in mine[st.batch]]
-                loss, norm, audio = self._update(next(ahead), params, ids)
+                items = mine[st.batch]
+                loss, norm, audio = self._update(
+                    next(ahead), params, [data.ids[i] for i in items], [data.speakers[i] for i in items]
+                )
                 st.batch += 1
                 done += 1
                 audio_s += audio

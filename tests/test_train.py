@@ -550,3 +550,26 @@ def test_weight_noise_perturbs_the_gradient_and_leaves_the_weights(tmp_path):
     assert any(not torch.allclose(b.grad, a.grad, atol=1e-4) for a, b in zip(clean.core.parameters(), params))
     for w0, w in zip(before, params):
         torch.testing.assert_close(w.detach(), w0, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["none", "global", "speaker", "utterance", "online"])
+def test_cmvn_on_the_batch_equals_cmvn_of_each_utterance(kind):
+    # training normalises the padded batch on the model's device; decoding and the front end each utterance
+    from asr.frontend import Cmvn
+    from asr.train_data import normalise_batch
+
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(3.0, 2.0, (n, 4)).astype(np.float32) for n in (30, 7, 18)]
+    speakers = ["a", "b", "unseen"]
+    stats = {s: {"mean": rng.normal(size=4), "std": rng.uniform(1, 2, 4)} for s in ("a", "b")}
+    cmvn = Cmvn(kind, rng.normal(size=4), rng.uniform(1, 2, 4), stats, prior_frames=10)
+    x = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(f) for f in feats], batch_first=True)
+    out = normalise_batch(cmvn, x, torch.tensor([30, 7, 18]), speakers)
+    for i, (f, s) in enumerate(zip(feats, speakers)):
+        want = cmvn(f, s)
+        if kind in ("none", "global", "speaker"):
+            assert torch.equal(out[i, : len(f)], torch.from_numpy(want))
+        else:
+            torch.testing.assert_close(out[i, : len(f)], torch.from_numpy(want), rtol=1e-5, atol=1e-5)
+        assert not out[i, len(f) :].any()
+    assert normalise_batch(None, x, torch.tensor([30, 7, 18]), speakers) is x
