@@ -264,19 +264,6 @@ class Trainer:
             self.writer.add_scalar("train/lr", self.opt.param_groups[0]["lr"], st.step)
         return loss_value, float(norm), float(batch[1].sum()) * self.hop_seconds
 
-    def _backward(self, piece: tuple, batch_size: int, more: bool) -> torch.Tensor:
-        """Forward and backward of one piece of a batch, its loss weighted by its share of the batch's
-        utterances; ``more``: pieces follow (DDP sums gradients across processes after the last one only)."""
-        x, xl, y, yl = (t.to(self.device, non_blocking=True) for t in piece)
-        if self.cfg.spec_augment and self.state.step >= self.schedule.spec_augment_from:
-            x = spec_augment(x, self.cfg.freq_mask, self.cfg.n_freq_masks, self.cfg.time_mask, self.cfg.n_time_masks)
-        sync = self.model.no_sync() if more and hasattr(self.model, "no_sync") else contextlib.nullcontext()
-        with sync:
-            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, self.cfg.precision)
-            loss = loss * (len(xl) / batch_size)
-            self.scaler.scale(loss).backward()
-        return loss.detach()
-
     def _pieces_backward(self, batch: tuple) -> tuple[torch.Tensor, list[int] | None]:
         """Gradients of ``batch``, in pieces of fewer than ``split_at`` padded frames; returns the loss, and the
         piece (its utterances' places in the batch) that ran out of memory (then the gradients are zeroed), if
