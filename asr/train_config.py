@@ -92,6 +92,11 @@ class TrainConfig:
             raise ValueError("lr and min_batches must be positive, batch_frames and evaluations >= 0")
         if min(self.updates, self.epochs, self.min_updates) < 0 or not 0 <= self.warmup < 1:
             raise ValueError("updates, epochs and min_updates must be >= 0, warmup in [0, 1)")
+        if self.weight_noise < 0 or not 0 <= self.weight_noise_from <= 1:
+            raise ValueError(
+                f"weight_noise must be >= 0 and weight_noise_from in [0, 1], got {self.weight_noise}, "
+                f"{self.weight_noise_from}"
+            )
 
 
 # The schedule recipes were tuned with before the updates-based default: a set number of epochs

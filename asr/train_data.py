@@ -128,28 +128,30 @@ def normalise_batch(cmvn: Cmvn | None, x: torch.Tensor, lengths: torch.Tensor, s
 
 
 class _Batches(torch.utils.data.Dataset):
-    """Each item one whole batch, collated on the CPU: the DataLoader's workers read and pad it."""
+    """Each item one whole batch, collated on the CPU: the DataLoader's workers read and pad it (CMVN runs on
+    the model's device: :func:`normalise_batch`)."""
 
-    def __init__(self, data: Data, batches: list[list[int]], cmvn):
-        self.data, self.batches, self.cmvn = data, batches, cmvn
+    def __init__(self, data: Data, batches: list[list[int]]):
+        self.data, self.batches = data, batches
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, k: int):
-        return collate(self.data, self.batches[k], self.cmvn)
+        return collate(self.data, self.batches[k], None)
 
 
-def batch_loader(data: Data, batches: list[list[int]], cmvn, workers: int, pin: bool):
-    """The batches in order, built ``workers`` processes ahead (none: here, one at a time). No randomness
+def batch_loader(data: Data, batches: list[list[int]], workers: int, pin: bool):
+    """The batches in order, as stored (not normalised), built ``workers`` processes ahead (none: here, one at a
+    time). No randomness
     happens in a worker (SpecAugment runs on the model's side), so any ``workers`` trains the same model."""
     if workers <= 0:
-        return (collate(data, b, cmvn) for b in batches)
+        return (collate(data, b, None) for b in batches)
     # its own generator: the loader draws its workers' seed from it, not from the global one that
     # SpecAugment and dropout draw from
     return iter(
         torch.utils.data.DataLoader(
-            _Batches(data, batches, cmvn),
+            _Batches(data, batches),
             batch_size=None,
             shuffle=False,
             num_workers=workers,

@@ -284,8 +284,9 @@ class Trainer:
 
     def _backward(self, piece: tuple, batch_size: int, more: bool) -> torch.Tensor:
         """Forward and backward of one piece of a batch, its loss weighted by its share of the batch's
-        utterances; ``more``: pieces follow (DDP sums gradients across processes after the last one only)."""
-        x, xl, y, yl = (t.to(self.device, non_blocking=True) for t in piece)
+        utterances (on the device already); ``more``: pieces follow (DDP sums gradients across processes after the
+        last one only)."""
+        x, xl, y, yl = piece
         if self.cfg.spec_augment and self.state.step >= self.schedule.spec_augment_from:
             x = spec_augment(x, self.cfg.freq_mask, self.cfg.n_freq_masks, self.cfg.time_mask, self.cfg.n_time_masks)
         sync = self.model.no_sync() if more and hasattr(self.model, "no_sync") else contextlib.nullcontext()
@@ -347,7 +348,7 @@ class Trainer:
             mine = batches[self.rank :: self.world]
             self.epoch_batches = len(mine)
             workers = cfg.loader_workers if cfg.loader_workers >= 0 else 2 * (self.device.type == "cuda")
-            ahead = batch_loader(data, mine[st.batch :], None, workers, self.device.type == "cuda")  # CMVN: _update
+            ahead = batch_loader(data, mine[st.batch :], workers, self.device.type == "cuda")
             while st.batch < len(mine) and done < n:
                 items = mine[st.batch]
                 loss, norm, audio = self._update(

@@ -550,6 +550,9 @@ def test_weight_noise_perturbs_the_gradient_and_leaves_the_weights(tmp_path):
     assert any(not torch.allclose(b.grad, a.grad, atol=1e-4) for a, b in zip(clean.core.parameters(), params))
     for w0, w in zip(before, params):
         torch.testing.assert_close(w.detach(), w0, rtol=0, atol=1e-6)
+    for bad in (dict(weight_noise=-0.1), dict(weight_noise_from=1.5)):
+        with pytest.raises(ValueError, match="weight_noise must be >= 0 and weight_noise_from in"):
+            replace(TINY, **bad)
 
 
 @pytest.mark.parametrize("kind", ["none", "global", "speaker", "utterance", "online"])

@@ -210,10 +210,12 @@ def main() -> None:
             share = f"{args.memory_share:.0%}"
             print(f"{label}: the largest batch of 35 s utterances in {share} of the GPU: {probed:,} frames")
         ref = None
+        data_on = {"cpu": synthetic_data(args.cpu_hours, dim, units, m.stack, hop_s)}  # the same for every setting
+        if probed is not None:
+            data_on["cuda"] = synthetic_data(args.hours, dim, units, m.stack, hop_s)
         with tempfile.TemporaryDirectory(prefix="asr-bench-gpu-") as tmp:
             for setting in settings_for(cfg, probed):
-                hours = args.hours if setting["device"] == "cuda" else args.cpu_hours
-                data = synthetic_data(hours, dim, units, m.stack, hop_s)
+                data = data_on[setting["device"]]
                 r = run_pass(cfg, data, dim, units, init, setting, hop_s, Path(tmp))
                 ref = ref or r["throughput"]
                 path = "padded" if setting["device"] == "cpu" or setting["packed"] is False else "packed"
