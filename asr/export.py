@@ -28,7 +28,7 @@ from asr.errors import AsrError
 from asr.fsutil import check_output_file
 from asr.layout import RECORD, DecodeDir, ExportDir, TrainDir
 from asr.model import AcousticModel, build_from_checkpoint, length_reversal, read_checkpoint
-from asr.modelfile import needed_lm_files, stored_options
+from asr.modelfile import OPTIONAL_LM_FILES, needed_lm_files, stored_options
 from asr.provenance import git_commit
 from asr.tokenizer import WORD_SEP
 
@@ -47,7 +47,7 @@ def lm_files(options: DecodeOptions, lm_dir: Path | None) -> dict[str, str]:
         return {}
     if lm_dir is None:
         raise AsrError(f"decoding {options.method!r} needs the lm stage's output, and there is none")
-    paths = [Path(lm_dir) / name for name in names]
+    paths = [Path(lm_dir) / name for name in names if name not in OPTIONAL_LM_FILES or (Path(lm_dir) / name).is_file()]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise AsrError(f"the decoding {options.method!r} needs {', '.join(missing)}, which the lm stage did not write")

@@ -94,6 +94,12 @@ class LmDir:
         return self.root / "unigrams.tsv"
 
     @property
+    def general(self) -> Path:
+        """A general n-gram model of the language over the word list (``lm.general``), mixed with the
+        in-domain one in place of the word list's unigrams."""
+        return self.root / "general.arpa"
+
+    @property
     def tokens_arpa(self) -> Path:
         """An n-gram model over the model's units (characters and the word separator), for
         lexicon-free, open-vocabulary decoding."""

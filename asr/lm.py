@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from asr import sphinxlm
 from asr.context import StageContext
 from asr.errors import AsrError
 from asr.fsutil import atomic_write_text
@@ -126,6 +127,33 @@ class NgramLM:
             bow += self.backoffs.get(history, 0.0)
             history = history[1:]
 
+    def prune(self, max_ngrams: int, vocabulary: set[str] | None = None) -> NgramLM:
+        """A smaller model: the n-grams over ``vocabulary`` (all words when None), then of each order above the
+        first the ``max_ngrams`` that matter most, by ``p(h, w) |log p(w|h) - log p_backoff(w|h)|`` (the
+        weighted difference of Seymore and Rosenfeld 1996, the n-gram's share of the relative entropy pruning it
+        would cost). Backoff weights are kept, not re-estimated: the pruned n-grams' probability mass is lost
+        (a history's probabilities then sum to a little less than one), a price the decoder's scores bear.
+        Every history of a kept n-gram is kept."""
+        words = self.vocab if vocabulary is None else (set(vocabulary) | {BOS, EOS, UNK}) & self.vocab
+
+        def history_prob(h: tuple[str, ...]) -> float:
+            return 10 ** sum(self.logprob(w, h[:i]) for i, w in enumerate(h) if w != BOS)
+
+        probs: dict[int, dict[tuple, float]] = {1: {g: p for g, p in self.probs[1].items() if g[0] in words}}
+        for n in range(2, self.order + 1):
+            scored = []
+            for g, p in self.probs[n].items():
+                if all(w in words for w in g):
+                    lower = self.backoffs.get(g[:-1], 0.0) + self.logprob(g[-1], g[1:-1])
+                    scored.append((history_prob(g[:-1]) * 10**p * abs(p - lower), g))
+            scored.sort(reverse=True)
+            probs[n] = {g: self.probs[n][g] for _, g in scored[:max_ngrams]}
+        for n in range(self.order, 2, -1):  # a kept n-gram's history stays, down to the bigrams
+            for g in probs[n]:
+                probs[n - 1].setdefault(g[:-1], self.probs[n - 1][g[:-1]])
+        backoffs = {g: b for g, b in self.backoffs.items() if len(g) < self.order and g in probs[len(g)]}
+        return NgramLM(self.order, probs, backoffs)
+
     def sentence_logprob(self, sentence: str) -> float:
         words, total = [BOS, *sentence.split(), EOS], 0.0
         for i in range(1, len(words)):
@@ -184,18 +212,25 @@ class NgramLM:
 
 
 class MixedLM:
-    """The in-domain n-gram interpolated with a large unigram word list (open vocabulary).
+    """The in-domain n-gram interpolated with a large unigram word list (open vocabulary), or with a general
+    n-gram model of the language over that word list.
 
-    ``p(w|h) = a p_in(w|h) + (1 - a) (1 - p_in(</s>|h)) q(w)`` for a word ``w`` and
-    ``p(</s>|h) = p_in(</s>|h)``, where ``q`` is the word list's unigram distribution and ``a`` the
-    mixing weight. A word the n-gram has never seen takes its share of the n-gram's ``<unk>``
-    mass by ``q``. Every history's probabilities sum to one (tested). Same queries as :class:`NgramLM`.
+    With the word list alone: ``p(w|h) = a p_in(w|h) + (1 - a) (1 - p_in(</s>|h)) q(w)`` for a word ``w`` and
+    ``p(</s>|h) = p_in(</s>|h)``, where ``q`` is the word list's unigram distribution and ``a`` the mixing
+    weight. A word the n-gram has never seen takes its share of the n-gram's ``<unk>`` mass by ``q``. Every
+    history's probabilities sum to one (tested).
+
+    With a ``general`` model: ``p(w|h) = a p_in(w|h) + (1 - a) p_gen(w|h)`` for words and ``</s>`` alike
+    (``p_in`` as above; ``p_gen`` is 0 for a word the general model lacks): a history's probabilities over the
+    word list sum to between ``a`` and one (the general model's mass on words outside the list, and what its
+    pruning lost, is not redistributed). Same queries as :class:`NgramLM`.
     """
 
-    def __init__(self, lm: NgramLM, unigrams: dict[str, float], weight: float):
+    def __init__(self, lm: NgramLM, unigrams: dict[str, float], weight: float, general: NgramLM | None = None):
         if not 0.0 <= weight <= 1.0:
             raise AsrError(f"mixing weight must be in [0, 1], got {weight}")
-        self.lm, self.weight, self.order = lm, weight, lm.order
+        self.lm, self.weight, self.general = lm, weight, general
+        self.order = max(lm.order, general.order) if general is not None else lm.order
         words = {w: f for w, f in unigrams.items() if f > 0 and w not in (BOS, EOS, UNK)}
         floor = min(words.values(), default=1.0)
         for w in lm.vocab - {BOS, EOS, UNK}:
@@ -209,12 +244,18 @@ class MixedLM:
     def logprob(self, word: str, history: tuple[str, ...]) -> float:
         p_end = 10 ** self.lm.logprob(EOS, history)
         if word == EOS:
-            return math.log10(p_end) if p_end > 0 else LOG0
-        if word in self.lm.vocab and word != UNK:
+            p_in = p_end
+        elif word in self.lm.vocab and word != UNK:
             p_in = 10 ** self.lm.logprob(word, history)
         else:
             p_in = 10 ** self.lm.logprob(UNK, history) * self.unseen_share.get(word, 0.0)
-        p = self.weight * p_in + (1 - self.weight) * (1 - p_end) * self.q.get(word, 0.0)
+        if self.general is not None:
+            p_gen = 10 ** self.general.logprob(word, history) if word in self.general.vocab and word != UNK else 0.0
+            p = self.weight * p_in + (1 - self.weight) * p_gen
+        elif word == EOS:
+            p = p_end
+        else:
+            p = self.weight * p_in + (1 - self.weight) * (1 - p_end) * self.q.get(word, 0.0)
         return math.log10(p) if p > 0 else LOG0
 
 
@@ -241,6 +282,16 @@ class LmConfig:
     units: Literal["char", "phone"] = "char"  # ... characters + word separator, or the transcripts' phones
     extra_words: int = 0  # >0: the lexicon also gets this many of wordfreq's most frequent words ...
     extra_language: str = "en"  # ... of this language (their frequencies mix with the n-gram; decode.mix_weights)
+    # with extra_words: a general n-gram of the language mixed in place of those frequencies: "cmusphinx-en-us"
+    # (the pocketsphinx package's US English trigram), or an ARPA or CMU Sphinx binary file; "" for none
+    general: str = ""
+    general_ngrams: int = 300_000  # ... pruned to this many n-grams of each order above the first
+
+    def __post_init__(self):
+        if self.general and not self.extra_words:
+            raise ValueError("lm.general mixes a general model over lm.extra_words' word list: set lm.extra_words too")
+        if self.general_ngrams < 1:
+            raise ValueError(f"lm.general_ngrams must be >= 1, got {self.general_ngrams}")
 
 
 def lexicon_text(words: Iterable[str]) -> str:
@@ -286,6 +337,23 @@ def frequent_words(n: int, language: str, alphabet: set[str]) -> dict[str, float
 
     words = [w for w in wordfreq.top_n_list(language, n) if w and set(w) <= alphabet]
     return {w: wordfreq.word_frequency(w, language) for w in words}
+
+
+def general_model(name: str, vocabulary: set[str], max_ngrams: int) -> NgramLM:
+    """``lm.general``'s model over ``vocabulary``, pruned to ``max_ngrams`` n-grams of each order above the first.
+
+    Raises:
+        AsrError: a file that is missing or neither ARPA nor CMU Sphinx binary.
+    """
+    path = sphinxlm.packaged_english() if name == sphinxlm.PACKAGED else Path(name)
+    if not path.is_file():
+        raise AsrError(
+            f"lm.general={name}: no such file (give an ARPA or CMU Sphinx .lm.bin file, or {sphinxlm.PACKAGED})"
+        )
+    with open(path, "rb") as f:
+        binary = f.read(len(sphinxlm.HEADER)) == sphinxlm.HEADER
+    lm = NgramLM(3, *sphinxlm.read_sphinx_lm(path, vocabulary | {BOS, EOS})) if binary else NgramLM.read_arpa(path)
+    return lm.prune(max_ngrams, vocabulary)
 
 
 def unit_sentence(text: str) -> str:
@@ -335,9 +403,15 @@ def stage(ctx: StageContext) -> dict:
         phones, guessed = Pronouncer(read_lexicon(lexicon_dir.dictionary)).lexicon(vocabulary)
         ctx.log(f"lm: {len(phones)} words spelled in phones, {len(guessed)} of them by the G2P")
     lm = build(texts, ctx.out, cfg.order, cfg.token_order, extra, cfg.units, phones)
+    general = None
+    if cfg.general:
+        general = general_model(cfg.general, set(lm.vocab) | set(extra or {}), cfg.general_ngrams)
+        general.write_arpa(LmDir(ctx.out).general)
+        ctx.log(f"lm: general model {cfg.general}: {sum(map(len, general.probs.values()))} n-grams over the word list")
     return {
         "sentences": len(texts),
         "vocabulary": len(lm.vocab),
         "extra_words": len(extra or {}),
         "ngrams": {n: len(p) for n, p in lm.probs.items()},
+        **({"general_ngrams": {n: len(p) for n, p in general.probs.items()}} if general else {}),
     }

@@ -27,7 +27,8 @@ FORMAT_VERSION = 1
 REQUIRED = {"model": dict, "input_dim": int, "tokenizer": dict, "features": dict, "cmvn": dict}
 # the lm stage's files an exported model may embed (see asr.export.lm_files); nothing else is written out
 _LM = LmDir(Path())
-LM_FILE_NAMES = tuple(p.name for p in (_LM.lexicon, _LM.words, _LM.arpa, _LM.unigrams, _LM.tokens_arpa))
+LM_FILE_NAMES = tuple(p.name for p in (_LM.lexicon, _LM.words, _LM.arpa, _LM.unigrams, _LM.general, _LM.tokens_arpa))
+OPTIONAL_LM_FILES = (_LM.general.name,)  # read when the lm stage wrote it (lm.general), else not needed
 MAX_UNITS = 100_000
 # the optional plain data describe() and the decoders read: entry -> field -> type
 _NUMBER = (int, float)
@@ -187,7 +188,7 @@ def needed_lm_files(options: DecodeOptions) -> tuple[str, ...]:
         return _LM.lexicon.name, _LM.words.name
     if options.method == "lexicon_lm":
         return (_LM.lexicon.name, _LM.words.name, _LM.arpa.name) + (
-            (_LM.unigrams.name,) if options.mix_weight < 1 else ()
+            (_LM.unigrams.name, _LM.general.name) if options.mix_weight < 1 else ()
         )
     return ()
 

@@ -10,6 +10,7 @@ transcribing with an ONNX model never imports torch.
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 from dataclasses import dataclass
@@ -94,6 +95,13 @@ def searcher(tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None
         AsrError: as :class:`BeamSearch`.
     """
     return GreedySearch(tokenizer) if options.method == "greedy" else BeamSearch(tokenizer, options, lm)
+
+
+@functools.lru_cache(maxsize=2)
+def _general(path: str, mtime_ns: int) -> NgramLM:
+    """The lm stage's general model, read once per process (a decode stage builds a search per setting it tunes;
+    the file's time is part of the key, so a rewritten file is read again)."""
+    return NgramLM.read_arpa(path)
 
 
 class DecoderLM(LM):
@@ -249,7 +257,8 @@ class BeamSearch:
             if options.method == "lexicon_lm":
                 ngram = ngram or NgramLM.read_arpa(d.arpa)
                 if options.mix_weight < 1.0 and d.unigrams.is_file():
-                    ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight)
+                    general = _general(str(d.general), d.general.stat().st_mtime_ns) if d.general.is_file() else None
+                    ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight, general)
                 fusion = DecoderLM(ngram, [w for _, w in read_lines(d.words)])
             known = {w for _, w in read_lines(d.words)}
         self._check_lexicon(lexicon, known, set(units), lm)
