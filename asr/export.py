@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -26,11 +27,13 @@ from asr.context import StageContext
 from asr.decoding import DecodeOptions
 from asr.errors import AsrError
 from asr.fsutil import check_output_file
-from asr.layout import RECORD, DecodeDir, ExportDir, TrainDir
+from asr.layout import RECORD, DecodeDir, ExportDir, LmDir, TrainDir
 from asr.model import AcousticModel, build_from_checkpoint, length_reversal, read_checkpoint
 from asr.modelfile import OPTIONAL_LM_FILES, needed_lm_files, stored_options
 from asr.provenance import git_commit
 from asr.tokenizer import WORD_SEP
+
+_GENERAL = LmDir(Path()).general.name  # lm.general's model among an exported file's LM files
 
 VERSION = 1  # of the export stage's output: bump when what the shipped file holds changes
 
@@ -140,6 +143,13 @@ def describe(path: str | Path) -> str:
             entries = [line.split(maxsplit=1)[0] for line in files["lexicon.txt"].splitlines() if line.strip()]
             spelled = "pronunciations" if tok.get("type") == "phone" else "spellings"
             lines.append(f"lexicon: {len(set(entries)):,} words, {len(entries):,} {spelled}")
+        if files.get(_GENERAL):  # lm.general: its ARPA header's counts
+            counts = re.findall(r"^ngram (\d+)=(\d+)$", files[_GENERAL][:1000], re.MULTILINE)
+            lines.append(
+                "general LM: "
+                + ", ".join(f"{int(c):,} {n}-grams" for n, c in counts)
+                + f" over the lexicon, mixed with the in-domain n-gram (its share {options.mix_weight})"
+            )
     training = ckpt.get("training") or {}
     cfg = ckpt.get("train_config") or {}
     if training or cfg:
@@ -185,7 +195,7 @@ class _Unrolled(torch.nn.Module):
                 "ONNX export of LSTM projections is not supported (ONNX's LSTM has none); "
                 "train with train.model.proj=0 to export"
             )
-        self.cfg, self.output = cfg, model.output
+        self.cfg, self.output, self.front = cfg, model.output, model.front
         cls = torch.nn.LSTM if cfg.rnn == "lstm" else torch.nn.GRU
         self.cells = torch.nn.ModuleList()
         for layer in range(cfg.num_layers):
@@ -199,11 +209,13 @@ class _Unrolled(torch.nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, d = feats.shape
         s = self.cfg.stack
-        steps = torch.arange(t)
-        feats = feats * (steps[None, :, None] < lengths[:, None, None]).to(feats.dtype)
-        pad = (s - t % s) % s
-        feats = torch.cat([feats, feats.new_zeros(b, pad, d)], dim=1)
-        x = feats.reshape(b, -1, d * s)
+        if self.front is not None:
+            x = self.front(feats, lengths)
+        else:
+            feats = feats * (torch.arange(t)[None, :, None] < lengths[:, None, None]).to(feats.dtype)
+            pad = (s - t % s) % s
+            feats = torch.cat([feats, feats.new_zeros(b, pad, d)], dim=1)
+            x = feats.reshape(b, -1, d * s)
         out_lengths = torch.div(lengths + s - 1, s, rounding_mode="floor")
         valid, reverse = length_reversal(out_lengths, x.shape[1])
         dirs = 2 if self.cfg.bidirectional else 1

@@ -39,6 +39,10 @@ class ModelConfig:
     # chunk. Training runs the same chunked computation as streaming, so both give the same outputs.
     chunk: int = 0
     right_context: int = 0
+    # a convolutional front end (DeepSpeech2, ESPnet's VGG-BLSTM): N > 0 channels of two 2-D convolutions over
+    # (time, feature), before the RNN; the first strides `stack` steps in time (the subsampling), both halve the
+    # feature axis. Meant for log-mel input without deltas (features.kind=fbank, features.deltas=0). 0: none
+    conv: int = 0
 
     def __post_init__(self):
         if self.stack not in (1, 2, 3):
@@ -54,10 +58,39 @@ class ModelConfig:
             )
         if self.chunk and self.proj:
             raise ValueError("a streaming model (chunk > 0) has no LSTM projection: set proj=0")
+        if self.conv < 0 or (self.conv and self.chunk):
+            raise ValueError(
+                f"conv is a channel count >= 0, and a streaming model (chunk > 0) has none; got {self.conv}"
+            )
 
     @property
     def streaming(self) -> bool:
         return self.chunk > 0
+
+
+class ConvFront(nn.Module):
+    """``(feats (B, T, D), lengths) -> (B, ceil(T / stack), channels * ceil(ceil(D / 2) / 2))``: two 2-D
+    convolutions with ReLU over (time, feature), the first of ``stack`` frames at a time (kernel and stride
+    ``stack`` in time, as frame stacking), the second 3 x 3 over its steps. What lies past an utterance's end
+    is zeroed before each, so a padded batch gives each utterance its own result (ONNX-exportable)."""
+
+    def __init__(self, input_dim: int, channels: int, stack: int):
+        super().__init__()
+        self.stack = stack
+        self.conv1 = nn.Conv2d(1, channels, kernel_size=(stack, 3), stride=(stack, 2), padding=(0, 1))
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, stride=(1, 2), padding=1)
+        self.out_dim = channels * (((input_dim + 1) // 2 + 1) // 2)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        b, t, _ = feats.shape
+        s = self.stack
+        feats = feats * (torch.arange(t, device=feats.device)[None, :, None] < lengths.to(feats.device)[:, None, None])
+        feats = nn.functional.pad(feats, (0, 0, 0, (s - t % s) % s))
+        x = torch.relu(self.conv1(feats.unsqueeze(1)))  # (B, C, T', D')
+        steps = torch.div(lengths.to(feats.device) + s - 1, s, rounding_mode="floor")
+        x = x * (torch.arange(x.shape[2], device=x.device)[None, None, :, None] < steps[:, None, None, None])
+        x = torch.relu(self.conv2(x))
+        return x.permute(0, 2, 1, 3).reshape(b, x.shape[2], -1)
 
 
 class AcousticModel(nn.Module):
@@ -77,8 +110,9 @@ class AcousticModel(nn.Module):
         self.cfg, self.input_dim, self.num_units = cfg, input_dim, num_units
         rnn_cls = nn.LSTM if cfg.rnn == "lstm" else nn.GRU
         extra = {"proj_size": cfg.proj} if cfg.rnn == "lstm" and cfg.proj else {}
+        self.front = ConvFront(input_dim, cfg.conv, cfg.stack) if cfg.conv else None
         self.rnn = rnn_cls(
-            input_dim * cfg.stack,
+            self.front.out_dim if self.front is not None else input_dim * cfg.stack,
             cfg.hidden,
             num_layers=cfg.num_layers,
             batch_first=True,
@@ -110,7 +144,7 @@ class AcousticModel(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = feats.shape[0]
-        feats = self.stack_frames(feats, lengths)
+        feats = self.stack_frames(feats, lengths) if self.front is None else self.front(feats, lengths)
         out_lengths = self.output_lengths(lengths)
         # packed: cuDNN; LSTM projections (oneDNN has none); and inference, where the packed CPU
         # path decoded FSDD's test sets in 1.74 s against 2.06 s (asr.benchmarks.decode, 1 thread)

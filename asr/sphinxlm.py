@@ -90,36 +90,38 @@ def read_sphinx_lm(
         raise AsrError(f"{path}: not a CMU Sphinx binary language model (no {HEADER.decode()!r} header)")
     data = np.frombuffer(blob, np.uint8)
     pos = len(HEADER)
-    order = int(data[pos])
+    order = int(data[pos]) if len(blob) > pos else 0
     if order != 3:
         raise AsrError(f"{path}: a CMU Sphinx model of order {order}; only trigram models are read")
+    truncated = AsrError(f"{path}: truncated CMU Sphinx binary language model: download or copy it again")
+    if len(blob) < pos + 1 + 4 * order:
+        raise truncated
     counts = [int(c) for c in np.frombuffer(blob, "<u4", order, pos + 1)]
-    pos += 1 + 4 * order + 4  # order, counts, quantisation type
-    tables = np.frombuffer(blob, "<f4", 3 << QUANT_BITS, pos).astype(np.float64) * LOG10_BASE
-    pos += 4 * (3 << QUANT_BITS)
-    unigrams = np.frombuffer(blob, np.dtype([("p", "<f4"), ("bo", "<f4"), ("next", "<u4")]), counts[0] + 1, pos)
-    pos += 12 * (counts[0] + 1)
-    word_bits = _bits(counts[0])
-    next_bits = _bits(counts[2])
+    tables_at = pos + 1 + 4 * order + 4  # after the order, the counts and the quantisation's type
+    unigrams_at = tables_at + 4 * (3 << QUANT_BITS)
+    word_bits, next_bits = _bits(counts[0]), _bits(counts[2])
     mid_width, top_width = word_bits + 2 * QUANT_BITS + next_bits, word_bits + QUANT_BITS
-    mid_start = pos
+    mid_start = unigrams_at + 12 * (counts[0] + 1)
     top_start = mid_start + ((counts[1] + 1) * mid_width + 7) // 8 + 8
     words_at = top_start + ((counts[2] + 1) * top_width + 7) // 8 + 8
     if words_at + 4 > len(blob):
-        raise AsrError(f"{path}: truncated CMU Sphinx binary language model")
+        raise truncated
+    tables = np.frombuffer(blob, "<f4", 3 << QUANT_BITS, tables_at).astype(np.float64) * LOG10_BASE
+    unigrams = np.frombuffer(blob, np.dtype([("p", "<f4"), ("bo", "<f4"), ("next", "<u4")]), counts[0] + 1, unigrams_at)
     size = int(np.frombuffer(blob, "<i4", 1, words_at)[0])
     words = [w.decode("utf-8", "replace") for w in blob[words_at + 4 : words_at + 4 + size].split(b"\0")[: counts[0]]]
     if len(words) != counts[0]:
-        raise AsrError(f"{path}: truncated CMU Sphinx binary language model (word list)")
+        raise truncated
 
     # the levels are allocated for the header's counts, which may exceed the n-grams stored (sphinxbase's
     # count of the suffixes a pruned model must add): the unigrams' last pointer ends the bigrams, and so on
-    n_mid = int(unigrams["next"][counts[0]])
+    uni_next = unigrams["next"].astype(np.int64)
+    n_mid = int(uni_next[counts[0]])
     mid_word = _fields(data, mid_start, mid_width, n_mid + 1, 0, word_bits)
     mid_quant = _fields(data, mid_start, mid_width, n_mid + 1, word_bits, 2 * QUANT_BITS)
     mid_next = _fields(data, mid_start, mid_width, n_mid + 1, word_bits + 2 * QUANT_BITS, next_bits).astype(np.int64)
     n_top = int(mid_next[n_mid])
-    if n_mid > counts[1] or n_top > counts[2] or np.any(np.diff(mid_next) < 0):
+    if n_mid > counts[1] or n_top > counts[2] or np.any(np.diff(mid_next) < 0) or np.any(np.diff(uni_next) < 0):
         raise AsrError(f"{path}: damaged CMU Sphinx binary language model (n-gram pointers out of order)")
     mid_p = tables[(mid_quant[:n_mid] >> np.uint64(QUANT_BITS)).astype(np.int64)]
     mid_bo = tables[(1 << QUANT_BITS) + (mid_quant[:n_mid] & np.uint64((1 << QUANT_BITS) - 1)).astype(np.int64)]
@@ -132,7 +134,7 @@ def read_sphinx_lm(
         wanted = set(vocabulary)
         keep = np.array([w in wanted for w in words])
     # the last word of each bigram (its unigram parent) and of each trigram (its bigram parent's)
-    mid_last = np.repeat(np.arange(counts[0]), np.diff(unigrams["next"].astype(np.int64)))
+    mid_last = np.repeat(np.arange(counts[0]), np.diff(uni_next))
     top_parent = np.repeat(np.arange(n_mid), np.diff(mid_next))
     mid_first = mid_word[:n_mid].astype(np.int64)
     top_first = top_word.astype(np.int64)

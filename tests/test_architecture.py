@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "asr"
 LAYERS = {
     0: "errors config context fsutil textfiles procs layout phones ctc batching decoding provenance download "
     "transcript",
-    1: "audio manifest tokenizer lexicon g2p pronounce augment frontend lm modelfile corpora corpora.*",
+    1: "audio manifest tokenizer lexicon g2p pronounce augment frontend lm sphinxlm modelfile corpora corpora.*",
     2: "model onnxrt search features",
     3: "train_config train_data trainer distributed train decode report_page scoring export streaming transcribe "
     "stages crossval",

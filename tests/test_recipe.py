@@ -449,7 +449,10 @@ def test_short_speechocean762_recipe_recognises_sentences(so762_work):
     r = asr("evaluate", str(model), str(devtest))
     errors = re.match(r"%WER [0-9.]+ \[ (\d+) / (\d+),", r.stdout).groups()
     assert (int(errors[0]), int(errors[1])) == (round(metrics["wer"] * metrics["words"]), metrics["words"])
-    assert "phones (blank and word separator included)" in asr("info", str(model)).stdout
+    info = asr("info", str(model)).stdout
+    assert "phones (blank and word separator included)" in info
+    # the general English trigram (lm.general) travels in the file, pruned over the 5,000-word lexicon
+    assert re.search(r"general LM: [\d,]+ 1-grams, [\d,]+ 2-grams, [\d,]+ 3-grams over the lexicon", info), info
     onnx_path = so762_work / "so762.onnx"
     asr("export", str(model), "--onnx", str(onnx_path))
     from asr.transcribe import load_model

@@ -126,7 +126,7 @@ def test_the_decoding_vocabulary_never_comes_from_the_corpus_lexicon_or_held_out
     outs = {name: tmp_path / name for name in ("lexicon", "lm")}
     for name, fn in (("lexicon", pronounce.stage), ("lm", lm.stage)):
         outs[name].mkdir()
-        section = config[name] if name == "lexicon" else dataclasses.replace(config["lm"], extra_words=0)
+        section = config[name] if name == "lexicon" else dataclasses.replace(config["lm"], extra_words=0, general="")
         inputs = {"prepare": tmp_path / "prepare", "lexicon": outs["lexicon"]}
         fn(StageContext(Stage(0, name, fn), section, outs[name], inputs, None))
     spelled = {line.split()[0] for line in (outs["lm"] / "lexicon.txt").read_text().splitlines()}

@@ -73,6 +73,37 @@ def test_model_shapes_stacking_and_padding_invariance():
         torch.testing.assert_close(alone[0], out[1, : out_len[1]], rtol=1e-5, atol=1e-5)
 
 
+def test_a_convolutional_front_end_keeps_each_utterance_its_own_and_exports_to_onnx(tmp_path):
+    from asr.export import to_onnx
+    from asr.frontend import Cmvn, FeatureConfig
+    from asr.model import Network, checkpoint_dict
+    from asr.modelfile import check
+    from asr.onnxrt import load
+
+    with pytest.raises(ValueError, match="a streaming model .* has none"):
+        ModelConfig(conv=8, chunk=4)
+    torch.manual_seed(0)
+    fc = FeatureConfig(kind="fbank", n_mels=23, deltas=0)
+    tok = CharTokenizer("abc")
+    model = AcousticModel(fc.dim, len(tok.units), ModelConfig(num_layers=2, hidden=16, stack=3, conv=4, dropout=0))
+    assert model.rnn.input_size == 4 * 6  # 23 features halved twice (rounded up): 12, then 6
+    x, lengths = torch.randn(3, 20, fc.dim), torch.tensor([20, 13, 2])
+    out, out_len = model(x, lengths)
+    assert out_len.tolist() == [7, 5, 1] and out.shape == (3, 7, len(tok.units))
+    for b, n in enumerate(lengths.tolist()):  # padding (and what lies in it) never reaches an utterance
+        alone, _ = model(x[b : b + 1, :n], lengths[b : b + 1])
+        torch.testing.assert_close(alone[0], out[b, : out_len[b]], rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(out[0].sum(), list(model.front.parameters()))
+    assert all(float(g.abs().max()) > 0 for g in grads)
+    stats = Cmvn("global", np.zeros(fc.dim), np.ones(fc.dim)).to_dict()
+    ckpt = checkpoint_dict(model, tok.to_dict(), to_dict(fc), stats)
+    torch.save(ckpt, tmp_path / "m.pt")
+    to_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
+    _, onnx_net = load(tmp_path / "m.onnx")
+    feats = np.random.default_rng(0).standard_normal((31, fc.dim)).astype(np.float32)
+    np.testing.assert_allclose(onnx_net(feats), Network(check(ckpt, "m"))(feats), atol=1e-4, rtol=0)
+
+
 def test_cpu_unpacked_rnn_equals_packed_rnn_with_gradients():
     # the CPU path runs each direction over the padded batch (oneDNN kernel); it must give
     # what nn.LSTM/GRU over a packed batch gives (the CUDA path), outputs and gradients
