@@ -148,9 +148,10 @@ class NgramLM:
                     scored.append((history_prob(g[:-1]) * 10**p * abs(p - lower), g))
             scored.sort(reverse=True)
             probs[n] = {g: self.probs[n][g] for _, g in scored[:max_ngrams]}
-        for n in range(self.order, 2, -1):  # a kept n-gram's history stays, down to the bigrams
+        for n in range(self.order, 2, -1):  # a kept n-gram's listed history stays, down to the bigrams
             for g in probs[n]:
-                probs[n - 1].setdefault(g[:-1], self.probs[n - 1][g[:-1]])
+                if g[:-1] in self.probs[n - 1]:
+                    probs[n - 1].setdefault(g[:-1], self.probs[n - 1][g[:-1]])
         backoffs = {g: b for g, b in self.backoffs.items() if len(g) < self.order and g in probs[len(g)]}
         return NgramLM(self.order, probs, backoffs)
 
