@@ -107,8 +107,13 @@ def describe(path: str | Path) -> str:
         f"model file: {path}",
         f"network: {m['rnn'].upper()} {m['num_layers']}x{m['hidden']}"
         f"{' bidirectional' if m.get('bidirectional', True) else ''}"
-        f"{', projection ' + str(m['proj']) if m.get('proj') else ''}, x{m.get('stack', 1)} frame stacking, "
-        f"dropout {m.get('dropout')}; {params:,} parameters",
+        f"{', projection ' + str(m['proj']) if m.get('proj') else ''}, "
+        + (
+            f"after 2 convolutions of {m['conv']} channels (x{m.get('stack', 1)} in time), "
+            if m.get("conv")
+            else f"x{m.get('stack', 1)} frame stacking, "
+        )
+        + f"dropout {m.get('dropout')}; {params:,} parameters",
         f"units: {units} {kind}",
         (f"features: {f.get('n_mels')} log-mel" if f.get("kind") == "fbank" else f"features: {f.get('n_mfcc')} MFCC")
         + f"{' + deltas' * min(1, f.get('deltas', 0))}{' + delta-deltas' if f.get('deltas') == 2 else ''} "
