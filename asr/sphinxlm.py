@@ -115,17 +115,22 @@ def read_sphinx_lm(
 
     # the levels are allocated for the header's counts, which may exceed the n-grams stored (sphinxbase's
     # count of the suffixes a pruned model must add): the unigrams' last pointer ends the bigrams, and so on
+    damaged = AsrError(f"{path}: damaged CMU Sphinx binary language model (n-gram pointers out of order)")
     uni_next = unigrams["next"].astype(np.int64)
     n_mid = int(uni_next[counts[0]])
+    if n_mid > counts[1] or np.any(np.diff(uni_next) < 0):
+        raise damaged
     mid_word = _fields(data, mid_start, mid_width, n_mid + 1, 0, word_bits)
     mid_quant = _fields(data, mid_start, mid_width, n_mid + 1, word_bits, 2 * QUANT_BITS)
     mid_next = _fields(data, mid_start, mid_width, n_mid + 1, word_bits + 2 * QUANT_BITS, next_bits).astype(np.int64)
     n_top = int(mid_next[n_mid])
-    if n_mid > counts[1] or n_top > counts[2] or np.any(np.diff(mid_next) < 0) or np.any(np.diff(uni_next) < 0):
-        raise AsrError(f"{path}: damaged CMU Sphinx binary language model (n-gram pointers out of order)")
+    if n_top > counts[2] or np.any(np.diff(mid_next) < 0) or np.any(mid_word[:n_mid] >= counts[0]):
+        raise damaged
     mid_p = tables[(mid_quant[:n_mid] >> np.uint64(QUANT_BITS)).astype(np.int64)]
     mid_bo = tables[(1 << QUANT_BITS) + (mid_quant[:n_mid] & np.uint64((1 << QUANT_BITS) - 1)).astype(np.int64)]
     top_word = _fields(data, top_start, top_width, n_top, 0, word_bits)
+    if np.any(top_word >= counts[0]):
+        raise damaged
     top_quant = _fields(data, top_start, top_width, n_top, word_bits, QUANT_BITS)
     top_p = tables[(2 << QUANT_BITS) + top_quant.astype(np.int64)]
 

@@ -54,6 +54,13 @@ def test_foreign_damaged_and_missing_models_are_named(tmp_path, monkeypatch):
     cut.write_bytes(packaged_english().read_bytes()[:1_000_000])
     with pytest.raises(AsrError, match=f"{cut}: truncated CMU Sphinx binary language model"):
         read_sphinx_lm(cut)
+    blob = bytearray(packaged_english().read_bytes())
+    last_unigram = len(HEADER) + 1 + 12 + 4 + 4 * 3 * 65536 + 12 * 72_547  # its pointer ends the bigrams
+    blob[last_unigram + 8 : last_unigram + 12] = (2**32 - 1).to_bytes(4, "little")
+    damaged = tmp_path / "damaged.lm.bin"
+    damaged.write_bytes(bytes(blob))
+    with pytest.raises(AsrError, match=f"{damaged}: damaged CMU Sphinx binary language model"):
+        read_sphinx_lm(damaged)
     bigram = tmp_path / "bigram.lm.bin"
     bigram.write_bytes(HEADER + bytes([2]) + bytes(100))
     with pytest.raises(AsrError, match="of order 2; only trigram models"):
