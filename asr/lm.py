@@ -136,8 +136,12 @@ class NgramLM:
         Every history of a kept n-gram is kept."""
         words = self.vocab if vocabulary is None else (set(vocabulary) | {BOS, EOS, UNK}) & self.vocab
 
+        seen: dict[tuple[str, ...], float] = {}  # p(h), once per history (histories repeat across n-grams)
+
         def history_prob(h: tuple[str, ...]) -> float:
-            return 10 ** sum(self.logprob(w, h[:i]) for i, w in enumerate(h) if w != BOS)
+            if h not in seen:
+                seen[h] = 10 ** sum(self.logprob(w, h[:i]) for i, w in enumerate(h) if w != BOS)
+            return seen[h]
 
         probs: dict[int, dict[tuple, float]] = {1: {g: p for g, p in self.probs[1].items() if g[0] in words}}
         for n in range(2, self.order + 1):
@@ -243,9 +247,8 @@ class MixedLM:
         self.vocab = set(self.q) | {BOS, EOS, UNK}
 
     def logprob(self, word: str, history: tuple[str, ...]) -> float:
-        p_end = 10 ** self.lm.logprob(EOS, history)
         if word == EOS:
-            p_in = p_end
+            p_in = 10 ** self.lm.logprob(EOS, history)
         elif word in self.lm.vocab and word != UNK:
             p_in = 10 ** self.lm.logprob(word, history)
         else:
@@ -254,8 +257,9 @@ class MixedLM:
             p_gen = 10 ** self.general.logprob(word, history) if word in self.general.vocab and word != UNK else 0.0
             p = self.weight * p_in + (1 - self.weight) * p_gen
         elif word == EOS:
-            p = p_end
-        else:
+            p = p_in
+        else:  # the word list's share is what the n-gram leaves to words, not to </s> (queried only here)
+            p_end = 10 ** self.lm.logprob(EOS, history)
             p = self.weight * p_in + (1 - self.weight) * (1 - p_end) * self.q.get(word, 0.0)
         return math.log10(p) if p > 0 else LOG0
 

@@ -74,7 +74,7 @@ def test_model_shapes_stacking_and_padding_invariance():
 
 
 def test_a_convolutional_front_end_keeps_each_utterance_its_own_and_exports_to_onnx(tmp_path):
-    from asr.export import to_onnx
+    from asr.export import describe, to_onnx
     from asr.frontend import Cmvn, FeatureConfig
     from asr.model import Network, checkpoint_dict
     from asr.modelfile import check
@@ -99,6 +99,7 @@ def test_a_convolutional_front_end_keeps_each_utterance_its_own_and_exports_to_o
     ckpt = checkpoint_dict(model, tok.to_dict(), to_dict(fc), stats)
     torch.save(ckpt, tmp_path / "m.pt")
     to_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
+    assert "after 2 convolutions of 4 channels (x3 in time)" in describe(tmp_path / "m.pt")
     _, onnx_net = load(tmp_path / "m.onnx")
     feats = np.random.default_rng(0).standard_normal((31, fc.dim)).astype(np.float32)
     np.testing.assert_allclose(onnx_net(feats), Network(check(ckpt, "m"))(feats), atol=1e-4, rtol=0)
