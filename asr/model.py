@@ -43,6 +43,10 @@ class ModelConfig:
     # (time, feature), before the RNN; the first strides `stack` steps in time (the subsampling), both halve the
     # feature axis. Meant for log-mel input without deltas (features.kind=fbank, features.deltas=0). 0: none
     conv: int = 0
+    # intermediate CTC (Lee & Watanabe 2021, InterCTC): N > 0 puts a second linear CTC layer, over the same units,
+    # on the output of RNN layer N (of num_layers); training adds its CTC loss (train.inter_ctc_weight), so the
+    # lower layers must already tell the units apart. Decoding reads the top layer only. 0: none
+    inter_ctc: int = 0
 
     def __post_init__(self):
         if self.stack not in (1, 2, 3):
@@ -61,6 +65,12 @@ class ModelConfig:
         if self.conv < 0 or (self.conv and self.chunk):
             raise ValueError(
                 f"conv is a channel count >= 0, and a streaming model (chunk > 0) has none; got {self.conv}"
+            )
+
+        if not 0 <= self.inter_ctc < self.num_layers or (self.inter_ctc and (self.proj or self.chunk)):
+            raise ValueError(
+                f"inter_ctc is an RNN layer below the top (0 < N < num_layers={self.num_layers}), in a model without "
+                f"an LSTM projection or chunks; got {self.inter_ctc}"
             )
 
     @property
@@ -123,6 +133,7 @@ class AcousticModel(nn.Module):
         out_dim = (cfg.proj or cfg.hidden) * (2 if cfg.bidirectional else 1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(out_dim, num_units)
+        self.inter_output = nn.Linear(out_dim, num_units) if cfg.inter_ctc else None
         self.pack: bool | None = None  # batches packed (True) or padded (False); None: packed on CUDA and without
         # autograd (see above); set by benchmarks comparing the two
 
@@ -142,10 +153,19 @@ class AcousticModel(nn.Module):
             feats = nn.functional.pad(feats, (0, 0, 0, pad))
         return feats.reshape(b, (t + pad) // s, d * s)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, inter: bool = False) -> tuple[torch.Tensor, ...]:
+        """``inter=True`` (training a model with ``inter_ctc``): also returns the intermediate CTC layer's
+        ``(B, T', V)`` log-probabilities, third."""
         b = feats.shape[0]
         feats = self.stack_frames(feats, lengths) if self.front is None else self.front(feats, lengths)
         out_lengths = self.output_lengths(lengths)
+        if inter and self.inter_output is not None:
+            hidden, mid = self._rnn_unpacked(feats, out_lengths.to(feats.device), keep=self.cfg.inter_ctc)
+            top, aux = (
+                head(self.dropout(h)).float().log_softmax(dim=-1)
+                for head, h in ((self.output, hidden), (self.inter_output, mid))
+            )
+            return top, out_lengths, aux
         # packed: cuDNN; LSTM projections (oneDNN has none); and inference, where the packed CPU
         # path decoded FSDD's test sets in 1.74 s against 2.06 s (asr.benchmarks.decode, 1 thread)
         if self.cfg.streaming:
@@ -176,19 +196,21 @@ class AcousticModel(nn.Module):
         y, h = _VF.gru(x, state, weights, True, 1, 0.0, self.training, False, True)
         return y, h
 
-    def _rnn_unpacked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _rnn_unpacked(self, x: torch.Tensor, lengths: torch.Tensor, keep: int = 0):
         """``self.rnn`` over a padded batch, one layer and direction at a time, the reverse direction fed each
-        item reversed within its own length."""
+        item reversed within its own length; ``keep`` > 0: returns layer ``keep``'s output as well, second."""
         valid, reverse = length_reversal(lengths, x.shape[1])
-        h = x
+        h, kept = x, None
         for layer in range(self.cfg.num_layers):
+            if layer == keep and keep:
+                kept = h * valid
             if layer:
                 h = nn.functional.dropout(h, self.rnn.dropout, self.training)
             outs = [self._direction(h, None, layer)[0]]
             if self.cfg.bidirectional:
                 outs.append(reverse(self._direction(reverse(h), None, layer, True)[0]))
             h = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
-        return h * valid
+        return (h * valid, kept) if keep else h * valid
 
     def _rnn_chunked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The latency-controlled RNN over a padded batch: each item cut into chunks of ``chunk`` steps, chunk

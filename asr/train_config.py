@@ -72,6 +72,8 @@ class TrainConfig:
     # taken at the weights plus Gaussian noise of this std (0: none), from this share of the updates on
     weight_noise: float = 0.0
     weight_noise_from: float = 0.0
+    # the intermediate CTC loss's share of the loss, for a model with one (model.inter_ctc): (1 - w) top + w middle
+    inter_ctc_weight: float = 0.3
     # runtime
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
@@ -92,6 +94,8 @@ class TrainConfig:
             raise ValueError("lr and min_batches must be positive, batch_frames and evaluations >= 0")
         if min(self.updates, self.epochs, self.min_updates) < 0 or not 0 <= self.warmup < 1:
             raise ValueError("updates, epochs and min_updates must be >= 0, warmup in [0, 1)")
+        if not 0 < self.inter_ctc_weight < 1:
+            raise ValueError(f"inter_ctc_weight is a share in (0, 1), got {self.inter_ctc_weight}")
         if self.weight_noise < 0 or not 0 <= self.weight_noise_from <= 1:
             raise ValueError(
                 f"weight_noise must be >= 0 and weight_noise_from in [0, 1], got {self.weight_noise}, "

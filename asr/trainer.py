@@ -39,10 +39,19 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, enabled=False)
 
 
-def ctc_loss(model, x, xl, y, yl, device, precision):
+def ctc_loss(model, x, xl, y, yl, device, precision, inter_weight: float = 0.0):
+    """The batch's CTC loss (mean over utterances of the per-token loss); ``inter_weight`` > 0 (a model with an
+    intermediate CTC layer, in training): ``(1 - w)`` the top layer's loss plus ``w`` the intermediate one's."""
     with _autocast(device, precision):
-        log_probs, out_lengths = model(x, xl)
-    loss = F.ctc_loss(log_probs.transpose(0, 1), y, out_lengths, yl, blank=0, reduction="mean", zero_infinity=True)
+        outs = model(x, xl, inter=inter_weight > 0)
+    log_probs, out_lengths = outs[0], outs[1]
+
+    def loss_of(lp: torch.Tensor) -> torch.Tensor:
+        return F.ctc_loss(lp.transpose(0, 1), y, out_lengths, yl, blank=0, reduction="mean", zero_infinity=True)
+
+    loss = loss_of(log_probs)
+    if len(outs) > 2:
+        loss = (1 - inter_weight) * loss + inter_weight * loss_of(outs[2])
     return loss, log_probs, out_lengths
 
 
@@ -163,6 +172,11 @@ class Trainer:
     epoch_batches: int = 0  # batches of the epoch under way (0: none started in this process yet)
     split_at: int | None = None  # batches of this many padded frames or more ran out of memory: trained in pieces
     log: Callable[[str], None] = print
+
+    @property
+    def inter_weight(self) -> float:
+        """The intermediate CTC loss's share (0 for a model without that layer)."""
+        return self.cfg.inter_ctc_weight if self.core.cfg.inter_ctc else 0.0
 
     @property
     def epochs_done(self) -> float:
@@ -291,7 +305,7 @@ class Trainer:
             x = spec_augment(x, self.cfg.freq_mask, self.cfg.n_freq_masks, self.cfg.time_mask, self.cfg.n_time_masks)
         sync = self.model.no_sync() if more and hasattr(self.model, "no_sync") else contextlib.nullcontext()
         with sync:
-            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, self.cfg.precision)
+            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, self.cfg.precision, self.inter_weight)
             loss = loss * (len(xl) / batch_size)
             self.scaler.scale(loss).backward()
         return loss.detach()
