@@ -113,7 +113,9 @@ def describe(path: str | Path) -> str:
             if m.get("conv")
             else f"x{m.get('stack', 1)} frame stacking, "
         )
-        + f"dropout {m.get('dropout')}; {params:,} parameters",
+        + f"dropout {m.get('dropout')}"
+        + (f", intermediate CTC after layer {m['inter_ctc']} (training only)" if m.get("inter_ctc") else "")
+        + f"; {params:,} parameters",
         f"units: {units} {kind}",
         (f"features: {f.get('n_mels')} log-mel" if f.get("kind") == "fbank" else f"features: {f.get('n_mfcc')} MFCC")
         + f"{' + deltas' * min(1, f.get('deltas', 0))}{' + delta-deltas' if f.get('deltas') == 2 else ''} "

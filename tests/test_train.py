@@ -134,6 +134,60 @@ def test_cpu_unpacked_rnn_equals_packed_rnn_with_gradients():
             torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
 
 
+def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
+    import torch.nn.functional as F
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from asr.trainer import ctc_loss
+
+    for bad in ({"inter_ctc": 3}, {"inter_ctc": 1, "proj": 8}, {"inter_ctc": 1, "chunk": 4}):
+        with pytest.raises(ValueError, match="inter_ctc is an RNN layer below the top"):
+            ModelConfig(num_layers=3, hidden=16, **bad)
+    with pytest.raises(ValueError, match="inter_ctc_weight"):
+        TrainConfig(inter_ctc_weight=1.0)
+    torch.manual_seed(0)
+    x, lengths = torch.randn(3, 14, 6), torch.tensor([14, 5, 9])
+    y, yl = torch.tensor([1, 2, 3, 2, 4, 1, 3]), torch.tensor([3, 2, 2])
+    for layer in (1, 2):
+        m = AcousticModel(6, 5, ModelConfig(num_layers=3, hidden=16, stack=1, dropout=0, inter_ctc=layer))
+        top, out_len, mid = m(x, lengths, inter=True)
+        plain, _ = m(x, lengths)
+        torch.testing.assert_close(top, plain, rtol=1e-5, atol=1e-5)  # the top layer is the model's output
+        # the intermediate head reads RNN layer `layer`: an nn.LSTM of that many layers with the same weights
+        below = torch.nn.LSTM(6, 16, num_layers=layer, batch_first=True, bidirectional=True)
+        below.load_state_dict({k: v for k, v in m.rnn.state_dict().items() if int(k.split("_l")[1][0]) < layer})
+        h, _ = below(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+        h, _ = pad_packed_sequence(h, batch_first=True, total_length=14)
+        ref = m.inter_output(h).log_softmax(-1)
+        for b, n in enumerate(lengths):
+            torch.testing.assert_close(mid[b, :n], ref[b, :n], rtol=1e-5, atol=1e-5)
+
+        def ctc(lp):
+            return F.ctc_loss(lp.transpose(0, 1), y, out_len, yl, reduction="mean", zero_infinity=True)
+
+        loss, _, _ = ctc_loss(m, x, lengths, y, yl, torch.device("cpu"), "fp32", 0.3)
+        torch.testing.assert_close(loss, 0.7 * ctc(top) + 0.3 * ctc(mid))
+        loss.backward()
+        assert float(m.inter_output.weight.grad.abs().max()) > 0
+
+
+def test_a_model_trained_with_intermediate_ctc_ships_without_it(tiny_features, tmp_path):
+    from asr.export import describe, to_onnx
+    from asr.model import Network
+    from asr.onnxrt import load
+
+    cfg = replace(TINY, model=ModelConfig(num_layers=2, hidden=64, dropout=0.0, inter_ctc=1), epochs=40)
+    summary = train(cfg, tiny_features, tmp_path, tmp_path / "partial", log=lambda m: None)
+    assert summary["dev_wer"] == 0.0  # it still learns the tiny set
+    ckpt = read_checkpoint(tmp_path / "model.pt")
+    assert "inter_output.weight" in ckpt["state_dict"]
+    assert "intermediate CTC after layer 1 (training only)" in describe(tmp_path / "model.pt")
+    to_onnx(tmp_path / "model.pt", tmp_path / "m.onnx")  # decoding reads the top layer alone
+    _, onnx_net = load(tmp_path / "m.onnx")
+    feats = np.random.default_rng(0).standard_normal((40, ckpt["input_dim"])).astype(np.float32)
+    np.testing.assert_allclose(onnx_net(feats), Network(ckpt)(feats), atol=1e-4, rtol=0)
+
+
 def test_onednn_primitive_cache_is_capped_unless_the_user_set_it():
     code = "import asr, os; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
     env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
