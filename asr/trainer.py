@@ -43,7 +43,7 @@ def ctc_loss(model, x, xl, y, yl, device, precision, inter_weight: float = 0.0):
     """The batch's CTC loss (mean over utterances of the per-token loss); ``inter_weight`` > 0 (a model with an
     intermediate CTC layer, in training): ``(1 - w)`` the top layer's loss plus ``w`` the intermediate one's."""
     with _autocast(device, precision):
-        outs = model(x, xl, inter=inter_weight > 0)
+        outs = model(x, xl, inter=True) if inter_weight > 0 else model(x, xl)
     log_probs, out_lengths = outs[0], outs[1]
 
     def loss_of(lp: torch.Tensor) -> torch.Tensor:

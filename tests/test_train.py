@@ -162,11 +162,11 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
         for b, n in enumerate(lengths):
             torch.testing.assert_close(mid[b, :n], ref[b, :n], rtol=1e-5, atol=1e-5)
 
-        def ctc(lp):
-            return F.ctc_loss(lp.transpose(0, 1), y, out_len, yl, reduction="mean", zero_infinity=True)
-
+        top_loss, mid_loss = (
+            F.ctc_loss(lp.transpose(0, 1), y, out_len, yl, reduction="mean", zero_infinity=True) for lp in (top, mid)
+        )
         loss, _, _ = ctc_loss(m, x, lengths, y, yl, torch.device("cpu"), "fp32", 0.3)
-        torch.testing.assert_close(loss, 0.7 * ctc(top) + 0.3 * ctc(mid))
+        torch.testing.assert_close(loss, 0.7 * top_loss + 0.3 * mid_loss)
         loss.backward()
         assert float(m.inter_output.weight.grad.abs().max()) > 0
 
