@@ -67,10 +67,10 @@ class ModelConfig:
                 f"conv is a channel count >= 0, and a streaming model (chunk > 0) has none; got {self.conv}"
             )
 
-        if not 0 <= self.inter_ctc < self.num_layers or (self.inter_ctc and (self.proj or self.chunk)):
+        if not 0 <= self.inter_ctc < self.num_layers or (self.inter_ctc and self.proj):
             raise ValueError(
                 f"inter_ctc is an RNN layer below the top (0 < N < num_layers={self.num_layers}), in a model without "
-                f"an LSTM projection or chunks; got {self.inter_ctc}"
+                f"an LSTM projection; got {self.inter_ctc}"
             )
 
     @property
@@ -160,7 +160,8 @@ class AcousticModel(nn.Module):
         feats = self.stack_frames(feats, lengths) if self.front is None else self.front(feats, lengths)
         out_lengths = self.output_lengths(lengths)
         if inter and self.inter_output is not None:
-            hidden, mid = self._rnn_unpacked(feats, out_lengths.to(feats.device), keep=self.cfg.inter_ctc)
+            rnn = self._rnn_chunked if self.cfg.streaming else self._rnn_unpacked
+            hidden, mid = rnn(feats, out_lengths.to(feats.device), keep=self.cfg.inter_ctc)
             top, aux = (
                 head(self.dropout(h)).float().log_softmax(dim=-1)
                 for head, h in ((self.output, hidden), (self.inter_output, mid))
@@ -212,12 +213,13 @@ class AcousticModel(nn.Module):
             h = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
         return (h * valid, kept) if keep else h * valid
 
-    def _rnn_chunked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _rnn_chunked(self, x: torch.Tensor, lengths: torch.Tensor, keep: int = 0):
         """The latency-controlled RNN over a padded batch: each item cut into chunks of ``chunk`` steps, chunk
         ``k`` read with the ``right_context`` steps after it (its window). In every layer the forward direction
         runs over the chunks in order carrying its state, and on from a chunk's end state over its context; the
         backward direction runs over each window alone from its last real step. A layer's window context is the
-        previous layer's output for that window: what :meth:`step` computes as the audio arrives."""
+        previous layer's output for that window: what :meth:`step` computes as the audio arrives. ``keep`` > 0:
+        returns layer ``keep``'s output as well, second."""
         b, t, d = x.shape
         c, r = self.cfg.chunk, self.cfg.right_context
         k = max(1, -(-t // c))
@@ -226,7 +228,11 @@ class AcousticModel(nn.Module):
         ctx = x[:, ((torch.arange(k, device=x.device)[:, None] + 1) * c + torch.arange(r, device=x.device)[None])]
         windows = (lengths[:, None] - torch.arange(k, device=x.device)[None] * c).clamp(0, c + r).reshape(-1)
         _, reverse = length_reversal(windows, c + r)
+        valid = (torch.arange(t, device=x.device)[None] < lengths[:, None])[..., None]
+        kept = None
         for layer in range(self.cfg.num_layers):
+            if layer == keep and keep:
+                kept = main.reshape(b, k * c, -1)[:, :t] * valid
             if layer:
                 main = nn.functional.dropout(main, self.rnn.dropout, self.training)
                 ctx = nn.functional.dropout(ctx, self.rnn.dropout, self.training)
@@ -249,8 +255,8 @@ class AcousticModel(nn.Module):
                 bwd = reverse(self._direction(reverse(whole), None, layer, True)[0]).reshape(b, k, c + r, -1)
                 out = torch.cat([fwd, bwd], -1)
             main, ctx = out[:, :, :c], out[:, :, c:]
-        valid = (torch.arange(t, device=x.device)[None] < lengths[:, None])[..., None]
-        return main.reshape(b, k * c, -1)[:, :t] * valid
+        out = main.reshape(b, k * c, -1)[:, :t] * valid
+        return (out, kept) if keep else out
 
     def step(self, window: torch.Tensor, n_main: int, state: list | None) -> tuple[torch.Tensor, list]:
         """One window of a stream (a streaming model, inference): ``(1, n, D * stack)`` stacked frames, the chunk's

@@ -451,6 +451,7 @@ def test_short_speechocean762_recipe_recognises_sentences(so762_work):
     assert (int(errors[0]), int(errors[1])) == (round(metrics["wer"] * metrics["words"]), metrics["words"])
     info = asr("info", str(model)).stdout
     assert "phones (blank and word separator included)" in info
+    assert "intermediate CTC after layer 1 (training only)" in info  # the recipe's InterCTC, kept in the file
     # the general English trigram (lm.general) travels in the file, pruned over the 5,000-word lexicon
     assert re.search(r"general LM: [\d,]+ 1-grams, [\d,]+ 2-grams, [\d,]+ 3-grams over the lexicon", info), info
     onnx_path = so762_work / "so762.onnx"

@@ -140,7 +140,7 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
 
     from asr.trainer import ctc_loss
 
-    for bad in ({"inter_ctc": 3}, {"inter_ctc": 1, "proj": 8}, {"inter_ctc": 1, "chunk": 4}):
+    for bad in ({"inter_ctc": 3}, {"inter_ctc": 1, "proj": 8}):
         with pytest.raises(ValueError, match="inter_ctc is an RNN layer below the top"):
             ModelConfig(num_layers=3, hidden=16, **bad)
     with pytest.raises(ValueError, match="inter_ctc_weight"):
@@ -169,6 +169,15 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
         torch.testing.assert_close(loss, 0.7 * top_loss + 0.3 * mid_loss)
         loss.backward()
         assert float(m.inter_output.weight.grad.abs().max()) > 0
+    # a streaming model: the head reads layer 1 of the chunked computation (a 1-layer chunked model's output)
+    m = AcousticModel(6, 5, ModelConfig(num_layers=2, hidden=16, dropout=0, chunk=4, right_context=2, inter_ctc=1))
+    top, _, mid = m(x, lengths, inter=True)
+    torch.testing.assert_close(top, m(x, lengths)[0], rtol=1e-5, atol=1e-5)
+    below = AcousticModel(6, 5, ModelConfig(num_layers=1, hidden=16, dropout=0, chunk=4, right_context=2))
+    below.rnn.load_state_dict({k: v for k, v in m.rnn.state_dict().items() if "_l0" in k})
+    ref = m.inter_output(below._rnn_chunked(x, lengths)).log_softmax(-1)
+    for b, n in enumerate(lengths):
+        torch.testing.assert_close(mid[b, :n], ref[b, :n], rtol=1e-5, atol=1e-5)
 
 
 def test_a_model_trained_with_intermediate_ctc_ships_without_it(tiny_features, tmp_path):
