@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import _VF, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from asr.errors import AsrError
 from asr.modelfile import FORMAT_VERSION, check
@@ -160,7 +160,12 @@ class AcousticModel(nn.Module):
         feats = self.stack_frames(feats, lengths) if self.front is None else self.front(feats, lengths)
         out_lengths = self.output_lengths(lengths)
         if inter and self.inter_output is not None:
-            rnn = self._rnn_chunked if self.cfg.streaming else self._rnn_unpacked
+            if self.cfg.streaming:
+                rnn = self._rnn_chunked
+            else:  # packed on CUDA (cuDNN), as below
+                rnn = (
+                    self._rnn_packed if (self.pack if self.pack is not None else feats.is_cuda) else self._rnn_unpacked
+                )
             hidden, mid = rnn(feats, out_lengths.to(feats.device), keep=self.cfg.inter_ctc)
             top, aux = (
                 head(self.dropout(h)).float().log_softmax(dim=-1)
@@ -212,6 +217,27 @@ class AcousticModel(nn.Module):
                 outs.append(reverse(self._direction(reverse(h), None, layer, True)[0]))
             h = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
         return (h * valid, kept) if keep else h * valid
+
+    def _rnn_packed(self, x: torch.Tensor, lengths: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``self.rnn`` over a packed batch in two calls (layers below ``keep``, then the rest; cuDNN's packed
+        kernel on CUDA), with dropout between layers as ``nn.LSTM`` applies it; returns the top output and layer
+        ``keep``'s, padded. (``nn.LSTM`` returns only its top layer's output.)"""
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        data, sizes = packed.data, packed.batch_sizes
+        dirs, layers = 2 if self.cfg.bidirectional else 1, self.cfg.num_layers
+        per_layer = len(self.rnn._flat_weights) // layers
+        run = _VF.lstm if self.cfg.rnn == "lstm" else _VF.gru
+        outs = []
+        for lo, hi in ((0, keep), (keep, layers)):
+            if lo:
+                data = nn.functional.dropout(data, self.rnn.dropout, self.training)
+            h0 = data.new_zeros((hi - lo) * dirs, int(sizes[0]), self.cfg.hidden)
+            weights = self.rnn._flat_weights[lo * per_layer : hi * per_layer]
+            state = (h0, h0) if self.cfg.rnn == "lstm" else h0
+            data = run(data, sizes, state, weights, True, hi - lo, self.rnn.dropout, self.training, dirs == 2)[0]
+            seq = PackedSequence(data, sizes, packed.sorted_indices, packed.unsorted_indices)
+            outs.append(pad_packed_sequence(seq, batch_first=True, total_length=x.shape[1])[0])
+        return outs[1], outs[0]
 
     def _rnn_chunked(self, x: torch.Tensor, lengths: torch.Tensor, keep: int = 0):
         """The latency-controlled RNN over a padded batch: each item cut into chunks of ``chunk`` steps, chunk

@@ -73,6 +73,26 @@ def test_cudnn_model_equals_cpu_model_outputs_and_gradients(cfg, exact_fp32):
         torch.testing.assert_close(g_gpu, g_cpu, rtol=1e-3, atol=1e-4)
 
 
+def test_intermediate_ctc_on_cudnn_equals_the_cpu(exact_fp32):
+    # on CUDA the packed stack runs in two cuDNN calls, below and above the intermediate layer
+    torch.manual_seed(0)
+    cpu = AcousticModel(13, 9, ModelConfig(num_layers=3, hidden=32, stack=3, dropout=0, inter_ctc=2))
+    gpu = copy.deepcopy(cpu).cuda()
+    x, lengths = torch.randn(4, 40, 13), torch.tensor([40, 7, 33, 20])
+    out_len = cpu.output_lengths(lengths)
+    results = []
+    for m, dev in ((cpu, "cpu"), (gpu, "cuda")):
+        top, _, mid = m(x.to(dev), lengths.to(dev), inter=True)
+        grads = torch.autograd.grad(top.sum() + 2 * mid.sum(), list(m.parameters()))
+        results.append((top.cpu(), mid.cpu(), [g.cpu() for g in grads]))
+    (ta, ma, ga), (tb, mb, gb) = results
+    for i, n in enumerate(out_len):
+        torch.testing.assert_close(tb[i, :n], ta[i, :n], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(mb[i, :n], ma[i, :n], rtol=1e-4, atol=1e-4)
+    for g_cpu, g_gpu in zip(ga, gb):
+        torch.testing.assert_close(g_gpu, g_cpu, rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_training_on_cuda_learns_and_the_model_transcribes_on_cpu(
     precision, tiny_features, fsdd_utts, tmp_path

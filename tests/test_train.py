@@ -169,6 +169,23 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
         torch.testing.assert_close(loss, 0.7 * top_loss + 0.3 * mid_loss)
         loss.backward()
         assert float(m.inter_output.weight.grad.abs().max()) > 0
+        # the packed path (CUDA's: cuDNN) gives the same outputs and gradients as the CPU's padded one
+        for rnn in ("lstm", "gru"):
+            m = AcousticModel(6, 5, ModelConfig(rnn=rnn, num_layers=3, hidden=16, stack=1, dropout=0, inter_ctc=layer))
+            results = []
+            for pack in (False, True):
+                m.pack = pack
+                top, _, mid = m(x, lengths, inter=True)
+                weights = torch.randn(2, *top.shape, generator=torch.Generator().manual_seed(1))
+                weights = weights * (torch.arange(14)[None, None, :, None] < lengths[None, :, None, None])
+                loss = (top * weights[0]).sum() + (mid * weights[1]).sum()
+                results.append((top, mid, torch.autograd.grad(loss, list(m.parameters()))))
+            (top0, mid0, g0), (top1, mid1, g1) = results
+            for b, n in enumerate(lengths):
+                torch.testing.assert_close(top1[b, :n], top0[b, :n], rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(mid1[b, :n], mid0[b, :n], rtol=1e-5, atol=1e-5)
+            for a, r in zip(g1, g0):
+                torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-6)
     # a streaming model: the head reads layer 1 of the chunked computation (a 1-layer chunked model's output)
     m = AcousticModel(6, 5, ModelConfig(num_layers=2, hidden=16, dropout=0, chunk=4, right_context=2, inter_ctc=1))
     top, _, mid = m(x, lengths, inter=True)
