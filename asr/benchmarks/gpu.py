@@ -13,14 +13,13 @@ corpus needs to be on the GPU machine.
 
 Settings: the recipe's batch size (``train.batch_frames``, as the recipes train today) and larger frame
 budgets up to 400,000 or the largest batch that fits in the GPU's memory (the probe that
-``train.batch_frames=0`` uses, :func:`asr.trainer.probe_batch_frames`);
-packed sequences (cuDNN's packed RNN, today's path) against the padded batch run one direction at a time
-(the CPU's path); fp32 (cuDNN's default TF32) against bf16 autocast. Each recipe's model as it trains: the
-speechocean762 model's intermediate CTC layer splits its packed RNN into two cuDNN calls. The reference is the same loop on
-the CPU with all its cores. Reported: audio seconds per wall second, the ratio to the CPU, GPU utilisation
-(``nvidia-smi`` sampled every 100 ms over the timed pass), peak GPU memory, and the projected time of one
-pass over LibriSpeech's 960 hours at that throughput. The train loss of the pass shows that a setting
-does not change what is learned.
+``train.batch_frames=0`` uses, :func:`asr.trainer.probe_batch_frames`); packed sequences (cuDNN's packed RNN,
+today's path) against the padded batch run one direction at a time (the CPU's path); fp32 (cuDNN's default
+TF32) against bf16 autocast. Each recipe's model as it trains: the speechocean762 model's intermediate CTC
+layer splits its packed RNN into two cuDNN calls. The reference is the same loop on the CPU with all its
+cores. Reported: audio seconds per wall second, the ratio to the CPU, GPU utilisation (``nvidia-smi`` sampled
+every 100 ms over the timed pass), peak GPU memory, and the projected time of one pass over LibriSpeech's 960
+hours at that throughput. The train loss of the pass shows that a setting does not change what is learned.
 """
 
 from __future__ import annotations
