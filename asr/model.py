@@ -66,7 +66,6 @@ class ModelConfig:
             raise ValueError(
                 f"conv is a channel count >= 0, and a streaming model (chunk > 0) has none; got {self.conv}"
             )
-
         if not 0 <= self.inter_ctc < self.num_layers or (self.inter_ctc and self.proj):
             raise ValueError(
                 f"inter_ctc is an RNN layer below the top (0 < N < num_layers={self.num_layers}), in a model without "

@@ -83,7 +83,8 @@ SO762_SHORT = [
     "train.max_utterances=1200",
     "features.speed_perturb=",
     "train.spec_augment=false",
-    "train.model.inter_ctc=1",  # the recipe's intermediate CTC, on the middle of 2 layers (set first: 2 < 2 layers)
+    # intermediate CTC on the middle of 2 layers, set before num_layers (the recipe's layer 2 is not below 2)
+    "train.model.inter_ctc=1",
     "train.model.num_layers=2",
     "train.model.hidden=128",
     "train.epochs=8",
