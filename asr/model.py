@@ -158,33 +158,31 @@ class AcousticModel(nn.Module):
         b = feats.shape[0]
         feats = self.stack_frames(feats, lengths) if self.front is None else self.front(feats, lengths)
         out_lengths = self.output_lengths(lengths)
-        if inter and self.inter_output is not None:
-            if self.cfg.streaming:
-                rnn = self._rnn_chunked
-            else:  # packed on CUDA (cuDNN), as below
-                rnn = (
-                    self._rnn_packed if (self.pack if self.pack is not None else feats.is_cuda) else self._rnn_unpacked
-                )
-            hidden, mid = rnn(feats, out_lengths.to(feats.device), keep=self.cfg.inter_ctc)
-            top, aux = (
-                head(self.dropout(h)).float().log_softmax(dim=-1)
-                for head, h in ((self.output, hidden), (self.inter_output, mid))
-            )
-            return top, out_lengths, aux
+        keep = self.cfg.inter_ctc if inter and self.inter_output is not None else 0
+        steps = out_lengths.to(feats.device)
         # packed: cuDNN; LSTM projections (oneDNN has none); and inference, where the packed CPU
         # path decoded FSDD's test sets in 1.74 s against 2.06 s (asr.benchmarks.decode, 1 thread)
+        packed = self.cfg.proj or (self.pack if self.pack is not None else feats.is_cuda or not torch.is_grad_enabled())
         if self.cfg.streaming:
-            hidden = self._rnn_chunked(feats, out_lengths.to(feats.device))
+            hidden = self._rnn_chunked(feats, steps, keep)
+        elif keep:  # the intermediate layer's output as well: (top, layer `keep`)
+            hidden = (self._rnn_packed if packed else self._rnn_unpacked)(feats, steps, keep)
         elif b == 1 and not self.cfg.proj:  # one utterance (transcription, decoding): no padding, no packing needed
             hidden, _ = self.rnn(feats)
-        elif self.cfg.proj or (self.pack if self.pack is not None else feats.is_cuda or not torch.is_grad_enabled()):
-            packed = pack_padded_sequence(feats, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
-            hidden, _ = self.rnn(packed)
+        elif packed:
+            seq = pack_padded_sequence(feats, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+            hidden, _ = self.rnn(seq)
             hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=feats.shape[1])
         else:
-            hidden = self._rnn_unpacked(feats, out_lengths.to(feats.device))
-        logits = self.output(self.dropout(hidden))
-        return logits.float().log_softmax(dim=-1), out_lengths
+            hidden = self._rnn_unpacked(feats, steps)
+        if not keep:
+            return self.output(self.dropout(hidden)).float().log_softmax(dim=-1), out_lengths
+        top, mid = hidden
+        return (
+            self.output(self.dropout(top)).float().log_softmax(dim=-1),
+            out_lengths,
+            self.inter_output(self.dropout(mid)).float().log_softmax(dim=-1),
+        )
 
     def _direction(self, x: torch.Tensor, state, layer: int, reverse: bool = False):
         """One layer and direction of ``self.rnn`` over ``(B, T, D)`` from ``state`` (``None``: zeros), with its
