@@ -66,14 +66,15 @@ def split_batch(lengths: torch.Tensor, split_at: int | None) -> list[list[int]]:
 
 
 def select_items(batch: tuple, items: list[int]) -> tuple:
-    """Some items of a collated batch ``(x (B, T, ...), lengths, concatenated targets, target lengths)``, the
-    padding cut to their longest."""
-    x, lengths, targets, target_lengths = batch
-    ends = torch.cumsum(target_lengths, 0)
+    """Some items of a collated batch ``(x (B, T, ...), lengths, concatenated targets, target lengths[, the
+    intermediate layer's targets, their lengths])``, the padding cut to their longest."""
+    x, lengths = batch[:2]
     idx = torch.tensor(items)
-    return (
-        x[idx, : int(lengths[idx].max())],
-        lengths[idx],
-        torch.cat([targets[int(ends[k] - target_lengths[k]) : int(ends[k])] for k in items]),
-        target_lengths[idx],
-    )
+    out = (x[idx, : int(lengths[idx].max())], lengths[idx])
+    for targets, target_lengths in zip(batch[2::2], batch[3::2]):
+        ends = torch.cumsum(target_lengths, 0)
+        out += (
+            torch.cat([targets[int(ends[k] - target_lengths[k]) : int(ends[k])] for k in items]),
+            target_lengths[idx],
+        )
+    return out

@@ -95,6 +95,7 @@ def describe(path: str | Path) -> str:
         params = sum(v.numel() for v in ckpt["state_dict"].values() if isinstance(v, torch.Tensor))
     m, f = ckpt["model"], ckpt["features"]
     tok = ckpt["tokenizer"]
+    inter_units = {"char": "character", "phone": "phone"}.get(ckpt.get("inter_tokenizer", {}).get("type"), "")
     kind = {
         "char": "characters (blank and word separator included)",
         "sentencepiece": "sentencepiece subwords (blank included)",
@@ -114,7 +115,13 @@ def describe(path: str | Path) -> str:
             else f"x{m.get('stack', 1)} frame stacking, "
         )
         + f"dropout {m.get('dropout')}"
-        + (f", intermediate CTC after layer {m['inter_ctc']} (training only)" if m.get("inter_ctc") else "")
+        + (
+            f", intermediate CTC after layer {m['inter_ctc']}"
+            + (f" over {m['inter_vocab']} {inter_units or 'other'} units" if m.get("inter_vocab") else "")
+            + " (training only)"
+            if m.get("inter_ctc")
+            else ""
+        )
         + f"; {params:,} parameters",
         f"units: {units} {kind}",
         (f"features: {f.get('n_mels')} log-mel" if f.get("kind") == "fbank" else f"features: {f.get('n_mfcc')} MFCC")

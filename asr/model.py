@@ -47,6 +47,9 @@ class ModelConfig:
     # on the output of RNN layer N (of num_layers); training adds its CTC loss (train.inter_ctc_weight), so the
     # lower layers must already tell the units apart. Decoding reads the top layer only. 0: none
     inter_ctc: int = 0
+    # the intermediate layer's unit count when its units are not the model's (train.inter_units: phones below
+    # characters, as in hierarchical multi-task CTC, or the reverse); 0: the model's own units
+    inter_vocab: int = 0
 
     def __post_init__(self):
         if self.stack not in (1, 2, 3):
@@ -71,6 +74,8 @@ class ModelConfig:
                 f"inter_ctc is an RNN layer below the top (0 < N < num_layers={self.num_layers}), in a model without "
                 f"an LSTM projection; got {self.inter_ctc}"
             )
+        if self.inter_vocab < 0 or (self.inter_vocab and not self.inter_ctc):
+            raise ValueError(f"inter_vocab is a unit count >= 0, for a model with inter_ctc; got {self.inter_vocab}")
 
     @property
     def streaming(self) -> bool:
@@ -132,7 +137,7 @@ class AcousticModel(nn.Module):
         out_dim = (cfg.proj or cfg.hidden) * (2 if cfg.bidirectional else 1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(out_dim, num_units)
-        self.inter_output = nn.Linear(out_dim, num_units) if cfg.inter_ctc else None
+        self.inter_output = nn.Linear(out_dim, cfg.inter_vocab or num_units) if cfg.inter_ctc else None
         self.pack: bool | None = None  # batches packed (True) or padded (False); None: packed on CUDA and without
         # autograd (see above); set by benchmarks comparing the two
 

@@ -66,6 +66,23 @@ def _refused(cls, text: str) -> bool:
     return False
 
 
+def _tokenizer(units: str, vocab_size: int, utts: list[dict], spell: Callable[[str], str] | None):
+    """The tokenizer of ``units`` over the training transcripts (spelled through ``spell``: words into phones);
+    a transcript it cannot take is named."""
+    texts = [spell(u["text"]) if spell else u["text"] for u in utts]
+    if units not in ("char", "phone"):
+        return SubwordTokenizer.train(texts, vocab_size, units)
+    cls = CharTokenizer if units == "char" else PhoneTokenizer
+    try:
+        return cls.from_texts(texts)
+    except TokenizerError as e:  # name the utterances (only on failure: one tokenizer per transcript)
+        bad = [u["id"] for u in utts if _refused(cls, u["text"])]
+        raise AsrError(
+            f"{e}; it is in the transcript(s) of {bad[:5]}{' ...' if len(bad) > 5 else ''} "
+            f"({len(bad)} in all): fix them in the corpus and run again"
+        ) from None
+
+
 def _average(paths: list[Path]) -> dict:
     """The average of saved state dicts (loaded safely: a planted file is refused)."""
     states = [load_weights(p) for p in paths]
@@ -170,37 +187,41 @@ def train(
             f"the train sets {list(cfg.train_sets)} hold no utterances; check the prepare stage's output "
             "and train.train_sets"
         )
-    lexicon = read_dir(lexicon_dir) if lexicon_dir is not None and cfg.units == "phone" else None
+    lexicon = read_dir(lexicon_dir) if lexicon_dir is not None and "phone" in (cfg.units, cfg.inter_units) else None
     spell = None
     if lexicon is not None:
         dev_utts = [u for name in store.expand(cfg.dev_sets) for u in store.open(name).utts]
         transcript_lexicon(lexicon, {u["id"]: u["text"] for u in utts + dev_utts}, "train and dev transcripts")
         spell = functools.partial(phone_sentence, lexicon=lexicon)
-    texts = [spell(u["text"]) if spell else u["text"] for u in utts]
-    if cfg.units in ("char", "phone"):
-        cls = CharTokenizer if cfg.units == "char" else PhoneTokenizer
-        try:
-            tokenizer = cls.from_texts(texts)
-        except TokenizerError as e:  # name the utterances (only on failure: one tokenizer per transcript)
-            bad = [u["id"] for u in utts if _refused(cls, u["text"])]
+    main_spell = spell if cfg.units == "phone" else None
+    tokenizer = _tokenizer(cfg.units, cfg.vocab_size, utts, main_spell)
+    aux, model_cfg = None, cfg.model
+    if cfg.inter_units and cfg.inter_units != cfg.units:
+        if not cfg.model.inter_ctc:
             raise AsrError(
-                f"{e}; it is in the transcript(s) of {bad[:5]}{' ...' if len(bad) > 5 else ''} "
-                f"({len(bad)} in all): fix them in the corpus and run again"
-            ) from None
-    else:
-        tokenizer = SubwordTokenizer.train(texts, cfg.vocab_size, cfg.units)
+                f"train.inter_units={cfg.inter_units} is the units of the intermediate CTC layer: set "
+                "train.model.inter_ctc to the RNN layer it reads (1 .. num_layers - 1)"
+            )
+        if cfg.inter_units == "phone" and spell is None:
+            raise AsrError(
+                "train.inter_units=phone spells the transcripts in phones through a pronunciation lexicon: set "
+                "lexicon.path (cmudict, or a lexicon.txt file)"
+            )
+        aux_spell = spell if cfg.inter_units == "phone" else None
+        aux = (_tokenizer(cfg.inter_units, 0, utts, aux_spell), aux_spell)
+        model_cfg = replace(cfg.model, inter_vocab=len(aux[0]))
     quiet = (lambda m: None) if rank else log
     stack = cfg.model.stack
     train_data, short = load_data(
-        store, cfg.train_sets, tokenizer, stack, cfg.max_utterances, cfg.seed, quiet, spell=spell
+        store, cfg.train_sets, tokenizer, stack, cfg.max_utterances, cfg.seed, quiet, spell=main_spell, aux=aux
     )
     try:
-        dev_data, dev_short = load_data(store, cfg.dev_sets, tokenizer, stack, log=quiet, spell=spell)
+        dev_data, dev_short = load_data(store, cfg.dev_sets, tokenizer, stack, log=quiet, spell=main_spell)
     except AsrError as e:
         raise AsrError(f"dev sets {cfg.dev_sets}: {e} (characters never seen in training)") from None
     if not train_data.items:
         raise AsrError(f"no usable training utterances in {cfg.train_sets}")
-    core = AcousticModel(store.config.dim, len(tokenizer), cfg.model).to(device)
+    core = AcousticModel(store.config.dim, len(tokenizer), model_cfg).to(device)
     if cfg.batch_frames == 0:  # sized to the device, the same in every process
         frames = device_batch_frames(core, int(train_data.frames.max()), device, cfg.precision)
         cfg = replace(cfg, batch_frames=int(broadcast([frames], device)[0]))
@@ -265,6 +286,8 @@ def train(
                 core.load_state_dict(best_state)
         quiet(f"train: keeping the {chosen}: dev WER {100 * best_dev['wer']:.2f}%, CER {100 * best_dev['cer']:.2f}%")
         extra = {"train_config": to_dict(cfg), "chosen": chosen}
+        if aux:  # what the intermediate layer's units are, for reading it (phone posteriors of a character model)
+            extra["inter_tokenizer"] = aux[0].to_dict()
         torch.save(
             checkpoint_dict(core, tokenizer.to_dict(), to_dict(store.config), store.cmvn.to_dict(), extra), result.model
         )

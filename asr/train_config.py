@@ -74,6 +74,10 @@ class TrainConfig:
     weight_noise_from: float = 0.0
     # the intermediate CTC loss's share of the loss, for a model with one (model.inter_ctc): (1 - w) top + w middle
     inter_ctc_weight: float = 0.3
+    # that layer's units: "" the model's own (InterCTC); or char / phone (multi-task CTC: phones at a middle layer
+    # under characters on top, Sanabria & Metze 2018; or characters under phones), the targets spelled through
+    # the lexicon stage's pronunciations for phones. The model file keeps that head, unused by decoding
+    inter_units: Literal["", "char", "phone"] = ""
     # runtime
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda

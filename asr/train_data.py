@@ -29,6 +29,8 @@ class Data:
     ids: list[str]
     speakers: list[str]
     texts: list[str]
+    # targets of the intermediate CTC layer when its units differ (train.inter_units); None: it reads `labels`
+    aux_labels: list[list[int]] | None = None
 
 
 def load_data(
@@ -40,15 +42,18 @@ def load_data(
     seed: int = 0,
     log=None,
     spell: Callable[[str], str] | None = None,
+    aux: tuple[Tokenizer, Callable[[str], str] | None] | None = None,
 ) -> tuple[Data, list[tuple[str, int, int]]]:
     """Load set indexes and labels; drop (and return) utterances too short for their labels. ``spell``
-    turns a transcript into the tokenizer's text (words into phones); ``Data.texts`` holds that text.
+    turns a transcript into the tokenizer's text (words into phones); ``Data.texts`` holds that text. ``aux``:
+    the intermediate CTC layer's tokenizer and spelling, for its own labels (``Data.aux_labels``).
 
     Returns:
         the data, and ``(id, frames after stacking, frames needed)`` for each dropped utterance.
     """
     log = log or logging.getLogger("asr.train").info
     sets, items, labels, frames, ids, spk, texts, short = [], [], [], [], [], [], [], []
+    aux_labels = [] if aux else None
     for s_no, name in enumerate(store.expand(names)):
         fs = store.open(name)
         sets.append(fs)
@@ -57,6 +62,9 @@ def load_data(
             lab = tokenizer.encode(text)
             have = math.ceil(u["frames"] / stack)
             need = ctc_min_frames(lab)
+            if aux:
+                aux_lab = aux[0].encode(aux[1](u["text"]) if aux[1] else u["text"])
+                need = max(need, ctc_min_frames(aux_lab))
             if have < need:
                 short.append((u["id"], have, need))
                 continue
@@ -66,7 +74,9 @@ def load_data(
             ids.append(u["id"])
             spk.append(u["speaker"])
             texts.append(text)
-    data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts)
+            if aux:
+                aux_labels.append(aux_lab)
+    data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts, aux_labels)
     if max_utts and max_utts < len(items):
         keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:max_utts])
         data = Data(
@@ -77,6 +87,7 @@ def load_data(
             [ids[k] for k in keep],
             [spk[k] for k in keep],
             [texts[k] for k in keep],
+            [aux_labels[k] for k in keep] if aux else None,
         )
     for uid, have, need in short:
         log(f"train data: {uid} has {have} frames after x{stack} stacking but its text needs {need}; left out")
@@ -85,12 +96,13 @@ def load_data(
 
 def collate(data: Data, batch: list[int], cmvn, device: torch.device | None = None):
     """Padded ``(B, T, D)`` features (CMVN applied; ``None``: as stored), lengths, concatenated targets, target
-    lengths (on ``device``)."""
+    lengths, and with ``Data.aux_labels`` the intermediate layer's targets and their lengths (on ``device``)."""
     norm = cmvn or (lambda f, speaker: np.array(f, np.float32))  # a copy: the input may be a read-only view
     x, lengths = pad([norm(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch])
-    targets = torch.tensor([u for i in batch for u in data.labels[i]], dtype=torch.long)
-    target_lengths = torch.tensor([len(data.labels[i]) for i in batch])
-    out = (x, lengths, targets, target_lengths)
+    out = (x, lengths)
+    for labels in (data.labels, data.aux_labels) if data.aux_labels is not None else (data.labels,):
+        out += (torch.tensor([u for i in batch for u in labels[i]], dtype=torch.long),)
+        out += (torch.tensor([len(labels[i]) for i in batch]),)
     return out if device is None else tuple(t.to(device) for t in out)
 
 

@@ -39,19 +39,20 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, enabled=False)
 
 
-def ctc_loss(model, x, xl, y, yl, device, precision, inter_weight: float = 0.0):
+def ctc_loss(model, x, xl, y, yl, device, precision, inter_weight: float = 0.0, aux: tuple = ()):
     """The batch's CTC loss (mean over utterances of the per-token loss); ``inter_weight`` > 0 (a model with an
-    intermediate CTC layer, in training): ``(1 - w)`` the top layer's loss plus ``w`` the intermediate one's."""
+    intermediate CTC layer, in training): ``(1 - w)`` the top layer's loss plus ``w`` the intermediate one's,
+    against ``aux`` (its own targets and their lengths, when its units differ) or ``y``."""
     with _autocast(device, precision):
         outs = model(x, xl, inter=True) if inter_weight > 0 else model(x, xl)
     log_probs, out_lengths = outs[0], outs[1]
 
-    def loss_of(lp: torch.Tensor) -> torch.Tensor:
+    def loss_of(lp: torch.Tensor, y: torch.Tensor, yl: torch.Tensor) -> torch.Tensor:
         return F.ctc_loss(lp.transpose(0, 1), y, out_lengths, yl, blank=0, reduction="mean", zero_infinity=True)
 
-    loss = loss_of(log_probs)
+    loss = loss_of(log_probs, y, yl)
     if len(outs) > 2:
-        loss = (1 - inter_weight) * loss + inter_weight * loss_of(outs[2])
+        loss = (1 - inter_weight) * loss + inter_weight * loss_of(outs[2], *(aux or (y, yl)))
     return loss, log_probs, out_lengths
 
 
@@ -61,7 +62,7 @@ def evaluate(model, data: Data, cmvn, tokenizer, cfg: TrainConfig, device) -> di
     model.eval()
     total, hyps = 0.0, [""] * len(data.items)
     for batch in make_batches(data.frames, cfg.batch_frames, 0, cfg.seed):
-        x, xl, y, yl = collate(data, batch, cmvn, device)
+        x, xl, y, yl = collate(data, batch, cmvn, device)[:4]
         loss, log_probs, out_lengths = ctc_loss(model, x, xl, y, yl, device, cfg.precision)
         total += float(loss) * len(batch)
         for i, units in zip(batch, greedy(log_probs, out_lengths)):
@@ -240,8 +241,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * self.schedule.lr_factor(st.step, cfg) * st.lr_scale
         ids = ids or [f"utterance {k + 1} of the batch" for k in range(len(batch[1]))]
-        x, xl, y, yl = (t.to(self.device, non_blocking=True) for t in batch)
-        batch = (normalise_batch(self.cmvn, x, xl, speakers or [""] * len(ids)), xl, y, yl)
+        x, xl, *targets = (t.to(self.device, non_blocking=True) for t in batch)
+        batch = (normalise_batch(self.cmvn, x, xl, speakers or [""] * len(ids)), xl, *targets)
         noise = None
         if cfg.weight_noise and st.step >= self.schedule.weight_noise_from:
             # Graves et al. 2013 (TIMIT's BiLSTM-CTC): the gradient taken at weights with Gaussian noise added,
@@ -300,12 +301,12 @@ class Trainer:
         """Forward and backward of one piece of a batch, its loss weighted by its share of the batch's
         utterances (on the device already); ``more``: pieces follow (DDP sums gradients across processes after the
         last one only)."""
-        x, xl, y, yl = piece
+        x, xl, y, yl, *aux = piece
         if self.cfg.spec_augment and self.state.step >= self.schedule.spec_augment_from:
             x = spec_augment(x, self.cfg.freq_mask, self.cfg.n_freq_masks, self.cfg.time_mask, self.cfg.n_time_masks)
         sync = self.model.no_sync() if more and hasattr(self.model, "no_sync") else contextlib.nullcontext()
         with sync:
-            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, self.cfg.precision, self.inter_weight)
+            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, self.cfg.precision, self.inter_weight, aux)
             loss = loss * (len(xl) / batch_size)
             self.scaler.scale(loss).backward()
         return loss.detach()

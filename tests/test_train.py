@@ -16,6 +16,7 @@ from asr.augment import AugmentConfig
 from asr.batching import make_batches
 from asr.config import to_dict
 from asr.ctc import ctc_min_frames, greedy
+from asr.errors import AsrError
 from asr.features import FeatureStore
 from asr.model import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
 from asr.tokenizer import CharTokenizer
@@ -212,6 +213,128 @@ def test_a_model_trained_with_intermediate_ctc_ships_without_it(tiny_features, t
     _, onnx_net = load(tmp_path / "m.onnx")
     feats = np.random.default_rng(0).standard_normal((40, ckpt["input_dim"])).astype(np.float32)
     np.testing.assert_allclose(onnx_net(feats), Network(ckpt)(feats), atol=1e-4, rtol=0)
+
+
+DIGIT_PHONES = {
+    "zero": "Z IH R OW",
+    "one": "W AH N",
+    "two": "T UW",
+    "three": "TH R IY",
+    "four": "F AO R",
+    "five": "F AY V",
+    "six": "S IH K S",
+    "seven": "S EH V AH N",
+    "eight": "EY T",
+    "nine": "N AY N",
+}
+
+
+def test_intermediate_ctc_over_other_units_reads_its_own_targets():
+    import torch.nn.functional as F
+
+    from asr.batching import select_items
+    from asr.tokenizer import PhoneTokenizer
+    from asr.train_data import Data, collate
+    from asr.trainer import ctc_loss
+
+    with pytest.raises(ValueError, match="inter_vocab"):
+        ModelConfig(num_layers=2, hidden=8, inter_vocab=7)  # a head's size without the head
+    torch.manual_seed(0)
+    x, lengths = torch.randn(3, 14, 6), torch.tensor([14, 5, 9])
+    y, yl = torch.tensor([1, 2, 3, 2, 4, 1, 3]), torch.tensor([3, 2, 2])
+    aux, auxl = torch.tensor([6, 1, 5, 2, 3, 4, 6, 2, 1]), torch.tensor([4, 2, 3])
+    m = AcousticModel(6, 5, ModelConfig(num_layers=3, hidden=16, stack=1, dropout=0, inter_ctc=2, inter_vocab=7))
+    top, out_len, mid = m(x, lengths, inter=True)
+    assert top.shape[-1] == 5 and mid.shape[-1] == 7
+    top_loss = F.ctc_loss(top.transpose(0, 1), y, out_len, yl, reduction="mean", zero_infinity=True)
+    mid_loss = F.ctc_loss(mid.transpose(0, 1), aux, out_len, auxl, reduction="mean", zero_infinity=True)
+    loss, _, _ = ctc_loss(m, x, lengths, y, yl, torch.device("cpu"), "fp32", 0.3, (aux, auxl))
+    torch.testing.assert_close(loss, 0.7 * top_loss + 0.3 * mid_loss)
+
+    # batches carry both target sequences, and a piece of a batch keeps each utterance's own
+    feats = [np.full((n, 2), k, np.float32) for k, n in enumerate((4, 7, 5))]
+    data = Data(
+        sets=[feats],
+        items=[(0, 0), (0, 1), (0, 2)],
+        labels=[[1], [2, 3], [4, 5, 6]],
+        frames=np.array([4, 7, 5]),
+        ids=["a", "b", "c"],
+        speakers=["s"] * 3,
+        texts=["", "", ""],
+        aux_labels=[[7, 8], [9], [10, 11, 12]],
+    )
+    batch = collate(data, [0, 1, 2], None)
+    assert [t.tolist() for t in batch[1:]] == [
+        [4, 7, 5],
+        [1, 2, 3, 4, 5, 6],
+        [1, 2, 3],
+        [7, 8, 9, 10, 11, 12],
+        [2, 1, 3],
+    ]
+    piece = select_items(batch, [2, 0])
+    assert [t.tolist() for t in piece[1:]] == [[5, 4], [4, 5, 6, 1], [3, 1], [10, 11, 12, 7, 8], [3, 2]]
+    assert piece[0].shape == (2, 5, 2) and float(piece[0][0, 0, 0]) == 2.0
+
+    # too short for the intermediate targets is too short: the longer of the two sequences decides
+    store_like = type("S", (), {})
+    tok = PhoneTokenizer(["A", "B"])
+    fs = type("FS", (), {"utts": [{"id": "u", "text": "x", "frames": 3, "speaker": "s"}], "__getitem__": None})()
+    store_like.expand = staticmethod(lambda names: ["n"])
+    store_like.open = staticmethod(lambda name: fs)
+    kept, short = load_data(store_like, ["n"], tok, 1, spell=lambda t: "A", aux=(tok, lambda t: "A B A B"))
+    assert not kept.items and short == [("u", 3, 4)]
+
+
+def _digit_lexicon(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "lexicon.txt").write_text("".join(f"{w} {p}\n" for w, p in DIGIT_PHONES.items()))
+    (folder / "g2p.txt").write_text("")
+    return folder
+
+
+def test_phones_at_a_middle_layer_under_characters_are_learnt_and_kept(tiny_features, tmp_path):
+    from asr.export import describe
+    from asr.tokenizer import tokenizer_from_dict
+
+    lexicon = _digit_lexicon(tmp_path / "lexicon")
+    model_cfg = ModelConfig(num_layers=2, hidden=64, dropout=0.0, inter_ctc=1)
+    cfg = replace(TINY, model=model_cfg, inter_units="phone", epochs=40)
+    summary = train(cfg, tiny_features, tmp_path / "out", tmp_path / "partial", log=lambda m: None, lexicon_dir=lexicon)
+    assert summary["dev_wer"] == 0.0  # the characters on top are learnt
+    ckpt = read_checkpoint(tmp_path / "out" / "model.pt")
+    phones = tokenizer_from_dict(ckpt["inter_tokenizer"])
+    assert ckpt["tokenizer"]["type"] == "char" and ckpt["inter_tokenizer"]["type"] == "phone"
+    assert ckpt["model"]["inter_vocab"] == len(phones) == ckpt["state_dict"]["inter_output.weight"].shape[0]
+    assert f"intermediate CTC after layer 1 over {len(phones)} phone units (training only)" in describe(
+        tmp_path / "out" / "model.pt"
+    )
+    # ... and so are the phones below them: the middle layer's head spells each utterance in the lexicon's phones
+    model = build_from_checkpoint(ckpt).eval()
+    store = FeatureStore(tiny_features)
+    tiny = store.open("tiny")
+    with torch.no_grad():
+        for k, u in enumerate(tiny.utts):
+            x = torch.as_tensor(store.cmvn(tiny[k], u["speaker"]))[None]
+            _, n, mid = model(x, torch.tensor([len(x[0])]), inter=True)
+            assert phones.decode(greedy(mid, n)[0]) == DIGIT_PHONES[u["text"]], u["id"]
+
+    # the reverse (characters under phones) trains too; the settings that cannot work are named
+    cfg = replace(cfg, units="phone", inter_units="char", epochs=2)
+    train(cfg, tiny_features, tmp_path / "rev", tmp_path / "rev_partial", log=lambda m: None, lexicon_dir=lexicon)
+    ckpt = read_checkpoint(tmp_path / "rev" / "model.pt")
+    assert ckpt["tokenizer"]["type"] == "phone" and ckpt["inter_tokenizer"]["type"] == "char"
+    with pytest.raises(AsrError, match="set train.model.inter_ctc"):
+        train(replace(cfg, model=ModelConfig(num_layers=2)), tiny_features, tmp_path / "x", tmp_path / "xp")
+    empty = tmp_path / "none"
+    empty.mkdir()  # the lexicon stage's output for a recipe without one
+    with pytest.raises(AsrError, match="set lexicon.path"):
+        train(
+            replace(cfg, units="char", inter_units="phone"),
+            tiny_features,
+            tmp_path / "y",
+            tmp_path / "yp",
+            lexicon_dir=empty,
+        )
 
 
 def test_onednn_primitive_cache_is_capped_unless_the_user_set_it():
