@@ -31,7 +31,7 @@ from asr.procs import fork_pool
 from asr.pronounce import read_dir
 from asr.search import BeamSearch
 from asr.textfiles import read_lines, write_text
-from asr.tokenizer import WORD_SEP, tokenizer_from_dict
+from asr.tokenizer import WORD_SEP, PhoneTokenizer, tokenizer_from_dict
 
 VERSION = 8  # of the decode stage's output: bump when the decoding or the files it writes change
 
@@ -176,10 +176,14 @@ def stage(ctx: StageContext) -> dict:
     method = cfg.search.method
     grid = cfg.grid()
     refs = {n: {u["id"]: u["text"] for u in store.open(n).utts} for n in {*tune_sets, *test_sets}}
-    # a phone model of word transcripts: its greedy output is phones, scored against the references' phones
+    # a phone model of word transcripts (spelled through a lexicon; one-word transcripts too, whose phones need no
+    # separator): its greedy output is phones, scored against the references' phones. Not a character model
+    # trained with a lexicon for its intermediate layer (train.inter_units=phone)
     greedy_refs = None
     lexicon = read_dir(ctx.inputs["lexicon"]) if "lexicon" in ctx.inputs else None
-    if lexicon is not None and tokenizer_from_dict(read_checkpoint(model_path)["tokenizer"]).separator == WORD_SEP:
+    if lexicon is not None and isinstance(
+        tokenizer_from_dict(read_checkpoint(model_path)["tokenizer"]), PhoneTokenizer
+    ):
         greedy_refs = {n: {u: _phones(t, lexicon) for u, t in r.items()} for n, r in refs.items()}
 
     chosen, tuning, greedy_dev = grid[0], [], None

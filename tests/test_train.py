@@ -292,6 +292,19 @@ def _digit_lexicon(folder: Path) -> Path:
     return folder
 
 
+def _decode_greedy(features: Path, lexicon: Path, train_dir: Path, out: Path):
+    """The decode stage's output for the set ``tiny``, greedy, of the model in ``train_dir``."""
+    from asr import decode
+    from asr.context import Stage, StageContext
+    from asr.layout import DecodeDir
+
+    out.mkdir()
+    cfg = decode.DecodeConfig(sets=("tiny",), tune_sets=(), search=decode.DecodeOptions(method="greedy"))
+    inputs = {"features": features, "lexicon": lexicon, "train": train_dir}
+    decode.stage(StageContext(Stage(6, "decode", decode.stage), cfg, out, inputs, None, log=lambda m: None))
+    return DecodeDir(out).set("tiny")
+
+
 def test_phones_at_a_middle_layer_under_characters_are_learnt_and_kept(tiny_features, tmp_path):
     from asr.export import describe
     from asr.tokenizer import tokenizer_from_dict
@@ -318,11 +331,16 @@ def test_phones_at_a_middle_layer_under_characters_are_learnt_and_kept(tiny_feat
             _, n, mid = model(x, torch.tensor([len(x[0])]), inter=True)
             assert phones.decode(greedy(mid, n)[0]) == DIGIT_PHONES[u["text"]], u["id"]
 
+    # the decode stage scores its greedy output as words (a character model), though the recipe has a lexicon
+    decoded = _decode_greedy(tiny_features, lexicon, tmp_path / "out", tmp_path / "dec")
+    assert not decoded.greedy_ref.exists() and decoded.greedy.read_text() == decoded.ref.read_text()
+
     # the reverse (characters under phones) trains too; the settings that cannot work are named
     cfg = replace(cfg, units="phone", inter_units="char", epochs=2)
     train(cfg, tiny_features, tmp_path / "rev", tmp_path / "rev_partial", log=lambda m: None, lexicon_dir=lexicon)
     ckpt = read_checkpoint(tmp_path / "rev" / "model.pt")
     assert ckpt["tokenizer"]["type"] == "phone" and ckpt["inter_tokenizer"]["type"] == "char"
+    assert _decode_greedy(tiny_features, lexicon, tmp_path / "rev", tmp_path / "rev_dec").greedy_ref.is_file()
     with pytest.raises(AsrError, match="set train.model.inter_ctc"):
         train(replace(cfg, model=ModelConfig(num_layers=2)), tiny_features, tmp_path / "x", tmp_path / "xp")
     empty = tmp_path / "none"
