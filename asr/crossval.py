@@ -39,6 +39,7 @@ def _refuse_set_fields(section: str, config, fields: tuple[str, ...]) -> None:
 
 def check_train(cfg) -> None:
     _refuse_set_fields("train", cfg, ("train_sets", "dev_sets"))
+    train.check(cfg)
 
 
 def check_decode(cfg) -> None:

@@ -94,7 +94,7 @@ def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[St
             check=pronounce.check,
         ),
         Stage(4, "lm", lm.stage, inputs=("prepare", "lexicon"), version=lm.VERSION),
-        Stage(5, "train", train.stage, inputs=("features", "lexicon"), version=train.VERSION),
+        Stage(5, "train", train.stage, inputs=("features", "lexicon"), version=train.VERSION, check=train.check),
         Stage(6, "decode", decode.stage, inputs=("features", "lexicon", "lm", "train"), version=decode.VERSION),
         Stage(7, "score", scoring.stage, inputs=("train", "decode"), exports=(RESULTS,), version=scoring.VERSION),
         Stage(

@@ -36,7 +36,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from asr.config import from_dict, to_dict
 from asr.context import StageContext
-from asr.errors import AsrError, TokenizerError
+from asr.errors import AsrError, ConfigError, TokenizerError
 from asr.features import FeatureStore
 from asr.layout import CheckpointDir, TrainDir
 from asr.lexicon import phone_sentence
@@ -66,6 +66,16 @@ def _refused(cls, text: str) -> bool:
     return False
 
 
+def check(cfg: TrainConfig) -> None:
+    """Refuse, before anything runs, settings that cannot train (each override is checked alone, so those
+    across fields are checked here)."""
+    if cfg.inter_units and cfg.inter_units != cfg.units and not cfg.model.inter_ctc:
+        raise ConfigError(
+            f"train.inter_units={cfg.inter_units} is the units of the intermediate CTC layer: set "
+            "train.model.inter_ctc to the RNN layer it reads (1 .. num_layers - 1)"
+        )
+
+
 def _tokenizer(units: str, vocab_size: int, utts: list[dict], spell: Callable[[str], str] | None):
     """The tokenizer of ``units`` over the training transcripts (spelled through ``spell``: words into phones);
     a transcript it cannot take is named."""
@@ -76,7 +86,7 @@ def _tokenizer(units: str, vocab_size: int, utts: list[dict], spell: Callable[[s
     try:
         return cls.from_texts(texts)
     except TokenizerError as e:  # name the utterances (only on failure: one tokenizer per transcript)
-        bad = [u["id"] for u in utts if _refused(cls, u["text"])]
+        bad = [u["id"] for u, text in zip(utts, texts) if _refused(cls, text)]
         raise AsrError(
             f"{e}; it is in the transcript(s) of {bad[:5]}{' ...' if len(bad) > 5 else ''} "
             f"({len(bad)} in all): fix them in the corpus and run again"
@@ -175,6 +185,7 @@ def train(
         a summary: the schedule, updates, best dev WER/CER/loss, skipped updates, too-short utterances, seconds.
     """
     log = log or logging.getLogger("asr.train").info
+    check(cfg)  # the stage checked it before anything ran; a torchrun process or a caller may not have
     rank, world, device = setup(cfg)
     torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,11 +208,6 @@ def train(
     tokenizer = _tokenizer(cfg.units, cfg.vocab_size, utts, main_spell)
     aux, model_cfg = None, cfg.model
     if cfg.inter_units and cfg.inter_units != cfg.units:
-        if not cfg.model.inter_ctc:
-            raise AsrError(
-                f"train.inter_units={cfg.inter_units} is the units of the intermediate CTC layer: set "
-                "train.model.inter_ctc to the RNN layer it reads (1 .. num_layers - 1)"
-            )
         if cfg.inter_units == "phone" and spell is None:
             raise AsrError(
                 "train.inter_units=phone spells the transcripts in phones through a pronunciation lexicon: set "

@@ -12,11 +12,12 @@ import pytest
 import torch
 from helpers import build_features
 
+from asr import recipe
 from asr.augment import AugmentConfig
 from asr.batching import make_batches
 from asr.config import to_dict
 from asr.ctc import ctc_min_frames, greedy
-from asr.errors import AsrError
+from asr.errors import AsrError, ConfigError
 from asr.features import FeatureStore
 from asr.model import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
 from asr.tokenizer import CharTokenizer
@@ -343,6 +344,10 @@ def test_phones_at_a_middle_layer_under_characters_are_learnt_and_kept(tiny_feat
     assert _decode_greedy(tiny_features, lexicon, tmp_path / "rev", tmp_path / "rev_dec").greedy_ref.is_file()
     with pytest.raises(AsrError, match="set train.model.inter_ctc"):
         train(replace(cfg, model=ModelConfig(num_layers=2)), tiny_features, tmp_path / "x", tmp_path / "xp")
+    with pytest.raises(ConfigError, match="set train.model.inter_ctc"):  # a recipe refuses it before anything runs
+        recipe.pipeline("fsdd", str(tmp_path / "work"), ["train.inter_units=phone"])
+    with pytest.raises(ConfigError, match="set train.model.inter_ctc"):  # and so does its cross-validation
+        recipe.pipeline("fsdd_loso", str(tmp_path / "loso"), ["train.inter_units=phone"])
     empty = tmp_path / "none"
     empty.mkdir()  # the lexicon stage's output for a recipe without one
     with pytest.raises(AsrError, match="set lexicon.path"):
