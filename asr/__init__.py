@@ -2,7 +2,7 @@
 
 import os
 
-from asr.provenance import __version__
+from asr.core.provenance import __version__
 
 __all__ = ["__version__", "load_model"]
 
@@ -14,7 +14,7 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 
 def load_model(path, **options):
-    """Load a trained model file for transcription; see :class:`asr.transcribe.Recognizer`."""
-    from asr.transcribe import load_model as _load
+    """Load a trained model file for transcription; see :class:`asr.recognize.recognizer.Recognizer`."""
+    from asr.recognize.recognizer import load_model as _load
 
     return _load(path, **options)

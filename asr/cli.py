@@ -11,9 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
-from asr.decoding import METHODS, default
-from asr.errors import AsrError
-from asr.phones import PHONE_MAPS
+from asr.core.errors import AsrError
+from asr.search.options import METHODS, default
+from asr.text.phones import PHONE_MAPS
 
 
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
@@ -33,8 +33,8 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from asr import recipe
-    from asr.stages import config_summary
+    from asr.pipeline import recipe
+    from asr.pipeline.runner import config_summary
 
     pipe = recipe.pipeline(args.recipe, args.work_dir, args.overrides, args.corpus_dir)
     if args.show_config:
@@ -45,7 +45,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_stages(args) -> int:
-    from asr import recipe
+    from asr.pipeline import recipe
 
     pipe = recipe.pipeline(args.recipe, args.work_dir, args.overrides, args.corpus_dir)
     print(f"work dir: {pipe.work_dir}")
@@ -57,7 +57,7 @@ def cmd_stages(args) -> int:
 def cmd_convert(args) -> int:
     from pathlib import Path
 
-    from asr.manifest import check, load_data, write_kaldi_dir, write_manifest
+    from asr.data.manifest import check, load_data, write_kaldi_dir, write_manifest
 
     utts = load_data(args.src)
     check(utts, args.src, check_audio=not args.no_audio_check)
@@ -110,7 +110,7 @@ def _decoder_overrides(args) -> dict:
 
 
 def _recognizer(args):
-    from asr.transcribe import load_model
+    from asr.recognize.recognizer import load_model
 
     return load_model(args.model, lm=args.lm, chunk_seconds=args.chunk_seconds, **_decoder_overrides(args))
 
@@ -124,8 +124,8 @@ def _stream(rec, args) -> int:
     """``asr transcribe MODEL --stream FILE|-``: partial and final lines as the audio arrives."""
     import json
 
-    from asr.audio import live_audio
-    from asr.streaming import vosk_result
+    from asr.data.audio import live_audio
+    from asr.recognize.stream import vosk_result
 
     rate, blocks = live_audio(args.audio[0], args.rate)
     stream = rec.stream(rate)
@@ -189,19 +189,19 @@ def _decoding_line(options) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from asr.errors import AudioError
-    from asr.features import load_utterance
-    from asr.fsutil import check_output_folder
-    from asr.manifest import check, load_data, utterance_groups
-    from asr.phones import fold_text
-    from asr.scoring import compare, score, write_report
+    from asr.core.errors import AudioError
+    from asr.core.fsutil import check_output_folder
+    from asr.data.manifest import check, load_data, utterance_groups
+    from asr.features.stage import load_utterance
+    from asr.score.stage import compare, score, write_report
+    from asr.text.phones import fold_text
 
     if args.out is not None:
         check_output_folder(args.out, "--out")
     rec = _recognizer(args)
     utts = load_data(args.data)
     check(utts, args.data, check_audio=False)  # a missing file is reported below with the others
-    from asr.tokenizer import WORD_SEP, PhoneTokenizer
+    from asr.text.tokenizer import WORD_SEP, PhoneTokenizer
 
     # a phone model of words (a separator unit) spells words through its lexicon, not in its units
     spelled = isinstance(rec.tokenizer, PhoneTokenizer) and rec.tokenizer.separator == WORD_SEP
@@ -235,8 +235,8 @@ def cmd_evaluate(args) -> int:
     s = score(s_refs, {k: fold_text(v, args.phone_map) for k, v in hyps.items()})
     other = None
     if args.compare is not None:
-        from asr.layout import ReportDir
-        from asr.textfiles import read_text
+        from asr.core.layout import ReportDir
+        from asr.core.textfiles import read_text
 
         theirs = read_text(ReportDir(Path(args.compare)).hyp)
         other = (str(args.compare), score(s_refs, {u: theirs.get(u, "") for u in s_refs}))
@@ -277,14 +277,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from asr.export import describe
+    from asr.model.export import describe
 
     print(describe(args.model))
     return 0
 
 
 def cmd_export(args) -> int:
-    from asr.export import to_onnx
+    from asr.model.export import to_onnx
 
     meta = to_onnx(args.model, args.onnx)
     print(
@@ -316,10 +316,10 @@ def cmd_serve(args) -> int:
 
 
 def cmd_wer(args) -> int:
-    from asr.fsutil import check_output_folder
-    from asr.phones import fold_text
-    from asr.scoring import compare, score, write_report
-    from asr.textfiles import read_text
+    from asr.core.fsutil import check_output_folder
+    from asr.core.textfiles import read_text
+    from asr.score.stage import compare, score, write_report
+    from asr.text.phones import fold_text
 
     def read(path):
         return {k: fold_text(v, args.phone_map) for k, v in read_text(path).items()}

@@ -57,12 +57,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
-from asr.audio import check_header, read_info
-from asr.errors import AsrError, AudioError, AudioTooLarge
-from asr.procs import die_with_parent
-from asr.streaming import vosk_result
-from asr.transcribe import Recognizer, load_model
-from asr.transcript import Transcript
+from asr.core.errors import AsrError, AudioError, AudioTooLarge
+from asr.core.procs import die_with_parent
+from asr.data.audio import check_header, read_info
+from asr.recognize.recognizer import Recognizer, load_model
+from asr.recognize.stream import vosk_result
+from asr.text.transcript import Transcript
 
 ENV = "ASR_SERVE_CONFIG"  # the worker processes' settings, as JSON (uvicorn starts them by import string)
 FORMATS = ("json", "text", "verbose_json")

@@ -28,8 +28,8 @@ def build_features(work: Path, sets: dict, **cfg_overrides) -> Path:
     """Run the real features stage on ``{set name: [Utterance]}``; returns the features directory."""
     from types import SimpleNamespace
 
-    from asr import features
-    from asr.manifest import write_manifest
+    from asr.data.manifest import write_manifest
+    from asr.features import stage as features
 
     for name, utts in sets.items():
         write_manifest(work / "prepare" / f"{name}.jsonl", utts)

@@ -13,11 +13,11 @@ import pytest
 import soundfile as sf
 from helpers import asr
 
-from asr.audio import load_audio, read_info
+from asr.core.errors import AudioError, CorpusError, ManifestError
+from asr.core.textfiles import read_kaldi_table
 from asr.corpora import an4
-from asr.errors import AudioError, CorpusError, ManifestError
-from asr.manifest import read_manifest
-from asr.textfiles import read_kaldi_table
+from asr.data.audio import load_audio, read_info
+from asr.data.manifest import read_manifest
 
 TRAIN_SPEAKERS = ("fash", "fbbh", "mblw", "mcen")
 TEST_SPEAKERS = ("fcaw",)

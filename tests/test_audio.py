@@ -3,8 +3,8 @@ import pytest
 import soundfile as sf
 from helpers import tone, write_wav
 
-from asr.audio import load_audio, read_info, resample, save_audio
-from asr.errors import AudioError
+from asr.core.errors import AudioError
+from asr.data.audio import load_audio, read_info, resample, save_audio
 
 
 def test_stereo_24bit_and_8k_mono_follow_the_same_rules(tmp_path):
@@ -109,7 +109,7 @@ def test_unsupported_rates(tmp_path):
 
 
 def test_stream_audio_chunks_concatenate_to_the_whole(tmp_path):
-    from asr.audio import stream_audio
+    from asr.data.audio import stream_audio
 
     x = tone(3.3, 8_000, channels=2)
     p = write_wav(tmp_path / "long.wav", x, 8_000, "FLOAT")

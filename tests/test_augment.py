@@ -1,16 +1,16 @@
-"""Waveform augmentation (asr/augment.py), VTLP in the MFCC, and augmented copies in the features stage."""
+"""Waveform augmentation (asr/data/augment.py), VTLP in the MFCC, and augmented copies in the features stage."""
 
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from asr import augment
-from asr.audio import load_audio
-from asr.config import apply_overrides
-from asr.errors import ConfigError
-from asr.features import FeatureStore
-from asr.frontend import FeatureConfig, mfcc, warp_frequencies
+from asr.core.config import apply_overrides
+from asr.core.errors import ConfigError
+from asr.data import augment
+from asr.data.audio import load_audio
+from asr.features.frontend import FeatureConfig, mfcc, warp_frequencies
+from asr.features.stage import FeatureStore
 from tests.conftest import build_features
 
 RATE = 8_000

@@ -13,14 +13,14 @@ import pytest
 import torch
 from helpers import tone, write_wav
 
-from asr.config import to_dict
-from asr.errors import AsrError, AudioError, ManifestError
-from asr.features import Cmvn, FeatureConfig
-from asr.manifest import Utterance, read_kaldi_dir, read_manifest, write_manifest
-from asr.model import AcousticModel, ModelConfig, checkpoint_dict
-from asr.textfiles import read_text
-from asr.tokenizer import CharTokenizer
-from asr.transcribe import load_model
+from asr.core.config import to_dict
+from asr.core.errors import AsrError, AudioError, ManifestError
+from asr.core.textfiles import read_text
+from asr.data.manifest import Utterance, read_kaldi_dir, read_manifest, write_manifest
+from asr.features.stage import Cmvn, FeatureConfig
+from asr.model.network import AcousticModel, ModelConfig, checkpoint_dict
+from asr.recognize.recognizer import load_model
+from asr.text.tokenizer import CharTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 FEATS = FeatureConfig(sample_rate=8_000)
@@ -110,7 +110,7 @@ def test_an_output_path_the_system_refuses_is_named_without_a_traceback(model_fi
 
 
 def test_a_directory_or_fifo_given_as_audio_says_what_it_is(tmp_path):
-    from asr.audio import load_audio
+    from asr.data.audio import load_audio
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 from helpers import asr
 
+from asr.core.errors import CorpusError, ManifestError
+from asr.core.textfiles import read_kaldi_table
 from asr.corpora import commonvoice as cv
-from asr.errors import CorpusError, ManifestError
-from asr.manifest import read_manifest
-from asr.textfiles import read_kaldi_table
+from asr.data.manifest import read_manifest
 
 COLUMNS = "client_id path sentence_id sentence sentence_domain up_votes down_votes age gender accents variant locale"
 HEADER = "\t".join([*COLUMNS.split(), "segment"])

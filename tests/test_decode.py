@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from asr.ctc import greedy, greedy_frames
-from asr.decoding import DecodeOptions
-from asr.errors import AsrError
-from asr.lm import BOS, LOG0, NgramLM, build
-from asr.search import BeamSearch
-from asr.tokenizer import CharTokenizer
+from asr.core.ctc import greedy, greedy_frames
+from asr.core.errors import AsrError
+from asr.lm.stage import BOS, LOG0, NgramLM, build
+from asr.search.beam import BeamSearch
+from asr.search.options import DecodeOptions
+from asr.text.tokenizer import CharTokenizer
 
 TOK = CharTokenizer("abno")  # units: <blk> | a b n o
 
@@ -128,7 +128,7 @@ def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monk
 
 
 def test_open_vocabulary_decoding_with_a_unit_lm(tmp_path):
-    from asr.lm import unit_sentence
+    from asr.lm.stage import unit_sentence
 
     texts = ["no on", "on no", "no"]
     build(texts, tmp_path, order=2, token_order=3)
@@ -164,8 +164,8 @@ def test_word_frames_are_the_frames_of_their_units(tmp_path):
 
 
 def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
-    from asr.layout import LmDir
-    from asr.lm import MixedLM, read_unigrams, write_lm_dir
+    from asr.core.layout import LmDir
+    from asr.lm.stage import MixedLM, read_unigrams, write_lm_dir
 
     texts = ["no on", "on no", "no"]
     lm = NgramLM.estimate(texts, 2)
@@ -193,9 +193,9 @@ def _subword_posteriors(tok, frames: list[dict[str, float]]) -> torch.Tensor:
 
 
 def test_subword_models_decode_open_vocabulary_with_the_character_ngram(tmp_path):
-    from asr.lm import EOS, unit_sentence
-    from asr.search import SpelledLM
-    from asr.tokenizer import SubwordTokenizer
+    from asr.lm.stage import EOS, unit_sentence
+    from asr.search.beam import SpelledLM
+    from asr.text.tokenizer import SubwordTokenizer
 
     texts = ["no on", "on no", "no"]
     build(texts, tmp_path, order=2, token_order=3)

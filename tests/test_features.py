@@ -6,14 +6,14 @@ import pytest
 import torch
 from helpers import build_features, tone, write_wav
 
-from asr import features
-from asr.audio import load_audio
-from asr.decoding import DecodeOptions
-from asr.errors import AsrError
-from asr.features import Cmvn, FeatureConfig, FeatureSet, FeatureStore, extract_set
-from asr.frontend import mfcc
-from asr.manifest import Utterance
-from asr.tokenizer import CharTokenizer
+from asr.core.errors import AsrError
+from asr.data.audio import load_audio
+from asr.data.manifest import Utterance
+from asr.features import stage as features
+from asr.features.frontend import mfcc
+from asr.features.stage import Cmvn, FeatureConfig, FeatureSet, FeatureStore, extract_set
+from asr.search.options import DecodeOptions
+from asr.text.tokenizer import CharTokenizer
 
 # Our float32 MFCC against librosa's float64 one: values span about +-400,
 # the largest difference seen is ~1e-4; we allow 1e-2 absolute.
@@ -196,8 +196,8 @@ def test_transcribe_normalises_one_file_exactly_as_the_recipe_did(fsdd_utts, tmp
     # from the model file's parts feeds it cmvn(mfcc(the file)): the inputs must be the same numbers
     from helpers import build_features
 
-    from asr.config import to_dict
-    from asr.transcribe import Recognizer
+    from asr.core.config import to_dict
+    from asr.recognize.recognizer import Recognizer
 
     store = features.FeatureStore(build_features(tmp_path, {"train": fsdd_utts[:6], "test": fsdd_utts[6:9]}, cmvn=kind))
     seen = []
@@ -223,8 +223,8 @@ def test_transcribe_normalises_one_file_exactly_as_the_recipe_did(fsdd_utts, tmp
 def _stage(tmp_path, name, sets_order, train_sets, utts_by_set, cmvn="global"):
     from types import SimpleNamespace
 
-    from asr import features
-    from asr.manifest import write_manifest
+    from asr.data.manifest import write_manifest
+    from asr.features import stage as features
 
     prep = tmp_path / name / "prepare"
     for set_name, utts in utts_by_set.items():

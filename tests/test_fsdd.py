@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from asr.core.download import download, extract_tar
+from asr.core.errors import CorpusError
 from asr.corpora import fsdd
-from asr.download import download, extract_tar
-from asr.errors import CorpusError
-from asr.manifest import read_manifest
+from asr.data.manifest import read_manifest
 
 
 @pytest.fixture(scope="module")

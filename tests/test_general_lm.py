@@ -4,12 +4,12 @@ import random
 
 import pytest
 
-from asr.decoding import DecodeOptions
-from asr.errors import AsrError
-from asr.layout import LmDir
-from asr.lm import BOS, EOS, LmConfig, MixedLM, NgramLM, general_model, write_lm_dir
-from asr.search import BeamSearch
-from asr.sphinxlm import HEADER, LOG10_BASE, packaged_english, read_sphinx_lm
+from asr.core.errors import AsrError
+from asr.core.layout import LmDir
+from asr.lm.sphinx import HEADER, LOG10_BASE, packaged_english, read_sphinx_lm
+from asr.lm.stage import BOS, EOS, LmConfig, MixedLM, NgramLM, general_model, write_lm_dir
+from asr.search.beam import BeamSearch
+from asr.search.options import DecodeOptions
 
 
 @pytest.fixture(scope="module")

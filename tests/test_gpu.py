@@ -21,9 +21,9 @@ import torch
 from helpers import REPO
 from test_train import TINY, _train_cmd
 
-from asr.model import AcousticModel, ModelConfig
-from asr.train import train
-from asr.transcribe import load_model
+from asr.model.network import AcousticModel, ModelConfig
+from asr.recognize.recognizer import load_model
+from asr.train.stage import train
 
 pytestmark = [
     pytest.mark.gpu,
@@ -106,7 +106,7 @@ def test_more_processes_than_gpus_is_a_clear_error(tiny_features, tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "asr.train",
+        "asr.train.stage",
         *_train_cmd(tiny_features, tmp_path / "out", tmp_path / "p", cfg)[3:],
     ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -153,7 +153,7 @@ def test_padded_and_packed_cudnn_paths_agree(exact_fp32):
 
 
 def test_the_memory_probe_finds_a_batch_that_trains():
-    from asr.trainer import MAX_DEVICE_BATCH_FRAMES, device_batch_frames, probe_batch_frames
+    from asr.train.trainer import MAX_DEVICE_BATCH_FRAMES, device_batch_frames, probe_batch_frames
 
     torch.manual_seed(0)
     m = AcousticModel(40, 30, ModelConfig(num_layers=3, hidden=256, stack=3)).cuda()

@@ -15,8 +15,8 @@ import soundfile as sf
 from helpers import asr
 
 import asr as asr_pkg
-from asr.audio import MAX_CHANNELS, resample, stream_audio
-from asr.errors import AudioError
+from asr.core.errors import AudioError
+from asr.data.audio import MAX_CHANNELS, resample, stream_audio
 
 
 @pytest.fixture(scope="module")
@@ -230,8 +230,8 @@ def _lexicon_of_another_model(c):
 )
 def test_crafted_model_metadata_is_refused_on_load_naming_the_field(model, tmp_path, change, field):
     """Before, each of these was a traceback in ``asr info``, ``asr transcribe`` or the decoder."""
-    from asr.errors import AsrError
-    from asr.export import describe
+    from asr.core.errors import AsrError
+    from asr.model.export import describe
 
     path = _crafted(model, tmp_path, change)
     for load in (asr_pkg.load_model, describe):
@@ -285,8 +285,8 @@ def test_extra_lm_files_are_never_written_out(model, tmp_path, monkeypatch):
 def test_an_onnx_network_wider_or_narrower_than_the_units_is_refused(model, tmp_path):
     import onnx
 
-    from asr.errors import AsrError
-    from asr.onnxrt import META_KEY
+    from asr.core.errors import AsrError
+    from asr.model.onnxrt import META_KEY
 
     path = tmp_path / "m.onnx"
     asr("export", str(model), "--onnx", str(path))
@@ -304,8 +304,8 @@ def test_an_onnx_network_wider_or_narrower_than_the_units_is_refused(model, tmp_
 
 
 def test_kaldi_listings_with_bad_numbers_or_fields_are_named_by_utterance(tmp_path):
-    from asr.errors import ManifestError
-    from asr.manifest import read_kaldi_dir
+    from asr.core.errors import ManifestError
+    from asr.data.manifest import read_kaldi_dir
 
     wav = tmp_path / "a.wav"
     sf.write(str(wav), np.zeros(16_000, np.float32), 16_000)
@@ -330,8 +330,8 @@ def test_kaldi_listings_with_bad_numbers_or_fields_are_named_by_utterance(tmp_pa
 
 
 def test_jsonl_fields_are_not_coerced_and_deep_nesting_is_named(tmp_path):
-    from asr.errors import ManifestError
-    from asr.manifest import read_manifest
+    from asr.core.errors import ManifestError
+    from asr.data.manifest import read_manifest
 
     m = tmp_path / "m.jsonl"
     good = {"id": "u1", "audio": "a.wav", "duration": 1.0, "text": "a", "speaker": "s"}
@@ -381,8 +381,8 @@ def _cv_release(root, rows: dict, durations: str | None = None):
     ],
 )
 def test_common_voice_listings_stay_inside_the_release(tmp_path, rows, durations, words):
+    from asr.core.errors import AsrError
     from asr.corpora import commonvoice as cv
-    from asr.errors import AsrError
 
     root = tmp_path / "cv" / "en"
     _cv_release(root, rows, durations)
@@ -391,8 +391,8 @@ def test_common_voice_listings_stay_inside_the_release(tmp_path, rows, durations
 
 
 def test_an4_fileids_stay_inside_the_corpus(tmp_path):
+    from asr.core.errors import ManifestError
     from asr.corpora import an4
-    from asr.errors import ManifestError
 
     root = tmp_path / "an4"
     (root / "etc").mkdir(parents=True)
@@ -422,8 +422,8 @@ def small_file_limit():
 def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_no_tmp(tmp_path, small_file_limit):
     import torch
 
-    from asr.errors import AsrError
-    from asr.trainer import save_atomic
+    from asr.core.errors import AsrError
+    from asr.train.trainer import save_atomic
 
     path = tmp_path / "checkpoint.pt"
     with pytest.raises(AsrError) as e:
@@ -433,7 +433,7 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_no_tmp(tmp_path
 
 
 def test_a_stage_file_that_cannot_be_written_names_its_path(tmp_path, small_file_limit):
-    from asr.fsutil import atomic_write_bytes
+    from asr.core.fsutil import atomic_write_bytes
 
     path = tmp_path / "features.f32"
     with pytest.raises(OSError) as e:
@@ -450,8 +450,8 @@ def test_training_names_the_utterance_holding_the_word_separator_and_an_empty_tr
     from helpers import build_features
     from test_train import TINY
 
-    from asr.errors import AsrError
-    from asr.train import train
+    from asr.core.errors import AsrError
+    from asr.train.stage import train
 
     utts = [dataclasses.replace(u, text="seven|eight") if i == 2 else u for i, u in enumerate(fsdd_utts[:4])]
     feats = build_features(tmp_path / "a", {"tiny": utts})

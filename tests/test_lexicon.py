@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from asr.decoding import DecodeOptions
-from asr.g2p import G2P, evaluate, split
-from asr.layout import LmDir
-from asr.lexicon import Lexicon, LexiconError, cmudict_lexicon, phone_sentence, read_lexicon
-from asr.lm import NgramLM, build, write_lm_dir
-from asr.search import BeamSearch
-from asr.tokenizer import WORD_SEP, PhoneTokenizer
+from asr.core.layout import LmDir
+from asr.lm.stage import NgramLM, build, write_lm_dir
+from asr.search.beam import BeamSearch
+from asr.search.options import DecodeOptions
+from asr.text.g2p import G2P, evaluate, split
+from asr.text.lexicon import Lexicon, LexiconError, cmudict_lexicon, phone_sentence, read_lexicon
+from asr.text.tokenizer import WORD_SEP, PhoneTokenizer
 
 # the shipped G2P on held-out CMUdict words (docs/lexicon.md has the measured rates)
 G2P_MAX_WORD_ERROR = 0.45
@@ -112,7 +112,7 @@ def test_lexicon_decoding_over_phones_outputs_words_of_the_lexicon_only(tmp_path
 
 
 def test_a_phone_model_without_word_boundaries_cannot_search_a_lexicon(tmp_path):
-    from asr.errors import AsrError
+    from asr.core.errors import AsrError
 
     write_lm_dir(NgramLM.estimate(["no on"], 2), LmDir(tmp_path), phones=LEX)
     with pytest.raises(AsrError, match="needs word boundaries"):
@@ -120,8 +120,8 @@ def test_a_phone_model_without_word_boundaries_cannot_search_a_lexicon(tmp_path)
 
 
 def test_a_lexicon_path_that_names_no_file_is_refused_before_anything_runs(tmp_path):
-    from asr import recipe
-    from asr.errors import ConfigError
+    from asr.core.errors import ConfigError
+    from asr.pipeline import recipe
 
     with pytest.raises(ConfigError, match="lexicon.path='/no/such/lexicon.txt' is no file"):
         recipe.pipeline("fsdd", str(tmp_path), ["lexicon.path=/no/such/lexicon.txt"])
@@ -132,7 +132,7 @@ def test_an_edited_lexicon_file_changes_the_lexicon_stage_key_and_those_after_it
     a stage without data has (their runs stay current)."""
     import os
 
-    from asr import recipe
+    from asr.pipeline import recipe
 
     lex = tmp_path / "lexicon.txt"
     lex.write_text("one W AH N\n")
@@ -153,7 +153,7 @@ def test_an_edited_lexicon_file_changes_the_lexicon_stage_key_and_those_after_it
 
 
 def test_a_users_lexicon_in_other_phones_gets_no_g2p_and_missing_words_are_named(tmp_path):
-    from asr.pronounce import Pronouncer, transcript_lexicon
+    from asr.text.stage import Pronouncer, transcript_lexicon
 
     own = Lexicon({"hola": [("o", "l", "a")], "mundo": [("m", "u", "n", "d", "o")]})
     lexicon, guessed = Pronouncer(own).lexicon(["hola", "mundo", "amigo"])

@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 from helpers import asr
 
+from asr.core.errors import CorpusError, ManifestError
+from asr.core.textfiles import read_kaldi_table
 from asr.corpora import librispeech as ls
-from asr.errors import CorpusError, ManifestError
-from asr.manifest import read_manifest
-from asr.textfiles import read_kaldi_table
+from asr.data.manifest import read_manifest
 
 # subset -> {speaker: chapter}; 2 utterances per chapter
 TREE = {

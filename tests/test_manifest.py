@@ -4,8 +4,8 @@ import json
 import pytest
 from helpers import tone, write_wav
 
-from asr.errors import ManifestError, TokenizerError
-from asr.manifest import (
+from asr.core.errors import ManifestError, TokenizerError
+from asr.data.manifest import (
     Utterance,
     check,
     load_data,
@@ -15,7 +15,7 @@ from asr.manifest import (
     write_kaldi_dir,
     write_manifest,
 )
-from asr.tokenizer import CharTokenizer
+from asr.text.tokenizer import CharTokenizer
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_kaldi_round_trip_whole_files(tmp_path, utts):
 
 
 def test_groups_round_trip_through_jsonl_and_kaldi_and_bad_ones_are_named(tmp_path, utts):
-    from asr.manifest import utterance_groups
+    from asr.data.manifest import utterance_groups
 
     grouped = [dataclasses.replace(u, groups=(("age", "adult"), ("gender", "m"))) for u in utts[:1]] + utts[1:]
     write_manifest(tmp_path / "m.jsonl", grouped)

@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers import REPO, SHORT, asr, run_fsdd
 
-from asr.stages import DATA_STAMPS
-from asr.textfiles import read_text
+from asr.core.textfiles import read_text
+from asr.pipeline.runner import DATA_STAMPS
 
 pytestmark = pytest.mark.slow  # recipe runs
 
@@ -44,7 +44,7 @@ def test_silence_and_noise_are_transcribed_as_nothing(work):
     """The recipe trains on generated non-speech (``features.nonspeech``); a model without it heard digits in
     digital silence and noise (the full fsdd model: 6 of these 8 signals; this short model without it: see README)."""
     from asr.benchmarks.nonspeech import signals
-    from asr.transcribe import load_model
+    from asr.recognize.recognizer import load_model
 
     index = [json.loads(line) for line in (work / "features" / "isolated" / "train.index.jsonl").open()]
     assert any(u["text"] == "" and u["id"].startswith("nonspeech") for u in index)
@@ -178,9 +178,9 @@ def test_a_train_stage_model_file_decodes_greedily_and_says_so_once(work, fsdd_r
 
 
 def test_onnx_export_transcribes_as_the_torch_model_does_without_torch(work, tmp_path):
-    from asr.audio import load_audio
-    from asr.manifest import read_manifest
-    from asr.transcribe import load_model
+    from asr.data.audio import load_audio
+    from asr.data.manifest import read_manifest
+    from asr.recognize.recognizer import load_model
 
     onnx_path = tmp_path / "fsdd.onnx"
     asr("export", str(work / "model.pt"), "--onnx", str(onnx_path))
@@ -353,7 +353,7 @@ def test_stage_output_formats_change_only_with_a_version_bump(work):
     pass as current. After a bump, record the new format with ASR_UPDATE_FORMATS=1."""
     import os
 
-    from asr import recipe as recipe_mod
+    from asr.pipeline import recipe as recipe_mod
 
     pipe = recipe_mod.pipeline("fsdd", str(work))
     now = {s.name: {"version": s.version, "format": _format_of(work / s.name)} for s in pipe.stages}
@@ -379,7 +379,7 @@ def test_stage_output_formats_change_only_with_a_version_bump(work):
 def test_edited_transcript_or_replaced_audio_makes_prepare_stale(fsdd_utts, tmp_path):
     import shutil
 
-    from asr.manifest import write_kaldi_dir
+    from asr.data.manifest import write_kaldi_dir
 
     utts = [
         u.__class__(u.id, str(shutil.copy(u.audio, tmp_path / f"{u.id}.wav")), u.duration, u.text, u.speaker)
@@ -421,8 +421,8 @@ def test_short_speechocean762_recipe_recognises_sentences(so762_work):
     # what a system that outputs nothing, or the most frequent training word everywhere, would score
     from collections import Counter
 
-    from asr.manifest import read_manifest
-    from asr.scoring import score
+    from asr.data.manifest import read_manifest
+    from asr.score.stage import score
 
     train = read_manifest(so762_work / "prepare" / "train.jsonl")
     frequent = Counter(w for u in train for w in u.text.split()).most_common(1)[0][0]
@@ -456,7 +456,7 @@ def test_short_speechocean762_recipe_recognises_sentences(so762_work):
     assert re.search(r"general LM: [\d,]+ 1-grams, [\d,]+ 2-grams, [\d,]+ 3-grams over the lexicon", info), info
     onnx_path = so762_work / "so762.onnx"
     asr("export", str(model), "--onnx", str(onnx_path))
-    from asr.transcribe import load_model
+    from asr.recognize.recognizer import load_model
 
     ours, theirs = load_model(model), load_model(onnx_path)
     for u in read_manifest(devtest)[:8]:

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from asr.report_page import write_page
-from asr.scoring import score, write_report
+from asr.score.report_page import write_page
+from asr.score.stage import score, write_report
 from tests.helpers import tone, write_wav
 
 HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & </tr>'
@@ -188,7 +188,7 @@ def test_the_speechocean762_devtest_page_shows_results_md_and_its_groups(driver,
 def test_the_training_page_tables_every_evaluation_and_setting(driver, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from asr.report_page import write_training_page
+    from asr.score.report_page import write_training_page
 
     history = [
         {

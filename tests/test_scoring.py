@@ -8,9 +8,9 @@ import sys
 import jiwer
 import pytest
 
-from asr.errors import AsrError
-from asr.scoring import compare, score, write_report
-from asr.textfiles import read_text, write_text
+from asr.core.errors import AsrError
+from asr.core.textfiles import read_text, write_text
+from asr.score.stage import compare, score, write_report
 
 VOCAB = "zero one two three four five six seven eight nine oh".split()
 
@@ -156,7 +156,7 @@ def test_score_stage_with_any_number_of_bootstrap_samples(tmp_path, samples):
     import json
     from types import SimpleNamespace
 
-    from asr import scoring
+    from asr.score import stage as scoring
 
     dec, trn = tmp_path / "decode", tmp_path / "train"
     for name in ("hyp.txt", "greedy.txt", "ref.txt"):

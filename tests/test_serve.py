@@ -22,9 +22,9 @@ import pytest
 import soundfile as sf
 from helpers import REPO, asr
 
-from asr.manifest import read_manifest
+from asr.data.manifest import read_manifest
+from asr.recognize.recognizer import load_model
 from asr.serve import post_audio
-from asr.transcribe import load_model
 
 
 def post(url: str, file_name: str, data: bytes, **fields) -> tuple[int, str]:

@@ -1,7 +1,7 @@
 """A corpus of 30 utterances through ``asr run custom`` with the defaults: the schedule must fit it.
 
 With a schedule counted in epochs (10 passes of a few batches) such a corpus got 100% WER: the
-model never left CTC's all-blank output. The schedule in updates (``asr.train.plan``) gives it
+model never left CTC's all-blank output. The schedule in updates (``asr.train.stage.plan``) gives it
 hundreds of updates on small batches.
 """
 

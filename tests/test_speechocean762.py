@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from asr import recipe
+from asr.core.errors import CorpusError
+from asr.core.textfiles import read_kaldi_table
 from asr.corpora import speechocean762 as so
-from asr.errors import CorpusError
-from asr.lexicon import cmudict_lexicon
-from asr.manifest import read_manifest
-from asr.textfiles import read_kaldi_table
+from asr.data.manifest import read_manifest
+from asr.pipeline import recipe
+from asr.text.lexicon import cmudict_lexicon
 
 SPEAKERS_PER_GROUP = 4  # children and adults
 UTTS_PER_SPEAKER = 3
@@ -114,8 +114,9 @@ def test_the_decoding_vocabulary_never_comes_from_the_corpus_lexicon_or_held_out
     lm stage spells the training words (and the extra word list) only."""
     import dataclasses
 
-    from asr import lm, pronounce
-    from asr.context import Stage, StageContext
+    from asr.core.context import Stage, StageContext
+    from asr.lm import stage as lm
+    from asr.text import stage as pronounce
 
     tree = _small_tree(so762_root, tmp_path / "corpus" / "speechocean762", "flac")
     (tmp_path / "corpus" / "speechocean762" / "resource").mkdir()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from asr import recipe
-from asr.context import Stage
-from asr.errors import AsrError, ConfigError
-from asr.stages import Pipeline
+from asr.core.context import Stage
+from asr.core.errors import AsrError, ConfigError
+from asr.pipeline import recipe
+from asr.pipeline.runner import Pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -175,7 +175,7 @@ def test_data_fingerprint_names_the_changed_file(tmp_path):
     wav.write_bytes(b"RIFF....")
 
     def data(cfg):
-        from asr.fsutil import file_stamp, sha256sum
+        from asr.core.fsutil import file_stamp, sha256sum
 
         return {str(text): sha256sum(text), str(wav): file_stamp(wav)}
 
@@ -241,7 +241,7 @@ def test_each_stage_records_its_own_peak_memory(tmp_path):
 
 
 def test_stage_outputs_honour_the_umask(tmp_path):
-    from asr.fsutil import atomic_write_text
+    from asr.core.fsutil import atomic_write_text
 
     for umask, mode in ((0o022, 0o644), (0o002, 0o664)):
         old = os.umask(umask)
@@ -260,8 +260,8 @@ def test_a_stage_refuses_settings_it_would_overwrite(corpora_root, tmp_path):
 
 
 def test_config_overrides_are_typed_and_checked():
-    from asr.config import apply_overrides
-    from asr.features import FeatureConfig
+    from asr.core.config import apply_overrides
+    from asr.features.stage import FeatureConfig
 
     cfg = {"features": FeatureConfig()}
     out = apply_overrides(
@@ -280,8 +280,8 @@ def test_config_overrides_are_typed_and_checked():
     with pytest.raises(ConfigError, match="unknown config section 'feat'"):
         apply_overrides(cfg, ["feat.n_mfcc=2"])
     # nested groups: train.model.hidden
-    from asr.stages import config_summary
-    from asr.train import TrainConfig
+    from asr.pipeline.runner import config_summary
+    from asr.train.stage import TrainConfig
 
     out = apply_overrides({"train": TrainConfig()}, ["train.model.hidden=64", "train.lr=0.01"])
     assert out["train"].model.hidden == 64 and out["train"].lr == 0.01
@@ -293,7 +293,7 @@ def test_config_overrides_are_typed_and_checked():
     with pytest.raises(ConfigError, match="train.model is a group of keys"):
         apply_overrides({"train": TrainConfig()}, ["train.model=3"])
     # a NaN in the decoder's tuning grid decoded every utterance to nothing before
-    from asr.decode import DecodeConfig
+    from asr.decode.stage import DecodeConfig
 
     with pytest.raises(ConfigError, match="must be finite numbers"):
         apply_overrides({"decode": DecodeConfig()}, ["decode.lm_weights=0.5,nan"])
@@ -449,9 +449,9 @@ def test_an_installed_wheel_finds_its_recipes(tmp_path):
 
 
 RUNTIME_CHOICE = {
-    ("asr.transcribe", ("asr.model",)),
-    ("asr.transcribe", ("asr.onnxrt",)),
-    ("asr.pronounce", ("asr.g2p",)),  # the G2P's torch only when a word lacks a pronunciation (not when decoding)
+    ("asr.recognize.recognizer", ("asr.model.network",)),
+    ("asr.recognize.recognizer", ("asr.model.onnxrt",)),
+    ("asr.text.stage", ("asr.text.g2p",)),  # the G2P's torch only when a word lacks a pronunciation (not when decoding)
 }
 
 

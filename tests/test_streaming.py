@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from asr.config import to_dict
-from asr.decoding import DecodeOptions
-from asr.errors import AsrError
-from asr.frontend import Cmvn, FeatureConfig, FeatureStream, mfcc
-from asr.model import AcousticModel, ModelConfig, Network, checkpoint_dict
-from asr.modelfile import check
-from asr.tokenizer import CharTokenizer
-from asr.transcribe import Recognizer
+from asr.core.config import to_dict
+from asr.core.errors import AsrError
+from asr.features.frontend import Cmvn, FeatureConfig, FeatureStream, mfcc
+from asr.model.modelfile import check
+from asr.model.network import AcousticModel, ModelConfig, Network, checkpoint_dict
+from asr.recognize.recognizer import Recognizer
+from asr.search.options import DecodeOptions
+from asr.text.tokenizer import CharTokenizer
 
 PIECES = (1, 37, 160, 1000, 10**6)  # samples per accept(): one sample, odd sizes, whole-signal
 
@@ -108,7 +108,7 @@ def _recognizer(chunk: int, method: str = "greedy", cmvn: str = "online", top_db
 
 @pytest.mark.parametrize("method", ["greedy", "beam"])
 def test_a_stream_ends_with_the_offline_text_whatever_the_pieces(fsdd_utts, method):
-    from asr.audio import load_audio
+    from asr.data.audio import load_audio
 
     rec = _recognizer(chunk=4, method=method)
     wave = np.concatenate([load_audio(u.audio, 8_000) for u in fsdd_utts[:3]])
@@ -149,8 +149,8 @@ def test_offline_models_and_features_that_need_the_future_refuse_to_stream():
 
 
 def _decoded(work, name: str) -> dict[str, str]:
-    from asr.layout import DecodeDir
-    from asr.textfiles import read_text
+    from asr.core.layout import DecodeDir
+    from asr.core.textfiles import read_text
 
     return read_text(DecodeDir(work / "decode").set(name).hyp)
 
@@ -158,9 +158,9 @@ def _decoded(work, name: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def streamed(fsdd_stream_work):
     """The exported streaming model, 12 connected test utterances (audio at 8 kHz) and the decode stage's text."""
-    from asr.audio import load_audio
-    from asr.manifest import read_manifest
-    from asr.transcribe import load_model
+    from asr.data.audio import load_audio
+    from asr.data.manifest import read_manifest
+    from asr.recognize.recognizer import load_model
 
     utts = read_manifest(fsdd_stream_work / "prepare" / "connected" / "test.jsonl")[::9][:12]
     hyps = _decoded(fsdd_stream_work, "connected/test")
@@ -324,9 +324,9 @@ def test_bad_messages_get_an_error_and_a_close_and_the_service_goes_on(stream_se
 
 @pytest.mark.parametrize("rnn, bidirectional", [("lstm", True), ("gru", True), ("lstm", False)])
 def test_the_streaming_model_exports_to_onnx_and_streams_there_alike(rnn, bidirectional, tmp_path, fsdd_utts):
-    from asr.audio import load_audio
-    from asr.export import to_onnx
-    from asr.onnxrt import load
+    from asr.data.audio import load_audio
+    from asr.model.export import to_onnx
+    from asr.model.onnxrt import load
 
     torch.manual_seed(2)
     fc = FeatureConfig(sample_rate=8_000, top_db=0.0, cmvn="global")
@@ -414,8 +414,8 @@ def test_live_audio_reads_raw_pcm_and_wav_streams_and_names_a_bad_header():
 
     import soundfile as sf
 
-    from asr.audio import live_audio
-    from asr.errors import AudioError
+    from asr.core.errors import AudioError
+    from asr.data.audio import live_audio
 
     x = (np.arange(4_001) % 200 - 100).astype("<i2")
     rate, blocks = live_audio("-", 8_000, stdin=io.BytesIO(x.tobytes() + b"\x01"))  # a last half sample

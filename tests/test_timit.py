@@ -11,13 +11,13 @@ import pytest
 import soundfile as sf
 from helpers import asr
 
+from asr.core.errors import CorpusError, ManifestError, TokenizerError
+from asr.core.textfiles import read_kaldi_table
 from asr.corpora import timit
-from asr.errors import CorpusError, ManifestError, TokenizerError
-from asr.manifest import read_manifest
-from asr.phones import fold_text, fold_timit, timit_phones
-from asr.scoring import ScoreConfig, score
-from asr.textfiles import read_kaldi_table
-from asr.tokenizer import PhoneTokenizer, tokenizer_from_dict
+from asr.data.manifest import read_manifest
+from asr.score.stage import ScoreConfig, score
+from asr.text.phones import fold_text, fold_timit, timit_phones
+from asr.text.tokenizer import PhoneTokenizer, tokenizer_from_dict
 
 # part -> dialect region -> speaker -> sentences (SA1 is read by everyone and left out)
 TREE = {

@@ -12,17 +12,17 @@ import pytest
 import torch
 from helpers import build_features
 
-from asr import recipe
-from asr.augment import AugmentConfig
-from asr.batching import make_batches
-from asr.config import to_dict
-from asr.ctc import ctc_min_frames, greedy
-from asr.errors import AsrError, ConfigError
-from asr.features import FeatureStore
-from asr.model import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
-from asr.tokenizer import CharTokenizer
-from asr.train import TrainConfig, train
-from asr.train_data import load_data
+from asr.core.config import to_dict
+from asr.core.ctc import ctc_min_frames, greedy
+from asr.core.errors import AsrError, ConfigError
+from asr.data.augment import AugmentConfig
+from asr.data.batching import make_batches
+from asr.features.stage import FeatureStore
+from asr.model.network import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
+from asr.pipeline import recipe
+from asr.text.tokenizer import CharTokenizer
+from asr.train.data import load_data
+from asr.train.stage import TrainConfig, train
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = TrainConfig(
@@ -76,11 +76,11 @@ def test_model_shapes_stacking_and_padding_invariance():
 
 
 def test_a_convolutional_front_end_keeps_each_utterance_its_own_and_exports_to_onnx(tmp_path):
-    from asr.export import describe, to_onnx
-    from asr.frontend import Cmvn, FeatureConfig
-    from asr.model import Network, checkpoint_dict
-    from asr.modelfile import check
-    from asr.onnxrt import load
+    from asr.features.frontend import Cmvn, FeatureConfig
+    from asr.model.export import describe, to_onnx
+    from asr.model.modelfile import check
+    from asr.model.network import Network, checkpoint_dict
+    from asr.model.onnxrt import load
 
     with pytest.raises(ValueError, match="a streaming model .* has none"):
         ModelConfig(conv=8, chunk=4)
@@ -140,7 +140,7 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
     import torch.nn.functional as F
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from asr.trainer import ctc_loss
+    from asr.train.trainer import ctc_loss
 
     for bad in ({"inter_ctc": 3}, {"inter_ctc": 1, "proj": 8}):
         with pytest.raises(ValueError, match="inter_ctc is an RNN layer below the top"):
@@ -200,9 +200,9 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
 
 
 def test_a_model_trained_with_intermediate_ctc_ships_without_it(tiny_features, tmp_path):
-    from asr.export import describe, to_onnx
-    from asr.model import Network
-    from asr.onnxrt import load
+    from asr.model.export import describe, to_onnx
+    from asr.model.network import Network
+    from asr.model.onnxrt import load
 
     cfg = replace(TINY, model=ModelConfig(num_layers=2, hidden=64, dropout=0.0, inter_ctc=1), epochs=40)
     summary = train(cfg, tiny_features, tmp_path, tmp_path / "partial", log=lambda m: None)
@@ -233,10 +233,10 @@ DIGIT_PHONES = {
 def test_intermediate_ctc_over_other_units_reads_its_own_targets():
     import torch.nn.functional as F
 
-    from asr.batching import select_items
-    from asr.tokenizer import PhoneTokenizer
-    from asr.train_data import Data, collate
-    from asr.trainer import ctc_loss
+    from asr.data.batching import select_items
+    from asr.text.tokenizer import PhoneTokenizer
+    from asr.train.data import Data, collate
+    from asr.train.trainer import ctc_loss
 
     with pytest.raises(ValueError, match="inter_vocab"):
         ModelConfig(num_layers=2, hidden=8, inter_vocab=7)  # a head's size without the head
@@ -295,9 +295,9 @@ def _digit_lexicon(folder: Path) -> Path:
 
 def _decode_greedy(features: Path, lexicon: Path, train_dir: Path, out: Path):
     """The decode stage's output for the set ``tiny``, greedy, of the model in ``train_dir``."""
-    from asr import decode
-    from asr.context import Stage, StageContext
-    from asr.layout import DecodeDir
+    from asr.core.context import Stage, StageContext
+    from asr.core.layout import DecodeDir
+    from asr.decode import stage as decode
 
     out.mkdir()
     cfg = decode.DecodeConfig(sets=("tiny",), tune_sets=(), search=decode.DecodeOptions(method="greedy"))
@@ -307,8 +307,8 @@ def _decode_greedy(features: Path, lexicon: Path, train_dir: Path, out: Path):
 
 
 def test_phones_at_a_middle_layer_under_characters_are_learnt_and_kept(tiny_features, tmp_path):
-    from asr.export import describe
-    from asr.tokenizer import tokenizer_from_dict
+    from asr.model.export import describe
+    from asr.text.tokenizer import tokenizer_from_dict
 
     lexicon = _digit_lexicon(tmp_path / "lexicon")
     model_cfg = ModelConfig(num_layers=2, hidden=64, dropout=0.0, inter_ctc=1)
@@ -407,7 +407,7 @@ def _train_cmd(feats, out, partial, cfg):
     return [
         sys.executable,
         "-m",
-        "asr.train",
+        "asr.train.stage",
         "--features",
         str(feats),
         "--out",
@@ -478,7 +478,7 @@ def test_two_process_gloo_ddp(tiny_features, tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "asr.train",
+        "asr.train.stage",
         *_train_cmd(tiny_features, tmp_path / "out", tmp_path / "p", cfg)[3:],
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -519,7 +519,7 @@ class _Payload:
 @pytest.mark.parametrize("planted", ["checkpoint.pt", "eval99.pt"])
 def test_planted_pickles_in_the_checkpoint_folder_are_refused_without_running(tiny_features, tmp_path, planted):
     # the resume checkpoint, and the evaluated models averaged at the end (eval99 sorts last)
-    from asr.errors import AsrError
+    from asr.core.errors import AsrError
 
     partial = tmp_path / "partial"
     partial.mkdir()
@@ -531,8 +531,8 @@ def test_planted_pickles_in_the_checkpoint_folder_are_refused_without_running(ti
 
 
 def test_a_checkpoint_folder_the_runner_did_not_write_is_discarded(tmp_path):
-    from asr.context import Stage
-    from asr.stages import Pipeline
+    from asr.core.context import Stage
+    from asr.pipeline.runner import Pipeline
 
     seen = []
     work = tmp_path / "w"
@@ -548,7 +548,7 @@ def test_a_checkpoint_folder_the_runner_did_not_write_is_discarded(tmp_path):
 
 def test_subword_units_round_trip_every_transcript(so762_root):
     from asr.corpora.speechocean762 import read_split
-    from asr.tokenizer import SubwordTokenizer, tokenizer_from_dict
+    from asr.text.tokenizer import SubwordTokenizer, tokenizer_from_dict
 
     texts = [u.text for u in read_split(so762_root, "train")[0]]
     for kind in ("bpe", "unigram"):
@@ -564,7 +564,7 @@ def test_subword_units_round_trip_every_transcript(so762_root):
 
 
 def test_a_model_with_subword_units_trains_loads_safely_and_transcribes(tiny_features, tmp_path):
-    from asr.transcribe import load_model
+    from asr.recognize.recognizer import load_model
 
     cfg = replace(TINY, units="bpe", vocab_size=24)
     summary = train(cfg, tiny_features, tmp_path, tmp_path / "partial", log=lambda m: None)
@@ -599,7 +599,7 @@ def test_spec_augment_starts_after_the_set_share_of_updates(tiny_features, tmp_p
 
 
 def test_the_schedule_scales_with_the_training_audio():
-    from asr.train_config import plan
+    from asr.train.config import plan
 
     cfg = TrainConfig(batch_frames=8_000)
     tiny = plan(cfg, np.full(30, 400), 0.01)  # 30 utterances of 4 s: 2 minutes
@@ -613,7 +613,7 @@ def test_the_schedule_scales_with_the_training_audio():
     assert plan(replace(cfg, updates=123), np.full(3600, 100), 0.01).updates == 123
     # utterances of many lengths: epochs after the first pack less tightly (jittered lengths), and
     # ``epochs=3`` is three whole passes, each by its own batches
-    from asr.batching import make_batches
+    from asr.data.batching import make_batches
 
     varied = np.random.default_rng(0).integers(100, 1_500, size=2_000)
     three = plan(replace(cfg, epochs=3), varied, 0.01)
@@ -633,7 +633,7 @@ def test_the_schedule_scales_with_the_training_audio():
 
 
 def test_plateau_decay_halves_the_lr_after_the_dev_loss_stalls_past_its_patience():
-    from asr.trainer import TrainState
+    from asr.train.trainer import TrainState
 
     st = TrainState()
     scales = []
@@ -680,9 +680,9 @@ class _RoomFor(torch.nn.Module):
 
 
 def _trainer(limit, tmp_path):
-    from asr.layout import CheckpointDir
-    from asr.train_config import plan
-    from asr.trainer import Trainer
+    from asr.core.layout import CheckpointDir
+    from asr.train.config import plan
+    from asr.train.trainer import Trainer
 
     torch.manual_seed(0)
     cfg = replace(TINY, model=replace(TINY.model, dropout=0.0), clip_norm=1e9)
@@ -746,7 +746,7 @@ def test_an_utterance_too_long_for_the_device_is_left_out_by_name_and_the_rest_t
 
 
 def test_split_batch_halves_until_each_piece_fits():
-    from asr.batching import select_items, split_batch
+    from asr.data.batching import select_items, split_batch
 
     lengths = torch.tensor([50, 40, 30, 20, 10])
     assert split_batch(lengths, None) == [[0, 1, 2, 3, 4]]
@@ -782,8 +782,8 @@ def test_gpu_benchmark_synthetic_utterances_are_librispeech_like_and_ctc_feasibl
 
 
 def test_batch_frames_zero_sizes_batches_to_the_device_on_the_cpu_the_default():
-    from asr.train_config import plan
-    from asr.trainer import device_batch_frames
+    from asr.train.config import plan
+    from asr.train.trainer import device_batch_frames
 
     assert device_batch_frames(AcousticModel(5, 6, TINY.model), 300, torch.device("cpu")) == 20_000
     frames = np.random.default_rng(0).integers(100, 1500, 400)
@@ -816,8 +816,8 @@ def test_weight_noise_perturbs_the_gradient_and_leaves_the_weights(tmp_path):
 @pytest.mark.parametrize("kind", ["none", "global", "speaker", "utterance", "online"])
 def test_cmvn_on_the_batch_equals_cmvn_of_each_utterance(kind):
     # training normalises the padded batch on the model's device; decoding and the front end each utterance
-    from asr.frontend import Cmvn
-    from asr.train_data import normalise_batch
+    from asr.features.frontend import Cmvn
+    from asr.train.data import normalise_batch
 
     rng = np.random.default_rng(0)
     feats = [rng.normal(3.0, 2.0, (n, 4)).astype(np.float32) for n in (30, 7, 18)]

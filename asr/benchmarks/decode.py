@@ -25,20 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
-from asr import recipe
-from asr.decode import decode_sets
-from asr.export import to_onnx
-from asr.features import FeatureStore
-from asr.layout import MODEL, DecodeDir, TrainDir
-from asr.transcribe import load_model
+from asr.core.layout import MODEL, DecodeDir, TrainDir
+from asr.decode.stage import decode_sets
+from asr.features.stage import FeatureStore
+from asr.model.export import to_onnx
+from asr.pipeline import recipe
+from asr.recognize.recognizer import load_model
 
 CHILD = """
 import time; t0 = time.perf_counter()
 import sys
 from asr.cli import main
-import asr.transcribe
+import asr.recognize.recognizer
 t1 = time.perf_counter()
-rec = asr.transcribe.load_model(sys.argv[1])
+rec = asr.recognize.recognizer.load_model(sys.argv[1])
 t2 = time.perf_counter()
 text = rec.transcribe(sys.argv[2]).text
 t3 = time.perf_counter()

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from asr import features
 from asr.corpora import fsdd
-from asr.features import FeatureConfig
-from asr.manifest import Utterance, write_manifest
+from asr.data.manifest import Utterance, write_manifest
+from asr.features import stage as features
+from asr.features.stage import FeatureConfig
 
 CFG = FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=("all",), train_sets=("all",))
 

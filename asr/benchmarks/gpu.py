@@ -5,7 +5,7 @@ the same run.
 
 For each recipe's model (its ``train`` config: layers, width, stacking, units) every setting trains one
 pass over the same seeded utterances, from the same initial weights, through the train stage's own loop
-(:meth:`asr.trainer.Trainer.train_steps`: the DataLoader's worker processes building batches with pinned
+(:meth:`asr.train.trainer.Trainer.train_steps`: the DataLoader's worker processes building batches with pinned
 memory, CMVN, SpecAugment on the model's device, autocast, clipping), after a warm-up pass. The utterances
 are synthetic, lengths drawn like LibriSpeech's (normal around train-960's mean, 960.9 h / 281,241
 utterances = 12.3 s, sd 3.5 s, clipped to 1-35 s), random features and labels (14 units a second), so no
@@ -13,7 +13,7 @@ corpus needs to be on the GPU machine.
 
 Settings: the recipe's batch size (``train.batch_frames``, as the recipes train today) and larger frame
 budgets up to 400,000 or the largest batch that fits in the GPU's memory (the probe that
-``train.batch_frames=0`` uses, :func:`asr.trainer.probe_batch_frames`); packed sequences (cuDNN's packed RNN,
+``train.batch_frames=0`` uses, :func:`asr.train.trainer.probe_batch_frames`); packed sequences (cuDNN's packed RNN,
 today's path) against the padded batch run one direction at a time (the CPU's path); fp32 (cuDNN's default
 TF32) against bf16 autocast. Each recipe's model as it trains: the speechocean762 model's intermediate CTC
 layer splits its packed RNN into two cuDNN calls. The reference is the same loop on the CPU with all its
@@ -36,14 +36,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr import recipe
-from asr.ctc import ctc_min_frames
-from asr.frontend import Cmvn
-from asr.layout import CheckpointDir
-from asr.model import AcousticModel
-from asr.train_config import plan
-from asr.train_data import Data
-from asr.trainer import Trainer, TrainState, probe_batch_frames
+from asr.core.ctc import ctc_min_frames
+from asr.core.layout import CheckpointDir
+from asr.features.frontend import Cmvn
+from asr.model.network import AcousticModel
+from asr.pipeline import recipe
+from asr.train.config import plan
+from asr.train.data import Data
+from asr.train.trainer import Trainer, TrainState, probe_batch_frames
 
 LIBRISPEECH_HOURS = 960.9
 LIBRISPEECH_MEAN_S = LIBRISPEECH_HOURS * 3600 / 281_241  # train-960: 12.3 s an utterance

@@ -17,8 +17,8 @@ import argparse
 
 import numpy as np
 
-from asr import augment
-from asr.transcribe import load_model
+from asr.data import augment
+from asr.recognize.recognizer import load_model
 
 SEED = 123  # not a features-stage example's seed: these are held out
 

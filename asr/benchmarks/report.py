@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from asr.report_page import write_page
-from asr.scoring import score, write_report
+from asr.score.report_page import write_page
+from asr.score.stage import score, write_report
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from asr.corpora import fsdd
-from asr.manifest import Utterance, write_manifest
+from asr.data.manifest import Utterance, write_manifest
 
 STAGES = ("prepare", "features", "lm", "train")
 DEV_UTTERANCES = 100

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from asr.corpora import fsdd
-from asr.export import to_onnx
+from asr.model.export import to_onnx
+from asr.recognize.recognizer import load_model
 from asr.serve import post_audio
-from asr.transcribe import load_model
 
 
 def _rss_mb(pid: int) -> float:

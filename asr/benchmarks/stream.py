@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.audio import load_audio
 from asr.benchmarks.serve import _rss_mb
-from asr.manifest import read_manifest
-from asr.model import AcousticModel, ModelConfig
-from asr.transcribe import load_model
+from asr.data.audio import load_audio
+from asr.data.manifest import read_manifest
+from asr.model.network import AcousticModel, ModelConfig
+from asr.recognize.recognizer import load_model
 
 BLOCK_SECONDS = 0.1
 

@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from asr import recipe
-from asr.features import FeatureStore
-from asr.layout import TrainDir
-from asr.model import AcousticModel
-from asr.tokenizer import CharTokenizer
-from asr.train import TrainConfig, train
-from asr.train_data import collate, load_data
-from asr.trainer import evaluate
+from asr.core.layout import TrainDir
+from asr.features.stage import FeatureStore
+from asr.model.network import AcousticModel
+from asr.pipeline import recipe
+from asr.text.tokenizer import CharTokenizer
+from asr.train.data import collate, load_data
+from asr.train.stage import TrainConfig, train
+from asr.train.trainer import evaluate
 
 
 def matmul_peak_gflops(n: int = 4096, repeats: int = 5) -> float:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.download import download, extract_tar
-from asr.errors import CorpusError
-from asr.manifest import Utterance, check, write_manifest
+from asr.core.download import download, extract_tar
+from asr.core.errors import CorpusError
+from asr.data.manifest import Utterance, check, write_manifest
 
 CORPORA_ENV = "ASR_CORPORA"
 

@@ -16,7 +16,7 @@ SHA-256 beside it; there is no fixed public URL. Pass that link and checksum as 
 ``prepare.sha256`` (or unpack the archive yourself and give ``--corpus-dir``).
 
 Clips are MP3: soundfile reads them through libsndfile >= 1.1 (its wheels bundle one); an older
-system libsndfile gets a clear error from :func:`asr.audio.read_info`. :func:`normalize` is the
+system libsndfile gets a clear error from :func:`asr.data.audio.read_info`. :func:`normalize` is the
 text form used for training and scoring, per language.
 """
 
@@ -31,12 +31,12 @@ from pathlib import Path
 import soundfile as sf
 
 from asr import corpora
-from asr.audio import read_info
-from asr.context import StageContext
-from asr.errors import AudioError, CorpusError, ManifestError
-from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance
-from asr.textfiles import read_lines
+from asr.core.context import StageContext
+from asr.core.errors import AudioError, CorpusError, ManifestError
+from asr.core.fsutil import file_stamp, sha256sum
+from asr.core.textfiles import read_lines
+from asr.data.audio import read_info
+from asr.data.manifest import Utterance
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000  # clips are 32 or 48 kHz MP3; features resample to this

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.context import StageContext
-from asr.errors import ConfigError, ManifestError
-from asr.manifest import check, data_fingerprint, load_data, write_manifest
-from asr.tokenizer import CharTokenizer
+from asr.core.context import StageContext
+from asr.core.errors import ConfigError, ManifestError
+from asr.data.manifest import check, data_fingerprint, load_data, write_manifest
+from asr.text.tokenizer import CharTokenizer
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 

@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from asr import corpora
-from asr.audio import load_audio, read_info, save_audio
-from asr.context import StageContext
+from asr.core.context import StageContext
+from asr.core.errors import CorpusError
+from asr.core.fsutil import atomic_write_text, file_stamp
 from asr.corpora import speechocean762
-from asr.errors import CorpusError
-from asr.fsutil import atomic_write_text, file_stamp
-from asr.manifest import Utterance, check, write_manifest
+from asr.data.audio import load_audio, read_info, save_audio
+from asr.data.manifest import Utterance, check, write_manifest
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr import corpora
-from asr.audio import read_info
-from asr.context import StageContext
+from asr.core.context import StageContext
+from asr.core.errors import CorpusError, ManifestError
+from asr.core.fsutil import file_stamp, sha256sum
 from asr.corpora.speechocean762 import normalize
-from asr.errors import CorpusError, ManifestError
-from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance
+from asr.data.audio import read_info
+from asr.data.manifest import Utterance
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000

@@ -16,7 +16,7 @@ set (192 sentences). A speaker id is its folder name, lower case (``fcjf0``); an
 
 Text: ``text="phones"`` (default) transcribes each sentence as its phones folded from 61 to
 ``phone_set`` (48 by default, Lee & Hon; 61 keeps them all, 39 trains on the scoring set); the
-score stage folds references and hypotheses to 39 (:mod:`asr.phones`) for the phone error rate.
+score stage folds references and hypotheses to 39 (:mod:`asr.text.phones`) for the phone error rate.
 ``text="words"`` writes the sentence text (lower case, punctuation dropped) for word recognition.
 
 TIMIT is licensed by the LDC and cannot be downloaded without an account: give the folder with
@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Literal
 
 from asr import corpora
-from asr.audio import read_info
-from asr.context import StageContext
+from asr.core.context import StageContext
+from asr.core.errors import CorpusError, ManifestError
+from asr.core.fsutil import file_stamp, sha256sum
+from asr.core.textfiles import read_lines
 from asr.corpora.speechocean762 import normalize
-from asr.errors import CorpusError, ManifestError
-from asr.fsutil import file_stamp, sha256sum
-from asr.manifest import Utterance
-from asr.phones import TIMIT_FOLD, TIMIT_SETS, fold_timit
-from asr.textfiles import read_lines
+from asr.data.audio import read_info
+from asr.data.manifest import Utterance
+from asr.text.phones import TIMIT_FOLD, TIMIT_SETS, fold_timit
 
 VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000

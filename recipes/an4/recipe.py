@@ -7,14 +7,19 @@ dev and scores the official test (130 utterances, 10 speakers). See asr/corpora/
 
 Sized as deepspeech.pytorch's AN4 run is (a GPU; it reports about 9.6% test WER with a larger
 DeepSpeech2 model and 70 epochs): a 3 x 256 BiLSTM over x3-stacked MFCC frames with SpecAugment
-and speed perturbation; the number of updates follows the corpus size (asr/train.py: plan). At
+and speed perturbation; the number of updates follows the corpus size (asr/train/stage.py: plan). At
 0.7 hours the corpus also trains on a CPU. Not yet measured here (no copy of AN4 on this machine).
 """
 
-from asr import decode, export, features, lm, scoring, train
 from asr.corpora import an4
-from asr.model import ModelConfig
-from asr.recipe import standard_stages
+from asr.decode import stage as decode
+from asr.features import stage as features
+from asr.lm import stage as lm
+from asr.model import export
+from asr.model.network import ModelConfig
+from asr.pipeline.recipe import standard_stages
+from asr.score import stage as scoring
+from asr.train import stage as train
 
 STAGES = standard_stages(an4.stage, an4.VERSION, an4.fingerprint)
 

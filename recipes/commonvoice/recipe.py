@@ -13,10 +13,15 @@ depending on the release size; for languages written without spaces (zh-CN, ja) 
 yet measured here (no Common Voice copy on this machine).
 """
 
-from asr import decode, export, features, lm, scoring, train
 from asr.corpora import commonvoice
-from asr.model import ModelConfig
-from asr.recipe import standard_stages
+from asr.decode import stage as decode
+from asr.features import stage as features
+from asr.lm import stage as lm
+from asr.model import export
+from asr.model.network import ModelConfig
+from asr.pipeline.recipe import standard_stages
+from asr.score import stage as scoring
+from asr.train import stage as train
 
 STAGES = standard_stages(commonvoice.stage, commonvoice.VERSION, commonvoice.fingerprint)
 

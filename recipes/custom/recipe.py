@@ -7,10 +7,15 @@ Each path is a Kaldi data directory (wav.scp, text, utt2spk) or a JSONL manifest
 several paths per split are comma-separated. See README.md for a worked example.
 """
 
-from asr import decode, export, features, lm, scoring, train
 from asr.corpora import custom
-from asr.model import ModelConfig
-from asr.recipe import standard_stages
+from asr.decode import stage as decode
+from asr.features import stage as features
+from asr.lm import stage as lm
+from asr.model import export
+from asr.model.network import ModelConfig
+from asr.pipeline.recipe import standard_stages
+from asr.score import stage as scoring
+from asr.train import stage as train
 
 STAGES = standard_stages(custom.stage, custom.VERSION, custom.fingerprint)
 
@@ -24,7 +29,7 @@ CONFIG = {
         model=ModelConfig(num_layers=2, hidden=128, stack=3),
         batch_frames=8_000,
         lr=2e-3,
-    ),  # updates: by the audio's hours (asr.train.plan)
+    ),  # updates: by the audio's hours (asr.train.stage.plan)
     "decode": decode.DecodeConfig(sets=("test/*",), tune_sets=("dev/*",)),
     "score": scoring.ScoreConfig(),
     "export": export.ExportConfig(),

@@ -5,11 +5,16 @@
 One model learns both tasks; it is tuned on both dev sets and scored on both test sets.
 """
 
-from asr import decode, export, features, lm, scoring, train
-from asr.augment import AugmentConfig
 from asr.corpora import fsdd
-from asr.model import ModelConfig
-from asr.recipe import standard_stages
+from asr.data.augment import AugmentConfig
+from asr.decode import stage as decode
+from asr.features import stage as features
+from asr.lm import stage as lm
+from asr.model import export
+from asr.model.network import ModelConfig
+from asr.pipeline.recipe import standard_stages
+from asr.score import stage as scoring
+from asr.train import stage as train
 
 TASKS = ("isolated", "connected")
 TRAIN = tuple(f"{t}/train" for t in TASKS)

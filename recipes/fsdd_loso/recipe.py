@@ -8,12 +8,15 @@ The corpus folder holds fsdd/ and speechocean762/ (its digit strings add trainin
 RESULTS.md gives each fold's WER (trained on the other speakers) and the mean.
 """
 
-from asr import features, lm, scoring, train
-from asr.augment import AugmentConfig
 from asr.corpora import fsdd
-from asr.decode import DecodeConfig
-from asr.model import ModelConfig
-from asr.recipe import crossval_stages
+from asr.data.augment import AugmentConfig
+from asr.decode.stage import DecodeConfig
+from asr.features import stage as features
+from asr.lm import stage as lm
+from asr.model.network import ModelConfig
+from asr.pipeline.recipe import crossval_stages
+from asr.score import stage as scoring
+from asr.train import stage as train
 
 STAGES = crossval_stages(fsdd.stage, fsdd.VERSION, fsdd.fingerprint)
 

@@ -11,7 +11,7 @@ exported model is ``data/fsdd_stream/model.pt``; docs/streaming.md compares it w
 
 import dataclasses
 
-from asr.recipe import load
+from asr.pipeline.recipe import load
 
 fsdd = load("fsdd")
 

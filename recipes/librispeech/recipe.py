@@ -8,14 +8,19 @@ scores test-clean and test-other. See asr/corpora/librispeech.py.
 
 Sized for a GPU (a CPU takes days on 100 hours): a 4 x 320 BiLSTM over x3-stacked MFCC
 frames with SpecAugment, as BiLSTM-CTC character models in the literature; the number of
-updates follows the corpus size (asr/train.py: plan, 10,000 for 100 hours). Several GPUs:
+updates follows the corpus size (asr/train/stage.py: plan, 10,000 for 100 hours). Several GPUs:
 ``--set train.nproc=N`` (README, Training). Not yet measured on this corpus.
 """
 
-from asr import decode, export, features, lm, scoring, train
 from asr.corpora import librispeech
-from asr.model import ModelConfig
-from asr.recipe import standard_stages
+from asr.decode import stage as decode
+from asr.features import stage as features
+from asr.lm import stage as lm
+from asr.model import export
+from asr.model.network import ModelConfig
+from asr.pipeline.recipe import standard_stages
+from asr.score import stage as scoring
+from asr.train import stage as train
 
 STAGES = standard_stages(librispeech.stage, librispeech.VERSION, librispeech.fingerprint)
 

@@ -7,11 +7,18 @@ Trains on the upstream train split less two speaker-disjoint sets carved from it
 scored too when the corpus copy has it. See asr/corpora/speechocean762.py.
 """
 
-from asr import decode, export, features, lm, pronounce, scoring, sphinxlm, train
 from asr.corpora import speechocean762 as so762
-from asr.lexicon import CMUDICT
-from asr.model import ModelConfig
-from asr.recipe import standard_stages
+from asr.decode import stage as decode
+from asr.features import stage as features
+from asr.lm import sphinx as sphinxlm
+from asr.lm import stage as lm
+from asr.model import export
+from asr.model.network import ModelConfig
+from asr.pipeline.recipe import standard_stages
+from asr.score import stage as scoring
+from asr.text import stage as pronounce
+from asr.text.lexicon import CMUDICT
+from asr.train import stage as train
 
 STAGES = standard_stages(so762.stage, so762.VERSION, so762.fingerprint)
 

@@ -4,7 +4,7 @@
 
 Trains on the 3,696 SX/SI sentences of the 462 training speakers with their phones folded to 48,
 tunes decoding on Kaldi's 50-speaker dev set and scores the 24-speaker core test (192 sentences),
-references and hypotheses folded to 39 phones (asr/corpora/timit.py, asr/phones.py).
+references and hypotheses folded to 39 phones (asr/corpora/timit.py, asr/text/phones.py).
 
 Sized as Graves, Mohamed & Hinton (2013), whose 3 x 250 BiLSTM trained with CTC reached 18.6% PER on
 the core test: a 3 x 256 BiLSTM over MFCC + deltas at the full 10 ms frame rate (phones are short:
@@ -14,10 +14,15 @@ on 2 CPU cores in a few hours. Not yet measured here (no TIMIT copy on this mach
 of phones: ``asr run timit_words``.
 """
 
-from asr import decode, export, features, lm, scoring, train
 from asr.corpora import timit
-from asr.model import ModelConfig
-from asr.recipe import standard_stages
+from asr.decode import stage as decode
+from asr.features import stage as features
+from asr.lm import stage as lm
+from asr.model import export
+from asr.model.network import ModelConfig
+from asr.pipeline.recipe import standard_stages
+from asr.score import stage as scoring
+from asr.train import stage as train
 
 STAGES = standard_stages(timit.stage, timit.VERSION, timit.fingerprint)
 

@@ -9,10 +9,15 @@ and 2,300 distinct sentences make word recognition hard; the literature reports 
 yet measured here (no TIMIT copy on this machine).
 """
 
-from asr import decode, export, features, lm, scoring, train
 from asr.corpora import timit
-from asr.model import ModelConfig
-from asr.recipe import standard_stages
+from asr.decode import stage as decode
+from asr.features import stage as features
+from asr.lm import stage as lm
+from asr.model import export
+from asr.model.network import ModelConfig
+from asr.pipeline.recipe import standard_stages
+from asr.score import stage as scoring
+from asr.train import stage as train
 
 STAGES = standard_stages(timit.stage, timit.VERSION, timit.fingerprint)
 

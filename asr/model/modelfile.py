@@ -1,0 +1,207 @@
+"""What a model file holds, without torch: its required entries, the decoding it carries, its LM files.
+
+A model file is a dict of plain data (the network config, tokenizer units, feature config,
+CMVN statistics) plus the weights: ``torch.save``d as ``model.pt`` (weights as tensors,
+loaded with ``weights_only=True``), or as an ONNX graph whose metadata holds the rest
+(:mod:`asr.model.onnxrt`). An exported file (the recipes' ``export`` stage) adds the decoding
+tuned on dev, the lexicon and LM files that decoding reads, the training summary, the
+scored results and the git commit. Both kinds are read through the checks here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from asr.core.errors import AsrError
+from asr.core.layout import LmDir
+from asr.search.options import DecodeOptions
+
+FORMAT_VERSION = 1
+# what a model file must hold, with the type of each entry (the weights are checked by whoever loads them)
+REQUIRED = {"model": dict, "input_dim": int, "tokenizer": dict, "features": dict, "cmvn": dict}
+# the lm stage's files an exported model may embed (see asr.model.export.lm_files); nothing else is written out
+_LM = LmDir(Path())
+LM_FILE_NAMES = tuple(p.name for p in (_LM.lexicon, _LM.words, _LM.arpa, _LM.unigrams, _LM.general, _LM.tokens_arpa))
+OPTIONAL_LM_FILES = (_LM.general.name,)  # read when the lm stage wrote it (lm.general), else not needed
+MAX_UNITS = 100_000
+# the optional plain data describe() and the decoders read: entry -> field -> type
+_NUMBER = (int, float)
+OPTIONAL = {
+    "training": {
+        "train_utterances": int,
+        "updates": int,
+        "dev_wer": _NUMBER,
+        "dev_cer": _NUMBER,
+        "schedule": dict,
+        "chosen": (str, type(None)),
+    },
+    "train_config": {"train_sets": list, "dev_sets": list},
+    "decoding": {"tuned_on": list},
+    "results": {},
+    "lm_files": {},
+}
+RESULT_FIELDS = {"wer": _NUMBER, "cer": _NUMBER, "greedy_wer": _NUMBER, "utterances": int, "wer_ci": (list, type(None))}
+
+
+class DamagedModel(AsrError):
+    """A model file whose plain data is not what ``asr`` writes."""
+
+    def __init__(self, source: str, field: str, what: str):
+        super().__init__(
+            f"{source}: the model file's {field} {what}; the file is damaged (or not written by "
+            "`asr run`): retrain or re-export it"
+        )
+
+
+def _typed(value: object, kind) -> bool:
+    return isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, _NUMBER))
+
+
+def _check_plain(d: dict, source: str) -> None:
+    """The optional entries' types, each field named on failure (``asr info`` and the decoders read them)."""
+    units = d["tokenizer"].get("units")
+    if not isinstance(units, list) or not 2 <= len(units) <= MAX_UNITS:
+        raise DamagedModel(source, "tokenizer units", "are not a list of 2 to 100,000 units")
+    if not all(isinstance(u, str) and u for u in units) or len(set(units)) != len(units):
+        raise DamagedModel(source, "tokenizer units", "are not distinct non-empty strings")
+    for entry, fields in OPTIONAL.items():
+        value = d.get(entry)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise DamagedModel(source, entry, f"is a {type(value).__name__}, not a mapping")
+        for name, kind in fields.items():
+            if name in value and not _typed(value[name], kind):
+                raise DamagedModel(source, f"{entry}.{name}", f"is {value[name]!r}")
+    for key in ("train_sets", "dev_sets"):
+        if not all(isinstance(x, str) for x in (d.get("train_config") or {}).get(key, [])):
+            raise DamagedModel(source, f"train_config.{key}", "holds something other than set names")
+    if not all(isinstance(x, str) for x in (d.get("decoding") or {}).get("tuned_on", [])):
+        raise DamagedModel(source, "decoding.tuned_on", "holds something other than set names")
+    hours = ((d.get("training") or {}).get("schedule") or {}).get("hours", 0.0)
+    if not _typed(hours, _NUMBER):
+        raise DamagedModel(source, "training.schedule.hours", f"is {hours!r}")
+    for name, r in (d.get("results") or {}).items():
+        if not isinstance(r, dict) or not all(
+            _typed(r.get(k), t) for k, t in RESULT_FIELDS.items() if k in r or k in ("wer", "cer", "greedy_wer")
+        ):
+            raise DamagedModel(source, f"results[{name!r}]", "is not a result (wer, cer, greedy_wer, utterances)")
+        ci = r.get("wer_ci")
+        if ci is not None and not (len(ci) == 2 and all(_typed(x, _NUMBER) for x in ci)):
+            raise DamagedModel(source, f"results[{name!r}].wer_ci", f"is {ci!r}, not two numbers")
+    for name, text in (d.get("lm_files") or {}).items():
+        if name not in LM_FILE_NAMES:
+            raise DamagedModel(source, f"lm_files[{name!r}]", f"is none of the lm stage's files {list(LM_FILE_NAMES)}")
+        if not isinstance(text, str) or "\0" in text:
+            raise DamagedModel(source, f"lm_files[{name!r}]", "is not text")
+    if not isinstance(d.get("git_commit", ""), (str, type(None))):
+        raise DamagedModel(source, "git_commit", f"is {d['git_commit']!r}")
+
+
+def check(d: object, source: str) -> dict:
+    """``d`` if it is a model file's dict of our format, its plain data of the right types.
+
+    Raises:
+        AsrError: not a model file, a newer format, missing entries, or an entry of the wrong type or
+            out of bounds (one error naming ``source`` and the field).
+    """
+    if not isinstance(d, dict) or d.get("format") != FORMAT_VERSION:
+        raise AsrError(f"{source}: not an asr model file of format {FORMAT_VERSION}")
+    bad = [k for k, kind in REQUIRED.items() if not isinstance(d.get(k), kind)]
+    if bad or not isinstance(d["tokenizer"].get("units"), list):
+        raise AsrError(
+            f"{source}: the model file lacks {bad or ['tokenizer units']} (damaged, or not written by "
+            "`asr run`); retrain or use another model file"
+        )
+    _check_plain(d, source)
+    stored_options(d, source)
+    return d
+
+
+def stored_options(d: dict, source: str = "model file") -> DecodeOptions | None:
+    """The decoding a model file carries, or ``None`` (a file from before the export stage)."""
+    stored = d.get("decoding")
+    if not stored:
+        return None
+    if not isinstance(stored, dict):
+        raise DamagedModel(source, "decoding", f"is a {type(stored).__name__}, not a mapping")
+    fields = {f.name: f.type for f in dataclasses.fields(DecodeOptions)}
+    for k, v in stored.items():
+        kind = {"int": int, "float": _NUMBER}.get(str(fields.get(k)), str if k == "method" else object)
+        if k in fields and not _typed(v, kind):
+            raise DamagedModel(source, f"decoding.{k}", f"is {v!r}")
+    try:
+        return DecodeOptions(**{k: v for k, v in stored.items() if k in fields})
+    except (TypeError, ValueError) as e:
+        raise AsrError(f"{source}: bad decoding settings in the model file ({e})") from None
+
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache  # once per file and process
+def _say_greedy(source: str) -> None:
+    log.warning(
+        f"{source} holds no tuned decoding (a train-stage model file), so it decodes greedily; "
+        "the recipe's export stage writes data/<recipe>/model.pt with the decoding tuned on dev"
+    )
+
+
+def decoding(d: dict, lm: str | Path | None, overrides: dict, source: str = "model file") -> DecodeOptions:
+    """The decoding to use: the file's tuned one with ``overrides`` (fields of :class:`DecodeOptions`).
+
+    Another ``method`` than the stored one starts from that method's defaults. A file without a
+    tuned decoding decodes with lexicon + LM beam search when ``lm`` is given, else greedily, and
+    says so once per file.
+
+    Raises:
+        AsrError: unknown fields or bad values.
+    """
+    fields = {f.name for f in dataclasses.fields(DecodeOptions)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise AsrError(f"unknown decoding option(s) {unknown}; options: {sorted(fields)}")
+    stored = stored_options(d, source)
+    same_method = stored is not None and overrides.get("method", stored.method) == stored.method
+    chosen = {**(dataclasses.asdict(stored) if same_method else {}), **overrides}
+    if "method" not in chosen:
+        chosen["method"] = "lexicon_lm" if lm else "greedy"
+        if not lm:
+            _say_greedy(source)
+    try:
+        return DecodeOptions(**chosen)
+    except ValueError as e:
+        raise AsrError(f"decoding options: {e}") from None
+
+
+def needed_lm_files(options: DecodeOptions) -> tuple[str, ...]:
+    """The lm stage's files a decoding reads, by name (none for greedy and beam)."""
+    if options.method == "beam_lm":
+        return (_LM.tokens_arpa.name,)
+    if options.method == "lexicon":
+        return _LM.lexicon.name, _LM.words.name
+    if options.method == "lexicon_lm":
+        return (_LM.lexicon.name, _LM.words.name, _LM.arpa.name) + (
+            (_LM.unigrams.name, _LM.general.name) if options.mix_weight < 1 else ()
+        )
+    return ()
+
+
+@contextlib.contextmanager
+def lm_folder(d: dict, options: DecodeOptions) -> Iterator[Path | None]:
+    """The embedded LM files ``options`` reads, as an lm stage folder for the decoder, removed once it has read
+    them; ``None`` when the file embeds none (names and types were checked on load: see :func:`check`)."""
+    files = {n: t for n, t in (d.get("lm_files") or {}).items() if n in needed_lm_files(options)}
+    if not files:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="asr-model-lm-") as tmp:
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+        yield Path(tmp)

@@ -1,0 +1,270 @@
+"""Transcribing audio with a model file: the ``asr.load_model`` API behind ``asr transcribe``,
+``asr evaluate`` and ``asr serve``.
+
+A :class:`Recognizer` is the numpy feature front end (:mod:`asr.features.frontend`), a network (the
+torch model of a ``.pt`` file, or an ONNX session: :mod:`asr.model.onnxrt`) and a search
+(:mod:`asr.search.beam`). Only the torch network imports torch, so an ONNX model transcribes
+without it. Long files are read and decoded in chunks (``chunk_seconds``), so memory does
+not grow with the file's length; word times come from the CTC frame positions.
+
+At a chunk's seams nothing is lost or doubled: the network hears each chunk with
+:data:`CONTEXT_SECONDS` of audio on either side and keeps the chunk's own frames (a BiLSTM's
+frames near an edge then see what they would in one pass), and the search is cut not at the
+chunk's end but in the longest pause between two words of the best path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from asr.core.ctc import greedy_frames
+from asr.core.errors import AsrError, ConfigError
+from asr.data.audio import resample, stream_audio
+from asr.features.frontend import Cmvn, FeatureConfig, feature_config, mfcc
+from asr.model import modelfile
+from asr.recognize.stream import Stream
+from asr.search.beam import searcher
+from asr.search.options import DecodeOptions
+from asr.text.tokenizer import tokenizer_from_dict
+from asr.text.transcript import Transcript, Word
+
+CONTEXT_SECONDS = 1.5  # audio each side of a chunk that the network hears with it
+MIN_CHUNK_SECONDS = 1.0  # shorter chunks would be mostly context (and 0.0001 s chunks took minutes per file)
+# the best path's last word may go on past the frames at hand: the pause after it counts as a place to cut
+# only this long (the blanks between a word's own units last well under it)
+TRAILING_PAUSE_SECONDS = 0.5
+
+
+class Recognizer:
+    """A loaded model: its features, CMVN, network and decoder.
+
+    Args:
+        meta: the model file's dict (see :mod:`asr.model.modelfile`); its weights are the network's business.
+        network: ``(T, D)`` normalised features -> ``(T', V)`` log-probabilities, numpy in and out.
+        options: the decoder (:class:`asr.search.beam.DecodeOptions`); ``None``: the model file's tuned one.
+        lm: for the LM methods, the lm stage's output folder or an ARPA file; ``None``: the LM the model
+            file embeds (an exported model), if any.
+        chunk_seconds: longer audio is processed in chunks of this length.
+        source: the model file's name, for error messages.
+    Raises:
+        AsrError: a model file whose parts do not fit together (names ``source``).
+    """
+
+    def __init__(
+        self,
+        meta: dict,
+        network: Callable[[np.ndarray], np.ndarray],
+        options: DecodeOptions | None = None,
+        lm: str | Path | None = None,
+        chunk_seconds: float = 30.0,
+        source: str = "model file",
+    ):
+        if not MIN_CHUNK_SECONDS <= chunk_seconds < math.inf:
+            raise AsrError(
+                f"chunk_seconds must be a positive number of seconds, at least {MIN_CHUNK_SECONDS:g}, "
+                f"got {chunk_seconds}"
+            )
+        self.options = options = options or modelfile.decoding(meta, lm, {}, source)
+        self.network, self.meta, self.source = network, meta, source
+        self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
+        try:
+            self.feature_config: FeatureConfig = feature_config(meta["features"])
+        except ConfigError as e:
+            raise AsrError(f"{source}: bad feature config in the model file ({e})") from None
+        if self.feature_config.dim != meta["input_dim"]:
+            raise AsrError(
+                f"{source}: the feature config gives {self.feature_config.dim} values per frame, "
+                f"the network takes {meta['input_dim']}; the file is damaged"
+            )
+        self.cmvn = Cmvn.from_dict(meta["cmvn"], self.feature_config.dim, source)
+        self.frame_samples = self.feature_config.hop_length * meta["model"].get("stack", 1)  # per output frame
+        self.frame_seconds = self.frame_samples / self.feature_config.sample_rate
+        self.chunk_seconds = chunk_seconds
+        with modelfile.lm_folder(meta if lm is None else {}, options) as embedded:  # the file's own LM, if any
+            try:
+                self.search = searcher(self.tokenizer, options, lm if lm is not None else embedded)
+            except AsrError as e:  # name the model file, not a temporary folder gone by the time it is read
+                if lm is None and embedded is not None:
+                    raise AsrError(str(e).replace(str(embedded), f"{source} (its embedded LM)")) from None
+                raise
+
+    @property
+    def sample_rate(self) -> int:
+        return self.feature_config.sample_rate
+
+    def log_probs(self, wave: np.ndarray) -> np.ndarray:
+        """``(T', V)`` log-probabilities of a mono signal at the model's rate.
+
+        Raises:
+            AsrError: a network whose output is not one column per unit (a damaged or mismatched file).
+        """
+        lp = self.network(self.cmvn(mfcc(wave, self.feature_config)))
+        if lp.ndim != 2 or lp.shape[1] != len(self.tokenizer.units):
+            raise AsrError(
+                f"{self.source}: the network gives {lp.shape[-1]} values per frame for "
+                f"{len(self.tokenizer.units)} units; the file is damaged"
+            )
+        return lp
+
+    def _decode(self, lp: np.ndarray, first_frame: int) -> tuple[str, list[Word]]:
+        best = self.search(lp)
+        seconds = self.frame_seconds
+        words = [Word(w, (first_frame + s) * seconds, (first_frame + e + 1) * seconds) for w, s, e in best.words]
+        return best.text, words
+
+    def _log_prob_pieces(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The whole signal's ``(T', V)`` log-probabilities in consecutive pieces of about ``chunk_seconds``,
+        each computed with :data:`CONTEXT_SECONDS` of audio on either side (a piece's frames are the
+        frames of the whole signal: windows start on a multiple of an output frame's samples)."""
+        step = self.frame_samples
+        core = max(1, round(self.chunk_seconds * self.sample_rate / step)) * step
+        context = round(CONTEXT_SECONDS * self.sample_rate / step) * step
+        buf, buf_start, done = np.zeros(0, np.float32), 0, 0  # samples held, where they start, emitted up to
+        for chunk in chunks:
+            buf = np.concatenate([buf, chunk])
+            while buf_start + len(buf) >= done + core + context:
+                start = max(0, done - context)
+                lp = self.log_probs(buf[start - buf_start : done + core + context - buf_start])
+                first = (done - start) // step
+                yield lp[first : first + core // step]
+                done += core
+                drop = max(0, done - context) - buf_start
+                buf, buf_start = buf[drop:], buf_start + drop
+        if buf_start + len(buf) > done:
+            start = max(0, done - context)
+            yield self.log_probs(buf[start - buf_start :])[(done - start) // step :]
+
+    def _cut(self, lp: np.ndarray) -> int | None:
+        """Where to split log-probabilities between two searches: the middle of the longest pause between
+        words of the best path (or a long one after its last word); ``None`` when there is none."""
+        path = greedy_frames(lp)
+        _, spans = self.tokenizer.words([u for u, _ in path], [t for _, t in path])
+        if not spans:
+            return len(lp)  # no word at all
+        pauses = [(b[1] - a[2], (a[2] + b[1] + 1) // 2) for a, b in zip(spans, spans[1:])]
+        trailing = len(lp) - 1 - spans[-1][2]
+        if trailing * self.frame_seconds >= TRAILING_PAUSE_SECONDS:
+            pauses.append((trailing, (spans[-1][2] + len(lp) + 1) // 2))
+        cut = max(pauses)[1] if pauses else None
+        return cut if cut is None or 0 < cut < len(lp) else None
+
+    def _transcribe(self, chunks: Iterable[np.ndarray], path: str | None) -> Transcript:
+        max_frames = max(1, round(self.chunk_seconds / self.frame_seconds))
+        texts, words, held, first = [], [], [], 0  # held: pieces not yet searched, from frame ``first``
+
+        def search(lp: np.ndarray) -> None:
+            text, w = self._decode(lp, first)
+            texts.append(text)
+            words.extend(w)
+
+        for piece in self._log_prob_pieces(chunks):
+            held.append(piece)
+            while sum(len(p) for p in held) >= max_frames:
+                lp = np.concatenate(held)
+                cut = self._cut(lp)
+                if cut is None:  # one word so far: wait for more, up to twice the chunk
+                    if len(lp) < 2 * max_frames:
+                        held = [lp]
+                        break
+                    cut = len(lp)
+                search(lp[:cut])
+                held, first = [lp[cut:]], first + cut
+        if held and sum(len(p) for p in held):
+            search(np.concatenate(held))
+        return Transcript(" ".join(t for t in texts if t), words, path)
+
+    def stream(self, sample_rate: int | None = None, **endpoint) -> Stream:
+        """A live stream through a streaming model: ``accept(samples) -> Partial``, ``finish() -> Transcript``.
+
+        Args:
+            sample_rate: the rate of the samples to come (``None``: the model's).
+            endpoint: ``endpoint_silence``, ``max_utterance`` (seconds), see :class:`asr.recognize.stream.Stream`.
+        Raises:
+            AsrError: an offline model, or one whose features need the whole utterance.
+        """
+        return Stream(self, sample_rate, **endpoint)
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.meta["model"].get("chunk"))
+
+    def transcribe(
+        self,
+        audio: str | Path | bytes | np.ndarray,
+        sample_rate: int | None = None,
+        name: str | None = None,
+        max_samples: int | None = None,
+    ) -> Transcript:
+        """Transcribe a file (any format, rate and channel count), a file's bytes, or a mono float array.
+
+        Args:
+            name: what to call a file's bytes in messages.
+            max_samples: refuse a file (or bytes) declaring more samples (frames x channels) than this.
+        Raises:
+            AudioError: an unreadable file (named in the message).
+            AsrError: an array without its ``sample_rate``.
+        """
+        if isinstance(audio, np.ndarray):
+            if sample_rate is None:
+                raise AsrError("transcribe(array) needs sample_rate=")
+            wave = np.asarray(audio, dtype=np.float32)
+            wave = wave.mean(axis=1) if wave.ndim == 2 else wave
+            if not np.isfinite(wave).all():
+                raise AsrError("the samples hold NaN or infinite values")
+            chunks, path = [resample(wave, sample_rate, self.sample_rate)], None
+        else:
+            chunks = stream_audio(audio, self.sample_rate, self.chunk_seconds, name=name, max_samples=max_samples)
+            path = None if isinstance(audio, bytes) else str(audio)
+        if self.streaming:  # its forward states run on through the whole file, its utterances end at endpoints
+            stream = self.stream()
+            for chunk in chunks:
+                stream.accept(chunk)
+            result = stream.finish()
+            return Transcript(result.text, result.words, path)
+        return self._transcribe(chunks, path)
+
+
+def load_model(
+    path: str | Path,
+    lm: str | Path | None = None,
+    chunk_seconds: float = 30.0,
+    device: str = "cpu",
+    threads: int = 0,
+    **decoding,
+) -> Recognizer:
+    """Load a model file for transcription.
+
+    Args:
+        path: the model file: a recipe's exported ``data/<recipe>/model.pt`` (its tuned decoding and
+            LM inside), the train stage's ``data/<recipe>/train/model.pt``, or an ``.onnx`` export
+            (``asr export``), which runs on onnxruntime without importing torch.
+        lm: the lm stage's output folder or an ARPA file, instead of the LM the model file embeds.
+        device: ``cpu`` or ``cuda`` for a torch model (an ONNX model runs on the CPU).
+        threads: CPU threads for the network (0: the runtime's default; torch's setting is process-wide).
+        decoding: fields of :class:`asr.search.beam.DecodeOptions` (``method="lexicon_lm"``,
+            ``lm_weight=0.5``, ...) overriding the model file's tuned decoding; another ``method``
+            starts from that method's defaults. A model file without a tuned decoding decodes
+            with lexicon + LM beam search when ``lm`` is given, else greedily (and says so once).
+    Raises:
+        AsrError: a missing or bad model file, or unknown decoding options.
+
+    Example:
+        >>> asr.load_model("data/fsdd/model.pt").transcribe("seven.wav").text
+        'seven'
+    """
+    source = str(path)
+    if str(path).endswith(".onnx"):
+        from asr.model.onnxrt import load  # here: onnxruntime is loaded only for an ONNX model
+
+        meta, network = load(path, threads)
+    else:
+        from asr.model.network import Network, read_checkpoint  # here: importing torch costs ~2.5 s of an ONNX start
+
+        meta = read_checkpoint(path)
+        network = Network(meta, device, source, threads)
+    options = modelfile.decoding(meta, lm, decoding, source)
+    return Recognizer(meta, network, options, lm, chunk_seconds, source)

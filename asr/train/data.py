@@ -1,0 +1,177 @@
+"""Training data in memory: labels and frame counts of the stored features (:func:`load_data`, with the
+too-short check), padded batches (:func:`collate`) and the loader that prepares them in worker processes."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from asr.core.ctc import ctc_min_frames
+from asr.data.batching import pad
+from asr.features.frontend import Cmvn
+from asr.features.stage import FeatureStore
+from asr.text.tokenizer import Tokenizer
+
+
+@dataclass
+class Data:
+    """Utterances of some feature sets, ready to batch."""
+
+    sets: list  # FeatureSet per source
+    items: list[tuple[int, int]]  # (set number, index in set)
+    labels: list[list[int]]
+    frames: np.ndarray
+    ids: list[str]
+    speakers: list[str]
+    texts: list[str]
+    # targets of the intermediate CTC layer when its units differ (train.inter_units); None: it reads `labels`
+    aux_labels: list[list[int]] | None = None
+
+
+def load_data(
+    store: FeatureStore,
+    names,
+    tokenizer: Tokenizer,
+    stack: int,
+    max_utts: int = 0,
+    seed: int = 0,
+    log=None,
+    spell: Callable[[str], str] | None = None,
+    aux: tuple[Tokenizer, Callable[[str], str] | None] | None = None,
+) -> tuple[Data, list[tuple[str, int, int]]]:
+    """Load set indexes and labels; drop (and return) utterances too short for their labels. ``spell``
+    turns a transcript into the tokenizer's text (words into phones); ``Data.texts`` holds that text. ``aux``:
+    the intermediate CTC layer's tokenizer and spelling, for its own labels (``Data.aux_labels``).
+
+    Returns:
+        the data, and ``(id, frames after stacking, frames needed)`` for each dropped utterance.
+    """
+    log = log or logging.getLogger("asr.train.stage").info
+    sets, items, labels, frames, ids, spk, texts, short = [], [], [], [], [], [], [], []
+    aux_labels = [] if aux else None
+    for s_no, name in enumerate(store.expand(names)):
+        fs = store.open(name)
+        sets.append(fs)
+        for i, u in enumerate(fs.utts):
+            text = spell(u["text"]) if spell else u["text"]
+            lab = tokenizer.encode(text)
+            have = math.ceil(u["frames"] / stack)
+            need = ctc_min_frames(lab)
+            if aux:
+                aux_lab = aux[0].encode(aux[1](u["text"]) if aux[1] else u["text"])
+                need = max(need, ctc_min_frames(aux_lab))
+            if have < need:
+                short.append((u["id"], have, need))
+                continue
+            items.append((s_no, i))
+            labels.append(lab)
+            frames.append(u["frames"])
+            ids.append(u["id"])
+            spk.append(u["speaker"])
+            texts.append(text)
+            if aux:
+                aux_labels.append(aux_lab)
+    data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts, aux_labels)
+    if max_utts and max_utts < len(items):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:max_utts])
+        data = Data(
+            sets,
+            [items[k] for k in keep],
+            [labels[k] for k in keep],
+            data.frames[keep],
+            [ids[k] for k in keep],
+            [spk[k] for k in keep],
+            [texts[k] for k in keep],
+            [aux_labels[k] for k in keep] if aux else None,
+        )
+    for uid, have, need in short:
+        log(f"train data: {uid} has {have} frames after x{stack} stacking but its text needs {need}; left out")
+    return data, short
+
+
+def collate(data: Data, batch: list[int], cmvn, device: torch.device | None = None):
+    """Padded ``(B, T, D)`` features (CMVN applied; ``None``: as stored), lengths, concatenated targets, target
+    lengths, and with ``Data.aux_labels`` the intermediate layer's targets and their lengths (on ``device``)."""
+    norm = cmvn or (lambda f, speaker: np.array(f, np.float32))  # a copy: the input may be a read-only view
+    x, lengths = pad([norm(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch])
+    out = (x, lengths)
+    for labels in (data.labels, data.aux_labels) if data.aux_labels is not None else (data.labels,):
+        out += (torch.tensor([u for i in batch for u in labels[i]], dtype=torch.long),)
+        out += (torch.tensor([len(labels[i]) for i in batch]),)
+    return out if device is None else tuple(t.to(device) for t in out)
+
+
+def normalise_batch(cmvn: Cmvn | None, x: torch.Tensor, lengths: torch.Tensor, speakers: list[str]) -> torch.Tensor:
+    """``cmvn`` over a padded batch ``(B, T, D)`` on its device (in training, the GPU: the loader's workers only
+    read and pad), the padding left at zero: what ``Cmvn.__call__`` (:mod:`asr.features.frontend`) gives each
+    utterance, up to float rounding (global and speaker statistics: the same numbers). Written here, not in the numpy front end,
+    which must not need torch (the ONNX path)."""
+    if cmvn is None:
+        return x
+    dev, t = x.device, x.shape[1]
+    mask = (torch.arange(t, device=dev)[None, :] < lengths.to(dev)[:, None])[..., None]
+    if cmvn.kind == "none":
+        return x * mask
+    if cmvn.kind == "utterance":
+        n = lengths.to(dev).clamp(min=1)[:, None, None].to(x.dtype)
+        mean = (x * mask).sum(1, keepdim=True) / n
+        std = ((((x - mean) * mask) ** 2).sum(1, keepdim=True) / n).clamp(min=1e-10).sqrt()
+    elif cmvn.kind == "online":  # Cmvn._running's sums, in float64 as there
+        f, p = (x * mask).double(), float(cmvn.prior_frames)
+        g_mean = torch.as_tensor(cmvn.mean, dtype=torch.float64, device=dev)
+        g_var = torch.as_tensor(cmvn.std, dtype=torch.float64, device=dev) ** 2
+        n = p + torch.arange(1, t + 1, dtype=torch.float64, device=dev)[None, :, None]
+        mean = (p * g_mean + f.cumsum(1)) / n
+        second = (p * (g_var + g_mean * g_mean) + (f * f).cumsum(1)) / n
+        std = (second - mean * mean).clamp(min=1e-10).sqrt()
+        return ((x.double() - mean) / std).float() * mask
+    elif cmvn.kind == "speaker":  # a speaker without statistics: the global ones
+        stats = [cmvn.speakers.get(s, (cmvn.mean, cmvn.std)) for s in speakers]
+        mean = torch.as_tensor(np.stack([m for m, _ in stats]), device=dev)[:, None]
+        std = torch.as_tensor(np.stack([d for _, d in stats]), device=dev)[:, None]
+    else:
+        mean, std = torch.as_tensor(cmvn.mean, device=dev), torch.as_tensor(cmvn.std, device=dev)
+    return (x - mean) / std * mask
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Each item one whole batch, collated on the CPU: the DataLoader's workers read and pad it (CMVN runs on
+    the model's device: :func:`normalise_batch`)."""
+
+    def __init__(self, data: Data, batches: list[list[int]]):
+        self.data, self.batches = data, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int):
+        return collate(self.data, self.batches[k], None)
+
+
+def batch_loader(data: Data, batches: list[list[int]], workers: int, pin: bool):
+    """The batches in order, as stored (not normalised), built ``workers`` processes ahead (none: here, one at a
+    time). No randomness
+    happens in a worker (SpecAugment runs on the model's side), so any ``workers`` trains the same model."""
+    if workers <= 0:
+        return (collate(data, b, None) for b in batches)
+    # its own generator: the loader draws its workers' seed from it, not from the global one that
+    # SpecAugment and dropout draw from
+    return iter(
+        torch.utils.data.DataLoader(
+            _Batches(data, batches),
+            batch_size=None,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=pin,
+            prefetch_factor=4,
+            generator=torch.Generator(),
+        )
+    )
+
+
+# --- loss and evaluation ------------------------------------------------------------------------------
