@@ -64,7 +64,8 @@ def test_cudnn_model_equals_cpu_model_outputs_and_gradients(cfg, exact_fp32):
     )
     results = []
     for m, dev in ((cpu, "cpu"), (gpu, "cuda")):
-        out, n, *mid = m(x.to(dev), lengths.to(dev), inter=True)  # mid: the intermediate CTC layer's, if any
+        out, n, inter = m(x.to(dev), lengths.to(dev), inter=True)
+        mid = [] if inter is None else [inter]  # the intermediate CTC layer's, if any
         loss = sum(((o * weights.to(dev)).sum() for o in [out, *mid]), torch.zeros((), device=dev))
         grads = torch.autograd.grad(loss, list(m.parameters()))
         results.append(([o.cpu() for o in [out, *mid]], n.cpu(), [g.cpu() for g in grads]))
@@ -145,7 +146,7 @@ def test_padded_and_packed_cudnn_paths_agree(exact_fp32):
     outs = []
     for pack in (True, False):
         m.pack = pack
-        out, n = m(x, lengths)
+        out, n, _ = m(x, lengths)
         grads = torch.autograd.grad(sum(out[i, : n[i]].sum() for i in range(4)), list(m.parameters()))
         outs.append(([out[i, : n[i]] for i in range(4)], grads))
     for a, b in zip(outs[0][0] + list(outs[0][1]), outs[1][0] + list(outs[1][1])):
@@ -161,7 +162,7 @@ def test_the_memory_probe_finds_a_batch_that_trains():
     b = frames // 3500
     assert b >= 2
     x = torch.randn(b, 3500, 40, device="cuda")
-    out, n = m(x, torch.full((b,), 3500, device="cuda"))
+    out, n, _ = m(x, torch.full((b,), 3500, device="cuda"))
     out.sum().backward()
     assert torch.cuda.max_memory_allocated() < 0.08 * torch.cuda.get_device_properties(0).total_memory
     assert device_batch_frames(m, 3500, torch.device("cuda")) == MAX_DEVICE_BATCH_FRAMES  # 80% of a GPU: capped

@@ -16,12 +16,12 @@ from asr.core.config import to_dict
 from asr.core.ctc import ctc_min_frames, greedy
 from asr.core.errors import AsrError, ConfigError
 from asr.data.augment import AugmentConfig
-from asr.data.batching import make_batches
+from asr.data.batching import Batch, make_batches
 from asr.features.stage import FeatureStore
 from asr.model.network import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
 from asr.pipeline import recipe
 from asr.text.tokenizer import CharTokenizer
-from asr.train.data import load_data
+from asr.train.data import Spelling, load_data
 from asr.train.stage import TrainConfig, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def test_tiny_model_overfits_real_speech(tiny_features, tmp_path):
     tok = CharTokenizer.from_dict(ckpt["tokenizer"])
     for i, u in enumerate(fs.utts):
         x = torch.from_numpy(store.cmvn(fs[i], u["speaker"]))[None]
-        log_probs, lengths = model(x, torch.tensor([len(x[0])]))
+        log_probs, lengths, _ = model(x, torch.tensor([len(x[0])]))
         assert tok.decode(greedy(log_probs, lengths)[0]) == u["text"]
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert any((tmp_path / "tb").iterdir())
@@ -67,11 +67,11 @@ def test_model_shapes_stacking_and_padding_invariance():
         m = AcousticModel(5, 7, ModelConfig(rnn=rnn, num_layers=2, hidden=32, proj=proj, stack=stack, dropout=0)).eval()
         x = torch.randn(3, 10, 5)
         lengths = torch.tensor([10, 7, 4])
-        out, out_len = m(x, lengths)
+        out, out_len, _ = m(x, lengths)
         assert out.shape == (3, math.ceil(10 / stack), 7)
         assert out_len.tolist() == [math.ceil(n / stack) for n in (10, 7, 4)]
         # packing: an item alone gives the same output as inside a padded batch
-        alone, _ = m(x[1:2, :7], lengths[1:2])
+        alone = m(x[1:2, :7], lengths[1:2]).log_probs
         torch.testing.assert_close(alone[0], out[1, : out_len[1]], rtol=1e-5, atol=1e-5)
 
 
@@ -90,10 +90,10 @@ def test_a_convolutional_front_end_keeps_each_utterance_its_own_and_exports_to_o
     model = AcousticModel(fc.dim, len(tok.units), ModelConfig(num_layers=2, hidden=16, stack=3, conv=4, dropout=0))
     assert model.rnn.input_size == 4 * 6  # 23 features halved twice (rounded up): 12, then 6
     x, lengths = torch.randn(3, 20, fc.dim), torch.tensor([20, 13, 2])
-    out, out_len = model(x, lengths)
+    out, out_len, _ = model(x, lengths)
     assert out_len.tolist() == [7, 5, 1] and out.shape == (3, 7, len(tok.units))
     for b, n in enumerate(lengths.tolist()):  # padding (and what lies in it) never reaches an utterance
-        alone, _ = model(x[b : b + 1, :n], lengths[b : b + 1])
+        alone = model(x[b : b + 1, :n], lengths[b : b + 1]).log_probs
         torch.testing.assert_close(alone[0], out[b, : out_len[b]], rtol=1e-5, atol=1e-5)
     grads = torch.autograd.grad(out[0].sum(), list(model.front.parameters()))
     assert all(float(g.abs().max()) > 0 for g in grads)
@@ -120,14 +120,14 @@ def test_cpu_unpacked_rnn_equals_packed_rnn_with_gradients():
         x, lengths = torch.randn(4, 12, 6), torch.tensor([12, 3, 9, 1])
         # a random weighting of the real frames' log-probabilities as the loss
         weights = torch.randn(4, 12, 5) * (torch.arange(12)[None, :, None] < lengths[:, None, None])
-        ours, _ = m(x, lengths)
+        ours = m(x, lengths).log_probs
         grads = torch.autograd.grad((ours * weights).sum(), list(m.parameters()))
         h, _ = m.rnn(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=12)
         ref = m.output(h).log_softmax(-1)
         ref_grads = torch.autograd.grad((ref * weights).sum(), list(m.parameters()))
         with torch.no_grad():  # inference takes the packed path
-            inference, _ = m(x, lengths)
+            inference = m(x, lengths).log_probs
         for b, n in enumerate(lengths):
             torch.testing.assert_close(ours[b, :n], ref[b, :n], rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(inference[b, :n], ref[b, :n], rtol=1e-5, atol=1e-5)
@@ -153,7 +153,7 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
     for layer in (1, 2):
         m = AcousticModel(6, 5, ModelConfig(num_layers=3, hidden=16, stack=1, dropout=0, inter_ctc=layer))
         top, out_len, mid = m(x, lengths, inter=True)
-        plain, _ = m(x, lengths)
+        plain = m(x, lengths).log_probs
         torch.testing.assert_close(top, plain, rtol=1e-5, atol=1e-5)  # the top layer is the model's output
         # the intermediate head reads RNN layer `layer`: an nn.LSTM of that many layers with the same weights
         below = torch.nn.LSTM(6, 16, num_layers=layer, batch_first=True, bidirectional=True)
@@ -167,7 +167,7 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
         top_loss, mid_loss = (
             F.ctc_loss(lp.transpose(0, 1), y, out_len, yl, reduction="mean", zero_infinity=True) for lp in (top, mid)
         )
-        loss, _, _ = ctc_loss(m, x, lengths, y, yl, torch.device("cpu"), "fp32", 0.3)
+        loss, _ = ctc_loss(m, Batch(x, lengths, y, yl), torch.device("cpu"), "fp32", 0.3)
         torch.testing.assert_close(loss, 0.7 * top_loss + 0.3 * mid_loss)
         loss.backward()
         assert float(m.inter_output.weight.grad.abs().max()) > 0
@@ -191,7 +191,7 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
     # a streaming model: the head reads layer 1 of the chunked computation (a 1-layer chunked model's output)
     m = AcousticModel(6, 5, ModelConfig(num_layers=2, hidden=16, dropout=0, chunk=4, right_context=2, inter_ctc=1))
     top, _, mid = m(x, lengths, inter=True)
-    torch.testing.assert_close(top, m(x, lengths)[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(top, m(x, lengths).log_probs, rtol=1e-5, atol=1e-5)
     below = AcousticModel(6, 5, ModelConfig(num_layers=1, hidden=16, dropout=0, chunk=4, right_context=2))
     below.rnn.load_state_dict({k: v for k, v in m.rnn.state_dict().items() if "_l0" in k})
     ref = m.inter_output(below._rnn_chunked(x, lengths)).log_softmax(-1)
@@ -233,7 +233,6 @@ DIGIT_PHONES = {
 def test_intermediate_ctc_over_other_units_reads_its_own_targets():
     import torch.nn.functional as F
 
-    from asr.data.batching import select_items
     from asr.text.tokenizer import PhoneTokenizer
     from asr.train.data import Data, collate
     from asr.train.trainer import ctc_loss
@@ -249,7 +248,7 @@ def test_intermediate_ctc_over_other_units_reads_its_own_targets():
     assert top.shape[-1] == 5 and mid.shape[-1] == 7
     top_loss = F.ctc_loss(top.transpose(0, 1), y, out_len, yl, reduction="mean", zero_infinity=True)
     mid_loss = F.ctc_loss(mid.transpose(0, 1), aux, out_len, auxl, reduction="mean", zero_infinity=True)
-    loss, _, _ = ctc_loss(m, x, lengths, y, yl, torch.device("cpu"), "fp32", 0.3, (aux, auxl))
+    loss, _ = ctc_loss(m, Batch(x, lengths, y, yl, aux, auxl), torch.device("cpu"), "fp32", 0.3)
     torch.testing.assert_close(loss, 0.7 * top_loss + 0.3 * mid_loss)
 
     # batches carry both target sequences, and a piece of a batch keeps each utterance's own
@@ -262,19 +261,23 @@ def test_intermediate_ctc_over_other_units_reads_its_own_targets():
         ids=["a", "b", "c"],
         speakers=["s"] * 3,
         texts=["", "", ""],
-        aux_labels=[[7, 8], [9], [10, 11, 12]],
+        inter_labels=[[7, 8], [9], [10, 11, 12]],
     )
     batch = collate(data, [0, 1, 2], None)
-    assert [t.tolist() for t in batch[1:]] == [
+    fields = ("lengths", "targets", "target_lengths", "inter_targets", "inter_target_lengths")
+    assert [getattr(batch, f).tolist() for f in fields] == [
         [4, 7, 5],
         [1, 2, 3, 4, 5, 6],
         [1, 2, 3],
         [7, 8, 9, 10, 11, 12],
         [2, 1, 3],
     ]
-    piece = select_items(batch, [2, 0])
-    assert [t.tolist() for t in piece[1:]] == [[5, 4], [4, 5, 6, 1], [3, 1], [10, 11, 12, 7, 8], [3, 2]]
-    assert piece[0].shape == (2, 5, 2) and float(piece[0][0, 0, 0]) == 2.0
+    piece = batch.select([2, 0])
+    assert [getattr(piece, f).tolist() for f in fields] == [[5, 4], [4, 5, 6, 1], [3, 1], [10, 11, 12, 7, 8], [3, 2]]
+    assert piece.feats.shape == (2, 5, 2) and float(piece.feats[0, 0, 0]) == 2.0
+    # without intermediate targets there are none, also in a piece
+    plain = collate(replace(data, inter_labels=None), [0, 1, 2], None).select([1])
+    assert plain.inter_targets is None and plain.inter_target_lengths is None and plain.targets.tolist() == [2, 3]
 
     # too short for the intermediate targets is too short: the longer of the two sequences decides
     store_like = type("S", (), {})
@@ -282,7 +285,9 @@ def test_intermediate_ctc_over_other_units_reads_its_own_targets():
     fs = type("FS", (), {"utts": [{"id": "u", "text": "x", "frames": 3, "speaker": "s"}], "__getitem__": None})()
     store_like.expand = staticmethod(lambda names: ["n"])
     store_like.open = staticmethod(lambda name: fs)
-    kept, short = load_data(store_like, ["n"], tok, 1, spell=lambda t: "A", aux=(tok, lambda t: "A B A B"))
+    kept, short = load_data(
+        store_like, ["n"], Spelling(tok, lambda t: "A"), 1, inter=Spelling(tok, lambda t: "A B A B")
+    )
     assert not kept.items and short == [("u", 3, 4)]
 
 
@@ -392,7 +397,7 @@ def test_too_short_utterance_is_reported_at_load_and_never_inf(fsdd_utts, tmp_pa
     store = FeatureStore(feats)
     tok = CharTokenizer.from_texts(u.text for u in utts)
     messages = []
-    data, short = load_data(store, ["tiny"], tok, 3, log=messages.append)
+    data, short = load_data(store, ["tiny"], Spelling(tok), 3, log=messages.append)
     assert [s[0] for s in short] == ["liar"] and short[0][2] == ctc_min_frames(tok.encode(long_text))
     assert "liar" in messages[0] and "left out" in messages[0]
     assert "liar" not in data.ids and len(data.ids) == 5
@@ -709,7 +714,7 @@ def _batch(lengths):
     x = torch.randn(len(lengths), max(lengths), 5, generator=g)
     yl = torch.tensor([max(1, n // 8) for n in lengths])
     y = torch.randint(1, 6, (int(yl.sum()),), generator=g)
-    return x, torch.tensor(lengths), y, yl
+    return Batch(x, torch.tensor(lengths), y, yl)
 
 
 def test_a_batch_too_large_for_the_device_trains_in_pieces_with_the_same_gradient(tmp_path):
@@ -746,16 +751,18 @@ def test_an_utterance_too_long_for_the_device_is_left_out_by_name_and_the_rest_t
 
 
 def test_split_batch_halves_until_each_piece_fits():
-    from asr.data.batching import select_items, split_batch
+    from asr.data.batching import split_batch
 
     lengths = torch.tensor([50, 40, 30, 20, 10])
     assert split_batch(lengths, None) == [[0, 1, 2, 3, 4]]
     assert split_batch(lengths, 100) == [[0], [1], [2], [3, 4]]  # [0, 1, 2] is 150, [0, 1] is 100
     assert split_batch(lengths, 1) == [[0], [1], [2], [3], [4]]
-    x, xl, y, yl = _batch([50, 40, 30, 20, 10])
-    px, pxl, py, pyl = select_items((x, xl, y, yl), [3, 4])
-    assert px.shape == (2, 20, 5) and pxl.tolist() == [20, 10] and pyl.tolist() == [2, 1]
-    assert py.tolist() == y[-3:].tolist() and torch.equal(px[1, :10], x[4, :10])
+    whole = _batch([50, 40, 30, 20, 10])
+    x, y = whole.feats, whole.targets
+    piece = whole.select([3, 4])
+    assert piece.feats.shape == (2, 20, 5) and piece.lengths.tolist() == [20, 10]
+    assert piece.target_lengths.tolist() == [2, 1] and piece.inter_targets is None
+    assert piece.targets.tolist() == y[-3:].tolist() and torch.equal(piece.feats[1, :10], x[4, :10])
 
 
 def test_gpu_benchmark_synthetic_utterances_are_librispeech_like_and_ctc_feasible():

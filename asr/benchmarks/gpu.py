@@ -43,7 +43,7 @@ from asr.model.network import AcousticModel
 from asr.pipeline import recipe
 from asr.train.config import plan
 from asr.train.data import Data
-from asr.train.trainer import Trainer, TrainState, probe_batch_frames
+from asr.train.trainer import TrainState, make_trainer, probe_batch_frames
 
 LIBRISPEECH_HOURS = 960.9
 LIBRISPEECH_MEAN_S = LIBRISPEECH_HOURS * 3600 / 281_241  # train-960: 12.3 s an utterance
@@ -119,22 +119,9 @@ def run_pass(cfg, data: Data, dim: int, units: int, init: dict, setting: dict, h
     core = AcousticModel(dim, units, cfg.model).to(dev)
     core.load_state_dict(init)
     core.pack = setting.get("packed")
-    opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)
     schedule = plan(cfg, data.frames, hop_s)
     cmvn = Cmvn("global", np.zeros(dim), np.ones(dim))
-    t = Trainer(
-        cfg=cfg,
-        core=core,
-        model=core,
-        opt=opt,
-        schedule=schedule,
-        scaler=torch.amp.GradScaler(dev.type, enabled=False),
-        device=dev,
-        ckpt=CheckpointDir(ckpt),
-        cmvn=cmvn,
-        hop_seconds=hop_s,
-        log=lambda m: None,
-    )
+    t = make_trainer(cfg, core, schedule, dev, CheckpointDir(ckpt), cmvn, hop_s, log=lambda m: None)
     t.train_steps(data, schedule.batches_per_epoch)  # warm-up: cuDNN plans, the allocator, oneDNN primitives
     t.state = TrainState()
     torch.manual_seed(cfg.seed)

@@ -32,7 +32,7 @@ from asr.features.stage import FeatureStore
 from asr.model.network import AcousticModel
 from asr.pipeline import recipe
 from asr.text.tokenizer import CharTokenizer
-from asr.train.data import collate, load_data
+from asr.train.data import Spelling, collate, load_data
 from asr.train.stage import TrainConfig, train
 from asr.train.trainer import evaluate
 
@@ -67,8 +67,8 @@ def reference_loop(cfg: TrainConfig, store: FeatureStore, epochs: int, seed: int
     torch.manual_seed(seed)
     texts = [u["text"] for n in store.expand(cfg.train_sets) for u in store.open(n).utts]
     tok = CharTokenizer.from_texts(texts)
-    data, _ = load_data(store, cfg.train_sets, tok, 1, cfg.max_utterances, cfg.seed, log=lambda m: None)
-    dev, _ = load_data(store, cfg.dev_sets, tok, 1, log=lambda m: None)
+    data, _ = load_data(store, cfg.train_sets, Spelling(tok), 1, cfg.max_utterances, cfg.seed, log=lambda m: None)
+    dev, _ = load_data(store, cfg.dev_sets, Spelling(tok), 1, log=lambda m: None)
     model = AcousticModel(store.config.dim, len(tok), dataclasses.replace(cfg.model, stack=1))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(seed)
@@ -76,15 +76,15 @@ def reference_loop(cfg: TrainConfig, store: FeatureStore, epochs: int, seed: int
     for _ in range(epochs):
         order = rng.permutation(len(data.items))
         for k in range(0, len(order), 16):
-            x, xl, y, yl = collate(data, order[k : k + 16].tolist(), store.cmvn, torch.device("cpu"))
-            h, _ = model.rnn(x)  # the padded batch straight through the RNN
+            b = collate(data, order[k : k + 16].tolist(), store.cmvn, torch.device("cpu"))
+            h, _ = model.rnn(b.feats)  # the padded batch straight through the RNN
             log_probs = model.output(model.dropout(h)).log_softmax(-1)
-            loss = F.ctc_loss(log_probs.transpose(0, 1), y, xl, yl, zero_infinity=True)
+            loss = F.ctc_loss(log_probs.transpose(0, 1), b.targets, b.lengths, b.target_lengths, zero_infinity=True)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
             opt.step()
-            audio += float(xl.sum()) * store.config.hop_ms / 1000
+            audio += float(b.lengths.sum()) * store.config.hop_ms / 1000
     seconds = time.perf_counter() - t0
     steps = int(data.frames.sum()) * epochs
     res = evaluate(model, dev, store.cmvn, tok, _unstacked(cfg), torch.device("cpu"))
@@ -128,7 +128,7 @@ def main() -> None:
     data, _ = load_data(
         store,
         cfg.train_sets,
-        CharTokenizer.from_texts(u["text"] for n in store.expand(cfg.train_sets) for u in store.open(n).utts),
+        Spelling(CharTokenizer.from_texts(u["text"] for n in store.expand(cfg.train_sets) for u in store.open(n).utts)),
         cfg.model.stack,
         cfg.max_utterances,
         cfg.seed,

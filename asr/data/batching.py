@@ -5,6 +5,9 @@ Shared by feature extraction, training and decoding; it depends on nothing else 
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -65,16 +68,45 @@ def split_batch(lengths: torch.Tensor, split_at: int | None) -> list[list[int]]:
     return out
 
 
-def select_items(batch: tuple, items: list[int]) -> tuple:
-    """Some items of a collated batch ``(x (B, T, ...), lengths, concatenated targets, target lengths[, the
-    intermediate layer's targets, their lengths])``, the padding cut to their longest."""
-    x, lengths = batch[:2]
-    idx = torch.tensor(items)
-    out = (x[idx, : int(lengths[idx].max())], lengths[idx])
-    for targets, target_lengths in zip(batch[2::2], batch[3::2]):
-        ends = torch.cumsum(target_lengths, 0)
-        out += (
-            torch.cat([targets[int(ends[k] - target_lengths[k]) : int(ends[k])] for k in items]),
-            target_lengths[idx],
+@dataclass(frozen=True)
+class Batch:
+    """A collated training batch: padded features and each utterance's targets, concatenated (what
+    ``F.ctc_loss`` reads), and for a model whose intermediate CTC layer reads other units, that layer's own."""
+
+    feats: torch.Tensor  # (B, T, D) padded with zeros
+    lengths: torch.Tensor  # (B,) valid frames per utterance
+    targets: torch.Tensor  # (sum of target_lengths,) unit ids of every utterance, one after the other
+    target_lengths: torch.Tensor  # (B,)
+    inter_targets: torch.Tensor | None = None  # the intermediate layer's, when its units differ; else None
+    inter_target_lengths: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def _map(self, fn) -> Batch:
+        # (not dataclasses.astuple, which deep-copies every tensor)
+        return Batch(*(None if (t := getattr(self, f.name)) is None else fn(t) for f in dataclasses.fields(self)))
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (``DataLoader(pin_memory=True)`` calls this on what its workers return)."""
+        return self._map(torch.Tensor.pin_memory)
+
+    def select(self, items: list[int]) -> Batch:
+        """Some utterances of the batch (places in it, in the order given), the padding cut to their longest."""
+        idx = torch.tensor(items)
+
+        def pick(targets: torch.Tensor | None, lengths: torch.Tensor | None):
+            if targets is None:
+                return None, None
+            ends = torch.cumsum(lengths, 0)
+            return torch.cat([targets[int(ends[k] - lengths[k]) : int(ends[k])] for k in items]), lengths[idx]
+
+        return Batch(
+            self.feats[idx, : int(self.lengths[idx].max())],
+            self.lengths[idx],
+            *pick(self.targets, self.target_lengths),
+            *pick(self.inter_targets, self.inter_target_lengths),
         )
-    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -80,6 +80,15 @@ class ModelConfig:
     @property
     def streaming(self) -> bool:
         return self.chunk > 0
+
+
+class CtcOutput(NamedTuple):
+    """What :meth:`AcousticModel.forward` returns. (A named tuple, not a dataclass: DDP and autocast walk a
+    module's outputs as tuples; it always has these three fields.)"""
+
+    log_probs: torch.Tensor  # (B, T', V) of the output layer, float32
+    lengths: torch.Tensor  # (B,) valid output steps (T' after frame stacking or the convolutional front end)
+    inter_log_probs: torch.Tensor | None = None  # (B, T', V') of the intermediate CTC layer, when asked for
 
 
 class ConvFront(nn.Module):
@@ -157,9 +166,9 @@ class AcousticModel(nn.Module):
             feats = nn.functional.pad(feats, (0, 0, 0, pad))
         return feats.reshape(b, (t + pad) // s, d * s)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, inter: bool = False) -> tuple[torch.Tensor, ...]:
-        """``inter=True`` (training a model with ``inter_ctc``): also returns the intermediate CTC layer's
-        ``(B, T', V)`` log-probabilities, third."""
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, inter: bool = False) -> CtcOutput:
+        """``(B, T, D)`` features and their ``(B,)`` lengths -> the output layer's log-probabilities; with
+        ``inter=True`` (training a model with ``inter_ctc``) the intermediate CTC layer's as well."""
         b = feats.shape[0]
         feats = self.stack_frames(feats, lengths) if self.front is None else self.front(feats, lengths)
         out_lengths = self.output_lengths(lengths)
@@ -181,9 +190,9 @@ class AcousticModel(nn.Module):
         else:
             hidden = self._rnn_unpacked(feats, steps)
         if not keep:
-            return self.output(self.dropout(hidden)).float().log_softmax(dim=-1), out_lengths
+            return CtcOutput(self.output(self.dropout(hidden)).float().log_softmax(dim=-1), out_lengths)
         top, mid = hidden
-        return (
+        return CtcOutput(
             self.output(self.dropout(top)).float().log_softmax(dim=-1),
             out_lengths,
             self.inter_output(self.dropout(mid)).float().log_softmax(dim=-1),
@@ -403,8 +412,8 @@ class Network:
     @torch.inference_mode()
     def __call__(self, feats: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(self.device)
-        log_probs, lengths = self.model(x, torch.tensor([x.shape[1]]))
-        return log_probs[0, : int(lengths[0])].float().cpu().numpy()
+        out = self.model(x, torch.tensor([x.shape[1]]))
+        return out.log_probs[0, : int(out.lengths[0])].float().cpu().numpy()
 
     @torch.inference_mode()
     def step(self, window: np.ndarray, n_main: int, state: list | None) -> tuple[np.ndarray, list]:

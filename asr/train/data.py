@@ -12,10 +12,25 @@ import numpy as np
 import torch
 
 from asr.core.ctc import ctc_min_frames
-from asr.data.batching import pad
+from asr.data.batching import Batch, pad
 from asr.features.frontend import Cmvn
 from asr.features.stage import FeatureStore
 from asr.text.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """The units a CTC layer reads and how a transcript becomes their text (``spell``: words into phones through
+    a lexicon; ``None``: as written)."""
+
+    tokenizer: Tokenizer
+    spell: Callable[[str], str] | None = None
+
+    def text(self, transcript: str) -> str:
+        return self.spell(transcript) if self.spell else transcript
+
+    def encode(self, transcript: str) -> list[int]:
+        return self.tokenizer.encode(self.text(transcript))
 
 
 @dataclass
@@ -30,41 +45,40 @@ class Data:
     speakers: list[str]
     texts: list[str]
     # targets of the intermediate CTC layer when its units differ (train.inter_units); None: it reads `labels`
-    aux_labels: list[list[int]] | None = None
+    inter_labels: list[list[int]] | None = None
 
 
 def load_data(
     store: FeatureStore,
     names,
-    tokenizer: Tokenizer,
+    units: Spelling,
     stack: int,
     max_utts: int = 0,
     seed: int = 0,
     log=None,
-    spell: Callable[[str], str] | None = None,
-    aux: tuple[Tokenizer, Callable[[str], str] | None] | None = None,
+    inter: Spelling | None = None,
 ) -> tuple[Data, list[tuple[str, int, int]]]:
-    """Load set indexes and labels; drop (and return) utterances too short for their labels. ``spell``
-    turns a transcript into the tokenizer's text (words into phones); ``Data.texts`` holds that text. ``aux``:
-    the intermediate CTC layer's tokenizer and spelling, for its own labels (``Data.aux_labels``).
+    """Load set indexes and labels in ``units``; drop (and return) utterances too short for their labels.
+    ``Data.texts`` holds the transcripts as ``units`` spell them. ``inter``: the intermediate CTC layer's units,
+    for its own labels (``Data.inter_labels``).
 
     Returns:
         the data, and ``(id, frames after stacking, frames needed)`` for each dropped utterance.
     """
     log = log or logging.getLogger("asr.train.stage").info
     sets, items, labels, frames, ids, spk, texts, short = [], [], [], [], [], [], [], []
-    aux_labels = [] if aux else None
+    inter_labels = [] if inter else None
     for s_no, name in enumerate(store.expand(names)):
         fs = store.open(name)
         sets.append(fs)
         for i, u in enumerate(fs.utts):
-            text = spell(u["text"]) if spell else u["text"]
-            lab = tokenizer.encode(text)
+            text = units.text(u["text"])
+            lab = units.tokenizer.encode(text)
             have = math.ceil(u["frames"] / stack)
             need = ctc_min_frames(lab)
-            if aux:
-                aux_lab = aux[0].encode(aux[1](u["text"]) if aux[1] else u["text"])
-                need = max(need, ctc_min_frames(aux_lab))
+            if inter:
+                inter_lab = inter.encode(u["text"])
+                need = max(need, ctc_min_frames(inter_lab))
             if have < need:
                 short.append((u["id"], have, need))
                 continue
@@ -74,9 +88,9 @@ def load_data(
             ids.append(u["id"])
             spk.append(u["speaker"])
             texts.append(text)
-            if aux:
-                aux_labels.append(aux_lab)
-    data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts, aux_labels)
+            if inter:
+                inter_labels.append(inter_lab)
+    data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts, inter_labels)
     if max_utts and max_utts < len(items):
         keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:max_utts])
         data = Data(
@@ -87,30 +101,35 @@ def load_data(
             [ids[k] for k in keep],
             [spk[k] for k in keep],
             [texts[k] for k in keep],
-            [aux_labels[k] for k in keep] if aux else None,
+            [inter_labels[k] for k in keep] if inter else None,
         )
     for uid, have, need in short:
         log(f"train data: {uid} has {have} frames after x{stack} stacking but its text needs {need}; left out")
     return data, short
 
 
-def collate(data: Data, batch: list[int], cmvn, device: torch.device | None = None):
-    """Padded ``(B, T, D)`` features (CMVN applied; ``None``: as stored), lengths, concatenated targets, target
-    lengths, and with ``Data.aux_labels`` the intermediate layer's targets and their lengths (on ``device``)."""
+def collate(data: Data, batch: list[int], cmvn, device: torch.device | None = None) -> Batch:
+    """The utterances ``batch`` (places in ``data``) as a :class:`Batch` on ``device``: padded ``(B, T, D)``
+    features (CMVN applied; ``None``: as stored) and their targets, with ``Data.inter_labels`` the intermediate
+    layer's as well."""
     norm = cmvn or (lambda f, speaker: np.array(f, np.float32))  # a copy: the input may be a read-only view
     x, lengths = pad([norm(data.sets[data.items[i][0]][data.items[i][1]], data.speakers[i]) for i in batch])
-    out = (x, lengths)
-    for labels in (data.labels, data.aux_labels) if data.aux_labels is not None else (data.labels,):
-        out += (torch.tensor([u for i in batch for u in labels[i]], dtype=torch.long),)
-        out += (torch.tensor([len(labels[i]) for i in batch]),)
-    return out if device is None else tuple(t.to(device) for t in out)
+
+    def targets(labels: list[list[int]] | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if labels is None:
+            return None, None
+        units = torch.tensor([u for i in batch for u in labels[i]], dtype=torch.long)
+        return units, torch.tensor([len(labels[i]) for i in batch])
+
+    out = Batch(x, lengths, *targets(data.labels), *targets(data.inter_labels))
+    return out if device is None else out.to(device)
 
 
 def normalise_batch(cmvn: Cmvn | None, x: torch.Tensor, lengths: torch.Tensor, speakers: list[str]) -> torch.Tensor:
     """``cmvn`` over a padded batch ``(B, T, D)`` on its device (in training, the GPU: the loader's workers only
     read and pad), the padding left at zero: what ``Cmvn.__call__`` (:mod:`asr.features.frontend`) gives each
-    utterance, up to float rounding (global and speaker statistics: the same numbers). Written here, not in the numpy front end,
-    which must not need torch (the ONNX path)."""
+    utterance, up to float rounding (global and speaker statistics: the same numbers). Written here, not in the
+    numpy front end, which must not need torch (the ONNX path)."""
     if cmvn is None:
         return x
     dev, t = x.device, x.shape[1]

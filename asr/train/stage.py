@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -49,9 +49,9 @@ matplotlib.use("Agg")  # curves are written to a file; no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 from asr.train.config import EPOCH_PLATEAU, TrainConfig, plan
-from asr.train.data import Data, load_data
+from asr.train.data import Data, Spelling, load_data
 from asr.train.distributed import broadcast, pick_device, setup
-from asr.train.trainer import Trainer, device_batch_frames, evaluate, save_atomic
+from asr.train.trainer import Trainer, device_batch_frames, evaluate, make_trainer, save_atomic
 
 __all__ = ["EPOCH_PLATEAU", "VERSION", "TrainConfig", "plan", "pick_device", "stage", "train"]  # the recipes' names
 
@@ -169,6 +169,166 @@ def _evaluate_now(t: Trainer, dev_data: Data, tokenizer, log, t0: float) -> None
         log(f"train: no dev improvement in {cfg.early_stop} evaluations, stopping at update {st.step}")
 
 
+@dataclass
+class Run:
+    """What a training run is built from (:func:`build`) and works on until :func:`finish`."""
+
+    cfg: TrainConfig  # batch_frames resolved when it was 0 (sized to the device)
+    trainer: Trainer
+    store: FeatureStore
+    units: Spelling  # the output layer's units
+    inter: Spelling | None  # the intermediate CTC layer's, when they differ
+    train_data: Data
+    dev_data: Data
+    too_short: list[tuple[str, int, int]]  # (utterance, frames, frames needed), train and dev
+    log: Callable[[str], None]  # rank 0's log; other processes stay quiet
+
+
+def _units(cfg: TrainConfig, store: FeatureStore, utts: list[dict], lexicon_dir: Path | None):
+    """The output layer's units and the intermediate layer's (when they differ), over the training transcripts;
+    phones spell words through the lexicon stage's pronunciations (every train and dev word must have one)."""
+    lexicon = read_dir(lexicon_dir) if lexicon_dir is not None and "phone" in (cfg.units, cfg.inter_units) else None
+    spell = None
+    if lexicon is not None:
+        dev_utts = [u for name in store.expand(cfg.dev_sets) for u in store.open(name).utts]
+        transcript_lexicon(lexicon, {u["id"]: u["text"] for u in utts + dev_utts}, "train and dev transcripts")
+        spell = functools.partial(phone_sentence, lexicon=lexicon)
+    main_spell = spell if cfg.units == "phone" else None
+    units = Spelling(_tokenizer(cfg.units, cfg.vocab_size, utts, main_spell), main_spell)
+    if not cfg.inter_units or cfg.inter_units == cfg.units:
+        return units, None
+    if cfg.inter_units == "phone" and spell is None:
+        raise AsrError(
+            "train.inter_units=phone spells the transcripts in phones through a pronunciation lexicon: set "
+            "lexicon.path (cmudict, or a lexicon.txt file)"
+        )
+    inter_spell = spell if cfg.inter_units == "phone" else None
+    return units, Spelling(_tokenizer(cfg.inter_units, 0, utts, inter_spell), inter_spell)
+
+
+def build(
+    cfg: TrainConfig,
+    features_dir: Path,
+    partial: Path,
+    log: Callable[[str], None],
+    lexicon_dir: Path | None = None,
+) -> Run:
+    """Units, data, model, schedule and trainer of a run (this process's part of a DDP job), resumed from the
+    checkpoint in ``partial`` when there is one."""
+    rank, world, device = setup(cfg)
+    torch.manual_seed(cfg.seed)
+    partial.mkdir(parents=True, exist_ok=True)
+    store = FeatureStore(features_dir)
+    utts = [u for name in store.expand(cfg.train_sets) for u in store.open(name).utts]
+    if not utts:  # before: reported as dev characters outside the (empty) alphabet
+        raise AsrError(
+            f"the train sets {list(cfg.train_sets)} hold no utterances; check the prepare stage's output "
+            "and train.train_sets"
+        )
+    units, inter = _units(cfg, store, utts, lexicon_dir)
+    quiet = (lambda m: None) if rank else log
+    stack = cfg.model.stack
+    train_data, short = load_data(store, cfg.train_sets, units, stack, cfg.max_utterances, cfg.seed, quiet, inter)
+    try:
+        dev_data, dev_short = load_data(store, cfg.dev_sets, units, stack, log=quiet)
+    except AsrError as e:
+        raise AsrError(f"dev sets {cfg.dev_sets}: {e} (characters never seen in training)") from None
+    if not train_data.items:
+        raise AsrError(f"no usable training utterances in {cfg.train_sets}")
+    model_cfg = replace(cfg.model, inter_vocab=len(inter.tokenizer)) if inter else cfg.model
+    core = AcousticModel(store.config.dim, len(units.tokenizer), model_cfg).to(device)
+    if cfg.batch_frames == 0:  # sized to the device, the same in every process
+        frames = device_batch_frames(core, int(train_data.frames.max()), device, cfg.precision)
+        cfg = replace(cfg, batch_frames=int(broadcast([frames], device)[0]))
+    hop = store.config.hop_ms / 1000
+    schedule = plan(cfg, train_data.frames, hop, world)
+    quiet(
+        f"train: {schedule.hours:.2f} h of audio, {len(train_data.items)} utterances: {schedule.updates} updates "
+        f"of {schedule.batch_frames}-frame batches ({schedule.epochs:g} epochs), "
+        f"{schedule.warmup} warm-up, {cfg.schedule} LR, dev every {schedule.eval_every}"
+    )
+    ckpt = CheckpointDir(partial)
+    writer = SummaryWriter(str(ckpt.tensorboard)) if rank == 0 else None
+    t = make_trainer(cfg, core, schedule, device, ckpt, store.cmvn, hop, rank, world, writer, log)
+    if t.resume():
+        quiet(f"train: resuming at update {t.state.step + 1} (epoch {t.state.epoch + 1}, batch {t.state.batch})")
+    return Run(cfg, t, store, units, inter, train_data, dev_data, short + dev_short, quiet)
+
+
+def run_updates(run: Run) -> None:
+    """The updates the schedule has left, a dev evaluation and a checkpoint after every ``eval_every``."""
+    t, st, schedule = run.trainer, run.trainer.state, run.trainer.schedule
+    while st.step < schedule.updates and not st.stopped:
+        t0 = time.perf_counter()
+        t.train_steps(
+            run.train_data, min(schedule.eval_every - st.step % schedule.eval_every, schedule.updates - st.step)
+        )
+        st.train_seconds += time.perf_counter() - t0  # without the dev evaluation
+        _evaluate_now(t, run.dev_data, run.units.tokenizer, run.log, t0)
+        t.save_checkpoint()
+        stop_point("train.eval")
+    if t.writer is not None:
+        t.writer.close()
+
+
+def _choose(run: Run) -> tuple[str, dict]:
+    """Load into the model the best evaluated one, or the average of the last ``average_last`` when dev says it is
+    better; returns which, and its dev measures."""
+    t, cfg, st = run.trainer, run.cfg, run.trainer.state
+    core = t.core
+    core.load_state_dict(load_weights(t.ckpt.best))
+    chosen = f"best (update {st.best_update})"
+    best_dev = next(h for h in st.history if h["update"] == st.best_update)
+    best_dev = {"wer": best_dev["dev_wer"], "cer": best_dev["dev_cer"], "loss": best_dev["dev_loss"]}
+    last = t.ckpt.snapshots()[-cfg.average_last :]
+    if cfg.average_last > 1 and len(last) > 1:
+        best_state = {k: v.clone() for k, v in core.state_dict().items()}
+        core.load_state_dict(_average(last))
+        avg = evaluate(core, run.dev_data, t.cmvn, run.units.tokenizer, cfg, t.device)
+        if _selection_score(cfg, avg) <= st.best:
+            at = [st.history[t.ckpt.snapshot_number(p) - 1]["update"] for p in last]
+            chosen, best_dev = f"average of the models at updates {at}", avg
+        else:
+            core.load_state_dict(best_state)
+    run.log(f"train: keeping the {chosen}: dev WER {100 * best_dev['wer']:.2f}%, CER {100 * best_dev['cer']:.2f}%")
+    return chosen, best_dev
+
+
+def finish(run: Run, out: Path) -> dict:
+    """Choose the model (:func:`_choose`) and write ``out``'s files (the model file, history, too-short
+    utterances, curves, TensorBoard logs, summary); returns the summary."""
+    t, cfg, st, store = run.trainer, run.cfg, run.trainer.state, run.store
+    chosen, best_dev = _choose(run)
+    result = TrainDir(out)
+    extra = {"train_config": to_dict(cfg), "chosen": chosen}
+    if run.inter:  # what the intermediate layer's units are, for reading it (phone posteriors of a character model)
+        extra["inter_tokenizer"] = run.inter.tokenizer.to_dict()
+    tokenizer = run.units.tokenizer.to_dict()
+    torch.save(checkpoint_dict(t.core, tokenizer, to_dict(store.config), store.cmvn.to_dict(), extra), result.model)
+    result.history.write_text(json.dumps(st.history, indent=1) + "\n")
+    result.too_short.write_text("".join(f"{u} {h} {n}\n" for u, h, n in run.too_short))
+    _plot(st.history, result.curves)
+    if t.ckpt.tensorboard.is_dir():
+        os.replace(t.ckpt.tensorboard, result.tensorboard)
+    summary = {
+        "schedule": asdict(t.schedule),
+        "updates": st.step,
+        "epochs": t.epochs_done,
+        "evaluations": len(st.history),
+        "chosen": chosen,
+        "dev_wer": best_dev["wer"],
+        "dev_cer": best_dev["cer"],
+        "dev_loss": best_dev["loss"],
+        "final_train_loss": st.history[-1]["train_loss"],
+        "skipped_steps": st.skipped,
+        "too_short": len(run.too_short),
+        "train_utterances": len(run.train_data.items),
+        "train_seconds": round(st.seconds, 1),
+    }
+    result.summary.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def train(
     cfg: TrainConfig,
     features_dir: Path,
@@ -182,143 +342,16 @@ def train(
     transcripts become phone targets, a word separator between words.
 
     Returns:
-        a summary: the schedule, updates, best dev WER/CER/loss, skipped updates, too-short utterances, seconds.
+        a summary: the schedule, updates, best dev WER/CER/loss, skipped updates, too-short utterances, seconds
+        (empty in the processes of a DDP job other than the first).
     """
     log = log or logging.getLogger("asr.train.stage").info
     check(cfg)  # the stage checked it before anything ran; a torchrun process or a caller may not have
-    rank, world, device = setup(cfg)
-    torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
-    partial.mkdir(parents=True, exist_ok=True)
-    result, ckpt_dir = TrainDir(out), CheckpointDir(partial)
-    store = FeatureStore(features_dir)
-    utts = [u for name in store.expand(cfg.train_sets) for u in store.open(name).utts]
-    if not utts:  # before: reported as dev characters outside the (empty) alphabet
-        raise AsrError(
-            f"the train sets {list(cfg.train_sets)} hold no utterances; check the prepare stage's output "
-            "and train.train_sets"
-        )
-    lexicon = read_dir(lexicon_dir) if lexicon_dir is not None and "phone" in (cfg.units, cfg.inter_units) else None
-    spell = None
-    if lexicon is not None:
-        dev_utts = [u for name in store.expand(cfg.dev_sets) for u in store.open(name).utts]
-        transcript_lexicon(lexicon, {u["id"]: u["text"] for u in utts + dev_utts}, "train and dev transcripts")
-        spell = functools.partial(phone_sentence, lexicon=lexicon)
-    main_spell = spell if cfg.units == "phone" else None
-    tokenizer = _tokenizer(cfg.units, cfg.vocab_size, utts, main_spell)
-    aux, model_cfg = None, cfg.model
-    if cfg.inter_units and cfg.inter_units != cfg.units:
-        if cfg.inter_units == "phone" and spell is None:
-            raise AsrError(
-                "train.inter_units=phone spells the transcripts in phones through a pronunciation lexicon: set "
-                "lexicon.path (cmudict, or a lexicon.txt file)"
-            )
-        aux_spell = spell if cfg.inter_units == "phone" else None
-        aux = (_tokenizer(cfg.inter_units, 0, utts, aux_spell), aux_spell)
-        model_cfg = replace(cfg.model, inter_vocab=len(aux[0]))
-    quiet = (lambda m: None) if rank else log
-    stack = cfg.model.stack
-    train_data, short = load_data(
-        store, cfg.train_sets, tokenizer, stack, cfg.max_utterances, cfg.seed, quiet, spell=main_spell, aux=aux
-    )
-    try:
-        dev_data, dev_short = load_data(store, cfg.dev_sets, tokenizer, stack, log=quiet, spell=main_spell)
-    except AsrError as e:
-        raise AsrError(f"dev sets {cfg.dev_sets}: {e} (characters never seen in training)") from None
-    if not train_data.items:
-        raise AsrError(f"no usable training utterances in {cfg.train_sets}")
-    core = AcousticModel(store.config.dim, len(tokenizer), model_cfg).to(device)
-    if cfg.batch_frames == 0:  # sized to the device, the same in every process
-        frames = device_batch_frames(core, int(train_data.frames.max()), device, cfg.precision)
-        cfg = replace(cfg, batch_frames=int(broadcast([frames], device)[0]))
-    schedule = plan(cfg, train_data.frames, store.config.hop_ms / 1000, world)
-    quiet(
-        f"train: {schedule.hours:.2f} h of audio, {len(train_data.items)} utterances: {schedule.updates} updates "
-        f"of {schedule.batch_frames}-frame batches ({schedule.epochs:g} epochs), "
-        f"{schedule.warmup} warm-up, {cfg.schedule} LR, dev every {schedule.eval_every}"
-    )
-
-    model = core
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            core, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    t = Trainer(
-        cfg=cfg,
-        core=core,
-        model=model,
-        opt=opt,
-        schedule=schedule,
-        scaler=torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision == "fp16"),
-        device=device,
-        ckpt=ckpt_dir,
-        cmvn=store.cmvn,
-        hop_seconds=store.config.hop_ms / 1000,
-        rank=rank,
-        world=world,
-        writer=SummaryWriter(str(ckpt_dir.tensorboard)) if rank == 0 else None,
-        log=log,
-    )
-    if t.resume():
-        quiet(f"train: resuming at update {t.state.step + 1} (epoch {t.state.epoch + 1}, batch {t.state.batch})")
-    st = t.state
-    while st.step < schedule.updates and not st.stopped:
-        t0 = time.perf_counter()
-        t.train_steps(train_data, min(schedule.eval_every - st.step % schedule.eval_every, schedule.updates - st.step))
-        st.train_seconds += time.perf_counter() - t0  # without the dev evaluation
-        _evaluate_now(t, dev_data, tokenizer, quiet, t0)
-        t.save_checkpoint()
-        stop_point("train.eval")
-    if t.writer is not None:
-        t.writer.close()
-
-    summary = {}
-    if rank == 0:
-        core.load_state_dict(load_weights(ckpt_dir.best))
-        chosen = f"best (update {st.best_update})"
-        best_dev = next(h for h in st.history if h["update"] == st.best_update)
-        best_dev = {"wer": best_dev["dev_wer"], "cer": best_dev["dev_cer"], "loss": best_dev["dev_loss"]}
-        last = ckpt_dir.snapshots()[-cfg.average_last :]
-        if cfg.average_last > 1 and len(last) > 1:
-            best_state = {k: v.clone() for k, v in core.state_dict().items()}
-            core.load_state_dict(_average(last))
-            avg = evaluate(core, dev_data, t.cmvn, tokenizer, cfg, device)
-            if _selection_score(cfg, avg) <= st.best:
-                at = [st.history[ckpt_dir.snapshot_number(p) - 1]["update"] for p in last]
-                chosen, best_dev = f"average of the models at updates {at}", avg
-            else:
-                core.load_state_dict(best_state)
-        quiet(f"train: keeping the {chosen}: dev WER {100 * best_dev['wer']:.2f}%, CER {100 * best_dev['cer']:.2f}%")
-        extra = {"train_config": to_dict(cfg), "chosen": chosen}
-        if aux:  # what the intermediate layer's units are, for reading it (phone posteriors of a character model)
-            extra["inter_tokenizer"] = aux[0].to_dict()
-        torch.save(
-            checkpoint_dict(core, tokenizer.to_dict(), to_dict(store.config), store.cmvn.to_dict(), extra), result.model
-        )
-        result.history.write_text(json.dumps(st.history, indent=1) + "\n")
-        result.too_short.write_text("".join(f"{u} {h} {n}\n" for u, h, n in short + dev_short))
-        _plot(st.history, result.curves)
-        if ckpt_dir.tensorboard.is_dir():
-            os.replace(ckpt_dir.tensorboard, result.tensorboard)
-        summary = {
-            "schedule": asdict(schedule),
-            "updates": st.step,
-            "epochs": t.epochs_done,
-            "evaluations": len(st.history),
-            "chosen": chosen,
-            "dev_wer": best_dev["wer"],
-            "dev_cer": best_dev["cer"],
-            "dev_loss": best_dev["loss"],
-            "final_train_loss": st.history[-1]["train_loss"],
-            "skipped_steps": st.skipped,
-            "too_short": len(short) + len(dev_short),
-            "train_utterances": len(train_data.items),
-            "train_seconds": round(st.seconds, 1),
-        }
-        result.summary.write_text(json.dumps(summary, indent=1) + "\n")
-    if world > 1:
+    run = build(cfg, features_dir, partial, log, lexicon_dir)
+    run_updates(run)
+    summary = finish(run, out) if run.trainer.rank == 0 else {}
+    if run.trainer.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return summary

@@ -8,7 +8,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import jiwer
@@ -22,9 +22,9 @@ from asr.core.errors import AsrError
 from asr.core.fsutil import atomic_write
 from asr.core.layout import CheckpointDir
 from asr.core.procs import stop_point
-from asr.data.batching import make_batches, select_items, split_batch
+from asr.data.batching import Batch, make_batches, split_batch
 from asr.features.stage import spec_augment
-from asr.model.network import AcousticModel, load_weights
+from asr.model.network import AcousticModel, CtcOutput, load_weights
 from asr.train.config import CPU_BATCH_FRAMES, Schedule, TrainConfig
 from asr.train.data import Data, batch_loader, collate, normalise_batch
 
@@ -39,21 +39,27 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, enabled=False)
 
 
-def ctc_loss(model, x, xl, y, yl, device, precision, inter_weight: float = 0.0, aux: tuple = ()):
-    """The batch's CTC loss (mean over utterances of the per-token loss); ``inter_weight`` > 0 (a model with an
-    intermediate CTC layer, in training): ``(1 - w)`` the top layer's loss plus ``w`` the intermediate one's,
-    against ``aux`` (its own targets and their lengths, when its units differ) or ``y``."""
+def ctc_loss(model, batch: Batch, device, precision, inter_weight: float = 0.0) -> tuple[torch.Tensor, CtcOutput]:
+    """The batch's CTC loss (mean over utterances of the per-token loss) and the model's output;
+    ``inter_weight`` > 0 (a model with an intermediate CTC layer, in training): ``(1 - w)`` the top layer's loss
+    plus ``w`` the intermediate one's, against the batch's intermediate targets when its units differ, else the
+    same targets."""
     with _autocast(device, precision):
-        outs = model(x, xl, inter=True) if inter_weight > 0 else model(x, xl)
-    log_probs, out_lengths = outs[0], outs[1]
+        x, lengths = batch.feats, batch.lengths
+        out = model(x, lengths, inter=True) if inter_weight > 0 else model(x, lengths)
 
     def loss_of(lp: torch.Tensor, y: torch.Tensor, yl: torch.Tensor) -> torch.Tensor:
-        return F.ctc_loss(lp.transpose(0, 1), y, out_lengths, yl, blank=0, reduction="mean", zero_infinity=True)
+        return F.ctc_loss(lp.transpose(0, 1), y, out.lengths, yl, blank=0, reduction="mean", zero_infinity=True)
 
-    loss = loss_of(log_probs, y, yl)
-    if len(outs) > 2:
-        loss = (1 - inter_weight) * loss + inter_weight * loss_of(outs[2], *(aux or (y, yl)))
-    return loss, log_probs, out_lengths
+    loss = loss_of(out.log_probs, batch.targets, batch.target_lengths)
+    if out.inter_log_probs is not None:
+        inter = (
+            (batch.inter_targets, batch.inter_target_lengths)
+            if batch.inter_targets is not None
+            else (batch.targets, batch.target_lengths)
+        )
+        loss = (1 - inter_weight) * loss + inter_weight * loss_of(out.inter_log_probs, *inter)
+    return loss, out
 
 
 @torch.no_grad()
@@ -62,10 +68,9 @@ def evaluate(model, data: Data, cmvn, tokenizer, cfg: TrainConfig, device) -> di
     model.eval()
     total, hyps = 0.0, [""] * len(data.items)
     for batch in make_batches(data.frames, cfg.batch_frames, 0, cfg.seed):
-        x, xl, y, yl = collate(data, batch, cmvn, device)[:4]
-        loss, log_probs, out_lengths = ctc_loss(model, x, xl, y, yl, device, cfg.precision)
+        loss, out = ctc_loss(model, collate(data, batch, cmvn, device), device, cfg.precision)
         total += float(loss) * len(batch)
-        for i, units in zip(batch, greedy(log_probs, out_lengths)):
+        for i, units in zip(batch, greedy(out.log_probs, out.lengths)):
             hyps[i] = tokenizer.decode(units)
     model.train()
     wer = jiwer.wer(data.texts, hyps) if data.texts else 0.0
@@ -90,7 +95,7 @@ def probe_batch_frames(
         xl = torch.full((b,), longest, device=device)
         yl = torch.full((b,), max(1, longest // model.cfg.stack // 4), device=device)
         y = torch.randint(1, units, (int(yl.sum()),), device=device)
-        loss, _, _ = ctc_loss(model, x, xl, y, yl, device, precision)
+        loss, _ = ctc_loss(model, Batch(x, xl, y, yl), device, precision)
         loss.backward()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
@@ -227,7 +232,7 @@ class Trainer:
         return True
 
     def _update(
-        self, batch: tuple, params: list, ids: list[str] | None = None, speakers: list[str] | None = None
+        self, batch: Batch, params: list, ids: list[str] | None = None, speakers: list[str] | None = None
     ) -> tuple[float, float, float]:
         """One optimizer update on a collated batch; returns (loss, gradient norm, audio seconds).
 
@@ -240,9 +245,10 @@ class Trainer:
         cfg, st = self.cfg, self.state
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * self.schedule.lr_factor(st.step, cfg) * st.lr_scale
-        ids = ids or [f"utterance {k + 1} of the batch" for k in range(len(batch[1]))]
-        x, xl, *targets = (t.to(self.device, non_blocking=True) for t in batch)
-        batch = (normalise_batch(self.cmvn, x, xl, speakers or [""] * len(ids)), xl, *targets)
+        ids = ids or [f"utterance {k + 1} of the batch" for k in range(len(batch))]
+        batch = batch.to(self.device, non_blocking=True)
+        speakers = speakers or [""] * len(ids)
+        batch = replace(batch, feats=normalise_batch(self.cmvn, batch.feats, batch.lengths, speakers))
         noise = None
         if cfg.weight_noise and st.step >= self.schedule.weight_noise_from:
             # Graves et al. 2013 (TIMIT's BiLSTM-CTC): the gradient taken at weights with Gaussian noise added,
@@ -264,7 +270,7 @@ class Trainer:
         self.scaler.unscale_(self.opt)
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
         loss_value = float(loss.detach())
-        n = len(batch[1])
+        n = len(batch)
         if torch.isfinite(norm) and math.isfinite(loss_value):
             self.scaler.step(self.opt)
             st.loss_sum += loss_value * n
@@ -277,19 +283,19 @@ class Trainer:
             self.writer.add_scalar("train/loss", loss_value, st.step)
             self.writer.add_scalar("train/grad_norm", float(norm), st.step)
             self.writer.add_scalar("train/lr", self.opt.param_groups[0]["lr"], st.step)
-        return loss_value, float(norm), float(batch[1].sum()) * self.hop_seconds
+        return loss_value, float(norm), float(batch.lengths.sum()) * self.hop_seconds
 
-    def _pieces_backward(self, batch: tuple) -> tuple[torch.Tensor, list[int] | None]:
+    def _pieces_backward(self, batch: Batch) -> tuple[torch.Tensor, list[int] | None]:
         """Gradients of ``batch``, in pieces of fewer than ``split_at`` padded frames; returns the loss, and the
         piece (its utterances' places in the batch) that ran out of memory (then the gradients are zeroed), if
         one did."""
-        pieces = split_batch(batch[1], self.split_at)
+        pieces = split_batch(batch.lengths, self.split_at)
         self.opt.zero_grad(set_to_none=True)
         loss = torch.zeros((), device=self.device)
         for k, piece in enumerate(pieces):
             try:
-                part = select_items(batch, piece) if len(pieces) > 1 else batch
-                loss = loss + self._backward(part, len(batch[1]), k < len(pieces) - 1)
+                part = batch.select(piece) if len(pieces) > 1 else batch
+                loss = loss + self._backward(part, len(batch), k < len(pieces) - 1)
             except torch.OutOfMemoryError:
                 break
         else:
@@ -297,21 +303,22 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         return loss, piece
 
-    def _backward(self, piece: tuple, batch_size: int, more: bool) -> torch.Tensor:
+    def _backward(self, piece: Batch, batch_size: int, more: bool) -> torch.Tensor:
         """Forward and backward of one piece of a batch, its loss weighted by its share of the batch's
         utterances (on the device already); ``more``: pieces follow (DDP sums gradients across processes after the
         last one only)."""
-        x, xl, y, yl, *aux = piece
         if self.cfg.spec_augment and self.state.step >= self.schedule.spec_augment_from:
-            x = spec_augment(x, self.cfg.freq_mask, self.cfg.n_freq_masks, self.cfg.time_mask, self.cfg.n_time_masks)
+            cfg = self.cfg
+            masked = spec_augment(piece.feats, cfg.freq_mask, cfg.n_freq_masks, cfg.time_mask, cfg.n_time_masks)
+            piece = replace(piece, feats=masked)
         sync = self.model.no_sync() if more and hasattr(self.model, "no_sync") else contextlib.nullcontext()
         with sync:
-            loss, _, _ = ctc_loss(self.model, x, xl, y, yl, self.device, self.cfg.precision, self.inter_weight, aux)
-            loss = loss * (len(xl) / batch_size)
+            loss, _ = ctc_loss(self.model, piece, self.device, self.cfg.precision, self.inter_weight)
+            loss = loss * (len(piece) / batch_size)
             self.scaler.scale(loss).backward()
         return loss.detach()
 
-    def _out_of_memory(self, batch: tuple, ids: list[str], failed: list[int]) -> tuple[tuple | None, list[str]]:
+    def _out_of_memory(self, batch: Batch, ids: list[str], failed: list[int]) -> tuple[Batch | None, list[str]]:
         """After the piece ``failed`` of ``batch`` ran out of memory: an utterance alone is left out, by name;
         else batches of the piece's padded frames are cut into pieces from now on. Returns what to retry.
 
@@ -320,7 +327,7 @@ class Trainer:
         """
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        lengths = batch[1][failed]
+        lengths = batch.lengths[failed]
         frames = len(failed) * int(lengths.max())
         if self.world > 1:
             raise AsrError(
@@ -342,7 +349,7 @@ class Trainer:
             "out of this update (cut long recordings into shorter utterances)"
         )
         keep = [k for k in range(len(ids)) if k != lost]
-        return (select_items(batch, keep), [ids[k] for k in keep]) if keep else (None, [])
+        return (batch.select(keep), [ids[k] for k in keep]) if keep else (None, [])
 
     def train_steps(self, data: Data, n: int) -> None:
         """Take ``n`` updates from where the state stands, across passes over the data, checkpointing every
@@ -389,6 +396,46 @@ class Trainer:
 
 
 # --- the whole training ---------------------------------------------------------------------------
+
+
+def make_trainer(
+    cfg: TrainConfig,
+    core: AcousticModel,
+    schedule: Schedule,
+    device: torch.device,
+    ckpt: CheckpointDir,
+    cmvn,
+    hop_seconds: float,
+    rank: int = 0,
+    world: int = 1,
+    writer: SummaryWriter | None = None,
+    log: Callable[[str], None] = print,
+) -> Trainer:
+    """The :class:`Trainer` of ``core`` (on ``device`` already): DDP-wrapped in a job of ``world`` > 1 processes,
+    the optimizer ``cfg`` names, the gradient scaler fp16 on CUDA needs (the train stage and the GPU benchmark
+    both build theirs here)."""
+    model = core
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            core, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return Trainer(
+        cfg=cfg,
+        core=core,
+        model=model,
+        opt=opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        schedule=schedule,
+        scaler=torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision == "fp16"),
+        device=device,
+        ckpt=ckpt,
+        cmvn=cmvn,
+        hop_seconds=hop_seconds,
+        rank=rank,
+        world=world,
+        writer=writer,
+        log=log,
+    )
 
 
 def save_atomic(obj, path: Path) -> None:
