@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.core.layout import MODEL, DecodeDir, TrainDir
-from asr.decode.stage import decode_sets
+from asr.decode.stage import Setting, decode_sets
 from asr.features.stage import FeatureStore
 from asr.model.export import to_onnx
 from asr.pipeline import recipe
@@ -72,7 +72,7 @@ def main() -> None:
     methods = dict.fromkeys(["greedy", "lexicon_lm", settings["method"]])  # and the recipe's own decoder
     for method, target in ((m, 0.01 if m == "greedy" else 0.05) for m in methods):
         c = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, method=method))
-        grid = [(settings["lm_weight"], settings["word_score"], settings.get("mix_weight", 1.0))]
+        grid = [Setting(settings["lm_weight"], settings["word_score"], settings.get("mix_weight", 1.0))]
         res = decode_sets(model, work / "features", work / "lm", c, test_sets, grid, nj=1)
         seconds = sum(r["seconds"] for r in res.values())
         rows.append((method, seconds, seconds / audio, target))

@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jiwer
 import torch
@@ -21,7 +22,7 @@ import torch
 from asr.core.context import StageContext
 from asr.core.ctc import greedy_frames
 from asr.core.fsutil import atomic_write_text
-from asr.core.layout import DecodeDir, LmDir, TrainDir
+from asr.core.layout import DecodeDir, LmDir, ReportDir, TrainDir
 from asr.core.procs import fork_pool
 from asr.core.textfiles import read_lines, write_text
 from asr.data.manifest import utterance_groups
@@ -34,6 +35,18 @@ from asr.text.stage import read_dir
 from asr.text.tokenizer import WORD_SEP, PhoneTokenizer, tokenizer_from_dict
 
 VERSION = 8  # of the decode stage's output: bump when the decoding or the files it writes change
+
+
+class Setting(NamedTuple):
+    """One point of the grid tuned on dev: the search's weights (a key of the results, across processes)."""
+
+    lm_weight: float = 0.0
+    word_score: float = 0.0
+    mix_weight: float = 1.0
+
+    def options(self, search: DecodeOptions) -> DecodeOptions:
+        """``search`` with these weights."""
+        return dataclasses.replace(search, **self._asdict())
 
 
 @dataclass(frozen=True)
@@ -53,13 +66,13 @@ class DecodeConfig:
         if not all(math.isfinite(x) for x in (*self.lm_weights, *self.word_scores, *self.mix_weights)):
             raise ValueError("lm_weights, word_scores and mix_weights must be finite numbers")
 
-    def grid(self) -> list[tuple[float, float, float]]:
-        """The ``(lm_weight, word_score, mix_weight)`` settings tuned on dev."""
+    def grid(self) -> list[Setting]:
+        """The settings tuned on dev."""
         if self.search.method in ("greedy", "beam"):
-            return [(0.0, 0.0, 1.0)]
+            return [Setting()]
         mixes = self.mix_weights if self.search.method == "lexicon_lm" else (1.0,)
         weights = self.lm_weights if self.search.uses_lm else (0.0,)
-        return list(itertools.product(weights, self.word_scores, mixes))
+        return [Setting(*g) for g in itertools.product(weights, self.word_scores, mixes)]
 
 
 # --- decoding feature sets, in worker processes -----------------------------------------------------
@@ -82,18 +95,14 @@ def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeCon
     )
 
 
-def _decoder(lm_weight: float, word_score: float, mix_weight: float) -> BeamSearch:
-    key = (lm_weight, word_score, mix_weight)
-    if key not in _W["decoders"]:
-        options = dataclasses.replace(
-            _W["cfg"].search, lm_weight=lm_weight, word_score=word_score, mix_weight=mix_weight
-        )
-        _W["decoders"][key] = BeamSearch(_W["tokenizer"], options, _W["lm_dir"])
-    return _W["decoders"][key]
+def _decoder(setting: Setting) -> BeamSearch:
+    if setting not in _W["decoders"]:
+        _W["decoders"][setting] = BeamSearch(_W["tokenizer"], setting.options(_W["cfg"].search), _W["lm_dir"])
+    return _W["decoders"][setting]
 
 
-def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dict:
-    """Emissions of a shard, then greedy and every ``(lm_weight, word_score, mix_weight)`` beam setting.
+def _decode_shard(task: tuple[str, list[int], list[Setting]]) -> dict:
+    """Emissions of a shard, then greedy and every beam setting of the grid.
 
     The network runs on one utterance at a time, as :class:`asr.recognize.recognizer.Recognizer` runs it, so
     ``asr evaluate`` with the exported model reproduces the reported WER (a padded batch rounds
@@ -109,7 +118,7 @@ def _decode_shard(task: tuple[str, list[int], list[tuple[float, float]]]) -> dic
         out["greedy"][uid] = _unseparated(_W["tokenizer"].decode(u for u, _ in greedy_frames(lp)))
         for g in grid:
             if cfg.search.method != "greedy":
-                out[g][uid] = _decoder(*g)(lp).text
+                out[g][uid] = _decoder(g)(lp).text
     return out
 
 
@@ -138,7 +147,7 @@ def decode_sets(
     lm_dir: Path | None,
     cfg: DecodeConfig,
     names: list[str],
-    grid: list[tuple[float, float, float]],
+    grid: list[Setting],
     nj: int = 1,
 ) -> dict[str, dict]:
     """Decode feature sets with every grid setting; returns ``{set: {"greedy"|setting: {id: text}, "seconds"}}``."""
@@ -166,73 +175,82 @@ def decode_sets(
     return results
 
 
+def _tune(ctx: StageContext, cfg: DecodeConfig, sets: list[str], refs: dict, greedy_refs: dict | None):
+    """Every setting of the grid on the tune sets; returns the best (fewest dev errors, then the smallest
+    weights), each setting's dev WER, and greedy decoding's."""
+    grid = cfg.grid()
+    if len(grid) == 1 or not sets:
+        return grid[0], [], None
+    model, lm_dir = TrainDir(ctx.inputs["train"]).model, ctx.inputs.get("lm")
+    dev = decode_sets(model, ctx.inputs["features"], lm_dir, cfg, sets, grid, ctx.nj)
+    ids = [(n, u) for n in sets for u in sorted(refs[n])]
+    r = [refs[n][u] for n, u in ids]
+    tuning = [{**g._asdict(), "dev_wer": jiwer.wer(r, [dev[n][g].get(u, "") for n, u in ids])} for g in grid]
+    greedy_r = [greedy_refs[n][u] for n, u in ids] if greedy_refs else r
+    greedy_dev = jiwer.wer(greedy_r, [dev[n]["greedy"].get(u, "") for n, u in ids])
+    best = min(tuning, key=lambda t: (t["dev_wer"], t["lm_weight"], abs(t["word_score"]), -t["mix_weight"]))
+    chosen = Setting(best["lm_weight"], best["word_score"], best["mix_weight"])
+    ctx.log(
+        f"decode: tuned on {sets}: lm_weight {chosen.lm_weight}, word_score {chosen.word_score}, "
+        f"mix_weight {chosen.mix_weight} (dev WER {100 * best['dev_wer']:.2f}%)"
+    )
+    return chosen, tuning, greedy_dev
+
+
+def _greedy_refs(ctx: StageContext, refs: dict) -> dict | None:
+    """A phone model of word transcripts (spelled through a lexicon; one-word transcripts too, whose phones need no
+    separator): its greedy output is phones, scored against the references' phones. Not a character model trained
+    with a lexicon for its intermediate layer (train.inter_units=phone). ``None``: greedy output is words."""
+    if "lexicon" not in ctx.inputs:
+        return None
+    ckpt = read_checkpoint(TrainDir(ctx.inputs["train"]).model)
+    if not isinstance(tokenizer_from_dict(ckpt["tokenizer"]), PhoneTokenizer):
+        return None
+    lexicon = read_dir(ctx.inputs["lexicon"])
+    return {n: {u: _phones(t, lexicon) for u, t in r.items()} for n, r in refs.items()}
+
+
+def _write_set(d: ReportDir, hyps: dict, greedy: dict, refs: dict, greedy_refs: dict | None, utts: list[dict]):
+    """One test set's files: hypotheses (tuned and greedy), references, speakers, audio, utterance groups."""
+    write_text(d.hyp, hyps)
+    write_text(d.greedy, greedy)
+    write_text(d.ref, refs)
+    if greedy_refs:
+        write_text(d.greedy_ref, greedy_refs)
+    write_text(d.utt2spk, {u["id"]: u["speaker"] for u in utts})
+    write_text(d.audio, {u["id"]: u["audio"] for u in utts})
+    groups = utterance_groups(utts)
+    if groups:
+        atomic_write_text(d.groups, json.dumps(groups, ensure_ascii=False) + "\n")
+
+
 def stage(ctx: StageContext) -> dict:
     """The ``decode`` stage: tune on dev, decode test sets, write a :class:`asr.core.layout.ReportDir` per set."""
     cfg: DecodeConfig = ctx.config
-    model_path = TrainDir(ctx.inputs["train"]).model
     lm_dir = ctx.inputs.get("lm")
     store = FeatureStore(ctx.inputs["features"])
     test_sets, tune_sets = store.expand(cfg.sets), store.expand(cfg.tune_sets)
-    method = cfg.search.method
-    grid = cfg.grid()
     refs = {n: {u["id"]: u["text"] for u in store.open(n).utts} for n in {*tune_sets, *test_sets}}
-    # a phone model of word transcripts (spelled through a lexicon; one-word transcripts too, whose phones need no
-    # separator): its greedy output is phones, scored against the references' phones. Not a character model
-    # trained with a lexicon for its intermediate layer (train.inter_units=phone)
-    greedy_refs = None
-    lexicon = read_dir(ctx.inputs["lexicon"]) if "lexicon" in ctx.inputs else None
-    if lexicon is not None and isinstance(
-        tokenizer_from_dict(read_checkpoint(model_path)["tokenizer"]), PhoneTokenizer
-    ):
-        greedy_refs = {n: {u: _phones(t, lexicon) for u, t in r.items()} for n, r in refs.items()}
-
-    chosen, tuning, greedy_dev = grid[0], [], None
-    if len(grid) > 1 and tune_sets:
-        dev = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, tune_sets, grid, ctx.nj)
-        ids = [(n, u) for n in tune_sets for u in sorted(refs[n])]
-        r = [refs[n][u] for n, u in ids]
-        for g in grid:
-            tuning.append(
-                {
-                    "lm_weight": g[0],
-                    "word_score": g[1],
-                    "mix_weight": g[2],
-                    "dev_wer": jiwer.wer(r, [dev[n][g].get(u, "") for n, u in ids]),
-                }
-            )
-        greedy_r = [greedy_refs[n][u] for n, u in ids] if greedy_refs else r
-        greedy_dev = jiwer.wer(greedy_r, [dev[n]["greedy"].get(u, "") for n, u in ids])
-        best = min(tuning, key=lambda t: (t["dev_wer"], t["lm_weight"], abs(t["word_score"]), -t["mix_weight"]))
-        chosen = (best["lm_weight"], best["word_score"], best["mix_weight"])
-        ctx.log(
-            f"decode: tuned on {tune_sets}: lm_weight {chosen[0]}, word_score {chosen[1]}, mix_weight {chosen[2]} "
-            f"(dev WER {100 * best['dev_wer']:.2f}%)"
-        )
-    key = "greedy" if method == "greedy" else chosen
+    greedy_refs = _greedy_refs(ctx, refs)
+    chosen, tuning, greedy_dev = _tune(ctx, cfg, tune_sets, refs, greedy_refs)
+    key = "greedy" if cfg.search.method == "greedy" else chosen
+    model_path = TrainDir(ctx.inputs["train"]).model
     results = decode_sets(model_path, ctx.inputs["features"], lm_dir, cfg, test_sets, [chosen], ctx.nj)
     rtf, oov = {}, {}
     known = oov_words(lm_dir)
     for name in test_sets:
-        audio = sum(u["duration"] for u in store.open(name).utts)
-        rtf[name] = results[name]["seconds"] / max(audio, 1e-9)
+        utts = store.open(name).utts
+        rtf[name] = results[name]["seconds"] / max(sum(u["duration"] for u in utts), 1e-9)
         if known is not None:
             running = [w for text in refs[name].values() for w in text.split()]
             oov[name] = sum(w not in known for w in running) / max(len(running), 1)
+        greedy_ref = greedy_refs[name] if greedy_refs else None
         d = DecodeDir(ctx.out).set(name)
-        write_text(d.hyp, results[name][key])
-        write_text(d.greedy, results[name]["greedy"])
-        write_text(d.ref, refs[name])
-        if greedy_refs:
-            write_text(d.greedy_ref, greedy_refs[name])
-        write_text(d.utt2spk, {u["id"]: u["speaker"] for u in store.open(name).utts})
-        write_text(d.audio, {u["id"]: u["audio"] for u in store.open(name).utts})
-        groups = utterance_groups(store.open(name).utts)
-        if groups:
-            atomic_write_text(d.groups, json.dumps(groups, ensure_ascii=False) + "\n")
+        _write_set(d, results[name][key], results[name]["greedy"], refs[name], greedy_ref, utts)
         ctx.log(f"decode {name}: RTF {rtf[name]:.4f} with nj={ctx.nj}")
-    tuned = dataclasses.replace(cfg.search, lm_weight=chosen[0], word_score=chosen[1], mix_weight=chosen[2])
     settings = {
-        **dataclasses.asdict(tuned),  # every field: one added to DecodeOptions is recorded without a change here
+        # every field: one added to DecodeOptions is recorded without a change here
+        **dataclasses.asdict(chosen.options(cfg.search)),
         "tuned_on": tune_sets,
         "greedy_dev_wer": greedy_dev,
         "grid": tuning,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from asr.recognize.stream import Stream
 from asr.search.beam import searcher
 from asr.search.options import DecodeOptions
 from asr.text.tokenizer import tokenizer_from_dict
-from asr.text.transcript import Transcript, Word
+from asr.text.transcript import Transcript
 
 CONTEXT_SECONDS = 1.5  # audio each side of a chunk that the network hears with it
 MIN_CHUNK_SECONDS = 1.0  # shorter chunks would be mostly context (and 0.0001 s chunks took minutes per file)
@@ -110,11 +111,10 @@ class Recognizer:
             )
         return lp
 
-    def _decode(self, lp: np.ndarray, first_frame: int) -> tuple[str, list[Word]]:
+    def _decode(self, lp: np.ndarray, first_frame: int) -> Transcript:
+        """The search over ``lp``, its words timed from the signal's start (``lp`` begins at ``first_frame``)."""
         best = self.search(lp)
-        seconds = self.frame_seconds
-        words = [Word(w, (first_frame + s) * seconds, (first_frame + e + 1) * seconds) for w, s, e in best.words]
-        return best.text, words
+        return Transcript(best.text, [w.timed(self.frame_seconds, first_frame) for w in best.words])
 
     def _log_prob_pieces(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """The whole signal's ``(T', V)`` log-probabilities in consecutive pieces of about ``chunk_seconds``,
@@ -145,21 +145,19 @@ class Recognizer:
         _, spans = self.tokenizer.words([u for u, _ in path], [t for _, t in path])
         if not spans:
             return len(lp)  # no word at all
-        pauses = [(b[1] - a[2], (a[2] + b[1] + 1) // 2) for a, b in zip(spans, spans[1:])]
-        trailing = len(lp) - 1 - spans[-1][2]
+        pauses = [(b.first - a.last, (a.last + b.first + 1) // 2) for a, b in zip(spans, spans[1:])]
+        trailing = len(lp) - 1 - spans[-1].last
         if trailing * self.frame_seconds >= TRAILING_PAUSE_SECONDS:
-            pauses.append((trailing, (spans[-1][2] + len(lp) + 1) // 2))
+            pauses.append((trailing, (spans[-1].last + len(lp) + 1) // 2))
         cut = max(pauses)[1] if pauses else None
         return cut if cut is None or 0 < cut < len(lp) else None
 
     def _transcribe(self, chunks: Iterable[np.ndarray], path: str | None) -> Transcript:
         max_frames = max(1, round(self.chunk_seconds / self.frame_seconds))
-        texts, words, held, first = [], [], [], 0  # held: pieces not yet searched, from frame ``first``
+        parts, held, first = [], [], 0  # held: pieces not yet searched, from frame ``first``
 
         def search(lp: np.ndarray) -> None:
-            text, w = self._decode(lp, first)
-            texts.append(text)
-            words.extend(w)
+            parts.append(self._decode(lp, first))
 
         for piece in self._log_prob_pieces(chunks):
             held.append(piece)
@@ -175,7 +173,7 @@ class Recognizer:
                 held, first = [lp[cut:]], first + cut
         if held and sum(len(p) for p in held):
             search(np.concatenate(held))
-        return Transcript(" ".join(t for t in texts if t), words, path)
+        return replace(Transcript.join(parts), path=path)
 
     def stream(self, sample_rate: int | None = None, **endpoint) -> Stream:
         """A live stream through a streaming model: ``accept(samples) -> Partial``, ``finish() -> Transcript``.

@@ -22,7 +22,7 @@ import numpy as np
 
 from asr.core.errors import AsrError
 from asr.features.frontend import FeatureStream
-from asr.text.transcript import Transcript, Word
+from asr.text.transcript import Transcript
 
 ENDPOINT_SILENCE = 1.0  # seconds of non-speech after speech that end an utterance (Kaldi's rule 3)
 MAX_UTTERANCE = 30.0  # seconds: an utterance this long ends here (the search's memory grows with it)
@@ -179,13 +179,8 @@ class Stream:
         best = self.search.end()
         s, peaks = self.frame_seconds, np.concatenate(self.peaks) if self.peaks else np.zeros(0)
         words = [
-            Word(
-                w,
-                (self.start + a) * s,
-                (self.start + b + 1) * s,
-                float(peaks[a : b + 1].mean()) if b < len(peaks) else 0.0,
-            )
-            for w, a, b in best.words
+            w.timed(s, self.start, float(peaks[w.first : w.last + 1].mean()) if w.last < len(peaks) else 0.0)
+            for w in best.words
         ]
         if best.text:  # an utterance of noise alone gives no result
             self.segments.append(Transcript(best.text, words))

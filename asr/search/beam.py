@@ -38,6 +38,7 @@ from asr.core.textfiles import read_lines
 from asr.lm.stage import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
 from asr.search.options import DecodeOptions
 from asr.text.tokenizer import PIECE_START, WORD_SEP, PhoneTokenizer, SubwordTokenizer, Tokenizer
+from asr.text.transcript import FrameWord
 
 UNK = "<unk>"
 MAX_HOMOPHONES = 6  # words flashlight's trie keeps per spelling (kTrieMaxLabel)
@@ -50,7 +51,7 @@ class Hypothesis:
     (log domain; greedy: the best path's log-probability)."""
 
     text: str
-    words: list[tuple[str, int, int]]
+    words: list[FrameWord]
     score: float
 
 
@@ -388,8 +389,8 @@ class BeamSearch:
         if self.phones and self.options.needs_lexicon:
             # phones do not spell a word: the decoder's words, timed by the phones between separators
             chosen = [self.words.get_entry(w) for w in result.words if w >= 0]
-            timed = [(w, s, e) for w, (s, e) in zip(chosen, self._spans(merged))]
-            return Hypothesis(" ".join(w for w, _, _ in timed), timed, float(result.score))
+            timed = [FrameWord(w, s, e) for w, (s, e) in zip(chosen, self._spans(merged))]
+            return Hypothesis(" ".join(w.word for w in timed), timed, float(result.score))
         text, timed = self.tokenizer.words([u for u, _ in merged], [t for _, t in merged])
         if self.options.needs_lexicon:
             # the units spell the lexicon words the decoder chose, unless no hypothesis in the beam had
@@ -398,7 +399,7 @@ class BeamSearch:
             completed = sum(w >= 0 for w in result.words)
             if len(timed) > completed:
                 timed = timed[:completed]
-                text = " ".join(w for w, _, _ in timed)
+                text = " ".join(w.word for w in timed)
         return Hypothesis(text, timed, float(result.score))
 
 

@@ -20,19 +20,20 @@ from collections.abc import Iterable
 import sentencepiece as spm
 
 from asr.core.errors import TokenizerError
+from asr.text.transcript import FrameWord
 
 BLANK = "<blk>"
 WORD_SEP = "|"
 PIECE_START = "\u2581"  # sentencepiece's mark of a word's first piece
 
 
-def _words(parts: Iterable[tuple[str, int, bool]]) -> tuple[str, list[tuple[str, int, int]]]:
-    """``(text, frame, begins a new word)`` per unit -> the text and ``[(word, first frame, last frame)]``.
+def _words(parts: Iterable[tuple[str, int, bool]]) -> tuple[str, list[FrameWord]]:
+    """``(text, frame, begins a new word)`` per unit -> the text and its words with their first and last frames.
     A unit with empty text only marks a word boundary."""
     spans, cur, start, end = [], "", 0, 0
     for text, t, boundary in parts:
         if boundary and cur:
-            spans.append((cur, start, end))
+            spans.append(FrameWord(cur, start, end))
             cur = ""
         if not text:
             continue
@@ -40,8 +41,8 @@ def _words(parts: Iterable[tuple[str, int, bool]]) -> tuple[str, list[tuple[str,
             start = t
         cur, end = cur + text, t
     if cur:
-        spans.append((cur, start, end))
-    return " ".join(w for w, _, _ in spans), spans
+        spans.append(FrameWord(cur, start, end))
+    return " ".join(w.word for w in spans), spans
 
 
 class _Units:
@@ -111,8 +112,8 @@ class CharTokenizer(_Units):
         out = "".join(self.units[i] for i in ids if i != 0)
         return " ".join(out.replace(WORD_SEP, " ").split())
 
-    def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
-        """Decoded units (blanks allowed) with their frames -> text and ``[(word, first frame, last frame)]``."""
+    def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[FrameWord]]:
+        """Decoded units (blanks allowed) with their frames -> text and its timed words."""
         units = (self.units[u] for u in tokens)
         return _words(
             ("" if sym == WORD_SEP else sym, t, sym == WORD_SEP) for u, sym, t in zip(tokens, units, frames) if u != 0
@@ -199,7 +200,7 @@ class SubwordTokenizer(_Units):
     def decode(self, ids: Iterable[int]) -> str:
         return " ".join(self.sp.decode([i for i in ids if i != 0]).split())
 
-    def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
+    def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[FrameWord]]:
         """As :meth:`CharTokenizer.words`: a piece starting with the word mark begins a word."""
         pieces = ((self.units[u], t) for u, t in zip(tokens, frames) if u != 0)
         return _words((p.lstrip(PIECE_START), t, p.startswith(PIECE_START)) for p, t in pieces)
@@ -269,7 +270,7 @@ class PhoneTokenizer(_Units):
     def decode(self, ids: Iterable[int]) -> str:
         return " ".join(self.units[i] for i in ids if i != 0)
 
-    def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
+    def words(self, tokens: list[int], frames: list[int]) -> tuple[str, list[FrameWord]]:
         """Each decoded phone is a word of its own (the word separator only a boundary)."""
         return _words(
             ("" if self.units[u] == WORD_SEP else self.units[u], t, True) for u, t in zip(tokens, frames) if u != 0

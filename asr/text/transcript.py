@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 @dataclass
@@ -11,6 +12,20 @@ class Word:
     start: float  # seconds
     end: float
     conf: float | None = None  # streaming: the mean probability of the best path's unit over the word's frames
+
+
+class FrameWord(NamedTuple):
+    """A word of a search's result, timed in the network's output frames (what the tokenizer and the searches
+    give; :meth:`timed` makes the :class:`Word` users see)."""
+
+    word: str
+    first: int  # the frame of its first unit
+    last: int  # the frame of its last unit
+
+    def timed(self, frame_seconds: float, offset: int = 0, conf: float | None = None) -> Word:
+        """The word in seconds, its frames counted from ``offset`` (where the searched piece began); it ends where
+        its last frame ends."""
+        return Word(self.word, (offset + self.first) * frame_seconds, (offset + self.last + 1) * frame_seconds, conf)
 
 
 @dataclass
