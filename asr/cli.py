@@ -181,13 +181,6 @@ def cmd_transcribe(args) -> int:
     return 1 if failed else 0
 
 
-def _decoding_line(options) -> str:
-    return (
-        f"{options.method}, beam {options.beam_size}, LM weight {options.lm_weight}, word score {options.word_score}"
-        + (f", in-domain LM share {options.mix_weight}" if options.mix_weight < 1 else "")
-    )
-
-
 def cmd_evaluate(args) -> int:
     from asr.core.errors import AudioError
     from asr.core.fsutil import check_output_folder
@@ -201,10 +194,8 @@ def cmd_evaluate(args) -> int:
     rec = _recognizer(args)
     utts = load_data(args.data)
     check(utts, args.data, check_audio=False)  # a missing file is reported below with the others
-    from asr.text.tokenizer import WORD_SEP, PhoneTokenizer
-
     # a phone model of words (a separator unit) spells words through its lexicon, not in its units
-    spelled = isinstance(rec.tokenizer, PhoneTokenizer) and rec.tokenizer.separator == WORD_SEP
+    spelled = rec.model.spells_words_in_phones
     unknown = {} if spelled else {u.id: rec.tokenizer.unknown_chars(u.text) for u in utts}
     if spelled and rec.options.method not in ("lexicon", "lexicon_lm"):
         print(
@@ -243,7 +234,7 @@ def cmd_evaluate(args) -> int:
         print(f"%WER of {args.compare}: {100 * other[1].words.rate:.2f}")
         print(f"probability that this run improves on {args.compare}: {compare(s, other[1]):.3f}")
     if args.out is not None:
-        facts = [("model", str(args.model)), ("data", str(args.data)), ("decoding", _decoding_line(rec.options))]
+        facts = [("model", str(args.model)), ("data", str(args.data)), ("decoding", rec.options.summary())]
         write_report(
             args.out,
             s,

@@ -16,11 +16,11 @@ LAYERS = {
     "corpora": 3,
     "features": 3,
     "lm": 3,
-    "score": 3,
     "search": 4,
     "model": 5,
     "train": 6,
     "decode": 6,
+    "score": 6,
     "recognize": 6,
     "pipeline": 7,
     # the applications

@@ -18,7 +18,8 @@ from asr.core.errors import AsrError, AudioError, ManifestError
 from asr.core.textfiles import read_text
 from asr.data.manifest import Utterance, read_kaldi_dir, read_manifest, write_manifest
 from asr.features.stage import Cmvn, FeatureConfig
-from asr.model.network import AcousticModel, ModelConfig, checkpoint_dict
+from asr.model.config import ModelConfig
+from asr.model.network import AcousticModel, checkpoint_dict
 from asr.recognize.recognizer import load_model
 from asr.text.tokenizer import CharTokenizer
 

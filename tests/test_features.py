@@ -197,6 +197,7 @@ def test_transcribe_normalises_one_file_exactly_as_the_recipe_did(fsdd_utts, tmp
     from helpers import build_features
 
     from asr.core.config import to_dict
+    from asr.model.modelfile import FORMAT_VERSION, ModelFile
     from asr.recognize.recognizer import Recognizer
 
     store = features.FeatureStore(build_features(tmp_path, {"train": fsdd_utts[:6], "test": fsdd_utts[6:9]}, cmvn=kind))
@@ -213,7 +214,9 @@ def test_transcribe_normalises_one_file_exactly_as_the_recipe_did(fsdd_utts, tmp
         "model": {"stack": 1},
         "tokenizer": CharTokenizer("abcdefghij").to_dict(),
     }
-    rec = Recognizer(meta, network, DecodeOptions(method="greedy"))
+    rec = Recognizer(
+        ModelFile.from_dict({"format": FORMAT_VERSION, **meta}, "test model"), network, DecodeOptions(method="greedy")
+    )
     test = store.open("test")
     for i, u in enumerate(test.utts):
         rec.transcribe(u["audio"])

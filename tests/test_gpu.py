@@ -21,7 +21,8 @@ import torch
 from helpers import REPO
 from test_train import TINY, _train_cmd
 
-from asr.model.network import AcousticModel, ModelConfig
+from asr.model.config import ModelConfig
+from asr.model.network import AcousticModel
 from asr.recognize.recognizer import load_model
 from asr.train.stage import train
 

@@ -10,8 +10,9 @@ import torch
 from asr.core.config import to_dict
 from asr.core.errors import AsrError
 from asr.features.frontend import Cmvn, FeatureConfig, FeatureStream, mfcc
-from asr.model.modelfile import check
-from asr.model.network import AcousticModel, ModelConfig, Network, checkpoint_dict
+from asr.model.config import ModelConfig
+from asr.model.modelfile import ModelFile
+from asr.model.network import AcousticModel, Network, checkpoint_dict
 from asr.recognize.recognizer import Recognizer
 from asr.search.options import DecodeOptions
 from asr.text.tokenizer import CharTokenizer
@@ -102,7 +103,7 @@ def _recognizer(chunk: int, method: str = "greedy", cmvn: str = "online", top_db
     tok = CharTokenizer("abcdefghijklmnopqrstuvwxyz'")
     model = AcousticModel(fc.dim, len(tok.units), ModelConfig(hidden=32, num_layers=2, stack=3, chunk=chunk))
     stats = Cmvn(cmvn, np.zeros(fc.dim), np.full(fc.dim, 10.0)).to_dict()
-    meta = check(checkpoint_dict(model, tok.to_dict(), to_dict(fc), stats), "test model")
+    meta = ModelFile.from_dict(checkpoint_dict(model, tok.to_dict(), to_dict(fc), stats), "test model")
     return Recognizer(meta, Network(meta), DecodeOptions(method=method, beam_size=8))
 
 
@@ -337,7 +338,7 @@ def test_the_streaming_model_exports_to_onnx_and_streams_there_alike(rnn, bidire
     torch.save(checkpoint_dict(model, tok.to_dict(), to_dict(fc), stats), tmp_path / "m.pt")
     to_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
     meta, onnx_net = load(tmp_path / "m.onnx")
-    torch_net = Network(check(checkpoint_dict(model, tok.to_dict(), to_dict(fc), stats), "m"))
+    torch_net = Network(ModelFile.from_dict(checkpoint_dict(model, tok.to_dict(), to_dict(fc), stats), "m"))
     feats = np.random.default_rng(0).standard_normal((100, fc.dim)).astype(np.float32)
     np.testing.assert_allclose(onnx_net(feats), torch_net(feats), atol=1e-4, rtol=0)
     ours = Recognizer(meta, onnx_net, DecodeOptions(method="greedy"))

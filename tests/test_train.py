@@ -18,7 +18,8 @@ from asr.core.errors import AsrError, ConfigError
 from asr.data.augment import AugmentConfig
 from asr.data.batching import Batch, make_batches
 from asr.features.stage import FeatureStore
-from asr.model.network import AcousticModel, ModelConfig, build_from_checkpoint, read_checkpoint
+from asr.model.config import ModelConfig
+from asr.model.network import AcousticModel, build_from_checkpoint, read_checkpoint
 from asr.pipeline import recipe
 from asr.text.tokenizer import CharTokenizer
 from asr.train.data import Spelling, load_data
@@ -78,7 +79,7 @@ def test_model_shapes_stacking_and_padding_invariance():
 def test_a_convolutional_front_end_keeps_each_utterance_its_own_and_exports_to_onnx(tmp_path):
     from asr.features.frontend import Cmvn, FeatureConfig
     from asr.model.export import describe, to_onnx
-    from asr.model.modelfile import check
+    from asr.model.modelfile import ModelFile
     from asr.model.network import Network, checkpoint_dict
     from asr.model.onnxrt import load
 
@@ -104,7 +105,7 @@ def test_a_convolutional_front_end_keeps_each_utterance_its_own_and_exports_to_o
     assert "after 2 convolutions of 4 channels (x3 in time)" in describe(tmp_path / "m.pt")
     _, onnx_net = load(tmp_path / "m.onnx")
     feats = np.random.default_rng(0).standard_normal((31, fc.dim)).astype(np.float32)
-    np.testing.assert_allclose(onnx_net(feats), Network(check(ckpt, "m"))(feats), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(onnx_net(feats), Network(ModelFile.from_dict(ckpt, "m"))(feats), atol=1e-4, rtol=0)
 
 
 def test_cpu_unpacked_rnn_equals_packed_rnn_with_gradients():
@@ -201,6 +202,7 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
 
 def test_a_model_trained_with_intermediate_ctc_ships_without_it(tiny_features, tmp_path):
     from asr.model.export import describe, to_onnx
+    from asr.model.modelfile import ModelFile
     from asr.model.network import Network
     from asr.model.onnxrt import load
 
@@ -213,7 +215,7 @@ def test_a_model_trained_with_intermediate_ctc_ships_without_it(tiny_features, t
     to_onnx(tmp_path / "model.pt", tmp_path / "m.onnx")  # decoding reads the top layer alone
     _, onnx_net = load(tmp_path / "m.onnx")
     feats = np.random.default_rng(0).standard_normal((40, ckpt["input_dim"])).astype(np.float32)
-    np.testing.assert_allclose(onnx_net(feats), Network(ckpt)(feats), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(onnx_net(feats), Network(ModelFile.from_dict(ckpt, "m"))(feats), atol=1e-4, rtol=0)
 
 
 DIGIT_PHONES = {

@@ -36,7 +36,8 @@ import torch
 from asr.benchmarks.serve import _rss_mb
 from asr.data.audio import load_audio
 from asr.data.manifest import read_manifest
-from asr.model.network import AcousticModel, ModelConfig
+from asr.model.config import ModelConfig
+from asr.model.network import AcousticModel
 from asr.recognize.recognizer import load_model
 
 BLOCK_SECONDS = 0.1
@@ -183,11 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     utts = read_manifest(args.data)[: args.utterances]
     waves = [load_audio(u.audio, rec.sample_rate) for u in utts]
     audio = sum(len(w) for w in waves) / rec.sample_rate
-    model = rec.meta["model"]
+    cfg = rec.model.config
     step_ms = rec.frame_seconds * 1000
     print(
-        f"model {args.model}: chunk {model['chunk']} + right context {model.get('right_context', 0)} steps of "
-        f"{step_ms:g} ms = {(model['chunk'] + model.get('right_context', 0)) * step_ms:g} ms; {len(waves)} "
+        f"model {args.model}: chunk {cfg.chunk} + right context {cfg.right_context} steps of "
+        f"{step_ms:g} ms = {(cfg.chunk + cfg.right_context) * step_ms:g} ms; {len(waves)} "
         f"recordings of {args.data} ({audio:.0f} s); {os.cpu_count()} cores"
     )
     streamed, whole, rtf = latency(rec, waves)

@@ -27,12 +27,12 @@ from asr.core.procs import fork_pool
 from asr.core.textfiles import read_lines, write_text
 from asr.data.manifest import utterance_groups
 from asr.features.stage import FeatureStore
-from asr.model.network import Network, read_checkpoint
+from asr.model.network import Network, load
 from asr.search.beam import BeamSearch
 from asr.search.options import DecodeOptions
 from asr.text.lexicon import Lexicon
 from asr.text.stage import read_dir
-from asr.text.tokenizer import WORD_SEP, PhoneTokenizer, tokenizer_from_dict
+from asr.text.tokenizer import WORD_SEP
 
 VERSION = 8  # of the decode stage's output: bump when the decoding or the files it writes change
 
@@ -83,10 +83,10 @@ _W: dict = {}
 def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeConfig) -> None:
     """Load the model once per process; one thread each, the parallelism is across shards."""
     torch.set_num_threads(1)
-    ckpt = read_checkpoint(model_path)
+    model = load(model_path)
     _W.update(
-        network=Network(ckpt, "cpu", model_path),
-        tokenizer=tokenizer_from_dict(ckpt["tokenizer"]),
+        network=Network(model, "cpu"),
+        tokenizer=model.tokenizer,
         store=FeatureStore(features_dir),
         lm_dir=lm_dir,
         cfg=cfg,
@@ -203,8 +203,7 @@ def _greedy_refs(ctx: StageContext, refs: dict) -> dict | None:
     with a lexicon for its intermediate layer (train.inter_units=phone). ``None``: greedy output is words."""
     if "lexicon" not in ctx.inputs:
         return None
-    ckpt = read_checkpoint(TrainDir(ctx.inputs["train"]).model)
-    if not isinstance(tokenizer_from_dict(ckpt["tokenizer"]), PhoneTokenizer):
+    if not load(TrainDir(ctx.inputs["train"]).model).is_phone_model:
         return None
     lexicon = read_dir(ctx.inputs["lexicon"])
     return {n: {u: _phones(t, lexicon) for u, t in r.items()} for n, r in refs.items()}

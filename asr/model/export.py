@@ -28,10 +28,9 @@ from asr.core.fsutil import check_output_file
 from asr.core.layout import RECORD, DecodeDir, ExportDir, LmDir, TrainDir
 from asr.core.provenance import git_commit
 from asr.model import onnxrt
-from asr.model.modelfile import OPTIONAL_LM_FILES, needed_lm_files, stored_options
-from asr.model.network import AcousticModel, build_from_checkpoint, length_reversal, read_checkpoint
+from asr.model.modelfile import OPTIONAL_LM_FILES, ModelFile, needed_lm_files, stored_options
+from asr.model.network import AcousticModel, build_from_checkpoint, length_reversal, load, read_checkpoint
 from asr.search.options import DecodeOptions
-from asr.text.tokenizer import WORD_SEP
 
 _GENERAL = LmDir(Path()).general.name  # lm.general's model among an exported file's LM files
 
@@ -78,94 +77,88 @@ def stage(ctx: StageContext) -> dict:
     ckpt = bundle(TrainDir(ctx.inputs["train"]).model, ctx.inputs.get("lm"), settings, results, training)
     out = ExportDir(ctx.out).model
     torch.save(ckpt, out)
-    ctx.log(
-        f"export: {out.name} with decoding {settings['method']} (LM weight {settings['lm_weight']}, "
-        f"word score {settings['word_score']}), {out.stat().st_size / 1e6:.1f} MB"
-    )
+    ctx.log(f"export: {out.name} with decoding {stored_options(ckpt).summary()}, {out.stat().st_size / 1e6:.1f} MB")
     return {"method": settings["method"], "bytes": out.stat().st_size, "lm_files": sorted(ckpt["lm_files"])}
 
 
-def describe(path: str | Path) -> str:
-    """What a model file holds, as ``asr info`` prints it."""
-    if str(path).endswith(".onnx"):
-        ckpt = onnxrt.load(path)[0]
-        params = ckpt.get("parameters", 0)
-    else:
-        ckpt = read_checkpoint(path)
-        params = sum(v.numel() for v in ckpt["state_dict"].values() if isinstance(v, torch.Tensor))
-    m, f = ckpt["model"], ckpt["features"]
-    tok = ckpt["tokenizer"]
-    inter_units = {"char": "character", "phone": "phone"}.get(ckpt.get("inter_tokenizer", {}).get("type"), "")
+def _network_line(model: ModelFile, params: int) -> str:
+    m = model.config
+    inter_units = {"char": "character", "phone": "phone"}.get((model.inter_tokenizer or {}).get("type"), "")
+    return (
+        f"network: {m.rnn.upper()} {m.num_layers}x{m.hidden}{' bidirectional' if m.bidirectional else ''}"
+        f"{', projection ' + str(m.proj) if m.proj else ''}, "
+        + (
+            f"after 2 convolutions of {m.conv} channels (x{m.stack} in time), "
+            if m.conv
+            else f"x{m.stack} frame stacking, "
+        )
+        + f"dropout {m.dropout}"
+        + (
+            f", intermediate CTC after layer {m.inter_ctc}"
+            + (f" over {m.inter_vocab} {inter_units or 'other'} units" if m.inter_vocab else "")
+            + " (training only)"
+            if m.inter_ctc
+            else ""
+        )
+        + f"; {params:,} parameters"
+    )
+
+
+def _units_and_features_lines(model: ModelFile) -> list[str]:
+    tok, f = model.data["tokenizer"], model.features
     kind = {
         "char": "characters (blank and word separator included)",
         "sentencepiece": "sentencepiece subwords (blank included)",
-        "phone": "phones (blank included)",
+        "phone": "phones (blank and word separator included)"
+        if model.spells_words_in_phones
+        else "phones (blank included)",
     }.get(tok.get("type"), tok.get("type"))
-    units = len(tok.get("units", []))
-    if tok.get("type") == "phone" and WORD_SEP in tok.get("units", []):
-        kind = "phones (blank and word separator included)"
+    features = f"{f.n_mels} log-mel" if f.kind == "fbank" else f"{f.n_mfcc} MFCC"
     lines = [
-        f"model file: {path}",
-        f"network: {m['rnn'].upper()} {m['num_layers']}x{m['hidden']}"
-        f"{' bidirectional' if m.get('bidirectional', True) else ''}"
-        f"{', projection ' + str(m['proj']) if m.get('proj') else ''}, "
-        + (
-            f"after 2 convolutions of {m['conv']} channels (x{m.get('stack', 1)} in time), "
-            if m.get("conv")
-            else f"x{m.get('stack', 1)} frame stacking, "
-        )
-        + f"dropout {m.get('dropout')}"
-        + (
-            f", intermediate CTC after layer {m['inter_ctc']}"
-            + (f" over {m['inter_vocab']} {inter_units or 'other'} units" if m.get("inter_vocab") else "")
-            + " (training only)"
-            if m.get("inter_ctc")
-            else ""
-        )
-        + f"; {params:,} parameters",
-        f"units: {units} {kind}",
-        (f"features: {f.get('n_mels')} log-mel" if f.get("kind") == "fbank" else f"features: {f.get('n_mfcc')} MFCC")
-        + f"{' + deltas' * min(1, f.get('deltas', 0))}{' + delta-deltas' if f.get('deltas') == 2 else ''} "
-        f"({ckpt['input_dim']} per frame) at {f.get('sample_rate')} Hz, {f.get('win_ms')} ms windows every "
-        f"{f.get('hop_ms')} ms; CMVN {ckpt['cmvn'].get('kind')}",
+        f"units: {len(model.tokenizer.units)} {kind}",
+        f"features: {features}{' + deltas' * min(1, f.deltas)}{' + delta-deltas' if f.deltas == 2 else ''} "
+        f"({model.input_dim} per frame) at {f.sample_rate} Hz, {f.win_ms} ms windows every "
+        f"{f.hop_ms} ms; CMVN {model.cmvn.kind}",
     ]
-    if m.get("chunk"):
-        step = f.get("hop_ms", 10.0) * m.get("stack", 1)
-        c, r = m["chunk"] * step, m.get("right_context", 0) * step
+    m = model.config
+    if m.streaming:
+        step = f.hop_ms * m.stack
+        c, r = m.chunk * step, m.right_context * step
         lines.append(
-            f"streaming: chunks of {m['chunk']} steps ({c:g} ms) read with {m.get('right_context', 0)} steps "
+            f"streaming: chunks of {m.chunk} steps ({c:g} ms) read with {m.right_context} steps "
             f"({r:g} ms) of right context: {c + r:g} ms latency (asr transcribe --stream, asr serve's /v1/stream)"
         )
-    options = stored_options(ckpt, str(path))
+    return lines
+
+
+def _decoding_lines(model: ModelFile) -> list[str]:
+    options = model.tuned
     if options is None:
-        lines.append("decoding: none stored (a train-stage model file): greedy unless --method/--lm say otherwise")
-    else:
-        tuned = ckpt["decoding"].get("tuned_on") or []
+        return ["decoding: none stored (a train-stage model file): greedy unless --method/--lm say otherwise"]
+    tuned = model.tuned_on
+    lines = [f"decoding: {options.summary()}" + (f"; tuned on {', '.join(tuned)}" if tuned else "")]
+    files = model.lm_files
+    if files:
         lines.append(
-            f"decoding: {options.method}, beam {options.beam_size}, LM weight {options.lm_weight}, "
-            f"word score {options.word_score}"
-            + (f", in-domain LM share {options.mix_weight}" if options.mix_weight < 1 else "")
-            + (f"; tuned on {', '.join(tuned)}" if tuned else "")
+            "embedded LM files: " + ", ".join(f"{n} ({len(t.encode()) / 1e3:.1f} kB)" for n, t in sorted(files.items()))
         )
-        files = ckpt.get("lm_files") or {}
-        if files:
-            lines.append(
-                "embedded LM files: "
-                + ", ".join(f"{n} ({len(t.encode()) / 1e3:.1f} kB)" for n, t in sorted(files.items()))
-            )
-        if files.get("lexicon.txt"):
-            entries = [line.split(maxsplit=1)[0] for line in files["lexicon.txt"].splitlines() if line.strip()]
-            spelled = "pronunciations" if tok.get("type") == "phone" else "spellings"
-            lines.append(f"lexicon: {len(set(entries)):,} words, {len(entries):,} {spelled}")
-        if files.get(_GENERAL):  # lm.general: its ARPA header's counts
-            counts = re.findall(r"^ngram (\d+)=(\d+)$", files[_GENERAL][:1000], re.MULTILINE)
-            lines.append(
-                "general LM: "
-                + ", ".join(f"{int(c):,} {n}-grams" for n, c in counts)
-                + f" over the lexicon, mixed with the in-domain n-gram (its share {options.mix_weight})"
-            )
-    training = ckpt.get("training") or {}
-    cfg = ckpt.get("train_config") or {}
+    if files.get("lexicon.txt"):
+        entries = [line.split(maxsplit=1)[0] for line in files["lexicon.txt"].splitlines() if line.strip()]
+        spelled = "pronunciations" if model.is_phone_model else "spellings"
+        lines.append(f"lexicon: {len(set(entries)):,} words, {len(entries):,} {spelled}")
+    if files.get(_GENERAL):  # lm.general: its ARPA header's counts
+        counts = re.findall(r"^ngram (\d+)=(\d+)$", files[_GENERAL][:1000], re.MULTILINE)
+        lines.append(
+            "general LM: "
+            + ", ".join(f"{int(c):,} {n}-grams" for n, c in counts)
+            + f" over the lexicon, mixed with the in-domain n-gram (its share {options.mix_weight})"
+        )
+    return lines
+
+
+def _training_lines(model: ModelFile) -> list[str]:
+    training, cfg, chosen = model.training, model.train_config, model.data.get("chosen")
+    lines = []
     if training or cfg:
         sched = training.get("schedule") or {}
         lines.append(
@@ -173,14 +166,14 @@ def describe(path: str | Path) -> str:
             + (f", {training['train_utterances']} utterances" if "train_utterances" in training else "")
             + (f", {sched['hours']:.2f} h of audio" if "hours" in sched else "")
             + (f", {training['updates']} updates" if "updates" in training else "")
-            + (f"; kept {training.get('chosen') or ckpt.get('chosen')}" if training or ckpt.get("chosen") else "")
+            + (f"; kept {training.get('chosen') or chosen}" if training or chosen else "")
         )
         if "dev_wer" in training:
             lines.append(
                 f"dev ({', '.join(cfg.get('dev_sets', []))}): greedy WER {100 * training['dev_wer']:.2f}%, "
                 f"CER {100 * training['dev_cer']:.2f}%"
             )
-    for name, r in (ckpt.get("results") or {}).items():
+    for name, r in model.results.items():
         ci = r.get("wer_ci")
         lines.append(
             f"result {name}: WER {100 * r['wer']:.2f}%"
@@ -189,8 +182,27 @@ def describe(path: str | Path) -> str:
             f"{100 * r['greedy_wer']:.2f}% "
             f"({r.get('utterances')} utterances)"
         )
-    lines.append(f"git commit: {ckpt.get('git_commit') or 'not recorded'}")
-    return "\n".join(lines)
+    return lines
+
+
+def describe(path: str | Path) -> str:
+    """What a model file holds, as ``asr info`` prints it."""
+    if str(path).endswith(".onnx"):
+        model = onnxrt.load(path)[0]
+        params = model.data.get("parameters", 0)
+    else:
+        model = load(path)
+        params = sum(v.numel() for v in model.data["state_dict"].values() if isinstance(v, torch.Tensor))
+    return "\n".join(
+        [
+            f"model file: {path}",
+            _network_line(model, params),
+            *_units_and_features_lines(model),
+            *_decoding_lines(model),
+            *_training_lines(model),
+            f"git commit: {model.data.get('git_commit') or 'not recorded'}",
+        ]
+    )
 
 
 # --- ONNX -------------------------------------------------------------------------------------------
@@ -316,7 +328,7 @@ def to_onnx(model_path: str | Path, out: str | Path) -> dict:
         the metadata written (see :mod:`asr.model.onnxrt`).
     """
     out = check_output_file(out, "--onnx")
-    ckpt = read_checkpoint(model_path)
+    ckpt = load(model_path).data
     model = build_from_checkpoint(ckpt, str(model_path))
     network = (_StreamStep if model.cfg.streaming else _Unrolled)(model).eval()
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")

@@ -16,11 +16,15 @@ import functools
 import logging
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from asr.core.errors import AsrError
+from asr.core.errors import AsrError, ConfigError, TokenizerError
 from asr.core.layout import LmDir
+from asr.features.frontend import Cmvn, FeatureConfig, feature_config
+from asr.model.config import ModelConfig
 from asr.search.options import DecodeOptions
+from asr.text.tokenizer import PhoneTokenizer, Tokenizer, spells_words_in_phones, tokenizer_from_dict
 
 FORMAT_VERSION = 1
 # what a model file must hold, with the type of each entry (the weights are checked by whoever loads them)
@@ -153,33 +157,6 @@ def _say_greedy(source: str) -> None:
     )
 
 
-def decoding(d: dict, lm: str | Path | None, overrides: dict, source: str = "model file") -> DecodeOptions:
-    """The decoding to use: the file's tuned one with ``overrides`` (fields of :class:`DecodeOptions`).
-
-    Another ``method`` than the stored one starts from that method's defaults. A file without a
-    tuned decoding decodes with lexicon + LM beam search when ``lm`` is given, else greedily, and
-    says so once per file.
-
-    Raises:
-        AsrError: unknown fields or bad values.
-    """
-    fields = {f.name for f in dataclasses.fields(DecodeOptions)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise AsrError(f"unknown decoding option(s) {unknown}; options: {sorted(fields)}")
-    stored = stored_options(d, source)
-    same_method = stored is not None and overrides.get("method", stored.method) == stored.method
-    chosen = {**(dataclasses.asdict(stored) if same_method else {}), **overrides}
-    if "method" not in chosen:
-        chosen["method"] = "lexicon_lm" if lm else "greedy"
-        if not lm:
-            _say_greedy(source)
-    try:
-        return DecodeOptions(**chosen)
-    except ValueError as e:
-        raise AsrError(f"decoding options: {e}") from None
-
-
 def needed_lm_files(options: DecodeOptions) -> tuple[str, ...]:
     """The lm stage's files a decoding reads, by name (none for greedy and beam)."""
     if options.method == "beam_lm":
@@ -193,15 +170,150 @@ def needed_lm_files(options: DecodeOptions) -> tuple[str, ...]:
     return ()
 
 
-@contextlib.contextmanager
-def lm_folder(d: dict, options: DecodeOptions) -> Iterator[Path | None]:
-    """The embedded LM files ``options`` reads, as an lm stage folder for the decoder, removed once it has read
-    them; ``None`` when the file embeds none (names and types were checked on load: see :func:`check`)."""
-    files = {n: t for n, t in (d.get("lm_files") or {}).items() if n in needed_lm_files(options)}
-    if not files:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix="asr-model-lm-") as tmp:
-        for name, text in files.items():
-            (Path(tmp) / name).write_text(text, encoding="utf-8")
-        yield Path(tmp)
+def _network_config(d: dict, source: str) -> ModelConfig:
+    """The ``model`` entry as a :class:`ModelConfig`, every field of its declared type (a ``chunk`` of 1.5 or
+    ``"2"`` is refused here, not when a stream first runs)."""
+    kinds = {"int": int, "float": _NUMBER, "bool": bool}
+    for f in dataclasses.fields(ModelConfig):
+        value = d["model"].get(f.name)
+        kind = kinds.get(str(f.type))
+        if value is not None and kind is not None and not _typed(value, kind):
+            raise DamagedModel(source, f"model.{f.name}", f"is {value!r}")
+    try:
+        return ModelConfig(**d["model"])
+    except (TypeError, ValueError) as e:
+        raise DamagedModel(source, "model config", f"is not valid ({e})") from None
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file read and checked once (:meth:`from_dict`): the network's config, units, features and CMVN as
+    objects, and the decoding it carries. The recognizer, streams, export, ``asr info`` and the decode stage ask
+    it, never the raw dict (kept in :attr:`data` for writing a file anew)."""
+
+    data: dict  # the file's plain data (and, from a .pt, its weights under "state_dict")
+    source: str  # what messages call it: the path
+    config: ModelConfig
+    tokenizer: Tokenizer
+    features: FeatureConfig
+    cmvn: Cmvn
+    tuned: DecodeOptions | None  # the decoding tuned on dev (the export stage's); None: a train-stage file
+
+    @classmethod
+    def from_dict(cls, d: object, source: str) -> ModelFile:
+        """Check ``d`` (see :func:`check`) and build its parts.
+
+        Raises:
+            AsrError: not a model file of our format, or an entry that is damaged (named with ``source``).
+        """
+        d = check(d, source)
+        config = _network_config(d, source)
+        try:
+            tokenizer = tokenizer_from_dict(d["tokenizer"])
+        except TokenizerError as e:
+            raise DamagedModel(source, "tokenizer", f"cannot be read ({e})") from None
+        try:
+            features = feature_config(d["features"])
+        except ConfigError as e:
+            raise AsrError(f"{source}: bad feature config in the model file ({e})") from None
+        if features.dim != d["input_dim"]:
+            raise AsrError(
+                f"{source}: the feature config gives {features.dim} values per frame, "
+                f"the network takes {d['input_dim']}; the file is damaged"
+            )
+        cmvn = Cmvn.from_dict(d["cmvn"], features.dim, source)
+        return cls(d, source, config, tokenizer, features, cmvn, stored_options(d, source))
+
+    @property
+    def input_dim(self) -> int:
+        return self.data["input_dim"]
+
+    @property
+    def is_streaming(self) -> bool:
+        """A latency-controlled model (``chunk`` > 0), which streams; an offline one reads whole utterances."""
+        return self.config.streaming
+
+    @property
+    def is_phone_model(self) -> bool:
+        """Its units are phones (its greedy output is phones, scored against the references' phones)."""
+        return isinstance(self.tokenizer, PhoneTokenizer)
+
+    @property
+    def spells_words_in_phones(self) -> bool:
+        """A phone model of word transcripts (a word separator unit): words come from a lexicon's pronunciations,
+        so only the lexicon methods output words."""
+        return spells_words_in_phones(self.tokenizer)
+
+    @property
+    def frame_samples(self) -> int:
+        """Audio samples per network output frame."""
+        return self.features.hop_length * self.config.stack
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.frame_samples / self.features.sample_rate
+
+    @property
+    def inter_tokenizer(self) -> dict | None:
+        """The intermediate CTC layer's units when they differ from the model's (training only), as stored."""
+        return self.data.get("inter_tokenizer")
+
+    @property
+    def lm_files(self) -> dict[str, str]:
+        return self.data.get("lm_files") or {}
+
+    @property
+    def tuned_on(self) -> list[str]:
+        return (self.data.get("decoding") or {}).get("tuned_on") or []
+
+    @property
+    def training(self) -> dict:
+        return self.data.get("training") or {}
+
+    @property
+    def train_config(self) -> dict:
+        return self.data.get("train_config") or {}
+
+    @property
+    def results(self) -> dict:
+        return self.data.get("results") or {}
+
+    def decoding(self, lm: str | Path | None = None, overrides: dict | None = None) -> DecodeOptions:
+        """The decoding to use: the file's tuned one with ``overrides`` (fields of :class:`DecodeOptions`).
+
+        Another ``method`` than the stored one starts from that method's defaults. A file without a
+        tuned decoding decodes with lexicon + LM beam search when ``lm`` is given, else greedily, and
+        says so once per file.
+
+        Raises:
+            AsrError: unknown fields or bad values.
+        """
+        overrides = overrides or {}
+        fields = {f.name for f in dataclasses.fields(DecodeOptions)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise AsrError(f"unknown decoding option(s) {unknown}; options: {sorted(fields)}")
+        stored = self.tuned
+        same_method = stored is not None and overrides.get("method", stored.method) == stored.method
+        chosen = {**(dataclasses.asdict(stored) if same_method else {}), **overrides}
+        if "method" not in chosen:
+            chosen["method"] = "lexicon_lm" if lm else "greedy"
+            if not lm:
+                _say_greedy(self.source)
+        try:
+            return DecodeOptions(**chosen)
+        except ValueError as e:
+            raise AsrError(f"decoding options: {e}") from None
+
+    @contextlib.contextmanager
+    def lm_folder(self, options: DecodeOptions) -> Iterator[Path | None]:
+        """The embedded LM files ``options`` reads, as an lm stage folder for the decoder, removed once it has
+        read them; ``None`` when the file embeds none (names and types were checked on load: see :func:`check`)."""
+        files = {n: t for n, t in self.lm_files.items() if n in needed_lm_files(options)}
+        if not files:
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix="asr-model-lm-") as tmp:
+            for name, text in files.items():
+                (Path(tmp) / name).write_text(text, encoding="utf-8")
+            yield Path(tmp)

@@ -15,7 +15,8 @@ import numpy as np
 import onnxruntime as ort
 
 from asr.core.errors import AsrError
-from asr.model import modelfile
+from asr.model.config import ModelConfig
+from asr.model.modelfile import ModelFile
 
 META_KEY = "asr"  # the metadata entry holding the model file's plain data
 
@@ -37,9 +38,9 @@ class OnnxStreamingNetwork:
     """A streaming model's exported chunk step: :meth:`step` as the torch model's, and the whole utterance
     (``__call__``) run chunk by chunk as a stream runs it."""
 
-    def __init__(self, session: ort.InferenceSession, model: dict):
-        self.session, self.model = session, model
-        self.zeros = np.zeros((model["num_layers"], 1, model["hidden"]), np.float32)
+    def __init__(self, session: ort.InferenceSession, config: ModelConfig):
+        self.session, self.config = session, config
+        self.zeros = np.zeros((config.num_layers, 1, config.hidden), np.float32)
         self.inputs = {i.name for i in session.get_inputs()}  # a one-way model's graph has no n_valid
 
     def step(self, window: np.ndarray, n_main: int, state) -> tuple[np.ndarray, tuple]:
@@ -56,7 +57,7 @@ class OnnxStreamingNetwork:
         return log_probs, (h, c)
 
     def __call__(self, feats: np.ndarray) -> np.ndarray:
-        s, chunk, right = self.model.get("stack", 1), self.model["chunk"], self.model.get("right_context", 0)
+        s, chunk, right = self.config.stack, self.config.chunk, self.config.right_context
         x = np.asarray(feats, np.float32)
         x = np.concatenate([x, np.zeros(((-len(x)) % s, x.shape[1]), np.float32)]).reshape(-1, x.shape[1] * s)
         out, state = [], None
@@ -66,8 +67,8 @@ class OnnxStreamingNetwork:
         return np.concatenate(out)
 
 
-def load(path: str | Path, threads: int = 0) -> tuple[dict, OnnxNetwork | OnnxStreamingNetwork]:
-    """The model file's data and its network, from an ONNX export.
+def load(path: str | Path, threads: int = 0) -> tuple[ModelFile, OnnxNetwork | OnnxStreamingNetwork]:
+    """The model file (checked once) and its network, from an ONNX export.
 
     Args:
         threads: onnxruntime's intra-op threads (0: its default, one per core).
@@ -91,13 +92,10 @@ def load(path: str | Path, threads: int = 0) -> tuple[dict, OnnxNetwork | OnnxSt
         meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise AsrError(f"{path}: its asr metadata is not valid JSON ({e}); the file is damaged") from None
-    meta = modelfile.check(meta, str(path))
-    width = session.get_outputs()[0].shape[-1]
-    if not isinstance(width, int) or width != len(meta["tokenizer"]["units"]):
-        raise AsrError(
-            f"{path}: the network gives {width} values per frame for {len(meta['tokenizer']['units'])} "
-            "units; the file is damaged"
-        )
-    if meta["model"].get("chunk"):
-        return meta, OnnxStreamingNetwork(session, meta["model"])
-    return meta, OnnxNetwork(session)
+    model = ModelFile.from_dict(meta, str(path))
+    width, units = session.get_outputs()[0].shape[-1], len(model.tokenizer.units)
+    if not isinstance(width, int) or width != units:
+        raise AsrError(f"{path}: the network gives {width} values per frame for {units} units; the file is damaged")
+    if model.is_streaming:
+        return model, OnnxStreamingNetwork(session, model.config)
+    return model, OnnxNetwork(session)

@@ -15,6 +15,7 @@ chunk's end but in the longest pause between two words of the best path.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -23,14 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from asr.core.ctc import greedy_frames
-from asr.core.errors import AsrError, ConfigError
+from asr.core.errors import AsrError
 from asr.data.audio import resample, stream_audio
-from asr.features.frontend import Cmvn, FeatureConfig, feature_config, mfcc
-from asr.model import modelfile
+from asr.features.frontend import mfcc
+from asr.model.modelfile import ModelFile
 from asr.recognize.stream import Stream
 from asr.search.beam import searcher
 from asr.search.options import DecodeOptions
-from asr.text.tokenizer import tokenizer_from_dict
 from asr.text.transcript import Transcript
 
 CONTEXT_SECONDS = 1.5  # audio each side of a chunk that the network hears with it
@@ -44,53 +44,40 @@ class Recognizer:
     """A loaded model: its features, CMVN, network and decoder.
 
     Args:
-        meta: the model file's dict (see :mod:`asr.model.modelfile`); its weights are the network's business.
+        model: the model file, checked (:class:`asr.model.modelfile.ModelFile`); its weights are the network's.
         network: ``(T, D)`` normalised features -> ``(T', V)`` log-probabilities, numpy in and out.
-        options: the decoder (:class:`asr.search.beam.DecodeOptions`); ``None``: the model file's tuned one.
+        options: the decoder (:class:`asr.search.options.DecodeOptions`); ``None``: the model file's tuned one.
         lm: for the LM methods, the lm stage's output folder or an ARPA file; ``None``: the LM the model
             file embeds (an exported model), if any.
         chunk_seconds: longer audio is processed in chunks of this length.
-        source: the model file's name, for error messages.
     Raises:
-        AsrError: a model file whose parts do not fit together (names ``source``).
+        AsrError: bad ``chunk_seconds``, or a decoding the model file cannot give (names the file).
     """
 
     def __init__(
         self,
-        meta: dict,
+        model: ModelFile,
         network: Callable[[np.ndarray], np.ndarray],
         options: DecodeOptions | None = None,
         lm: str | Path | None = None,
         chunk_seconds: float = 30.0,
-        source: str = "model file",
     ):
         if not MIN_CHUNK_SECONDS <= chunk_seconds < math.inf:
             raise AsrError(
                 f"chunk_seconds must be a positive number of seconds, at least {MIN_CHUNK_SECONDS:g}, "
                 f"got {chunk_seconds}"
             )
-        self.options = options = options or modelfile.decoding(meta, lm, {}, source)
-        self.network, self.meta, self.source = network, meta, source
-        self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
-        try:
-            self.feature_config: FeatureConfig = feature_config(meta["features"])
-        except ConfigError as e:
-            raise AsrError(f"{source}: bad feature config in the model file ({e})") from None
-        if self.feature_config.dim != meta["input_dim"]:
-            raise AsrError(
-                f"{source}: the feature config gives {self.feature_config.dim} values per frame, "
-                f"the network takes {meta['input_dim']}; the file is damaged"
-            )
-        self.cmvn = Cmvn.from_dict(meta["cmvn"], self.feature_config.dim, source)
-        self.frame_samples = self.feature_config.hop_length * meta["model"].get("stack", 1)  # per output frame
-        self.frame_seconds = self.frame_samples / self.feature_config.sample_rate
+        self.options = options = options or model.decoding(lm)
+        self.model, self.network, self.source = model, network, model.source
+        self.tokenizer, self.feature_config, self.cmvn = model.tokenizer, model.features, model.cmvn
+        self.frame_samples, self.frame_seconds = model.frame_samples, model.frame_seconds  # per output frame
         self.chunk_seconds = chunk_seconds
-        with modelfile.lm_folder(meta if lm is None else {}, options) as embedded:  # the file's own LM, if any
+        with model.lm_folder(options) if lm is None else contextlib.nullcontext() as embedded:  # the file's own LM
             try:
                 self.search = searcher(self.tokenizer, options, lm if lm is not None else embedded)
             except AsrError as e:  # name the model file, not a temporary folder gone by the time it is read
                 if lm is None and embedded is not None:
-                    raise AsrError(str(e).replace(str(embedded), f"{source} (its embedded LM)")) from None
+                    raise AsrError(str(e).replace(str(embedded), f"{self.source} (its embedded LM)")) from None
                 raise
 
     @property
@@ -188,7 +175,7 @@ class Recognizer:
 
     @property
     def streaming(self) -> bool:
-        return bool(self.meta["model"].get("chunk"))
+        return self.model.is_streaming
 
     def transcribe(
         self,
@@ -254,15 +241,13 @@ def load_model(
         >>> asr.load_model("data/fsdd/model.pt").transcribe("seven.wav").text
         'seven'
     """
-    source = str(path)
     if str(path).endswith(".onnx"):
         from asr.model.onnxrt import load  # here: onnxruntime is loaded only for an ONNX model
 
-        meta, network = load(path, threads)
+        model, network = load(path, threads)
     else:
-        from asr.model.network import Network, read_checkpoint  # here: importing torch costs ~2.5 s of an ONNX start
+        from asr.model.network import Network, load  # here: importing torch costs ~2.5 s of an ONNX start
 
-        meta = read_checkpoint(path)
-        network = Network(meta, device, source, threads)
-    options = modelfile.decoding(meta, lm, decoding, source)
-    return Recognizer(meta, network, options, lm, chunk_seconds, source)
+        model = load(path)
+        network = Network(model, device, threads)
+    return Recognizer(model, network, model.decoding(lm, decoding), lm, chunk_seconds)

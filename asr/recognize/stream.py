@@ -66,12 +66,12 @@ class Stream:
         endpoint_silence: float = ENDPOINT_SILENCE,
         max_utterance: float = MAX_UTTERANCE,
     ):
-        model, source = recognizer.meta["model"], recognizer.source
-        if not model.get("chunk") or not hasattr(recognizer.network, "step"):
+        config, source = recognizer.model.config, recognizer.source
+        if not config.streaming or not hasattr(recognizer.network, "step"):
             raise AsrError(
                 f"{source}: an offline model (its backward direction reads the whole utterance) cannot stream; "
                 "train a streaming one with --set train.model.chunk=N (the fsdd_stream recipe does)"
-                if not model.get("chunk")
+                if not config.streaming
                 else f"{source}: this runtime cannot stream the model; use its .pt file"
             )
         self.rate = recognizer.sample_rate if sample_rate is None else sample_rate
@@ -88,7 +88,7 @@ class Stream:
 
             self.resampler = soxr.ResampleStream(self.rate, recognizer.sample_rate, 1, dtype="float32", quality="HQ")
         self.recognizer, self.network = recognizer, recognizer.network
-        self.stack, self.chunk, self.right = model.get("stack", 1), model["chunk"], model.get("right_context", 0)
+        self.stack, self.chunk, self.right = config.stack, config.chunk, config.right_context
         self.frame_seconds = recognizer.frame_seconds
         self.endpoint_frames = round(endpoint_silence / self.frame_seconds) if endpoint_silence > 0 else 0
         self.max_frames = max(1, round(max_utterance / self.frame_seconds))

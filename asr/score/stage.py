@@ -7,6 +7,7 @@ The bootstrap follows Bisani & Ney (2004), as Kaldi's ``compute-wer-bootci``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from asr.core.layout import RECORD, DecodeDir, ReportDir, ScoreDir, TrainDir
 from asr.core.provenance import command_line, git_commit
 from asr.core.textfiles import read_text, write_text
 from asr.score.report_page import comparison, write_page, write_training_page
+from asr.search.options import DecodeOptions
 from asr.text.phones import PHONE_MAPS, fold_text
 
 BOOTSTRAP_SAMPLES = 1000
@@ -277,11 +279,9 @@ def _interval(s: Score, samples: int, chars: bool = False) -> str:
 
 
 def _decoding(settings: dict) -> str:
-    return (
-        f"{settings['method']}, beam {settings['beam_size']}, LM weight {settings['lm_weight']}, "
-        f"word score {settings['word_score']}"
-        + (f", in-domain LM share {settings['mix_weight']}" if settings.get("mix_weight", 1.0) < 1.0 else "")
-    )
+    """The decode stage's settings (its tuned :class:`DecodeOptions` and more), as one line."""
+    fields = {f.name for f in dataclasses.fields(DecodeOptions)}
+    return DecodeOptions(**{k: v for k, v in settings.items() if k in fields}).summary()
 
 
 def stage(ctx: StageContext) -> dict:

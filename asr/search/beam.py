@@ -37,7 +37,14 @@ from asr.core.layout import LmDir
 from asr.core.textfiles import read_lines
 from asr.lm.stage import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
 from asr.search.options import DecodeOptions
-from asr.text.tokenizer import PIECE_START, WORD_SEP, PhoneTokenizer, SubwordTokenizer, Tokenizer
+from asr.text.tokenizer import (
+    PIECE_START,
+    WORD_SEP,
+    PhoneTokenizer,
+    SubwordTokenizer,
+    Tokenizer,
+    spells_words_in_phones,
+)
 from asr.text.transcript import FrameWord
 
 UNK = "<unk>"
@@ -209,7 +216,7 @@ class BeamSearch:
                 "units decodes with greedy, beam or beam_lm (lexicon-free, the character n-gram)"
             )
         self.phones = isinstance(tokenizer, PhoneTokenizer)
-        if self.phones and options.needs_lexicon and tokenizer.separator != WORD_SEP:
+        if self.phones and options.needs_lexicon and not spells_words_in_phones(tokenizer):
             raise AsrError(
                 f"decoding method {options.method!r} needs word boundaries; a phone model trained on phone "
                 "transcripts (no word separator unit) decodes with greedy, beam or beam_lm (an n-gram over its phones)"

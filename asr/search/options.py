@@ -48,6 +48,13 @@ class DecodeOptions:
                 f"{self.word_score} and {self.beam_threshold}"
             )
 
+    def summary(self) -> str:
+        """One line a person reads: ``lexicon_lm, beam 16, LM weight 1.0, word score 0.0`` (and the in-domain LM's
+        share when the general one is mixed in): what ``asr info``, reports and logs say of a decoding."""
+        return f"{self.method}, beam {self.beam_size}, LM weight {self.lm_weight}, word score {self.word_score}" + (
+            f", in-domain LM share {self.mix_weight}" if self.mix_weight < 1 else ""
+        )
+
     @property
     def needs_lexicon(self) -> bool:
         return self.method in ("lexicon", "lexicon_lm")

@@ -305,3 +305,9 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
     if not isinstance(d, dict) or d.get("type") not in kinds:
         raise TokenizerError(f"unknown tokenizer type {d.get('type') if isinstance(d, dict) else d!r}")
     return kinds[d["type"]].from_dict(d)
+
+
+def spells_words_in_phones(tokenizer: Tokenizer) -> bool:
+    """A phone model of word transcripts: phones with a word separator unit, whose words come from a lexicon's
+    pronunciations (only the lexicon searches output words; greedy and the lexicon-free ones output phones)."""
+    return isinstance(tokenizer, PhoneTokenizer) and tokenizer.separator == WORD_SEP

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from asr.data.batching import make_batches
-from asr.model.network import ModelConfig
+from asr.model.config import ModelConfig
 
 CPU_BATCH_FRAMES = 20_000  # the default batch, and train.batch_frames=0's on a CPU
 

@@ -11,7 +11,7 @@ from asr.decode import stage as decode
 from asr.features import stage as features
 from asr.lm import stage as lm
 from asr.model import export
-from asr.model.network import ModelConfig
+from asr.model.config import ModelConfig
 from asr.pipeline.recipe import standard_stages
 from asr.score import stage as scoring
 from asr.train import stage as train

@@ -13,7 +13,7 @@ from asr.data.augment import AugmentConfig
 from asr.decode.stage import DecodeConfig
 from asr.features import stage as features
 from asr.lm import stage as lm
-from asr.model.network import ModelConfig
+from asr.model.config import ModelConfig
 from asr.pipeline.recipe import crossval_stages
 from asr.score import stage as scoring
 from asr.train import stage as train

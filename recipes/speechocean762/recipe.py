@@ -13,7 +13,7 @@ from asr.features import stage as features
 from asr.lm import sphinx as sphinxlm
 from asr.lm import stage as lm
 from asr.model import export
-from asr.model.network import ModelConfig
+from asr.model.config import ModelConfig
 from asr.pipeline.recipe import standard_stages
 from asr.score import stage as scoring
 from asr.text import stage as pronounce
