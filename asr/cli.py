@@ -186,7 +186,8 @@ def cmd_evaluate(args) -> int:
     from asr.core.fsutil import check_output_folder
     from asr.data.manifest import check, load_data, utterance_groups
     from asr.features.stage import load_utterance
-    from asr.score.stage import compare, score, write_report
+    from asr.score.report import write_report
+    from asr.score.wer import compare, score
     from asr.text.phones import fold_text
 
     if args.out is not None:
@@ -309,7 +310,8 @@ def cmd_serve(args) -> int:
 def cmd_wer(args) -> int:
     from asr.core.fsutil import check_output_folder
     from asr.core.textfiles import read_text
-    from asr.score.stage import compare, score, write_report
+    from asr.score.report import write_report
+    from asr.score.wer import compare, score
     from asr.text.phones import fold_text
 
     def read(path):

@@ -59,7 +59,7 @@ from starlette.exceptions import HTTPException
 
 from asr.core.errors import AsrError, AudioError, AudioTooLarge
 from asr.core.procs import die_with_parent
-from asr.data.audio import check_header, read_info
+from asr.data.audio import MAX_STREAM_SAMPLE_RATE, MIN_SAMPLE_RATE, check_header, is_stream_rate, read_info
 from asr.recognize.recognizer import Recognizer, load_model
 from asr.recognize.stream import vosk_result
 from asr.text.transcript import Transcript
@@ -362,8 +362,10 @@ async def _vosk_session(ws: WebSocket, recognizer: Recognizer, timeout: float) -
             rate = request["config"].get("sample_rate", recognizer.sample_rate)
             if isinstance(rate, float) and rate.is_integer():
                 rate = int(rate)
-            if isinstance(rate, bool) or not isinstance(rate, int) or not 1_000 <= rate <= 192_000:
-                return await refuse(f"sample_rate {rate!r} is no rate in Hz (1000-192000)", 1008)
+            if not is_stream_rate(rate):
+                return await refuse(
+                    f"sample_rate {rate!r} is no rate in Hz ({MIN_SAMPLE_RATE}-{MAX_STREAM_SAMPLE_RATE})", 1008
+                )
             if stream is not None and stream.rate != rate:
                 return await refuse("a new sample_rate after audio; send config first", 1008)
             stream = stream or recognizer.stream(rate)

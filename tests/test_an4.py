@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from helpers import asr
 
+from asr import corpora
 from asr.core.errors import AudioError, CorpusError, ManifestError
 from asr.core.textfiles import read_kaldi_table
 from asr.corpora import an4
@@ -112,7 +113,7 @@ def test_problems_are_named_by_file_and_line(so762_root, tmp_path):
     assert "an4_train.fileids:8: no audio wav/an4_clstk/mcen/cen3-mcen-b" in msg
     assert "an4_train.transcription:9: an9-fash-b is not in an4_train.fileids" in msg
     with pytest.raises(CorpusError, match="no AN4 under"):
-        an4.locate(tmp_path / "an4" / "wav")
+        corpora.locate(an4.source(), tmp_path / "an4" / "wav")
     with pytest.raises(ValueError, match="dev_speakers must be >= 1"):
         an4.An4Config(dev_speakers=0)
 
@@ -150,13 +151,13 @@ def test_download_cut_off_then_restarted(so762_root, tmp_path, monkeypatch):
         url = f"http://127.0.0.1:{httpd.server_address[1]}/{an4.ARCHIVE_NAME}"
         dl = tmp_path / "dl"
         with pytest.raises(CorpusError, match="cannot download .*cut off after .* bytes.*run again to restart it"):
-            an4.locate(None, dl, url=url, min_bytes=size)
+            corpora.locate(an4.source(url, size), None, dl)
         assert not list(dl.iterdir())  # nothing half-written left behind
-        root = an4.locate(None, dl, url=url, min_bytes=size)  # the second try restarts and completes
+        root = corpora.locate(an4.source(url, size), None, dl)  # the second try restarts and completes
         assert len(an4.read_split(root, "test")) == 2
         assert sorted(p.name for p in dl.iterdir()) == ["an4_raw.bigendian", an4.ARCHIVE_NAME]
         with pytest.raises(CorpusError, match="a complete copy has at least"):
-            an4.locate(None, tmp_path / "dl2", url=url, min_bytes=size + 1)
+            corpora.locate(an4.source(url, size + 1), None, tmp_path / "dl2")
         assert not (tmp_path / "dl2" / an4.ARCHIVE_NAME).exists()
     finally:
         httpd.shutdown()

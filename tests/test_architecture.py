@@ -20,15 +20,15 @@ LAYERS = {
     "model": 5,
     "train": 6,
     "decode": 6,
-    "score": 6,
     "recognize": 6,
-    "pipeline": 7,
+    "score": 7,  # reads what training and decoding wrote
+    "pipeline": 8,
     # the applications
-    "serve": 8,
-    "cli": 9,
-    "benchmarks": 9,
-    "__main__": 10,
-    "asr": 10,  # the package face (asr.load_model)
+    "serve": 9,
+    "cli": 10,
+    "benchmarks": 10,
+    "__main__": 11,
+    "asr": 11,  # the package face (asr.load_model)
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from asr import corpora
 from asr.core.download import download, extract_tar
 from asr.core.errors import CorpusError
 from asr.corpora import fsdd
@@ -87,12 +88,12 @@ def test_connected_is_reproducible(fsdd_recordings, tmp_path):
 
 
 def test_locate_local_copy(corpora_root, fsdd_recordings, monkeypatch, tmp_path):
-    assert fsdd.locate(corpora_root) == fsdd_recordings
-    assert fsdd.locate(corpora_root / "fsdd") == fsdd_recordings
+    assert corpora.locate(fsdd.source(), corpora_root) == fsdd_recordings
+    assert corpora.locate(fsdd.source(), corpora_root / "fsdd") == fsdd_recordings
     monkeypatch.setenv("ASR_CORPORA", str(corpora_root))
-    assert fsdd.locate(None) == fsdd_recordings
+    assert corpora.locate(fsdd.source(), None) == fsdd_recordings
     with pytest.raises(CorpusError, match="no FSDD recordings"):
-        fsdd.locate(tmp_path)
+        corpora.locate(fsdd.source(), tmp_path)
 
 
 def test_bad_file_names_are_reported(tmp_path):
@@ -121,10 +122,10 @@ def test_download_verify_extract(fsdd_recordings, tmp_path, file_server, monkeyp
     archive = _fake_archive(fsdd_recordings, tmp_path)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     url = f"{file_server}/{archive.name}"
-    rec = fsdd.locate(None, tmp_path / "dl", url=url, sha256=digest)
+    rec = corpora.locate(fsdd.source(url, digest), None, tmp_path / "dl")
     assert len(fsdd.scan(rec)) == 12
     # a second call reuses the unpacked copy without the server
-    assert fsdd.locate(None, tmp_path / "dl", url=f"{file_server}/gone", sha256=digest) == rec
+    assert corpora.locate(fsdd.source(f"{file_server}/gone", digest), None, tmp_path / "dl") == rec
     # a wrong checksum leaves nothing behind that could pass for the archive
     with pytest.raises(CorpusError, match="checksum mismatch"):
         download(url, tmp_path / "x" / "a.tar.gz", "0" * 64)

@@ -422,7 +422,7 @@ def test_short_speechocean762_recipe_recognises_sentences(so762_work):
     from collections import Counter
 
     from asr.data.manifest import read_manifest
-    from asr.score.stage import score
+    from asr.score.wer import score
 
     train = read_manifest(so762_work / "prepare" / "train.jsonl")
     frequent = Counter(w for u in train for w in u.text.split()).most_common(1)[0][0]

@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
+from asr.score.report import write_report
 from asr.score.report_page import write_page
-from asr.score.stage import score, write_report
+from asr.score.wer import score
 from tests.helpers import tone, write_wav
 
 HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & </tr>'

@@ -10,7 +10,8 @@ import pytest
 
 from asr.core.errors import AsrError
 from asr.core.textfiles import read_text, write_text
-from asr.score.stage import compare, score, write_report
+from asr.score.report import write_report
+from asr.score.wer import compare, score
 
 VOCAB = "zero one two three four five six seven eight nine oh".split()
 

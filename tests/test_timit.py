@@ -15,7 +15,8 @@ from asr.core.errors import CorpusError, ManifestError, TokenizerError
 from asr.core.textfiles import read_kaldi_table
 from asr.corpora import timit
 from asr.data.manifest import read_manifest
-from asr.score.stage import ScoreConfig, score
+from asr.score.stage import ScoreConfig
+from asr.score.wer import score
 from asr.text.phones import fold_text, fold_timit, timit_phones
 from asr.text.tokenizer import PhoneTokenizer, tokenizer_from_dict
 

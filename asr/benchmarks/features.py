@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from asr import corpora
 from asr.corpora import fsdd
 from asr.data.manifest import Utterance, write_manifest
 from asr.features import stage as features
@@ -111,7 +112,7 @@ def main() -> None:
     if args.child:
         args.copies = args.copies[0]
         return _child(args)
-    recordings = fsdd.locate(args.corpus_dir)
+    recordings = corpora.locate(fsdd.source(), args.corpus_dir)
     measure("librosa", recordings, 1, 1)  # warm librosa's numba cache, so neither side pays for JIT compilation
     print(f"features: FSDD {recordings}, {CFG.n_mfcc} MFCC + deltas at {CFG.sample_rate} Hz, nj={args.nj}")
     print("| corpus | utterances | librosa loop (s) | ours (s) | speed-up | librosa peak MB | ours peak MB |")

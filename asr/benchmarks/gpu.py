@@ -43,7 +43,7 @@ from asr.model.network import AcousticModel
 from asr.pipeline import recipe
 from asr.train.config import plan
 from asr.train.data import Data
-from asr.train.trainer import TrainState, make_trainer, probe_batch_frames
+from asr.train.trainer import GPU_MEMORY_SHARE, TrainState, make_trainer, probe_batch_frames
 
 LIBRISPEECH_HOURS = 960.9
 LIBRISPEECH_MEAN_S = LIBRISPEECH_HOURS * 3600 / 281_241  # train-960: 12.3 s an utterance
@@ -165,7 +165,9 @@ def main() -> None:
     p.add_argument("--models", default="speechocean762,librispeech", help="recipes whose train config to use")
     p.add_argument("--hours", type=float, default=2.0, help="audio per GPU pass")
     p.add_argument("--cpu-hours", type=float, default=0.05, help="audio of the CPU reference's pass (it is slower)")
-    p.add_argument("--memory-share", type=float, default=0.8, help="of the GPU's memory the largest batch may use")
+    p.add_argument(
+        "--memory-share", type=float, default=GPU_MEMORY_SHARE, help="of the GPU's memory the largest batch may use"
+    )
     args = p.parse_args()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA GPU"
     print(

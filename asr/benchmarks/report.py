@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from asr.score.report import write_report
 from asr.score.report_page import write_page
-from asr.score.stage import score, write_report
+from asr.score.wer import score
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from asr import corpora
 from asr.corpora import fsdd
 from asr.data.manifest import Utterance, write_manifest
 
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
     p.add_argument("--nj", type=int, default=2, help="feature workers")
     p.add_argument("--work", help="keep the work directories here (default: a temporary folder, removed)")
     args = p.parse_args(argv)
-    recordings = fsdd.locate(args.corpus_dir)
+    recordings = corpora.locate(fsdd.source(), args.corpus_dir)
     base = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="asr-scale-"))
     results = []
     for k in args.sizes:

@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from asr import corpora
 from asr.corpora import fsdd
 from asr.model.export import to_onnx
 from asr.recognize.recognizer import load_model
@@ -109,7 +110,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--files", type=int, default=200, help="distinct recordings sent in turn")
     args = p.parse_args()
-    recordings = fsdd.locate(args.corpus_dir)
+    recordings = corpora.locate(fsdd.source(), args.corpus_dir)
     files = [r.path for r in fsdd.scan(recordings)][:: max(1, len(fsdd.scan(recordings)) // args.files)][: args.files]
     with tempfile.TemporaryDirectory(prefix="asr-bench-serve-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"

@@ -16,6 +16,8 @@ from asr.core.download import download, extract_tar
 from asr.core.errors import CorpusError
 from asr.data.manifest import Utterance, check, write_manifest
 
+DOWNLOADS = "data/downloads"  # where public archives are downloaded and unpacked, unless a recipe says otherwise
+
 CORPORA_ENV = "ASR_CORPORA"
 
 
@@ -54,7 +56,7 @@ class Source:
         return self.archive.removesuffix(".tar.gz").removesuffix(".tgz")
 
 
-def find_local(src: Source, corpus_dir: str | Path | None, download_dir: str | Path) -> Path | None:
+def find_local(src: Source, corpus_dir: str | Path | None, download_dir: str | Path = DOWNLOADS) -> Path | None:
     """The corpus if a copy is on disk (a local copy, or an earlier download), else None.
 
     Raises:
@@ -73,8 +75,14 @@ def find_local(src: Source, corpus_dir: str | Path | None, download_dir: str | P
     return src.probe(unpacked) if unpacked.is_dir() else None
 
 
-def locate(src: Source, corpus_dir: str | Path | None, download_dir: str | Path) -> Path:
-    """The corpus: a copy on disk, else the public archive downloaded, checked and unpacked.
+def locate(src: Source, corpus_dir: str | Path | None = None, download_dir: str | Path = DOWNLOADS) -> Path:
+    """The corpus: a copy on disk, else the public archive downloaded, checked and unpacked (every corpus module
+    has its ``source()``: ``locate(fsdd.source(), corpus_dir)``).
+
+    Args:
+        corpus_dir: a folder holding the corpus (or the corpus folder itself); ``None``: the ``ASR_CORPORA``
+            environment variable, else no local copy.
+        download_dir: where the public archive is downloaded and unpacked.
 
     Raises:
         CorpusError: a named copy without the corpus, a failed download, or an archive without it.

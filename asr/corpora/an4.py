@@ -78,20 +78,6 @@ def source(url: str = URL, min_bytes: int = MIN_ARCHIVE_BYTES) -> corpora.Source
     return corpora.Source("AN4", _root_in, "an4/etc/an4_train.transcription", url, ARCHIVE_NAME, None, min_bytes)
 
 
-def locate(
-    corpus_dir: str | Path | None = None,
-    download_dir: str | Path = "data/downloads",
-    url: str = URL,
-    min_bytes: int = MIN_ARCHIVE_BYTES,
-) -> Path:
-    """The ``an4/`` folder; downloads and unpacks CMU's archive when no copy is on disk.
-
-    Raises:
-        CorpusError: a named copy without the corpus, a failed download, or an archive without it.
-    """
-    return corpora.locate(source(url, min_bytes), corpus_dir, download_dir)
-
-
 def fingerprint(cfg: An4Config) -> dict[str, str] | None:
     """Listing files (hashed) and audio (size, modification time); None before a download."""
     return corpora.fingerprint(source(), cfg.corpus_dir, cfg.download_dir, _stamps)
@@ -199,6 +185,6 @@ def prepare(root: Path, out: Path, cfg: An4Config = An4Config()) -> dict:
 def stage(ctx: StageContext) -> dict:
     """The ``prepare`` stage: find (or download) AN4 and write the manifests."""
     cfg: An4Config = ctx.config
-    root = locate(cfg.corpus_dir, cfg.download_dir)
+    root = corpora.locate(source(), cfg.corpus_dir, cfg.download_dir)
     ctx.log(f"prepare: AN4 from {root}")
     return {"counts": prepare(root, ctx.out, cfg), "corpus": str(root)}

@@ -112,30 +112,6 @@ def source(url: str = URL, sha256: str = SHA256) -> corpora.Source:
     return corpora.Source("FSDD recordings", _recordings_dir, "fsdd/recordings/*.wav", url, ARCHIVE_NAME, sha256)
 
 
-def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads") -> Path | None:
-    """The folder of FSDD recordings if a copy is on disk (a local copy, or an earlier download), else None."""
-    return corpora.find_local(source(), corpus_dir, download_dir)
-
-
-def locate(
-    corpus_dir: str | Path | None = None,
-    download_dir: str | Path = "data/downloads",
-    url: str = URL,
-    sha256: str = SHA256,
-) -> Path:
-    """Return the folder of FSDD recordings, downloading the corpus only when no local copy is given.
-
-    Args:
-        corpus_dir: a folder holding ``fsdd/`` (or the FSDD folder itself); when
-            ``None``, the ``ASR_CORPORA`` environment variable is used.
-        download_dir: where the upstream archive is downloaded and unpacked.
-
-    Raises:
-        CorpusError: a local copy was named but holds no recordings, or the download failed.
-    """
-    return corpora.locate(source(url, sha256), corpus_dir, download_dir)
-
-
 def _so762_folder(cfg: FsddConfig) -> str | None:
     """Where speechocean762 is for ``so762_digits``: found by its own setting, not inside the FSDD folder.
 
@@ -334,11 +310,11 @@ def prepare(
 def stage(ctx: StageContext) -> dict:
     """The ``prepare`` stage: find (or download) the corpus and write every manifest."""
     cfg: FsddConfig = ctx.config
-    recordings = locate(cfg.corpus_dir, cfg.download_dir)
+    recordings = corpora.locate(source(), cfg.corpus_dir, cfg.download_dir)
     ctx.log(f"prepare: FSDD recordings from {recordings}")
     extra: list[Utterance] = []
     if cfg.so762_digits:
-        root = speechocean762.locate(_so762_folder(cfg), cfg.download_dir)
+        root = corpora.locate(speechocean762.source(), _so762_folder(cfg), cfg.download_dir)
         extra = [
             dataclasses.replace(u, audio=str(Path(u.audio).resolve()))  # manifests elsewhere read them too
             for u in speechocean762.sentences_of(root, set(DIGIT_WORDS))

@@ -25,7 +25,7 @@ from asr import corpora
 from asr.core.context import StageContext
 from asr.core.errors import CorpusError, ManifestError
 from asr.core.fsutil import file_stamp, sha256sum
-from asr.corpora.speechocean762 import normalize
+from asr.corpora.textnorm import normalize
 from asr.data.audio import read_info
 from asr.data.manifest import Utterance
 
@@ -100,20 +100,6 @@ def source(subset: str, url: str | None = None) -> corpora.Source:
         SHA256.get(subset),
         MINI_MIN_BYTES if subset in MINI else 0,
     )
-
-
-def locate(
-    subset: str,
-    corpus_dir: str | Path | None = None,
-    download_dir: str | Path = "data/downloads",
-    url: str | None = None,
-) -> Path:
-    """The folder of one subset (``.../LibriSpeech/<subset>``); downloads and unpacks it when no copy is given.
-
-    Raises:
-        CorpusError: a named copy without the subset, a failed or corrupt download.
-    """
-    return corpora.locate(source(subset, url), corpus_dir, download_dir)
 
 
 def fingerprint(cfg: LibriSpeechConfig) -> dict[str, str] | None:
@@ -196,6 +182,6 @@ def stage(ctx: StageContext) -> dict:
     cfg: LibriSpeechConfig = ctx.config
     dirs = {}
     for subset in cfg.roles():
-        dirs[subset] = locate(subset, cfg.corpus_dir, cfg.download_dir)
+        dirs[subset] = corpora.locate(source(subset), cfg.corpus_dir, cfg.download_dir)
         ctx.log(f"prepare: LibriSpeech {subset} from {dirs[subset]}")
     return {"counts": prepare(dirs, ctx.out, cfg)}

@@ -12,7 +12,7 @@ tree::
 the upstream train speakers three ways, speaker-disjoint: ``dev`` (about 10% of the
 speakers, children and adults balanced; it tunes decoding and stops training), ``devtest``
 (as many again, for our own reports) and ``train`` (the rest). The official ``test`` is
-prepared whenever the copy has it. Transcripts are upper case upstream; :func:`normalize`
+prepared whenever the copy has it. Transcripts are upper case upstream; :func:`asr.corpora.textnorm.normalize`
 turns references and training text alike into lower case words with their apostrophes.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from asr.core.context import StageContext
 from asr.core.errors import CorpusError, ManifestError
 from asr.core.fsutil import file_stamp, sha256sum
 from asr.core.textfiles import read_kaldi_table
+from asr.corpora.textnorm import normalize
 from asr.data.audio import read_info
 from asr.data.manifest import Utterance, check, write_manifest
 
@@ -43,7 +43,6 @@ SAMPLE_RATE = 16_000
 UPSTREAM_SPLITS = ("train", "test")
 SPLITS = ("train", "dev", "devtest", "test")
 CHILD_MAX_AGE = 17  # a speaker up to this age counts as a child for the balanced split
-_KEEP = re.compile(r"[^a-z0-9' ]+")
 
 
 @dataclass(frozen=True)
@@ -61,14 +60,6 @@ class So762Config:
             raise ValueError("dev_speakers must be >= 1 and devtest_speakers >= 0")
 
 
-def normalize(text: str) -> str:
-    """Scoring form of a transcript: lower case, typographic apostrophes as ``'``, other
-    punctuation dropped, single spaces. Applied alike to references and training text."""
-    text = text.lower().replace("\u2019", "'").replace("`", "'")
-    words = (w.strip("'") for w in _KEEP.sub(" ", text).split())
-    return " ".join(w for w in words if w)
-
-
 # --- finding the corpus ----------------------------------------------------------------------
 
 
@@ -83,26 +74,6 @@ def source(url: str = URL, min_bytes: int = MIN_ARCHIVE_BYTES) -> corpora.Source
     return corpora.Source(
         "speechocean762", _root_in, "speechocean762/train/wav.scp", url, ARCHIVE_NAME, None, min_bytes
     )
-
-
-def find_local(corpus_dir: str | Path | None = None, download_dir: str | Path = "data/downloads") -> Path | None:
-    """The corpus root if a copy is on disk (given, or downloaded before), else None."""
-    return corpora.find_local(source(), corpus_dir, download_dir)
-
-
-def locate(
-    corpus_dir: str | Path | None = None,
-    download_dir: str | Path = "data/downloads",
-    url: str = URL,
-    min_bytes: int = MIN_ARCHIVE_BYTES,
-) -> Path:
-    """The corpus root; downloads and unpacks OpenSLR 101 when no copy is on disk.
-
-    Raises:
-        CorpusError: a named copy without the corpus, a failed download, or an archive
-            that does not hold the corpus.
-    """
-    return corpora.locate(source(url, min_bytes), corpus_dir, download_dir)
 
 
 def fingerprint(cfg: So762Config) -> dict[str, str] | None:
@@ -225,7 +196,7 @@ def prepare(root: Path, out: Path, cfg: So762Config = So762Config()) -> dict:
 def stage(ctx: StageContext) -> dict:
     """The ``prepare`` stage: find (or download) the corpus and write the manifests."""
     cfg: So762Config = ctx.config
-    root = locate(cfg.corpus_dir, cfg.download_dir)
+    root = corpora.locate(source(), cfg.corpus_dir, cfg.download_dir)
     ctx.log(f"prepare: speechocean762 from {root}")
     result = prepare(root, ctx.out, cfg)
     if not result["official_test"]:

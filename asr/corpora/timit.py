@@ -34,7 +34,7 @@ from asr.core.context import StageContext
 from asr.core.errors import CorpusError, ManifestError
 from asr.core.fsutil import file_stamp, sha256sum
 from asr.core.textfiles import read_lines
-from asr.corpora.speechocean762 import normalize
+from asr.corpora.textnorm import normalize
 from asr.data.audio import read_info
 from asr.data.manifest import Utterance
 from asr.text.phones import TIMIT_FOLD, TIMIT_SETS, fold_timit

@@ -32,6 +32,8 @@ from asr.core.errors import AudioError, AudioTooLarge
 # Rates outside this range are not speech audio we can resample sensibly.
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
+# A live stream's rate (asr transcribe --stream, /v1/stream): the highest rate sound cards and browsers capture at
+MAX_STREAM_SAMPLE_RATE = 192_000
 RESAMPLE_TYPE = "soxr_hq"
 # More channels than this is no recording of speech; a crafted 100 KB OGG can declare 255 channels of
 # 48 kHz silence (3 GB as float32): refused from its header.
@@ -44,6 +46,11 @@ RAW_FORMAT = {"format": "RAW", "samplerate": 16_000, "channels": 1, "subtype": "
 
 
 Source = str | Path | bytes  # a file, or a file's bytes (named separately in messages)
+
+
+def is_stream_rate(rate: object) -> bool:
+    """A live stream's sample rate: a whole number of Hz in ``MIN_SAMPLE_RATE`` .. ``MAX_STREAM_SAMPLE_RATE``."""
+    return isinstance(rate, int) and not isinstance(rate, bool) and MIN_SAMPLE_RATE <= rate <= MAX_STREAM_SAMPLE_RATE
 
 
 def _layout(path: Path) -> dict:

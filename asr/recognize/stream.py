@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from asr.core.errors import AsrError
+from asr.data.audio import MAX_STREAM_SAMPLE_RATE, MIN_SAMPLE_RATE, is_stream_rate
 from asr.features.frontend import FeatureStream
 from asr.text.transcript import Transcript
 
@@ -75,8 +76,11 @@ class Stream:
                 else f"{source}: this runtime cannot stream the model; use its .pt file"
             )
         self.rate = recognizer.sample_rate if sample_rate is None else sample_rate
-        if not isinstance(self.rate, int) or not 1_000 <= self.rate <= 192_000:
-            raise AsrError(f"a stream's sample rate is a whole number of Hz, 1000-192000; got {sample_rate!r}")
+        if not is_stream_rate(self.rate):
+            raise AsrError(
+                f"a stream's sample rate is a whole number of Hz, {MIN_SAMPLE_RATE}-{MAX_STREAM_SAMPLE_RATE}; "
+                f"got {sample_rate!r}"
+            )
         try:
             self.features = FeatureStream(recognizer.feature_config)
             self.cmvn = recognizer.cmvn.stream()

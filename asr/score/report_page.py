@@ -27,6 +27,8 @@ import soundfile as sf
 from asr.core.errors import AudioError
 from asr.core.fsutil import atomic_write_text
 from asr.data.audio import load_audio
+from asr.score.wer import interval, speaker_of
+from asr.train import curves
 
 PAGE = "index.html"
 TOP = 30  # rows of each word table
@@ -39,7 +41,7 @@ def _speaker_rows(s, speakers: dict[str, str], samples: int) -> list[dict]:
     utterances (``speakers``: utterance -> speaker or value), worst first."""
     groups: dict[str, list[int]] = defaultdict(list)
     for k, u in enumerate(s.ids):
-        groups[speakers.get(u) or "unknown"].append(k)
+        groups[speaker_of(u, speakers)].append(k)
     rng = np.random.default_rng(0)
     rows = []
     for spk, idx in groups.items():
@@ -47,9 +49,7 @@ def _speaker_rows(s, speakers: dict[str, str], samples: int) -> list[dict]:
         row = {"speaker": spk, "utts": len(idx), "words": int(n.sum()), "errors": int(e.sum())}
         row["wer"] = row["errors"] / max(row["words"], 1)
         if samples:
-            pick = rng.integers(0, len(idx), size=(samples, len(idx)))
-            lo, hi = np.percentile(e[pick].sum(1) / np.maximum(n[pick].sum(1), 1), [2.5, 97.5])
-            row["lo"], row["hi"] = float(lo), float(hi)
+            row["lo"], row["hi"] = interval(e, n, samples, rng)
         rows.append(row)
     return sorted(rows, key=lambda r: -r["wer"])
 
@@ -249,26 +249,7 @@ def write_training_page(path: str | Path, history: list[dict], settings: dict) -
     """A page of the training run: CTC loss (train, dev), the dev error rates of greedy decoding and the
     learning rate over the updates (the train stage's ``history.json``), each evaluation as a table row,
     and the run's settings (``settings``: the train config, flattened)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    updates = [h["update"] for h in history]
-    fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
-    axes[0].plot(updates, [h["train_loss"] for h in history], "o-", label="train")
-    axes[0].plot(updates, [h["dev_loss"] for h in history], "s-", label="dev")
-    axes[0].set_ylabel("CTC loss per token")
-    axes[1].plot(updates, [100 * h["dev_wer"] for h in history], "o-", label="dev WER (greedy)")
-    axes[1].plot(updates, [100 * h["dev_cer"] for h in history], "s-", label="dev CER (greedy)")
-    axes[1].set_ylabel("%")
-    axes[2].plot(updates, [h.get("lr", float("nan")) for h in history], ".-", label="learning rate")
-    axes[2].set_ylabel("LR")
-    axes[2].set_xlabel("update")
-    for ax in axes:
-        ax.legend(loc="upper right")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig = curves.figure(history)
     columns = ["update", "epoch", "train_loss", "dev_loss", "dev_wer", "dev_cer", "lr", "seconds"]
     data = {
         "history": [[h.get(c) for c in columns] for h in history],

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import matplotlib
 import torch
 import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
@@ -44,10 +43,7 @@ from asr.model.network import AcousticModel, checkpoint_dict, load_weights
 from asr.text.lexicon import phone_sentence
 from asr.text.stage import read_dir, transcript_lexicon
 from asr.text.tokenizer import CharTokenizer, PhoneTokenizer, SubwordTokenizer
-
-matplotlib.use("Agg")  # curves are written to a file; no display
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
+from asr.train import curves
 from asr.train.config import EPOCH_PLATEAU, TrainConfig, plan
 from asr.train.data import Data, Spelling, load_data
 from asr.train.distributed import broadcast, pick_device, setup
@@ -97,22 +93,6 @@ def _average(paths: list[Path]) -> dict:
     """The average of saved state dicts (loaded safely: a planted file is refused)."""
     states = [load_weights(p) for p in paths]
     return {k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype) for k in states[0]}
-
-
-def _plot(history: list[dict], path: Path) -> None:
-    updates = [h["update"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(updates, [h["train_loss"] for h in history], "o-", label="train CTC loss")
-    ax.plot(updates, [h["dev_loss"] for h in history], "s-", label="dev CTC loss")
-    ax.set_xlabel("update")
-    ax.set_ylabel("CTC loss per token")
-    ax2 = ax.twinx()
-    ax2.plot(updates, [100 * h["dev_cer"] for h in history], "^--", color="tab:red", label="dev CER (greedy)")
-    ax2.set_ylabel("dev CER %")
-    fig.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _selection_score(cfg: TrainConfig, dev: dict) -> list[float]:
@@ -307,7 +287,7 @@ def finish(run: Run, out: Path) -> dict:
     torch.save(checkpoint_dict(t.core, tokenizer, to_dict(store.config), store.cmvn.to_dict(), extra), result.model)
     result.history.write_text(json.dumps(st.history, indent=1) + "\n")
     result.too_short.write_text("".join(f"{u} {h} {n}\n" for u, h, n in run.too_short))
-    _plot(st.history, result.curves)
+    curves.save_png(st.history, result.curves)
     if t.ckpt.tensorboard.is_dir():
         os.replace(t.ckpt.tensorboard, result.tensorboard)
     summary = {

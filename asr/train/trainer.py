@@ -31,6 +31,9 @@ from asr.train.data import Data, batch_loader, collate, normalise_batch
 # the largest batch train.batch_frames=0 gives: 1,000 s of audio at a 10 ms hop, the top of icefall's max-duration
 # range; larger batches leave too few updates per pass for the schedule (which counts updates, not passes)
 MAX_DEVICE_BATCH_FRAMES = 100_000
+# the share of a GPU's memory the largest batch may take: the rest is the allocator's fragmentation, cuDNN's
+# workspaces and the other processes' (train.batch_frames=0, and the GPU benchmark's default)
+GPU_MEMORY_SHARE = 0.8
 
 
 def _autocast(device: torch.device, precision: str):
@@ -79,7 +82,11 @@ def evaluate(model, data: Data, cmvn, tokenizer, cfg: TrainConfig, device) -> di
 
 
 def probe_batch_frames(
-    model: AcousticModel, longest: int, device: torch.device, share: float = 0.8, precision: str = "fp32"
+    model: AcousticModel,
+    longest: int,
+    device: torch.device,
+    share: float = GPU_MEMORY_SHARE,
+    precision: str = "fp32",
 ) -> int:
     """The largest batch, in padded frames, of ``longest``-frame utterances whose training step (forward, CTC
     loss, backward) fits in ``share`` of the CUDA device's memory: the peaks of one and two utterances give
@@ -115,11 +122,12 @@ def probe_batch_frames(
 
 
 def device_batch_frames(model: AcousticModel, longest: int, device: torch.device, precision: str = "fp32") -> int:
-    """``train.batch_frames=0``: on CUDA the largest batch of ``longest``-frame utterances that fits in 80% of the
-    GPU's memory (:func:`probe_batch_frames`), at most ``MAX_DEVICE_BATCH_FRAMES``; on a CPU ``CPU_BATCH_FRAMES``."""
+    """``train.batch_frames=0``: on CUDA the largest batch of ``longest``-frame utterances that fits in
+    ``GPU_MEMORY_SHARE`` of the GPU's memory (:func:`probe_batch_frames`), at most ``MAX_DEVICE_BATCH_FRAMES``; on a
+    CPU ``CPU_BATCH_FRAMES``."""
     if device.type != "cuda":
         return CPU_BATCH_FRAMES
-    return max(longest, min(MAX_DEVICE_BATCH_FRAMES, probe_batch_frames(model, longest, device, 0.8, precision)))
+    return max(longest, min(MAX_DEVICE_BATCH_FRAMES, probe_batch_frames(model, longest, device, precision=precision)))
 
 
 # --- the trainer ----------------------------------------------------------------------------------
