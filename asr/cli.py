@@ -125,7 +125,7 @@ def _stream(rec, args) -> int:
     import json
 
     from asr.data.audio import live_audio
-    from asr.recognize.stream import vosk_result
+    from asr.serve.vosk import vosk_result
 
     rate, blocks = live_audio(args.audio[0], args.rate)
     stream = rec.stream(rate)
@@ -269,14 +269,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from asr.model.export import describe
+    from asr.model.info import describe
 
     print(describe(args.model))
     return 0
 
 
 def cmd_export(args) -> int:
-    from asr.model.export import to_onnx
+    from asr.model.onnx_export import to_onnx
 
     meta = to_onnx(args.model, args.onnx)
     print(
@@ -288,7 +288,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from asr.serve import serve
+    from asr.serve.launch import serve
 
     serve(
         args.model,

@@ -62,7 +62,6 @@ def test_every_module_is_in_a_folder_with_a_layer():
     assert sorted(m for m in modules if m.count(".") == 1 and not (PACKAGE / _room(m)).is_dir()) == [
         "asr.__main__",
         "asr.cli",
-        "asr.serve",
     ]
 
 

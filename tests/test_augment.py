@@ -10,7 +10,7 @@ from asr.core.errors import ConfigError
 from asr.data import augment
 from asr.data.audio import load_audio
 from asr.features.frontend import FeatureConfig, mfcc, warp_frequencies
-from asr.features.stage import FeatureStore
+from asr.features.store import FeatureStore
 from tests.conftest import build_features
 
 RATE = 8_000

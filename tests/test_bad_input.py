@@ -17,7 +17,7 @@ from asr.core.config import to_dict
 from asr.core.errors import AsrError, AudioError, ManifestError
 from asr.core.textfiles import read_text
 from asr.data.manifest import Utterance, read_kaldi_dir, read_manifest, write_manifest
-from asr.features.stage import Cmvn, FeatureConfig
+from asr.features.frontend import Cmvn, FeatureConfig
 from asr.model.config import ModelConfig
 from asr.model.network import AcousticModel, checkpoint_dict
 from asr.recognize.recognizer import load_model

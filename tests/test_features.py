@@ -10,8 +10,9 @@ from asr.core.errors import AsrError
 from asr.data.audio import load_audio
 from asr.data.manifest import Utterance
 from asr.features import stage as features
-from asr.features.frontend import mfcc
-from asr.features.stage import Cmvn, FeatureConfig, FeatureSet, FeatureStore, extract_set
+from asr.features.frontend import Cmvn, FeatureConfig, mfcc
+from asr.features.stage import extract_set
+from asr.features.store import FeatureSet, FeatureStore
 from asr.search.options import DecodeOptions
 from asr.text.tokenizer import CharTokenizer
 
@@ -200,7 +201,7 @@ def test_transcribe_normalises_one_file_exactly_as_the_recipe_did(fsdd_utts, tmp
     from asr.model.modelfile import FORMAT_VERSION, ModelFile
     from asr.recognize.recognizer import Recognizer
 
-    store = features.FeatureStore(build_features(tmp_path, {"train": fsdd_utts[:6], "test": fsdd_utts[6:9]}, cmvn=kind))
+    store = FeatureStore(build_features(tmp_path, {"train": fsdd_utts[:6], "test": fsdd_utts[6:9]}, cmvn=kind))
     seen = []
 
     def network(x):
@@ -227,7 +228,6 @@ def _stage(tmp_path, name, sets_order, train_sets, utts_by_set, cmvn="global"):
     from types import SimpleNamespace
 
     from asr.data.manifest import write_manifest
-    from asr.features import stage as features
 
     prep = tmp_path / name / "prepare"
     for set_name, utts in utts_by_set.items():
@@ -236,7 +236,7 @@ def _stage(tmp_path, name, sets_order, train_sets, utts_by_set, cmvn="global"):
     out.mkdir(parents=True)
     cfg = FeatureConfig(sample_rate=8_000, sets=sets_order, train_sets=train_sets, cmvn=cmvn)
     features.stage(SimpleNamespace(config=cfg, out=out, inputs={"prepare": prep}, nj=1, log=lambda m: None))
-    return features.FeatureStore(out)
+    return FeatureStore(out)
 
 
 def test_cmvn_statistics_come_from_training_audio_only_whatever_the_set_order(tmp_path):

@@ -231,7 +231,7 @@ def _lexicon_of_another_model(c):
 def test_crafted_model_metadata_is_refused_on_load_naming_the_field(model, tmp_path, change, field):
     """Before, each of these was a traceback in ``asr info``, ``asr transcribe`` or the decoder."""
     from asr.core.errors import AsrError
-    from asr.model.export import describe
+    from asr.model.info import describe
 
     path = _crafted(model, tmp_path, change)
     for load in (asr_pkg.load_model, describe):

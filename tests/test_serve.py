@@ -24,7 +24,7 @@ from helpers import REPO, asr
 
 from asr.data.manifest import read_manifest
 from asr.recognize.recognizer import load_model
-from asr.serve import post_audio
+from asr.serve.client import post_audio
 
 
 def post(url: str, file_name: str, data: bytes, **fields) -> tuple[int, str]:

@@ -261,7 +261,7 @@ def test_a_stage_refuses_settings_it_would_overwrite(corpora_root, tmp_path):
 
 def test_config_overrides_are_typed_and_checked():
     from asr.core.config import apply_overrides
-    from asr.features.stage import FeatureConfig
+    from asr.features.frontend import FeatureConfig
 
     cfg = {"features": FeatureConfig()}
     out = apply_overrides(

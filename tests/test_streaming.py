@@ -326,7 +326,7 @@ def test_bad_messages_get_an_error_and_a_close_and_the_service_goes_on(stream_se
 @pytest.mark.parametrize("rnn, bidirectional", [("lstm", True), ("gru", True), ("lstm", False)])
 def test_the_streaming_model_exports_to_onnx_and_streams_there_alike(rnn, bidirectional, tmp_path, fsdd_utts):
     from asr.data.audio import load_audio
-    from asr.model.export import to_onnx
+    from asr.model.onnx_export import to_onnx
     from asr.model.onnxrt import load
 
     torch.manual_seed(2)

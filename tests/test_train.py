@@ -17,7 +17,7 @@ from asr.core.ctc import ctc_min_frames, greedy
 from asr.core.errors import AsrError, ConfigError
 from asr.data.augment import AugmentConfig
 from asr.data.batching import Batch, make_batches
-from asr.features.stage import FeatureStore
+from asr.features.store import FeatureStore
 from asr.model.config import ModelConfig
 from asr.model.network import AcousticModel, build_from_checkpoint, read_checkpoint
 from asr.pipeline import recipe
@@ -78,9 +78,10 @@ def test_model_shapes_stacking_and_padding_invariance():
 
 def test_a_convolutional_front_end_keeps_each_utterance_its_own_and_exports_to_onnx(tmp_path):
     from asr.features.frontend import Cmvn, FeatureConfig
-    from asr.model.export import describe, to_onnx
+    from asr.model.info import describe
     from asr.model.modelfile import ModelFile
     from asr.model.network import Network, checkpoint_dict
+    from asr.model.onnx_export import to_onnx
     from asr.model.onnxrt import load
 
     with pytest.raises(ValueError, match="a streaming model .* has none"):
@@ -201,9 +202,10 @@ def test_intermediate_ctc_reads_the_chosen_layer_and_weights_both_losses():
 
 
 def test_a_model_trained_with_intermediate_ctc_ships_without_it(tiny_features, tmp_path):
-    from asr.model.export import describe, to_onnx
+    from asr.model.info import describe
     from asr.model.modelfile import ModelFile
     from asr.model.network import Network
+    from asr.model.onnx_export import to_onnx
     from asr.model.onnxrt import load
 
     cfg = replace(TINY, model=ModelConfig(num_layers=2, hidden=64, dropout=0.0, inter_ctc=1), epochs=40)
@@ -314,7 +316,7 @@ def _decode_greedy(features: Path, lexicon: Path, train_dir: Path, out: Path):
 
 
 def test_phones_at_a_middle_layer_under_characters_are_learnt_and_kept(tiny_features, tmp_path):
-    from asr.model.export import describe
+    from asr.model.info import describe
     from asr.text.tokenizer import tokenizer_from_dict
 
     lexicon = _digit_lexicon(tmp_path / "lexicon")

@@ -27,8 +27,8 @@ import numpy as np
 
 from asr.core.layout import MODEL, DecodeDir, TrainDir
 from asr.decode.stage import Setting, decode_sets
-from asr.features.stage import FeatureStore
-from asr.model.export import to_onnx
+from asr.features.store import FeatureStore
+from asr.model.onnx_export import to_onnx
 from asr.pipeline import recipe
 from asr.recognize.recognizer import load_model
 

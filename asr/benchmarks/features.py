@@ -25,7 +25,7 @@ from asr import corpora
 from asr.corpora import fsdd
 from asr.data.manifest import Utterance, write_manifest
 from asr.features import stage as features
-from asr.features.stage import FeatureConfig
+from asr.features.frontend import FeatureConfig
 
 CFG = FeatureConfig(sample_rate=fsdd.NATIVE_RATE, sets=("all",), train_sets=("all",))
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from asr import corpora
 from asr.corpora import fsdd
-from asr.model.export import to_onnx
+from asr.model.onnx_export import to_onnx
 from asr.recognize.recognizer import load_model
-from asr.serve import post_audio
+from asr.serve.client import post_audio
 
 
 def _rss_mb(pid: int) -> float:

@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from asr.core.layout import TrainDir
-from asr.features.stage import FeatureStore
+from asr.features.store import FeatureStore
 from asr.model.network import AcousticModel
 from asr.pipeline import recipe
 from asr.text.tokenizer import CharTokenizer

@@ -26,7 +26,7 @@ from asr.core.layout import DecodeDir, LmDir, ReportDir, TrainDir
 from asr.core.procs import fork_pool
 from asr.core.textfiles import read_lines, write_text
 from asr.data.manifest import utterance_groups
-from asr.features.stage import FeatureStore
+from asr.features.store import FeatureStore
 from asr.model.network import Network, load
 from asr.search.beam import BeamSearch
 from asr.search.options import DecodeOptions

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torchaudio.functional as AF
 from tqdm import tqdm
 
 from asr.core.config import to_dict
@@ -31,20 +29,10 @@ from asr.core.procs import fork_pool, stop_point
 from asr.data import augment
 from asr.data.audio import load_audio, resample
 from asr.data.manifest import Utterance, expand_sets, manifest_names, read_manifest
-from asr.features.frontend import Cmvn, FeatureConfig, feature_config, mfcc
+from asr.features.frontend import Cmvn, FeatureConfig, mfcc
 
 VERSION = 4  # of the features stage's output: bump when the features or the files it writes change
 TASK_SIZE = 64  # utterances per worker task: few messages, a smooth progress bar
-__all__ = [
-    "Cmvn",
-    "FeatureConfig",
-    "FeatureSet",
-    "FeatureStore",
-    "extract_set",
-    "load_utterance",
-    "spec_augment",
-    "stage",
-]
 
 
 def _dither(wave: np.ndarray, amount: float, uid: str) -> np.ndarray:
@@ -217,73 +205,6 @@ def extract_set(
     return {"utterances": written, "frames": frames, "shards": shard + 1, "bad": bad, "items": n_items}
 
 
-# --- reading features back --------------------------------------------------------------------------
-
-
-class FeatureSet:
-    """One stored set: ``len(fs)`` utterances, ``fs[i] -> (frames, dim)`` array read from disk, ``fs.utts[i]``
-    records."""
-
-    def __init__(self, prefix: str | Path, dim: int):
-        self.prefix, self.dim = Path(prefix), dim
-        with open(f"{self.prefix}{FEATURES_INDEX}", encoding="utf-8") as f:
-            self.utts: list[dict] = [json.loads(line) for line in f]
-        frames: dict[int, int] = {0: 0}
-        for u in self.utts:
-            frames[u.setdefault("shard", 0)] = frames.get(u["shard"], 0) + u["frames"]
-        self.paths = [shard_path(self.prefix, k) for k in range(max(frames) + 1)]
-        for k, path in enumerate(self.paths):
-            size = os.path.getsize(path) if path.is_file() else -1
-            if size != frames.get(k, 0) * dim * 4:
-                raise AsrError(
-                    f"{path} holds {size if size >= 0 else 'no'} bytes, the index expects "
-                    f"{frames.get(k, 0) * dim * 4}; re-run the features stage with --force"
-                )
-        self._fds = [os.open(p, os.O_RDONLY) for p in self.paths]  # pread: safe to share with forked workers
-        self.ids = {u["id"]: i for i, u in enumerate(self.utts)}
-
-    def __len__(self) -> int:
-        return len(self.utts)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        u = self.utts[i]
-        buf = bytearray(u["frames"] * self.dim * 4)
-        if os.preadv(self._fds[u["shard"]], [buf], u["start"] * self.dim * 4) != len(buf):
-            raise AsrError(
-                f"{self.paths[u['shard']]}: short read for {u['id']}; re-run the features stage with --force"
-            )
-        return np.frombuffer(buf, np.float32).reshape(u["frames"], self.dim)
-
-    def close(self) -> None:
-        for fd in self._fds:
-            os.close(fd)
-        self._fds = []
-
-    def __del__(self):
-        if getattr(self, "_fds", None):
-            self.close()
-
-
-class FeatureStore:
-    """The features stage's output: its config, CMVN and every set."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.dir = FeaturesDir(self.root)
-        meta = json.loads(self.dir.meta.read_text())
-        self.config = feature_config(meta["config"])
-        self.cmvn = Cmvn.from_dict(json.loads(self.dir.cmvn.read_text()), self.config.dim, str(self.dir.cmvn))
-        self.sets = meta["sets"]
-
-    def expand(self, patterns) -> list[str]:
-        return expand_sets(patterns, self.sets)
-
-    def open(self, name: str) -> FeatureSet:
-        if name not in self.sets:
-            raise AsrError(f"feature set {name!r} not in {self.root}; sets: {self.sets}")
-        return FeatureSet(self.dir.prefix(name), self.config.dim)
-
-
 # --- the stage ----------------------------------------------------------------------------------------
 
 
@@ -344,30 +265,3 @@ def stage(ctx: StageContext) -> dict:
     atomic_write_text(out.bad, "".join(f"{s} {u} {w}\n" for s, u, w in bad_all))
     atomic_write_text(out.meta, json.dumps({"config": to_dict(cfg), "sets": sets}, indent=1) + "\n")
     return {"counts": counts, "shards": shards, "bad": len(bad_all), "dim": cfg.dim}
-
-
-# --- training-time augmentation -----------------------------------------------------------------
-
-
-def spec_augment(
-    feats: torch.Tensor,
-    freq_mask: int = 5,
-    n_freq_masks: int = 2,
-    time_mask: int = 20,
-    n_time_masks: int = 2,
-    max_time_fraction: float = 0.2,
-) -> torch.Tensor:
-    """SpecAugment (Park et al. 2019) on a normalised batch, independent masks per utterance.
-
-    Args:
-        feats: ``(B, T, D)``; masked values are set to 0 (the mean after CMVN).
-        freq_mask / time_mask: largest width of one mask, in coefficients / frames.
-        max_time_fraction: a time mask never covers more than this share of the padded length.
-    Returns:
-        ``(B, T, D)``, a new tensor. Uses torch's global RNG (seeded and checkpointed by training).
-    """
-    for _ in range(n_freq_masks):
-        feats = AF.mask_along_axis_iid(feats, freq_mask, 0.0, axis=2)
-    for _ in range(n_time_masks):
-        feats = AF.mask_along_axis_iid(feats, time_mask, 0.0, axis=1, p=max_time_fraction)
-    return feats

@@ -18,7 +18,7 @@ from asr.core.errors import AsrError, ConfigError
 from asr.core.fsutil import atomic_write_text
 from asr.core.layout import DecodeDir, ScoreDir
 from asr.decode import stage as decode
-from asr.features.stage import FeatureStore
+from asr.features.store import FeatureStore
 from asr.score import stage as scoring
 from asr.train import stage as train
 

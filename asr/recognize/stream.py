@@ -38,15 +38,6 @@ class Partial:
     finished: list[Transcript] = field(default_factory=list)
 
 
-def vosk_result(t: Transcript) -> dict:
-    """A finished utterance as Vosk's server sends it: ``{"result": [{word, start, end, conf}], "text"}``."""
-    words = [
-        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "conf": round(w.conf or 0.0, 3)}
-        for w in t.words
-    ]
-    return {"result": words, "text": t.text}
-
-
 class Stream:
     """One live audio stream through a streaming model (:meth:`asr.recognize.recognizer.Recognizer.stream`).
 

@@ -14,7 +14,7 @@ import torch
 from asr.core.ctc import ctc_min_frames
 from asr.data.batching import Batch, pad
 from asr.features.frontend import Cmvn
-from asr.features.stage import FeatureStore
+from asr.features.store import FeatureStore
 from asr.text.tokenizer import Tokenizer
 
 

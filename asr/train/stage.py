@@ -38,7 +38,7 @@ from asr.core.context import StageContext
 from asr.core.errors import AsrError, ConfigError, TokenizerError
 from asr.core.layout import CheckpointDir, TrainDir
 from asr.core.procs import stop_point
-from asr.features.stage import FeatureStore
+from asr.features.store import FeatureStore
 from asr.model.network import AcousticModel, checkpoint_dict, load_weights
 from asr.text.lexicon import phone_sentence
 from asr.text.stage import read_dir, transcript_lexicon

@@ -23,10 +23,10 @@ from asr.core.fsutil import atomic_write
 from asr.core.layout import CheckpointDir
 from asr.core.procs import stop_point
 from asr.data.batching import Batch, make_batches, split_batch
-from asr.features.stage import spec_augment
 from asr.model.network import AcousticModel, CtcOutput, load_weights
 from asr.train.config import CPU_BATCH_FRAMES, Schedule, TrainConfig
 from asr.train.data import Data, batch_loader, collate, normalise_batch
+from asr.train.specaugment import spec_augment
 
 # the largest batch train.batch_frames=0 gives: 1,000 s of audio at a 10 ms hop, the top of icefall's max-duration
 # range; larger batches leave too few updates per pass for the schedule (which counts updates, not passes)

@@ -1,0 +1,177 @@
+"""The service's endpoints around one loaded model (see :mod:`asr.serve` for what each answers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException
+
+from asr.core.errors import AsrError, AudioError, AudioTooLarge
+from asr.core.procs import die_with_parent
+from asr.data.audio import check_header, read_info
+from asr.recognize.recognizer import Recognizer, load_model
+from asr.serve import vosk
+from asr.serve.guard import FORM_OVERHEAD, TIMEOUT_SECONDS, BadInput, RequestGuard, error_response
+
+ENV = "ASR_SERVE_CONFIG"  # the worker processes' settings, as JSON (uvicorn starts them by import string)
+FORMATS = ("json", "text", "verbose_json")
+SAMPLES_PER_SECOND = 96_000  # decoded samples a second of the longest audio may hold: 48 kHz stereo
+
+
+def create_app(
+    recognizer: Recognizer,
+    name: str,
+    max_mb: float = 25.0,
+    max_seconds: float = 600.0,
+    timeout: float = TIMEOUT_SECONDS,
+    api_docs: bool = False,
+) -> FastAPI:
+    """The service around one loaded model (``api_docs``: serve ``/docs`` and ``/openapi.json``)."""
+    app = FastAPI(
+        title="asr",
+        summary="Speech recognition: an OpenAI-compatible transcription endpoint",
+        **({} if api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
+    )
+    app.add_middleware(RequestGuard, max_bytes=int(max_mb * 1e6) + FORM_OVERHEAD, timeout=timeout)
+    _error_answers(app)
+    _page_and_health(app, recognizer, Path(name).name)  # the file's name, not the server's folders
+    _transcriptions(app, recognizer, max_mb, max_seconds)
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            await vosk.session(ws, recognizer, timeout)
+        except WebSocketDisconnect:
+            pass
+
+    return app
+
+
+def _error_answers(app: FastAPI) -> None:
+    """Every refusal as our JSON error (FastAPI's own answers echo the input back)."""
+
+    @app.exception_handler(BadInput)
+    async def bad_input(request: Request, e: BadInput) -> JSONResponse:
+        return error_response(e)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        """FastAPI's own answer echoes the input back; ours names the fields."""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'request'}: {err.get('msg')}"
+            for err in e.errors()[:5]
+        )
+        return error_response(BadInput(400, f"bad request: {problems}"))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        return error_response(
+            BadInput(
+                e.status_code, str(e.detail), "not_found_error" if e.status_code == 404 else "invalid_request_error"
+            )
+        )
+
+
+def _page_and_health(app: FastAPI, recognizer: Recognizer, model_name: str) -> None:
+    """``GET /``: the page; ``GET /health``: the model and its decoding."""
+    page = resources.files("asr").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        return HTMLResponse(
+            page if request.method == "GET" else "",
+            headers={"content-length": str(len(page.encode()))} if request.method == "HEAD" else None,
+        )
+
+    @app.get("/health")
+    def health() -> dict:
+        return {
+            "status": "ok",
+            "model": model_name,
+            "decoding": recognizer.options.method,
+            "sample_rate": recognizer.sample_rate,
+            "streaming": recognizer.streaming,
+        }
+
+
+def _transcriptions(app: FastAPI, recognizer: Recognizer, max_mb: float, max_seconds: float) -> None:
+    """``POST /v1/audio/transcriptions``: OpenAI's form fields, the upload's size and length bounded."""
+    lock = threading.Lock()  # a recognizer's decoder is not thread-safe: one request at a time per process
+    max_samples = int(max_seconds * SAMPLES_PER_SECOND)
+
+    @app.post("/v1/audio/transcriptions")
+    def transcriptions(
+        file: UploadFile = File(...),
+        model: str = Form(""),
+        response_format: str = Form("json"),
+        language: str = Form(""),
+        prompt: str = Form(""),
+        temperature: float = Form(0.0),
+    ):
+        if response_format not in FORMATS:
+            raise BadInput(400, f"response_format {response_format!r} is not one of {list(FORMATS)}")
+        upload = file.filename or "upload"
+        data = file.file.read(int(max_mb * 1e6) + 1)
+        if len(data) > max_mb * 1e6:
+            raise BadInput(413, f"{upload}: {len(data) / 1e6:.1f} MB is over this server's limit of {max_mb:g} MB")
+        t0 = time.perf_counter()
+        try:
+            info = read_info(data, upload)
+            check_header(upload, info)
+            if info.duration > max_seconds:
+                raise BadInput(
+                    413,
+                    f"{upload}: {info.duration:.0f} s of audio is over this server's limit of "
+                    f"{max_seconds:g} s; split it",
+                )
+            with lock:
+                result = recognizer.transcribe(data, name=upload, max_samples=max_samples)
+        except AudioTooLarge as e:
+            raise BadInput(413, str(e)) from None
+        except AudioError as e:
+            raise BadInput(400, str(e)) from None
+        except AsrError as e:
+            raise BadInput(400, f"{upload}: {e}") from None
+        except MemoryError:
+            raise BadInput(
+                503,
+                f"{upload}: the server has not the memory to decode this file now; try later or send a shorter one",
+                "server_error",
+            ) from None
+        if response_format == "text":
+            return PlainTextResponse(result.text + "\n")
+        if response_format == "json":
+            return {"text": result.text}
+        return {
+            "task": "transcribe",
+            "language": language or "english",
+            "duration": round(info.duration, 3),
+            "text": result.text,
+            "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words],
+            "processing_seconds": round(time.perf_counter() - t0, 4),
+        }
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker process, from the settings ``serve`` put in the environment."""
+    cfg = json.loads(os.environ[ENV])
+    if cfg.get("parent"):  # a worker of several: it dies with the process that started it (a SIGKILL included)
+        die_with_parent(cfg["parent"])
+    # one thread per worker: requests run in parallel across workers (--workers), not inside one
+    recognizer = load_model(
+        cfg["model"], lm=cfg.get("lm"), chunk_seconds=cfg["chunk_seconds"], threads=1, **cfg.get("decoding", {})
+    )
+    app = create_app(recognizer, cfg["model"], cfg["max_mb"], cfg["max_seconds"], cfg["timeout"], cfg["api_docs"])
+    if cfg.get("parent"):
+        print(f"asr serve: worker {os.getpid()} ready", file=sys.stderr, flush=True)
+    return app
