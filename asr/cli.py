@@ -182,76 +182,46 @@ def cmd_transcribe(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from asr.core.errors import AudioError
     from asr.core.fsutil import check_output_folder
-    from asr.data.manifest import check, load_data, utterance_groups
-    from asr.features.stage import load_utterance
+    from asr.data.manifest import utterance_groups
+    from asr.score.evaluate import evaluate
     from asr.score.report import write_report
     from asr.score.wer import compare, score
-    from asr.text.phones import fold_text
 
     if args.out is not None:
         check_output_folder(args.out, "--out")
     rec = _recognizer(args)
-    utts = load_data(args.data)
-    check(utts, args.data, check_audio=False)  # a missing file is reported below with the others
-    # a phone model of words (a separator unit) spells words through its lexicon, not in its units
-    spelled = rec.model.spells_words_in_phones
-    unknown = {} if spelled else {u.id: rec.tokenizer.unknown_chars(u.text) for u in utts}
-    if spelled and rec.options.method not in ("lexicon", "lexicon_lm"):
-        print(
-            f"asr evaluate: warning: {rec.options.method} decoding of a phone model outputs phones, not words: its "
-            "error rate against the word references is no WER (the lexicon methods output words)",
-            file=sys.stderr,
-        )
-    unknown = {uid: chars for uid, chars in unknown.items() if chars}
-    if unknown:
-        shown = "; ".join(f"{uid}: {''.join(c)!r}" for uid, c in list(unknown.items())[:10])
-        print(
-            f"asr evaluate: warning: {len(unknown)} reference(s) hold characters this model cannot produce, "
-            f"so they always count as errors: {shown}{' ...' if len(unknown) > 10 else ''}",
-            file=sys.stderr,
-        )
-    hyps, bad = {}, []
-    for u in utts:
-        try:
-            hyps[u.id] = rec.transcribe(load_utterance(u, rec.sample_rate), rec.sample_rate).text
-        except AudioError as e:
-            bad.append((u.id, _shown(str(e))))
-    for uid, why in bad:
-        print(f"asr evaluate: error: {uid}: {why}", file=sys.stderr)
-    scored = [u for u in utts if u.id in hyps]
-    if not scored:
-        raise AsrError(f"{args.data}: none of the {len(utts)} utterances could be read")
-    s_refs = {u.id: fold_text(u.text, args.phone_map) for u in scored}
-    s = score(s_refs, {k: fold_text(v, args.phone_map) for k, v in hyps.items()})
+    ev = evaluate(rec, args.data, args.phone_map)
+    for warning in ev.warnings:
+        print(f"asr evaluate: warning: {warning}", file=sys.stderr)
+    for uid, why in ev.unread:
+        print(f"asr evaluate: error: {uid}: {_shown(why)}", file=sys.stderr)
     other = None
     if args.compare is not None:
         from asr.core.layout import ReportDir
         from asr.core.textfiles import read_text
 
         theirs = read_text(ReportDir(Path(args.compare)).hyp)
-        other = (str(args.compare), score(s_refs, {u: theirs.get(u, "") for u in s_refs}))
+        other = (str(args.compare), score(ev.refs, {u: theirs.get(u, "") for u in ev.refs}))
         print(f"%WER of {args.compare}: {100 * other[1].words.rate:.2f}")
-        print(f"probability that this run improves on {args.compare}: {compare(s, other[1]):.3f}")
+        print(f"probability that this run improves on {args.compare}: {compare(ev.score, other[1]):.3f}")
     if args.out is not None:
-        facts = [("model", str(args.model)), ("data", str(args.data)), ("decoding", rec.options.summary())]
         write_report(
             args.out,
-            s,
-            {u.id: u.speaker for u in scored},
+            ev.score,
+            {u.id: u.speaker for u in ev.utts},
             name=str(args.data),
-            facts=facts,
-            audio={u.id: u.audio for u in scored},
+            facts=[("model", str(args.model)), ("data", str(args.data)), ("decoding", rec.options.summary())],
+            audio={u.id: u.audio for u in ev.utts},
             other=other,
             embed_audio=args.embed_audio,
-            groups=utterance_groups(scored),
+            groups=utterance_groups(ev.utts),
         )
-    print(s.words.line("PER" if args.phone_map else "WER"))
-    print(s.chars.line("CER"))
-    if bad:
+    print(ev.score.words.line("PER" if args.phone_map else "WER"))
+    print(ev.score.chars.line("CER"))
+    if ev.unread:
         print(
-            f"asr evaluate: {len(bad)} of {len(utts)} utterances could not be read and were left out of the "
+            f"asr evaluate: {len(ev.unread)} of {ev.total} utterances could not be read and were left out of the "
             "score (listed above)",
             file=sys.stderr,
         )
@@ -265,7 +235,7 @@ def cmd_evaluate(args) -> int:
         print(
             "give --out DIR for a report (hypotheses, alignments, per speaker, confusions, sclite trn)", file=sys.stderr
         )
-    return 1 if bad else 0
+    return 1 if ev.unread else 0
 
 
 def cmd_info(args) -> int:
@@ -353,7 +323,19 @@ def build_parser() -> argparse.ArgumentParser:
         "BiLSTM/GRU CTC -> decoding -> WER, every stage cached.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_stages(sub)
+    _add_convert(sub)
+    _add_transcribe(sub)
+    _add_evaluate(sub)
+    _add_info(sub)
+    _add_export(sub)
+    _add_serve(sub)
+    _add_wer(sub)
+    return parser
 
+
+def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a recipe's stages (skipping those already done)")
     _add_recipe_args(p)
     p.add_argument("--stage", help="first stage to run (number or name)")
@@ -363,10 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=cmd_run)
 
+
+def _add_stages(sub) -> None:
     p = sub.add_parser("stages", help="list a recipe's stages as done, stale (and why) or missing")
     _add_recipe_args(p)
     p.set_defaults(func=cmd_stages)
 
+
+def _add_convert(sub) -> None:
     p = sub.add_parser(
         "convert", help="convert between a JSONL manifest and a Kaldi data directory (validating every entry)"
     )
@@ -375,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-audio-check", action="store_true", help="do not check that audio files exist")
     p.set_defaults(func=cmd_convert)
 
+
+def _add_transcribe(sub) -> None:
     p = sub.add_parser("transcribe", help="print the text of audio files (any format, rate, channels)")
     p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt)")
     p.add_argument("audio", nargs="+", help="audio files (with --stream: one file, or - for standard input)")
@@ -390,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoder_args(p)
     p.set_defaults(func=cmd_transcribe)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="decode and score a JSONL manifest or Kaldi data directory")
     p.add_argument("model", help="a model file")
     p.add_argument("data", help="a .jsonl manifest or a Kaldi data directory")
@@ -412,15 +402,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoder_args(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_info(sub) -> None:
     p = sub.add_parser("info", help="what a model file holds: network, units, features, decoding, training, results")
     p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt)")
     p.set_defaults(func=cmd_info)
 
+
+def _add_export(sub) -> None:
     p = sub.add_parser("export", help="write a model file as ONNX (runs with onnxruntime, without torch)")
     p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt)")
     p.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
     p.set_defaults(func=cmd_export)
 
+
+def _add_serve(sub) -> None:
     p = sub.add_parser("serve", help="an HTTP transcription service (OpenAI-compatible endpoint) and a web page")
     p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt, or an .onnx export)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -444,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoder_args(p)
     p.set_defaults(func=cmd_serve)
 
+
+def _add_wer(sub) -> None:
     p = sub.add_parser("wer", help="score Kaldi-style text files (utt-id word word ...)")
     p.add_argument("ref", help="reference text file")
     p.add_argument("hyp", help="hypothesis text file")
@@ -457,7 +455,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", metavar="HYP2", help="probability that HYP improves on HYP2 (paired bootstrap)")
     p.add_argument("--out", help="write the report and its page (index.html; with --compare, the comparison) here")
     p.set_defaults(func=cmd_wer)
-    return parser
 
 
 def _configure_logging(command: str) -> None:

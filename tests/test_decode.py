@@ -4,8 +4,9 @@ import torch
 
 from asr.core.ctc import greedy, greedy_frames
 from asr.core.errors import AsrError
-from asr.lm.stage import BOS, LOG0, NgramLM, build
-from asr.search.beam import BeamSearch
+from asr.lm.ngram import BOS, LOG0, NgramLM
+from asr.lm.stage import build
+from asr.search.beam import searcher
 from asr.search.options import DecodeOptions
 from asr.text.tokenizer import CharTokenizer
 
@@ -87,7 +88,7 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     # clear posteriors: every decoder agrees with greedy
     lp = posteriors(["n", "o", "|", "o", "n"])
     for method in ("beam", "lexicon", "lexicon_lm"):
-        decoder = BeamSearch(TOK, DecodeOptions(method, lm_weight=0.5), tmp_path)
+        decoder = searcher(TOK, DecodeOptions(method, lm_weight=0.5), tmp_path)
         best = decoder(lp)
         text, spans = best.text, best.words
         assert text == "no on" and best.score > float("-inf"), method
@@ -101,9 +102,9 @@ def test_beam_search_lexicon_and_lm(tmp_path):
     # a misspelling only the lexicon can fix: 'nb' is not a word, 'no' is
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
     assert TOK.decode(greedy(lp[None], torch.tensor([2]))[0]) == "nb"
-    assert BeamSearch(TOK, DecodeOptions("lexicon"), tmp_path)(lp).text == "no"
+    assert searcher(TOK, DecodeOptions("lexicon"), tmp_path)(lp).text == "no"
     with pytest.raises(AsrError, match="needs a lexicon"):
-        BeamSearch(TOK, DecodeOptions("lexicon"), None)
+        searcher(TOK, DecodeOptions("lexicon"), None)
 
 
 def test_a_word_cut_off_by_the_end_of_the_audio_is_left_out_not_spelled(tmp_path):
@@ -112,7 +113,7 @@ def test_a_word_cut_off_by_the_end_of_the_audio_is_left_out_not_spelled(tmp_path
     for method in ("lexicon", "lexicon_lm"):
         # a beam of one keeps no hypothesis that finished its last word: flashlight returns one that ends inside
         # "on" (its units then spelled "no on", or "no o", which is no word); a lexicon search outputs words only
-        assert BeamSearch(TOK, DecodeOptions(method, beam_size=1), tmp_path)(lp).words == [("no", 0, 1)], method
+        assert searcher(TOK, DecodeOptions(method, beam_size=1), tmp_path)(lp).words == [("no", 0, 1)], method
 
 
 def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monkeypatch):
@@ -122,7 +123,7 @@ def test_beam_search_from_an_arpa_file_leaves_no_temporary_folder(tmp_path, monk
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    decoder = BeamSearch(TOK, DecodeOptions("lexicon_lm"), tmp_path / "lm" / "lm.arpa")
+    decoder = searcher(TOK, DecodeOptions("lexicon_lm"), tmp_path / "lm" / "lm.arpa")
     assert decoder(posteriors(["n", "o", "|", "o", "n"])).text == "no on"
     assert list(scratch.iterdir()) == []
 
@@ -140,32 +141,33 @@ def test_open_vocabulary_decoding_with_a_unit_lm(tmp_path):
         assert sum(10 ** unit_lm.logprob(w, h) for w in vocab) == pytest.approx(1.0, abs=1e-5), h  # ARPA: 6 decimals
     # "non" never occurs in the training text: the lexicon cannot produce it, the unit LM can
     lp = posteriors(["n", "o", "n"])
-    assert BeamSearch(TOK, DecodeOptions("lexicon_lm"), tmp_path)(lp).text != "non"
-    best = BeamSearch(TOK, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
+    assert searcher(TOK, DecodeOptions("lexicon_lm"), tmp_path)(lp).text != "non"
+    best = searcher(TOK, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
     text, spans = best.text, best.words
     assert text == "non" and [w for w, _, _ in spans] == ["non"]
     # and where the acoustics are unsure ("nb" or "no"), the unit LM picks what the language says
     lp = torch.log_softmax(torch.tensor([[0, 0, 0, 0, 9, 0], [0, 0, 0, 5, 0, 4.5]]), -1)
-    assert BeamSearch(TOK, DecodeOptions("beam"), tmp_path)(lp).text == "nb"
-    assert BeamSearch(TOK, DecodeOptions("beam_lm"), tmp_path)(lp).text == "no"
+    assert searcher(TOK, DecodeOptions("beam"), tmp_path)(lp).text == "nb"
+    assert searcher(TOK, DecodeOptions("beam_lm"), tmp_path)(lp).text == "no"
     # trying only the likeliest unit of each frame, the LM has nothing to choose from
-    assert BeamSearch(TOK, DecodeOptions("beam_lm", beam_size_token=1), tmp_path)(lp).text == "nb"
-    assert BeamSearch(TOK, DecodeOptions("beam_lm", beam_size_token=2), tmp_path)(lp).text == "no"
+    assert searcher(TOK, DecodeOptions("beam_lm", beam_size_token=1), tmp_path)(lp).text == "nb"
+    assert searcher(TOK, DecodeOptions("beam_lm", beam_size_token=2), tmp_path)(lp).text == "no"
     with pytest.raises(AsrError, match="needs a unit n-gram"):
-        BeamSearch(TOK, DecodeOptions("beam_lm"), None)
+        searcher(TOK, DecodeOptions("beam_lm"), None)
 
 
 def test_word_frames_are_the_frames_of_their_units(tmp_path):
     build(["no on", "on no"], tmp_path, 2, 3)
     lp = posteriors(["n", "o", "|", "o", "n"])
     for method in ("beam", "beam_lm", "lexicon", "lexicon_lm"):  # flashlight's start and end states not counted
-        best = BeamSearch(TOK, DecodeOptions(method), tmp_path)(lp)
+        best = searcher(TOK, DecodeOptions(method), tmp_path)(lp)
         assert (best.text, best.words) == ("no on", [("no", 0, 1), ("on", 3, 4)]), method
 
 
 def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
     from asr.core.layout import LmDir
-    from asr.lm.stage import MixedLM, read_unigrams, write_lm_dir
+    from asr.lm.ngram import MixedLM, read_unigrams
+    from asr.lm.stage import write_lm_dir
 
     texts = ["no on", "on no", "no"]
     lm = NgramLM.estimate(texts, 2)
@@ -180,7 +182,7 @@ def test_a_large_word_list_mixed_with_the_ngram_opens_the_lexicon(tmp_path):
             assert sum(10 ** mixed.logprob(w, h) for w in vocab) == pytest.approx(1.0, abs=1e-9), (weight, h)
     # "non" is not in the training text: the word list puts it in the lexicon, the mixture scores it
     lp = posteriors(["n", "o", "n"])
-    assert BeamSearch(TOK, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)(lp).text == "non"
+    assert searcher(TOK, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)(lp).text == "non"
 
 
 def _subword_posteriors(tok, frames: list[dict[str, float]]) -> torch.Tensor:
@@ -193,7 +195,8 @@ def _subword_posteriors(tok, frames: list[dict[str, float]]) -> torch.Tensor:
 
 
 def test_subword_models_decode_open_vocabulary_with_the_character_ngram(tmp_path):
-    from asr.lm.stage import EOS, unit_sentence
+    from asr.lm.ngram import EOS
+    from asr.lm.stage import unit_sentence
     from asr.search.beam import SpelledLM
     from asr.text.tokenizer import SubwordTokenizer
 
@@ -213,16 +216,16 @@ def test_subword_models_decode_open_vocabulary_with_the_character_ngram(tmp_path
         assert total == pytest.approx(chars.sentence_logprob(unit_sentence(text)), abs=1e-9), (text, pieces)
     # "non" never occurs in the training text: the pieces spell it, the LM scores it
     lp = _subword_posteriors(tok, [{"▁no": 8}, {"n": 8}])
-    best = BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
+    best = searcher(tok, DecodeOptions("beam_lm", lm_weight=0.5), tmp_path)(lp)
     text, spans = best.text, best.words
     assert text == "non" and [w for w, _, _ in spans] == ["non"]
     # where the acoustics are unsure ("nob" or "non"), the LM picks what the language says
     lp = _subword_posteriors(tok, [{"▁no": 9}, {"b": 5, "n": 4.5}])
-    assert BeamSearch(tok, DecodeOptions("beam"), tmp_path)(lp).text == "nob"
-    assert BeamSearch(tok, DecodeOptions("beam_lm"), tmp_path)(lp).text == "non"
+    assert searcher(tok, DecodeOptions("beam"), tmp_path)(lp).text == "nob"
+    assert searcher(tok, DecodeOptions("beam_lm"), tmp_path)(lp).text == "non"
     # the word score is a bonus per word (each word-initial piece), whatever the LM weight
     lp = _subword_posteriors(tok, [{"▁no": 9}, {"o": 5, "▁o": 4.5}, {"n": 9}])
-    assert BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.01), tmp_path)(lp).text == "noon"
-    assert BeamSearch(tok, DecodeOptions("beam_lm", lm_weight=0.01, word_score=2.0), tmp_path)(lp).text == "no on"
+    assert searcher(tok, DecodeOptions("beam_lm", lm_weight=0.01), tmp_path)(lp).text == "noon"
+    assert searcher(tok, DecodeOptions("beam_lm", lm_weight=0.01, word_score=2.0), tmp_path)(lp).text == "no on"
     with pytest.raises(AsrError, match="needs character units"):
-        BeamSearch(tok, DecodeOptions("lexicon_lm"), tmp_path)
+        searcher(tok, DecodeOptions("lexicon_lm"), tmp_path)

@@ -6,9 +6,10 @@ import pytest
 
 from asr.core.errors import AsrError
 from asr.core.layout import LmDir
+from asr.lm.ngram import BOS, EOS, MixedLM, NgramLM
 from asr.lm.sphinx import HEADER, LOG10_BASE, packaged_english, read_sphinx_lm
-from asr.lm.stage import BOS, EOS, LmConfig, MixedLM, NgramLM, general_model, write_lm_dir
-from asr.search.beam import BeamSearch
+from asr.lm.stage import LmConfig, general_model, write_lm_dir
+from asr.search.beam import searcher
 from asr.search.options import DecodeOptions
 
 
@@ -128,6 +129,6 @@ def test_the_general_model_mixes_with_the_in_domain_one(tmp_path):
     # the lm stage's folder with a general model: the search mixes it in when the share is below one
     write_lm_dir(lm, LmDir(tmp_path), extra=extra)
     general.write_arpa(LmDir(tmp_path).general)
-    search = BeamSearch(TOK, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)
+    search = searcher(TOK, DecodeOptions("lexicon_lm", mix_weight=0.5), tmp_path)
     assert search.lm.lm.general is not None and search(posteriors(["n", "o", "n"])).text == "non"
-    assert not hasattr(BeamSearch(TOK, DecodeOptions("lexicon_lm"), tmp_path).lm.lm, "general")  # share 1: none
+    assert not hasattr(searcher(TOK, DecodeOptions("lexicon_lm"), tmp_path).lm.lm, "general")  # share 1: none

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from asr.core.layout import LmDir
-from asr.lm.stage import NgramLM, build, write_lm_dir
-from asr.search.beam import BeamSearch
+from asr.lm.ngram import NgramLM
+from asr.lm.stage import build, write_lm_dir
+from asr.search.beam import searcher
 from asr.search.options import DecodeOptions
 from asr.text.g2p import G2P, evaluate, split
 from asr.text.lexicon import Lexicon, LexiconError, cmudict_lexicon, phone_sentence, read_lexicon
@@ -96,18 +97,18 @@ def test_lexicon_decoding_over_phones_outputs_words_of_the_lexicon_only(tmp_path
     assert "on aa n |" in spelled and "on ao n |" in spelled  # every pronunciation
     lp = phone_posteriors(["n", "ow", "|", "ao", "n", "|", "d", "aa", "n"])
     for method in ("lexicon", "lexicon_lm"):
-        best = BeamSearch(PHONES, DecodeOptions(method, mix_weight=0.5), tmp_path)(lp)
+        best = searcher(PHONES, DecodeOptions(method, mix_weight=0.5), tmp_path)(lp)
         words = best.text.split()
         assert words[1:] == ["on", "don"], (method, best.text)  # "don": absent from the training transcripts
         assert words[0] in ("no", "know")
         assert [s for _, s, _ in best.words] == [0, 3, 6] and [e for _, _, e in best.words] == [1, 4, 8]
     # with the LM the homophone seen in training wins
-    assert BeamSearch(PHONES, DecodeOptions("lexicon_lm", mix_weight=0.5, lm_weight=1.0), tmp_path)(lp).text == (
+    assert searcher(PHONES, DecodeOptions("lexicon_lm", mix_weight=0.5, lm_weight=1.0), tmp_path)(lp).text == (
         "no on don"
     )
     # phones that spell no lexicon word ("n aa n") come out as the closest lexicon words, never as a new word
     lp = phone_posteriors(["n", "aa", "n"], sharp=3.0)
-    text = BeamSearch(PHONES, DecodeOptions("lexicon"), tmp_path)(lp).text
+    text = searcher(PHONES, DecodeOptions("lexicon"), tmp_path)(lp).text
     assert text and set(text.split()) <= set(LEX.prons)
 
 
@@ -116,7 +117,7 @@ def test_a_phone_model_without_word_boundaries_cannot_search_a_lexicon(tmp_path)
 
     write_lm_dir(NgramLM.estimate(["no on"], 2), LmDir(tmp_path), phones=LEX)
     with pytest.raises(AsrError, match="needs word boundaries"):
-        BeamSearch(PhoneTokenizer(["n", "ow", "aa", "ao", "d"]), DecodeOptions("lexicon"), tmp_path)
+        searcher(PhoneTokenizer(["n", "ow", "aa", "ao", "d"]), DecodeOptions("lexicon"), tmp_path)
 
 
 def test_a_lexicon_path_that_names_no_file_is_refused_before_anything_runs(tmp_path):

@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers import REPO, SHORT, asr, run_fsdd
 
+from asr.core.layout import DATA_STAMPS
 from asr.core.textfiles import read_text
-from asr.pipeline.runner import DATA_STAMPS
 
 pytestmark = pytest.mark.slow  # recipe runs
 

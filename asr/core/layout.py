@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RECORD = "record.json"  # every stage output: cache key, config, times, counts (written last)
+DATA_STAMPS = "data.json"  # a stage's data fingerprint, file by file, next to its record
 RESULTS = "RESULTS.md"  # the score stage's summary, exported to the work directory
 MODEL = "model.pt"  # the export stage's shipped model file, also exported to the work directory
 FEATURES_DATA = ".f32"  # a feature set's frames: <set>.f32 (then <set>.shard1.f32, ... past features.shard_hours) ...
@@ -269,6 +270,11 @@ class ScoreDir:
 
     def set(self, name: str) -> ReportDir:
         return ReportDir(self.root / name)
+
+    @property
+    def folds(self) -> Path:
+        """A cross-validation recipe's score stage: each fold's WER and their mean (JSON)."""
+        return self.root / "folds.json"
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from asr.data.audio import check_file, read_info
 from asr.core.errors import AsrError, AudioError, ManifestError
 from asr.core.fsutil import atomic_write_text, file_stamp, sha256sum
 from asr.core.textfiles import read_kaldi_table, read_lines
+from asr.data.audio import check_file, read_info
 
 FIELDS = ("id", "audio", "duration", "text", "speaker", "offset", "groups")
 
@@ -178,6 +178,61 @@ def _seconds(text: str) -> float | None:
     return x if math.isfinite(x) and x >= 0 else None
 
 
+def _kaldi_durations(d: Path, problems: list) -> dict[str, float | None]:
+    """``utt2dur``, if there is one; a value that is no duration is a problem, named."""
+    utt2dur = {}
+    for uid, value in (read_kaldi_table(d / "utt2dur") if (d / "utt2dur").is_file() else {}).items():
+        seconds = _seconds(value)
+        if seconds is None:
+            problems.append((uid, f"utt2dur: {value!r} is no duration in seconds"))
+        utt2dur[uid] = seconds
+    return utt2dur
+
+
+def _kaldi_segments(d: Path, problems: list) -> tuple[dict[str, tuple[str, float, float]], set[str]]:
+    """``segments``, if there is one, as ``{utterance: (recording, start, end)}``, and the utterances of its bad
+    lines (named as problems)."""
+    segments, listed = {}, read_kaldi_table(d / "segments") if (d / "segments").is_file() else {}
+    for uid, value in listed.items():
+        fields = value.split()
+        times = [_seconds(x) for x in fields[1:]]
+        if len(fields) != 3 or None in times or times[1] <= times[0]:
+            problems.append(
+                (
+                    uid,
+                    f"segments: expected '<utterance> <recording> <start> <end>' with start < end "
+                    f"in seconds, got {uid} {value}",
+                )
+            )
+        else:
+            segments[uid] = (fields[0], times[0], times[1])
+    return segments, listed.keys() - segments.keys()
+
+
+def _kaldi_problems(wav: dict, text: dict, utt2spk: dict, segments: dict, bad_segments: set[str]) -> list:
+    """What does not fit together across ``wav.scp``, ``text``, ``utt2spk`` and ``segments``."""
+    problems = []
+    for key, value in wav.items():
+        if value.endswith("|") or value.startswith("-"):
+            problems.append(
+                (
+                    key,
+                    "wav.scp entry is a command pipe; only plain paths are supported "
+                    "(convert the audio to files first, e.g. with sox)",
+                )
+            )
+    for uid in text:
+        if uid not in utt2spk:
+            problems.append((uid, "in text but not in utt2spk"))
+        rec = segments[uid][0] if uid in segments else uid
+        if rec not in wav and uid not in bad_segments:  # a bad segments line is named already
+            problems.append((uid, f"recording {rec!r} not in wav.scp"))
+    for uid in utt2spk:
+        if uid not in text:
+            problems.append((uid, "in utt2spk but not in text"))
+    return problems
+
+
 def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
     """Import a Kaldi data directory (``wav.scp``, ``text``, ``utt2spk``; optional
     ``segments``, ``utt2dur``, ``spk2gender``: the ``gender`` group).
@@ -199,52 +254,15 @@ def read_kaldi_dir(data_dir: str | Path) -> list[Utterance]:
     text = read_kaldi_table(d / "text", allow_empty_value=True)
     utt2spk = read_kaldi_table(d / "utt2spk")
     problems = []
-    utt2dur = {}
-    for uid, value in (read_kaldi_table(d / "utt2dur") if (d / "utt2dur").is_file() else {}).items():
-        seconds = _seconds(value)
-        if seconds is None:
-            problems.append((uid, f"utt2dur: {value!r} is no duration in seconds"))
-        utt2dur[uid] = seconds
-    segments, listed = {}, read_kaldi_table(d / "segments") if (d / "segments").is_file() else {}
-    for uid, value in listed.items():
-        fields = value.split()
-        times = [_seconds(x) for x in fields[1:]]
-        if len(fields) != 3 or None in times or times[1] <= times[0]:
-            problems.append(
-                (
-                    uid,
-                    f"segments: expected '<utterance> <recording> <start> <end>' with start < end "
-                    f"in seconds, got {uid} {value}",
-                )
-            )
-        else:
-            segments[uid] = (fields[0], times[0], times[1])
-
-    for key, value in wav.items():
-        if value.endswith("|") or value.startswith("-"):
-            problems.append(
-                (
-                    key,
-                    "wav.scp entry is a command pipe; only plain paths are supported "
-                    "(convert the audio to files first, e.g. with sox)",
-                )
-            )
-    ids = list(text)
-    for uid in ids:
-        if uid not in utt2spk:
-            problems.append((uid, "in text but not in utt2spk"))
-        rec = segments[uid][0] if uid in segments else uid
-        if rec not in wav and uid not in listed.keys() - segments.keys():  # a bad segments line is named above
-            problems.append((uid, f"recording {rec!r} not in wav.scp"))
-    for uid in utt2spk:
-        if uid not in text:
-            problems.append((uid, "in utt2spk but not in text"))
+    utt2dur = _kaldi_durations(d, problems)
+    segments, bad_segments = _kaldi_segments(d, problems)
+    problems += _kaldi_problems(wav, text, utt2spk, segments, bad_segments)
     if problems:
         raise ManifestError(str(d), problems)
     gender = read_kaldi_table(d / "spk2gender") if (d / "spk2gender").is_file() else {}
 
     utts = []
-    for uid in ids:
+    for uid in text:
         offset = None
         if uid in segments:
             rec, start, end = segments[uid]

@@ -28,7 +28,7 @@ from asr.core.textfiles import read_lines, write_text
 from asr.data.manifest import utterance_groups
 from asr.features.store import FeatureStore
 from asr.model.network import Network, load
-from asr.search.beam import BeamSearch
+from asr.search.beam import BeamSearch, searcher
 from asr.search.options import DecodeOptions
 from asr.text.lexicon import Lexicon
 from asr.text.stage import read_dir
@@ -97,7 +97,7 @@ def _init(model_path: str, features_dir: str, lm_dir: str | None, cfg: DecodeCon
 
 def _decoder(setting: Setting) -> BeamSearch:
     if setting not in _W["decoders"]:
-        _W["decoders"][setting] = BeamSearch(_W["tokenizer"], setting.options(_W["cfg"].search), _W["lm_dir"])
+        _W["decoders"][setting] = searcher(_W["tokenizer"], setting.options(_W["cfg"].search), _W["lm_dir"])
     return _W["decoders"][setting]
 
 

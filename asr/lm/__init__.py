@@ -1,0 +1,1 @@
+"""Language models: n-gram estimation and ARPA files, CMU Sphinx's binary general English model, and the lm stage."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,26 +72,25 @@ def _fields(data: np.ndarray, start: int, width: int, count: int, offset: int, b
     return (word >> (at & np.uint64(7))) & np.uint64((1 << bits) - 1)
 
 
-def read_sphinx_lm(
-    path: str | Path, vocabulary: Iterable[str] | None = None
-) -> tuple[dict[int, dict[tuple, float]], dict[tuple, float]]:
-    """A CMU Sphinx binary trigram model as ``(probs, backoffs)``: ``probs[n][ngram]`` and ``backoffs[ngram]``
-    in log10 (the tables of :class:`asr.lm.stage.NgramLM`), keeping only the n-grams whose words are all in
-    ``vocabulary`` when it is given (include ``<s>`` and ``</s>``): the probability of any word of the
-    vocabulary after any history over it is unchanged.
+@dataclass
+class _Layout:
+    """Where a Sphinx binary trigram model keeps what, from its header."""
 
-    Raises:
-        AsrError: the file is missing, not in this format, or not of order 3.
-    """
-    try:
-        blob = Path(path).read_bytes()
-    except OSError as e:
-        raise AsrError(f"{path}: cannot read the language model ({e.strerror})") from None
+    counts: list[int]  # n-grams per order, as the header says (the levels are allocated for these)
+    tables: np.ndarray  # the quantisation tables (probabilities, backoffs, trigram probabilities), log10
+    unigrams: np.ndarray  # (p, bo, next) per word, one more at the end
+    words: list[str]
+    mid_start: int  # bytes where the bigrams' and trigrams' bit-packed records start
+    top_start: int
+    word_bits: int
+    next_bits: int
+
+
+def _layout(path: str | Path, blob: bytes) -> _Layout:
     if not blob.startswith(HEADER):
         raise AsrError(f"{path}: not a CMU Sphinx binary language model (no {HEADER.decode()!r} header)")
-    data = np.frombuffer(blob, np.uint8)
     pos = len(HEADER)
-    order = int(data[pos]) if len(blob) > pos else 0
+    order = blob[pos] if len(blob) > pos else 0
     if order != 3:
         raise AsrError(f"{path}: a CMU Sphinx model of order {order}; only trigram models are read")
     truncated = AsrError(f"{path}: truncated CMU Sphinx binary language model: download or copy it again")
@@ -112,50 +112,88 @@ def read_sphinx_lm(
     words = [w.decode("utf-8", "replace") for w in blob[words_at + 4 : words_at + 4 + size].split(b"\0")[: counts[0]]]
     if len(words) != counts[0]:
         raise truncated
+    return _Layout(counts, tables, unigrams, words, mid_start, top_start, word_bits, next_bits)
 
-    # the levels are allocated for the header's counts, which may exceed the n-grams stored (sphinxbase's
-    # count of the suffixes a pruned model must add): the unigrams' last pointer ends the bigrams, and so on
+
+@dataclass
+class _Levels:
+    """The bigrams and trigrams actually stored, as arrays over their records."""
+
+    uni_next: np.ndarray  # (V + 1,) each word's first bigram
+    mid_word: np.ndarray  # (B,) each bigram's first word
+    mid_next: np.ndarray  # (B + 1,) each bigram's first trigram
+    mid_p: np.ndarray
+    mid_bo: np.ndarray
+    top_word: np.ndarray  # (T,) each trigram's first word
+    top_p: np.ndarray
+
+
+def _levels(path: str | Path, data: np.ndarray, lay: _Layout) -> _Levels:
+    """The bit-packed levels read, their pointers checked. The levels are allocated for the header's counts, which
+    may exceed the n-grams stored (sphinxbase's count of the suffixes a pruned model must add): the unigrams' last
+    pointer ends the bigrams, and so on."""
     damaged = AsrError(f"{path}: damaged CMU Sphinx binary language model (n-gram pointers out of order)")
-    uni_next = unigrams["next"].astype(np.int64)
+    counts, tables, wb, q = lay.counts, lay.tables, lay.word_bits, QUANT_BITS
+    mid_width, top_width = wb + 2 * q + lay.next_bits, wb + q
+    uni_next = lay.unigrams["next"].astype(np.int64)
     n_mid = int(uni_next[counts[0]])
     if n_mid > counts[1] or np.any(np.diff(uni_next) < 0):
         raise damaged
-    mid_word = _fields(data, mid_start, mid_width, n_mid + 1, 0, word_bits)
-    mid_quant = _fields(data, mid_start, mid_width, n_mid + 1, word_bits, 2 * QUANT_BITS)
-    mid_next = _fields(data, mid_start, mid_width, n_mid + 1, word_bits + 2 * QUANT_BITS, next_bits).astype(np.int64)
+    mid_word = _fields(data, lay.mid_start, mid_width, n_mid + 1, 0, wb)
+    mid_quant = _fields(data, lay.mid_start, mid_width, n_mid + 1, wb, 2 * q)
+    mid_next = _fields(data, lay.mid_start, mid_width, n_mid + 1, wb + 2 * q, lay.next_bits).astype(np.int64)
     n_top = int(mid_next[n_mid])
     if n_top > counts[2] or np.any(np.diff(mid_next) < 0) or np.any(mid_word[:n_mid] >= counts[0]):
         raise damaged
-    mid_p = tables[(mid_quant[:n_mid] >> np.uint64(QUANT_BITS)).astype(np.int64)]
-    mid_bo = tables[(1 << QUANT_BITS) + (mid_quant[:n_mid] & np.uint64((1 << QUANT_BITS) - 1)).astype(np.int64)]
-    top_word = _fields(data, top_start, top_width, n_top, 0, word_bits)
+    mid_p = tables[(mid_quant[:n_mid] >> np.uint64(q)).astype(np.int64)]
+    mid_bo = tables[(1 << q) + (mid_quant[:n_mid] & np.uint64((1 << q) - 1)).astype(np.int64)]
+    top_word = _fields(data, lay.top_start, top_width, n_top, 0, wb)
     if np.any(top_word >= counts[0]):
         raise damaged
-    top_quant = _fields(data, top_start, top_width, n_top, word_bits, QUANT_BITS)
-    top_p = tables[(2 << QUANT_BITS) + top_quant.astype(np.int64)]
+    top_p = tables[(2 << q) + _fields(data, lay.top_start, top_width, n_top, wb, q).astype(np.int64)]
+    return _Levels(
+        uni_next, mid_word[:n_mid].astype(np.int64), mid_next, mid_p, mid_bo, top_word.astype(np.int64), top_p
+    )
 
-    keep = np.ones(counts[0], bool)
+
+def read_sphinx_lm(
+    path: str | Path, vocabulary: Iterable[str] | None = None
+) -> tuple[dict[int, dict[tuple, float]], dict[tuple, float]]:
+    """A CMU Sphinx binary trigram model as ``(probs, backoffs)``: ``probs[n][ngram]`` and ``backoffs[ngram]``
+    in log10 (the tables of :class:`asr.lm.ngram.NgramLM`), keeping only the n-grams whose words are all in
+    ``vocabulary`` when it is given (include ``<s>`` and ``</s>``): the probability of any word of the
+    vocabulary after any history over it is unchanged.
+
+    Raises:
+        AsrError: the file is missing, not in this format, or not of order 3.
+    """
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as e:
+        raise AsrError(f"{path}: cannot read the language model ({e.strerror})") from None
+    lay = _layout(path, blob)
+    lv = _levels(path, np.frombuffer(blob, np.uint8), lay)
+    words, n_words = lay.words, lay.counts[0]
+    keep = np.ones(n_words, bool)
     if vocabulary is not None:
         wanted = set(vocabulary)
         keep = np.array([w in wanted for w in words])
     # the last word of each bigram (its unigram parent) and of each trigram (its bigram parent's)
-    mid_last = np.repeat(np.arange(counts[0]), np.diff(uni_next))
-    top_parent = np.repeat(np.arange(n_mid), np.diff(mid_next))
-    mid_first = mid_word[:n_mid].astype(np.int64)
-    top_first = top_word.astype(np.int64)
-    mid_keep = keep[mid_last] & keep[mid_first]
-    top_keep = mid_keep[top_parent] & keep[top_first]
+    mid_last = np.repeat(np.arange(n_words), np.diff(lv.uni_next))
+    top_parent = np.repeat(np.arange(len(lv.mid_word)), np.diff(lv.mid_next))
+    mid_keep = keep[mid_last] & keep[lv.mid_word]
+    top_keep = mid_keep[top_parent] & keep[lv.top_word]
 
     probs: dict[int, dict[tuple, float]] = {1: {}, 2: {}, 3: {}}
     backoffs: dict[tuple, float] = {}
     for i in np.flatnonzero(keep).tolist():
-        probs[1][(words[i],)] = float(unigrams["p"][i]) * LOG10_BASE
-        backoffs[(words[i],)] = float(unigrams["bo"][i]) * LOG10_BASE
+        probs[1][(words[i],)] = float(lay.unigrams["p"][i]) * LOG10_BASE
+        backoffs[(words[i],)] = float(lay.unigrams["bo"][i]) * LOG10_BASE
     for h, w, p, bo in zip(
-        mid_first[mid_keep].tolist(),
+        lv.mid_word[mid_keep].tolist(),
         mid_last[mid_keep].tolist(),
-        mid_p[mid_keep].tolist(),
-        mid_bo[mid_keep].tolist(),
+        lv.mid_p[mid_keep].tolist(),
+        lv.mid_bo[mid_keep].tolist(),
         strict=True,
     ):
         g = (words[h], words[w])
@@ -163,7 +201,7 @@ def read_sphinx_lm(
         if bo:
             backoffs[g] = bo
     for j, h2, p in zip(
-        top_parent[top_keep].tolist(), top_first[top_keep].tolist(), top_p[top_keep].tolist(), strict=True
+        top_parent[top_keep].tolist(), lv.top_word[top_keep].tolist(), lv.top_p[top_keep].tolist(), strict=True
     ):
-        probs[3][(words[h2], words[int(mid_first[j])], words[int(mid_last[j])])] = p
+        probs[3][(words[h2], words[int(lv.mid_word[j])], words[int(mid_last[j])])] = p
     return probs, backoffs

@@ -13,6 +13,7 @@ from asr.model.modelfile import ModelFile
 from asr.model.network import load
 
 _GENERAL = LmDir(Path()).general.name  # lm.general's model among an exported file's LM files
+_LEXICON = LmDir(Path()).lexicon.name
 
 
 def _network_line(model: ModelFile, params: int) -> str:
@@ -76,8 +77,8 @@ def _decoding_lines(model: ModelFile) -> list[str]:
         lines.append(
             "embedded LM files: " + ", ".join(f"{n} ({len(t.encode()) / 1e3:.1f} kB)" for n, t in sorted(files.items()))
         )
-    if files.get("lexicon.txt"):
-        entries = [line.split(maxsplit=1)[0] for line in files["lexicon.txt"].splitlines() if line.strip()]
+    if files.get(_LEXICON):
+        entries = [line.split(maxsplit=1)[0] for line in files[_LEXICON].splitlines() if line.strip()]
         spelled = "pronunciations" if model.is_phone_model else "spellings"
         lines.append(f"lexicon: {len(set(entries)):,} words, {len(entries):,} {spelled}")
     if files.get(_GENERAL):  # lm.general: its ARPA header's counts

@@ -120,5 +120,5 @@ def score_stage(ctx: StageContext) -> dict:
     atomic_write_text(
         ScoreDir(ctx.out).results, "\n".join(head) + "\n".join(f"## {f}\n{d}" for f, d in zip(fold_names, details))
     )
-    atomic_write_text(ctx.out / "folds.json", json.dumps({"wer": dict(zip(fold_names, wers)), "mean": mean}) + "\n")
+    atomic_write_text(ScoreDir(ctx.out).folds, json.dumps({"wer": dict(zip(fold_names, wers)), "mean": mean}) + "\n")
     return {"fold_wer": dict(zip(fold_names, wers)), "mean_wer": mean}

@@ -29,12 +29,9 @@ from asr.core.config import Config, flatten, to_dict
 from asr.core.context import Stage, StageContext
 from asr.core.errors import AsrError, ConfigError
 from asr.core.fsutil import atomic_copy, atomic_write_text, same_file_content
-from asr.core.layout import RECORD
+from asr.core.layout import DATA_STAMPS, RECORD
 from asr.core.procs import stop_point
 from asr.core.provenance import __version__, command_line, git_commit
-
-DATA_STAMPS = "data.json"  # a stage's data fingerprint, file by file, next to its record
-
 
 # --- peak memory of one stage -------------------------------------------------------------------
 

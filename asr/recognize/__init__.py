@@ -1,0 +1,1 @@
+"""Recognition with a model file: the recognizer behind ``asr.load_model`` and live streams."""

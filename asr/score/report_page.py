@@ -26,11 +26,11 @@ import soundfile as sf
 
 from asr.core.errors import AudioError
 from asr.core.fsutil import atomic_write_text
+from asr.core.layout import ReportDir
 from asr.data.audio import load_audio
 from asr.score.wer import interval, speaker_of
 from asr.train import curves
 
-PAGE = "index.html"
 TOP = 30  # rows of each word table
 SPEAKER_SAMPLES = 1000  # bootstrap resamples of a speaker's utterances
 EMBED_RATE = 16_000  # embedded recordings: Opus takes 8, 12, 16, 24 or 48 kHz; speech needs no more than 16
@@ -228,7 +228,7 @@ def write_page(
         for k, g in enumerate(groupings)
     )
     page = page.replace("__CHART__", _chart(spk_rows)).replace("__GROUPS__", charts).replace("__DATA__", _json(data))
-    path = folder / PAGE
+    path = ReportDir(Path(folder)).page
     atomic_write_text(path, page)
     return path
 

@@ -35,7 +35,8 @@ from asr.core.ctc import collapse, greedy_frames
 from asr.core.errors import AsrError
 from asr.core.layout import LmDir
 from asr.core.textfiles import read_lines
-from asr.lm.stage import BOS, EOS, MixedLM, NgramLM, read_unigrams, write_lm_dir
+from asr.lm.ngram import BOS, EOS, MixedLM, NgramLM, read_unigrams
+from asr.lm.stage import write_lm_dir
 from asr.search.options import DecodeOptions
 from asr.text.tokenizer import (
     PIECE_START,
@@ -97,12 +98,15 @@ class GreedyStream:
 
 
 def searcher(tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
-    """The search ``options`` describe, as ``log_probs -> Hypothesis``: :class:`GreedySearch` or :class:`BeamSearch`.
+    """The search ``options`` describe, as ``log_probs -> Hypothesis``: :class:`GreedySearch`,
+    :class:`LexiconFreeSearch` (``beam``, ``beam_lm``) or :class:`LexiconSearch` (``lexicon``, ``lexicon_lm``).
 
     Raises:
-        AsrError: as :class:`BeamSearch`.
+        AsrError: as :class:`BeamSearch` (a method that needs ``lm`` without it, units it cannot read words from).
     """
-    return GreedySearch(tokenizer) if options.method == "greedy" else BeamSearch(tokenizer, options, lm)
+    if options.method == "greedy":
+        return GreedySearch(tokenizer)
+    return (LexiconSearch if options.needs_lexicon else LexiconFreeSearch)(tokenizer, options, lm)
 
 
 @functools.lru_cache(maxsize=2)
@@ -113,7 +117,7 @@ def _general(path: str, mtime_ns: int) -> NgramLM:
 
 
 class DecoderLM(LM):
-    """Shallow fusion of an :class:`asr.lm.stage.NgramLM` in flashlight's beam search.
+    """Shallow fusion of an :class:`asr.lm.ngram.NgramLM` in flashlight's beam search.
 
     Scores are natural-log probabilities (the decoder's unit); ``words[i]`` is the
     word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file), and ``bonus[i]``,
@@ -192,7 +196,9 @@ class SpelledLM:
 
 
 class BeamSearch:
-    """Flashlight's CTC beam search with our units, lexicon and n-gram LM.
+    """Flashlight's CTC beam search with our units: what the two searches share (the hypotheses they give, timed,
+    and streams of their own). Build one with :func:`searcher`: :class:`LexiconFreeSearch` or
+    :class:`LexiconSearch`.
 
     Args:
         tokenizer: the model's units (characters, or subwords: lexicon-free methods only).
@@ -201,14 +207,15 @@ class BeamSearch:
             lexicon is then written to a temporary folder, removed once the decoder has read it);
             for ``beam_lm``, the lm stage's output folder (its ``tokens.arpa``) or a unit ARPA file.
     Raises:
-        AsrError: a method that needs ``lm`` without it, or an ``lm`` that is neither.
+        AsrError: a method that needs ``lm`` without it, an ``lm`` that is neither, or units the method cannot
+            read words from.
     """
 
     def __init__(self, tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
         if options.method == "greedy":
             raise AsrError("BeamSearch is for the beam methods; greedy decoding needs no search")
-        subword = isinstance(tokenizer, SubwordTokenizer)
-        if subword and options.needs_lexicon:
+        self.subword = isinstance(tokenizer, SubwordTokenizer)
+        if self.subword and options.needs_lexicon:
             # flashlight's lexicon search completes a word on a separator unit, which sentencepiece units lack
             # (spelled in pieces, a word's last piece cannot repeat across frames: tried, it doubled words)
             raise AsrError(
@@ -221,136 +228,31 @@ class BeamSearch:
                 f"decoding method {options.method!r} needs word boundaries; a phone model trained on phone "
                 "transcripts (no word separator unit) decodes with greedy, beam or beam_lm (an n-gram over its phones)"
             )
-        units = list(tokenizer.units)
         if (options.needs_lexicon or options.uses_lm) and lm is None:
             what = "a lexicon" if options.needs_lexicon else "a unit n-gram"
             raise AsrError(f"decoding method {options.method!r} needs {what} (the lm stage's output or --lm)")
         self.options, self.tokenizer = options, tokenizer
-        self.tokens = Dictionary(units)
-        self.blank = self.tokens.get_index(units[0])
-        silence = self.tokens.get_index(tokenizer.separator)
-        n_tokens = self.tokens.index_size()
-        per_frame = options.beam_size_token or n_tokens  # units tried per frame
-        if not options.needs_lexicon:
-            fusion = ZeroLM()
-            if options.method == "beam_lm":
-                token_lm = self._token_lm(Path(lm))
-                if not subword:
-                    fusion = DecoderLM(token_lm, units)
-                else:
-                    # no separator unit: the word score goes to each word-initial piece, through the LM
-                    # (flashlight multiplies the LM's score by lm_weight, hence the division)
-                    bonus = options.word_score / options.lm_weight if options.lm_weight else 0.0
-                    fusion = DecoderLM(
-                        SpelledLM(token_lm), units, [bonus if u.startswith(PIECE_START) else 0.0 for u in units]
-                    )
-            self.opts = LexiconFreeDecoderOptions(
-                beam_size=options.beam_size,
-                beam_size_token=per_frame,
-                beam_threshold=options.beam_threshold,
-                lm_weight=options.lm_weight if options.uses_lm else 0.0,
-                # lexicon-free, a word ends at a separator: its bonus is the word score (subwords: see above)
-                sil_score=0.0 if subword and options.method == "beam_lm" else options.word_score,
-                log_add=False,
-                criterion_type=CriterionType.CTC,
-            )
-            self.lm = fusion  # flashlight keeps a reference only: ours must live as long as the decoder
-            self.silence, self.decoder = silence, LexiconFreeDecoder(self.opts, fusion, silence, self.blank, [])
-            return
-        with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
-            d, ngram = self._lexicon(Path(lm), Path(tmp))
-            lexicon = load_words(str(d.lexicon))
-            words = Dictionary(str(d.words))
-            fusion = ZeroLM()
-            if options.method == "lexicon_lm":
-                ngram = ngram or NgramLM.read_arpa(d.arpa)
-                if options.mix_weight < 1.0 and d.unigrams.is_file():
-                    general = _general(str(d.general), d.general.stat().st_mtime_ns) if d.general.is_file() else None
-                    ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight, general)
-                fusion = DecoderLM(ngram, [w for _, w in read_lines(d.words)])
-            known = {w for _, w in read_lines(d.words)}
-        self._check_lexicon(lexicon, known, set(units), lm)
-        trie = Trie(n_tokens, silence)
-        start = fusion.start(False)
-        # flashlight keeps at most 6 words per spelling (homophones: phones spell "to", "two", "too", ...), and
-        # says so on the console for each one past it: keep the 6 likeliest (by the LM's unigram score) ourselves
-        scored = [(fusion.score(start, words.get_index(w))[1], w) for w in lexicon]
-        homophones: dict[tuple, int] = {}
-        for score, word in sorted(scored, key=lambda x: -x[0]):
-            index = words.get_index(word)
-            for spelling in lexicon[word]:
-                key = tuple(spelling)
-                homophones[key] = homophones.get(key, 0) + 1
-                if homophones[key] <= MAX_HOMOPHONES:
-                    trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
-        trie.smear(SmearingMode.MAX)
-        self.opts = LexiconDecoderOptions(
-            beam_size=options.beam_size,
-            beam_size_token=per_frame,
-            beam_threshold=options.beam_threshold,
-            lm_weight=options.lm_weight if options.uses_lm else 0.0,
-            word_score=options.word_score,
-            unk_score=float("-inf"),
-            sil_score=0.0,
-            log_add=False,
-            criterion_type=CriterionType.CTC,
-        )
-        self.lm, self.trie, self.words, self.silence = fusion, trie, words, silence
-        self.decoder = LexiconDecoder(self.opts, trie, fusion, silence, self.blank, words.get_index(UNK), [], False)
+        self.units = list(tokenizer.units)
+        self.tokens = Dictionary(self.units)
+        self.blank = self.tokens.get_index(self.units[0])
+        self.silence = self.tokens.get_index(tokenizer.separator)
+        self.per_frame = options.beam_size_token or self.tokens.index_size()  # units tried per frame
+        self.lm = ZeroLM()  # flashlight keeps a reference only: ours must live as long as the decoder
+
+    def _own_lm(self):
+        """An LM state of its own over the same n-gram, for one more decoder (flashlight's decoders and our
+        adapter hold one search's state)."""
+        if isinstance(self.lm, DecoderLM):
+            return DecoderLM(self.lm.lm, self.lm.words, self.lm.bonus, self.lm.cache)
+        return ZeroLM()
 
     def new_decoder(self) -> tuple:
-        """A decoder of its own for one stream, with its own LM state over the same n-gram, trie and options
-        (flashlight's decoders and our LM adapter hold one search's state); returns ``(decoder, lm)``: keep
-        the LM alive as long as the decoder."""
-        lm = (
-            DecoderLM(self.lm.lm, self.lm.words, self.lm.bonus, self.lm.cache)
-            if isinstance(self.lm, DecoderLM)
-            else ZeroLM()
-        )
-        if self.options.needs_lexicon:
-            unk = self.words.get_index(UNK)
-            return LexiconDecoder(self.opts, self.trie, lm, self.silence, self.blank, unk, [], False), lm
-        return LexiconFreeDecoder(self.opts, lm, self.silence, self.blank, []), lm
+        """A decoder of its own for one stream, with its own LM state over the same n-gram, trie and options;
+        returns ``(decoder, lm)``: keep the LM alive as long as the decoder."""
+        raise NotImplementedError
 
     def stream(self) -> BeamStream:
         return BeamStream(self)
-
-    @staticmethod
-    def _check_lexicon(lexicon: dict, words: set[str], units: set[str], source) -> None:
-        """Raise unless every lexicon word is in the word list and spelled in the model's units (flashlight
-        fails without a word, or reads past its tables, on a lexicon of another model)."""
-        unspelled = [w for w, spellings in lexicon.items() if any(u not in units for s in spellings for u in s)]
-        unlisted = [w for w in lexicon if w not in words] + ([UNK] if UNK not in words else [])
-        if unspelled or unlisted:
-            what = (
-                f"spells {len(unspelled)} word(s) in units the model lacks (e.g. {unspelled[:3]})"
-                if unspelled
-                else f"has {len(unlisted)} word(s) missing from the word list (e.g. {unlisted[:3]})"
-            )
-            raise AsrError(f"{source}: the lexicon {what}; it belongs to another model or is damaged")
-
-    @staticmethod
-    def _token_lm(lm: Path) -> NgramLM:
-        if lm.is_dir():
-            if not LmDir(lm).tokens_arpa.is_file():
-                raise AsrError(f"{lm}: no {LmDir(lm).tokens_arpa.name}; the lm stage writes it with lm.token_order > 0")
-            return NgramLM.read_arpa(LmDir(lm).tokens_arpa)
-        return NgramLM.read_arpa(lm)
-
-    @staticmethod
-    def _lexicon(lm: Path, tmp: Path) -> tuple[LmDir, NgramLM | None]:
-        if lm.is_dir():
-            d = LmDir(lm)
-            if not (d.lexicon.is_file() and d.words.is_file()):
-                raise AsrError(
-                    f"{lm}: no {d.lexicon.name}/{d.words.name}; pass the lm stage's output folder "
-                    "(e.g. data/fsdd/lm) or an .arpa file"
-                )
-            return d, None
-        ngram = NgramLM.read_arpa(lm)
-        d = LmDir(tmp)
-        write_lm_dir(ngram, d, arpa=False)
-        return d, ngram
 
     def _spans(self, merged: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """``[(unit, frame)]`` -> ``[(first frame, last frame)]`` of each run of units between separators."""
@@ -408,6 +310,135 @@ class BeamSearch:
                 timed = timed[:completed]
                 text = " ".join(w.word for w in timed)
         return Hypothesis(text, timed, float(result.score))
+
+
+class LexiconFreeSearch(BeamSearch):
+    """Any sequence of units (``beam``), or units scored by an n-gram over them (``beam_lm``: characters,
+    phones, or subwords through their characters' n-gram: :class:`SpelledLM`)."""
+
+    def __init__(self, tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
+        super().__init__(tokenizer, options, lm)
+        if options.method == "beam_lm":
+            token_lm = self._token_lm(Path(lm))
+            if not self.subword:
+                self.lm = DecoderLM(token_lm, self.units)
+            else:
+                # no separator unit: the word score goes to each word-initial piece, through the LM
+                # (flashlight multiplies the LM's score by lm_weight, hence the division)
+                bonus = options.word_score / options.lm_weight if options.lm_weight else 0.0
+                self.lm = DecoderLM(
+                    SpelledLM(token_lm), self.units, [bonus if u.startswith(PIECE_START) else 0.0 for u in self.units]
+                )
+        self.opts = LexiconFreeDecoderOptions(
+            beam_size=options.beam_size,
+            beam_size_token=self.per_frame,
+            beam_threshold=options.beam_threshold,
+            lm_weight=options.lm_weight if options.uses_lm else 0.0,
+            # lexicon-free, a word ends at a separator: its bonus is the word score (subwords: see above)
+            sil_score=0.0 if self.subword and options.method == "beam_lm" else options.word_score,
+            log_add=False,
+            criterion_type=CriterionType.CTC,
+        )
+        self.decoder = LexiconFreeDecoder(self.opts, self.lm, self.silence, self.blank, [])
+
+    def new_decoder(self) -> tuple:
+        lm = self._own_lm()
+        return LexiconFreeDecoder(self.opts, lm, self.silence, self.blank, []), lm
+
+    @staticmethod
+    def _token_lm(lm: Path) -> NgramLM:
+        if lm.is_dir():
+            if not LmDir(lm).tokens_arpa.is_file():
+                raise AsrError(f"{lm}: no {LmDir(lm).tokens_arpa.name}; the lm stage writes it with lm.token_order > 0")
+            return NgramLM.read_arpa(LmDir(lm).tokens_arpa)
+        return NgramLM.read_arpa(lm)
+
+
+class LexiconSearch(BeamSearch):
+    """Words of a lexicon only (``lexicon``), scored by a word n-gram (``lexicon_lm``, mixed with the general
+    English one when ``mix_weight`` < 1), by shallow fusion."""
+
+    def __init__(self, tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
+        super().__init__(tokenizer, options, lm)
+        with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
+            d, ngram = self._lexicon(Path(lm), Path(tmp))
+            lexicon = load_words(str(d.lexicon))
+            self.words = Dictionary(str(d.words))
+            if options.method == "lexicon_lm":
+                ngram = ngram or NgramLM.read_arpa(d.arpa)
+                if options.mix_weight < 1.0 and d.unigrams.is_file():
+                    general = _general(str(d.general), d.general.stat().st_mtime_ns) if d.general.is_file() else None
+                    ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight, general)
+                self.lm = DecoderLM(ngram, [w for _, w in read_lines(d.words)])
+            known = {w for _, w in read_lines(d.words)}
+        self._check_lexicon(lexicon, known, set(self.units), lm)
+        self.trie = self._trie(lexicon)
+        self.opts = LexiconDecoderOptions(
+            beam_size=options.beam_size,
+            beam_size_token=self.per_frame,
+            beam_threshold=options.beam_threshold,
+            lm_weight=options.lm_weight if options.uses_lm else 0.0,
+            word_score=options.word_score,
+            unk_score=float("-inf"),
+            sil_score=0.0,
+            log_add=False,
+            criterion_type=CriterionType.CTC,
+        )
+        self.decoder, _ = self._decoder(self.lm)
+
+    def _trie(self, lexicon: dict) -> Trie:
+        """The lexicon's spellings in units, each word scored by the LM's unigram (smeared for the beam)."""
+        trie = Trie(self.tokens.index_size(), self.silence)
+        start = self.lm.start(False)
+        # flashlight keeps at most 6 words per spelling (homophones: phones spell "to", "two", "too", ...), and
+        # says so on the console for each one past it: keep the 6 likeliest (by the LM's unigram score) ourselves
+        scored = [(self.lm.score(start, self.words.get_index(w))[1], w) for w in lexicon]
+        homophones: dict[tuple, int] = {}
+        for score, word in sorted(scored, key=lambda x: -x[0]):
+            index = self.words.get_index(word)
+            for spelling in lexicon[word]:
+                key = tuple(spelling)
+                homophones[key] = homophones.get(key, 0) + 1
+                if homophones[key] <= MAX_HOMOPHONES:
+                    trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
+        trie.smear(SmearingMode.MAX)
+        return trie
+
+    def _decoder(self, lm) -> tuple:
+        unk = self.words.get_index(UNK)
+        return LexiconDecoder(self.opts, self.trie, lm, self.silence, self.blank, unk, [], False), lm
+
+    def new_decoder(self) -> tuple:
+        return self._decoder(self._own_lm())
+
+    @staticmethod
+    def _check_lexicon(lexicon: dict, words: set[str], units: set[str], source) -> None:
+        """Raise unless every lexicon word is in the word list and spelled in the model's units (flashlight
+        fails without a word, or reads past its tables, on a lexicon of another model)."""
+        unspelled = [w for w, spellings in lexicon.items() if any(u not in units for s in spellings for u in s)]
+        unlisted = [w for w in lexicon if w not in words] + ([UNK] if UNK not in words else [])
+        if unspelled or unlisted:
+            what = (
+                f"spells {len(unspelled)} word(s) in units the model lacks (e.g. {unspelled[:3]})"
+                if unspelled
+                else f"has {len(unlisted)} word(s) missing from the word list (e.g. {unlisted[:3]})"
+            )
+            raise AsrError(f"{source}: the lexicon {what}; it belongs to another model or is damaged")
+
+    @staticmethod
+    def _lexicon(lm: Path, tmp: Path) -> tuple[LmDir, NgramLM | None]:
+        if lm.is_dir():
+            d = LmDir(lm)
+            if not (d.lexicon.is_file() and d.words.is_file()):
+                raise AsrError(
+                    f"{lm}: no {d.lexicon.name}/{d.words.name}; pass the lm stage's output folder "
+                    "(e.g. data/fsdd/lm) or an .arpa file"
+                )
+            return d, None
+        ngram = NgramLM.read_arpa(lm)
+        d = LmDir(tmp)
+        write_lm_dir(ngram, d, arpa=False)
+        return d, ngram
 
 
 class BeamStream:

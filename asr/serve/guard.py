@@ -43,87 +43,87 @@ class RequestGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        refusal: list[BadInput] = []
-        sent = False
-
-        def refuse(e: BadInput) -> dict:
-            refusal.append(e)
-            return {"type": "http.disconnect"}
-
+        guarded = _GuardedRequest(self, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
-            refuse(
+            guarded.refuse(
                 BadInput(
                     413,
                     f"the request is {int(length) / 1e6:.1f} MB, over this server's limit of "
                     f"{(self.max_bytes - FORM_OVERHEAD) / 1e6:g} MB",
                 )
             )
-        received = 0
-        body_done = [False]  # the last body message has been read (nothing left to drain)
-
-        async def guarded_receive():
-            nonlocal received
-            if refusal:
-                return {"type": "http.disconnect"}
-            try:
-                message = await asyncio.wait_for(receive(), self.timeout)
-            except asyncio.TimeoutError:
-                return refuse(
-                    BadInput(408, f"the request's body stopped arriving for {self.timeout:g} s", "timeout_error")
-                )
-            if message["type"] == "http.request":
-                body_done[0] = not message.get("more_body", False)
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    return refuse(
-                        BadInput(
-                            413,
-                            f"the request is over this server's limit of {(self.max_bytes - FORM_OVERHEAD) / 1e6:g} MB",
-                        )
-                    )
-            return message
-
-        async def guarded_send(message):
-            nonlocal sent
-            if not refusal:
-                sent = True
-                await send(message)
-
-        async def drained() -> bool:
-            """Read and drop the rest of the body (a client still sending when the answer comes gets a broken
-            pipe instead of it), up to a cap and while bytes keep arriving; whether it reached the end."""
-            left = DRAIN_FACTOR * self.max_bytes
-            while left > 0:
-                try:
-                    message = await asyncio.wait_for(receive(), self.timeout)
-                except asyncio.TimeoutError:
-                    return False
-                if message["type"] != "http.request":
-                    return False
-                left -= len(message.get("body", b""))
-                if not message.get("more_body", False):
-                    return True
-            return False
-
-        async def send_refusal():
-            e = refusal[0]
-            complete = body_done[0] or (e.status == 413 and await drained())
-            body = _error_body(e)
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": e.status,
-                    "headers": headers + ([] if complete else [(b"connection", b"close")]),
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-
         try:
-            await self.app(scope, guarded_receive, guarded_send)
+            await self.app(scope, guarded.receive, guarded.send)
         except Exception:
-            if not refusal or sent:
+            if not guarded.refusal or guarded.sent:
                 raise
-        if refusal and not sent:
-            await send_refusal()
+        if guarded.refusal and not guarded.sent:
+            await guarded.send_refusal()
+
+
+class _GuardedRequest:
+    """One request through :class:`RequestGuard`: its body counted and timed as the app reads it; once refused, the
+    app sees the client leave and nothing it sends goes out (the refusal does instead)."""
+
+    def __init__(self, guard: RequestGuard, receive, send):
+        self.guard, self._receive, self._send = guard, receive, send
+        self.refusal: BadInput | None = None
+        self.sent = False  # the app has begun its answer
+        self.received = 0
+        self.body_done = False  # the last body message has been read (nothing left to drain)
+
+    def refuse(self, e: BadInput) -> dict:
+        self.refusal = self.refusal or e
+        return {"type": "http.disconnect"}
+
+    async def receive(self) -> dict:
+        if self.refusal:
+            return {"type": "http.disconnect"}
+        timeout = self.guard.timeout
+        try:
+            message = await asyncio.wait_for(self._receive(), timeout)
+        except asyncio.TimeoutError:
+            return self.refuse(BadInput(408, f"the request's body stopped arriving for {timeout:g} s", "timeout_error"))
+        if message["type"] == "http.request":
+            self.body_done = not message.get("more_body", False)
+            self.received += len(message.get("body", b""))
+            if self.received > self.guard.max_bytes:
+                limit = (self.guard.max_bytes - FORM_OVERHEAD) / 1e6
+                return self.refuse(BadInput(413, f"the request is over this server's limit of {limit:g} MB"))
+        return message
+
+    async def send(self, message) -> None:
+        if not self.refusal:
+            self.sent = True
+            await self._send(message)
+
+    async def _drained(self) -> bool:
+        """Read and drop the rest of the body (a client still sending when the answer comes gets a broken
+        pipe instead of it), up to a cap and while bytes keep arriving; whether it reached the end."""
+        left = DRAIN_FACTOR * self.guard.max_bytes
+        while left > 0:
+            try:
+                message = await asyncio.wait_for(self._receive(), self.guard.timeout)
+            except asyncio.TimeoutError:
+                return False
+            if message["type"] != "http.request":
+                return False
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+        return False
+
+    async def send_refusal(self) -> None:
+        e = self.refusal
+        complete = self.body_done or (e.status == 413 and await self._drained())
+        body = _error_body(e)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": e.status,
+                "headers": headers + ([] if complete else [(b"connection", b"close")]),
+            }
+        )
+        await self._send({"type": "http.response.body", "body": body})
