@@ -145,9 +145,7 @@ def _stream(rec, args) -> int:
         if update.text != shown:
             shown = update.text
             print(json.dumps({"partial": shown}, ensure_ascii=False) if args.json else f"partial\t{shown}", flush=True)
-    done = len(stream.segments)
-    stream.finish()
-    for t in stream.segments[done:]:
+    for t in stream.finish():
         final(t)
     return 0
 

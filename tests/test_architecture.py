@@ -74,3 +74,18 @@ def test_no_folder_imports_its_own_layer_or_a_higher_one():
         if _room(dep) != _room(module) and LAYERS[_room(dep)] >= LAYERS[_room(module)]
     ]
     assert wrong == []
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function does one job a reader can hold (argument tables are split by command, too)."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []

@@ -142,6 +142,11 @@ def _damaged(tmp_path, name, change) -> Path:
         ("bad_rate", lambda c: c["features"].update(sample_rate=0), "bad feature config.*sample_rate 0"),
         ("short_cmvn", lambda c: c["cmvn"].update(mean=[0.0] * 3), "CMVN statistics have"),
         ("bad_units", lambda c: c["tokenizer"].update(units="abc"), r"lacks \['tokenizer units'\]"),
+        # the network's config is checked field by field when the file is read, not when a stream first runs
+        ("fractional_chunk", lambda c: c["model"].update(chunk=1.5), r"model file's model\.chunk is 1\.5"),
+        ("text_layers", lambda c: c["model"].update(num_layers="2"), r"model file's model\.num_layers is '2'"),
+        ("bool_hidden", lambda c: c["model"].update(hidden=True), r"model file's model\.hidden is True"),
+        ("bad_context", lambda c: c["model"].update(right_context=2), "model config is not valid.*right_context"),
     ],
 )
 def test_a_damaged_model_file_is_named_with_what_is_wrong(tmp_path, name, change, message):

@@ -117,7 +117,8 @@ def test_a_stream_ends_with_the_offline_text_whatever_the_pieces(fsdd_utts, meth
     for piece in PIECES[1:]:
         stream = rec.stream(endpoint_silence=0)  # no endpoints: one utterance, as offline
         partials = _in_pieces(stream.accept, wave, piece)
-        result = stream.finish()
+        stream.finish()
+        result = stream.transcript
         assert result.text == offline.text and result.text
         assert [(w.word, w.start, w.end) for w in result.words] == [
             (w, s * rec.frame_seconds, (e + 1) * rec.frame_seconds) for w, s, e in offline.words
@@ -179,7 +180,8 @@ def test_a_stream_gives_the_decode_stage_text_of_every_utterance(streamed):
             n = int(rng.integers(1, 2_000))  # pieces of random sizes, as a client sends them
             partials.append(stream.accept(wave[i : i + n]).text)
             i += n
-        assert stream.finish().text == hyp, u.id
+        stream.finish()
+        assert stream.transcript.text == hyp, u.id
         assert len(stream.segments) <= 1  # no endpoint inside one connected-digit recording
         if len(hyp.split()) > 2:
             assert any(p for p in partials[: len(partials) * 3 // 4]), u.id  # words before the end
@@ -192,8 +194,9 @@ def test_silence_ends_an_utterance_and_the_next_is_timed_from_the_stream_start(s
     stream = rec.stream()
     updates = [stream.accept(x) for x in (first, gap, second)]
     assert [t.text for t in updates[1].finished] == [hyp1]  # ended during the silence, before the next words
-    whole = stream.finish()
-    assert [s.text for s in stream.segments] == [hyp1, hyp2] and whole.text == f"{hyp1} {hyp2}"
+    last = stream.finish()
+    assert [t.text for t in last] == [hyp2] and stream.finish() == []  # the last utterance, once
+    assert [s.text for s in stream.segments] == [hyp1, hyp2] and stream.transcript.text == f"{hyp1} {hyp2}"
     start2 = (len(first) + len(gap)) / 8_000
     second_words = stream.segments[1].words
     assert start2 - 0.1 <= second_words[0].start < second_words[-1].end <= start2 + len(second) / 8_000 + 0.1
@@ -347,7 +350,8 @@ def test_the_streaming_model_exports_to_onnx_and_streams_there_alike(rnn, bidire
     stream = ours.stream()
     for i in range(0, len(wave), 700):
         stream.accept(wave[i : i + 700])
-    assert stream.finish().text == theirs.transcribe(wave, 8_000).text
+    stream.finish()
+    assert stream.transcript.text == theirs.transcribe(wave, 8_000).text
 
 
 def test_the_page_transcribes_live_from_a_microphone_in_chromium(stream_server, streamed, tmp_path):

@@ -11,10 +11,10 @@ are synthetic, lengths drawn like LibriSpeech's (normal around train-960's mean,
 utterances = 12.3 s, sd 3.5 s, clipped to 1-35 s), random features and labels (14 units a second), so no
 corpus needs to be on the GPU machine.
 
-Settings: the recipe's batch size (``train.batch_frames``, as the recipes train today) and larger frame
+Settings: the recipe's batch size (``train.batch_frames``, as the recipe trains) and larger frame
 budgets up to 400,000 or the largest batch that fits in the GPU's memory (the probe that
 ``train.batch_frames=0`` uses, :func:`asr.train.trainer.probe_batch_frames`); packed sequences (cuDNN's packed RNN,
-today's path) against the padded batch run one direction at a time (the CPU's path); fp32 (cuDNN's default
+the default on CUDA) against the padded batch run one direction at a time (the CPU's path); fp32 (cuDNN's default
 TF32) against bf16 autocast. Each recipe's model as it trains: the speechocean762 model's intermediate CTC
 layer splits its packed RNN into two cuDNN calls. The reference is the same loop on the CPU with all its
 cores. Reported: audio seconds per wall second, the ratio to the CPU, GPU utilisation (``nvidia-smi`` sampled

@@ -63,7 +63,8 @@ def latency(rec, waves: list[np.ndarray]) -> tuple[list[float], list[float], flo
             for k in range(len(words)):
                 first_seen.setdefault((k, words[k]), clock)
         t0 = time.perf_counter()
-        final = stream.finish()
+        stream.finish()
+        final = stream.transcript
         spent = time.perf_counter() - t0
         compute += spent
         audio += len(wave) / rate

@@ -69,8 +69,8 @@ class FeatureConfig:
     speed_perturb: tuple[float, ...] = ()  # extra copies of train sets at these speeds (Kaldi: 0.9, 1.1)
     augment: AugmentConfig = AugmentConfig()  # augmented copies of train sets (volume, noise, reverb, VTLP)
     # generated non-speech examples (digital silence, noise) with empty transcripts added to each train set, as a
-    # share of its utterances: a model that never saw a silent input hears words in one. Off by default: 3% of
-    # them cost speechocean762 4 points of dev WER (the fsdd recipe turns them on; README "Non-speech")
+    # share of its utterances: a model that never saw a silent input hears words in one. Off by default: they cost
+    # speechocean762 dev WER (the fsdd recipe turns them on; "Non-speech" in docs/training.md)
     nonspeech: float = 0.0
     max_bad_fraction: float = 0.01  # fail the stage if more of a set is unreadable
     shard_hours: float = 10.0  # a set's frames go to one file per this many hours of audio (10 h: about 0.6 GB)

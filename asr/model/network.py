@@ -115,8 +115,8 @@ class AcousticModel(nn.Module):
         out_lengths = self.output_lengths(lengths)
         keep = self.cfg.inter_ctc if inter and self.inter_output is not None else 0
         steps = out_lengths.to(feats.device)
-        # packed: cuDNN; LSTM projections (oneDNN has none); and inference, where the packed CPU
-        # path decoded FSDD's test sets in 1.74 s against 2.06 s (asr.benchmarks.decode, 1 thread)
+        # packed: cuDNN; LSTM projections (oneDNN has none); and inference, where the packed CPU path is the
+        # faster one too (docs/benchmarks.md)
         packed = self.cfg.proj or (self.pack if self.pack is not None else feats.is_cuda or not torch.is_grad_enabled())
         if self.cfg.streaming:
             hidden = self._rnn_chunked(feats, steps, keep)

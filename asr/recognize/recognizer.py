@@ -163,7 +163,7 @@ class Recognizer:
         return replace(Transcript.join(parts), path=path)
 
     def stream(self, sample_rate: int | None = None, **endpoint) -> Stream:
-        """A live stream through a streaming model: ``accept(samples) -> Partial``, ``finish() -> Transcript``.
+        """A live stream through a streaming model: ``accept(samples) -> Partial``, ``finish() -> list[Transcript]``.
 
         Args:
             sample_rate: the rate of the samples to come (``None``: the model's).
@@ -208,8 +208,8 @@ class Recognizer:
             stream = self.stream()
             for chunk in chunks:
                 stream.accept(chunk)
-            result = stream.finish()
-            return Transcript(result.text, result.words, path)
+            stream.finish()
+            return replace(stream.transcript, path=path)
         return self._transcribe(chunks, path)
 
 

@@ -119,16 +119,24 @@ class Stream:
         self._frames(self.features.accept(x), final=False)
         return Partial(self.search.partial().text, self.segments[done:])
 
-    def finish(self) -> Transcript:
-        """The end of the audio: the last utterance's final words; returns the whole stream's transcript (each
-        utterance's is in :attr:`segments`)."""
-        if not self.finished:
-            if self.resampler is not None:  # the resampler's last samples
-                tail = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-                self._frames(self.features.accept(tail), final=False)
-            self._frames(self.features.finish(), final=True)
-            self._end()
-            self.finished = True
+    def finish(self) -> list[Transcript]:
+        """The end of the audio: the last utterance's final words. Returns the utterances this call finished
+        (none, or the last one; a second call finishes none); the whole stream's are in :attr:`segments`,
+        joined in :attr:`transcript`."""
+        if self.finished:
+            return []
+        done = len(self.segments)
+        if self.resampler is not None:  # the resampler's last samples
+            tail = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            self._frames(self.features.accept(tail), final=False)
+        self._frames(self.features.finish(), final=True)
+        self._end()
+        self.finished = True
+        return self.segments[done:]
+
+    @property
+    def transcript(self) -> Transcript:
+        """The whole stream's transcript so far: its finished utterances, joined."""
         return Transcript.join(self.segments)
 
     def _frames(self, feats: np.ndarray, final: bool) -> None:

@@ -64,9 +64,7 @@ async def session(ws: WebSocket, recognizer: Recognizer, timeout: float) -> None
             return await refuse(f"a text message that is not JSON ({text[:60]!r}); send config or eof", 1007)
         if isinstance(request, dict) and "eof" in request:
             stream = stream or recognizer.stream()
-            done = len(stream.segments)
-            await asyncio.to_thread(stream.finish)
-            last = stream.segments[done:]
+            last = await asyncio.to_thread(stream.finish)
             await ws.send_json(vosk_result(last[-1]) if last else {"result": [], "text": ""})
             ended = True
         elif isinstance(request, dict) and isinstance(request.get("config"), dict):

@@ -31,7 +31,7 @@ CONFIG = {
     "lexicon": pronounce.LexiconConfig(path=CMUDICT),
     # the decoding vocabulary: the training words and wordfreq's 50,000 most frequent English words; over them
     # CMU's general US English trigram (pocketsphinx's), pruned to 300,000 bigrams and trigrams, mixed with the
-    # in-domain trigram (decode.mix_weights): 2 points of dev WER better than wordfreq's unigram frequencies
+    # in-domain trigram (decode.mix_weights): better on dev than wordfreq's unigram frequencies
     "lm": lm.LmConfig(
         sets=("train",), order=3, units="phone", extra_words=50_000, general=sphinxlm.PACKAGED, general_ngrams=300_000
     ),
@@ -40,9 +40,8 @@ CONFIG = {
     # epochs), the LR decaying along a cosine (better on dev than the plateau schedule), the best dev evaluation
     # kept (or the last 3 averaged when no worse). The LR rises over the first 5% of the updates: without that
     # warm-up some seeds sat in CTC's blank plateau for thousands of updates. An intermediate CTC loss on the second
-    # layer (weight 0.3): greedy dev PER 37.10% against 38.24%, dev WER tied (on the first layer it stalled;
-    # characters at that layer, train.inter_units=char: dev WER tied, dev PER 37.75%; characters on top: 51.38%).
-    # Every measurement behind these choices: docs/recipes/speechocean762.md
+    # layer (weight 0.3): a lower greedy dev PER at a tied dev WER (on the first layer it stalled; characters at
+    # that layer or on top did no better). Every measurement behind these choices: docs/recipes/speechocean762.md
     "train": train.TrainConfig(
         train_sets=("train",),
         dev_sets=("dev",),
@@ -55,7 +54,7 @@ CONFIG = {
         spec_augment=True,
         spec_augment_from=0.3,
     ),
-    # open vocabulary: words searched through their pronunciations (beam 64: 32 lost a point on dev, 128 gained
+    # open vocabulary: words searched through their pronunciations (beam 64: narrower lost on dev, wider gained
     # nothing), the in-domain trigram mixed with the general one; the grid brackets what dev chose
     "decode": decode.DecodeConfig(
         sets=("*test",),
