@@ -247,9 +247,11 @@ def post_audio_fields(url: str, fields: dict) -> tuple[int, str]:
 def test_workers_die_with_a_killed_server_and_the_port_is_free_again(onnx_model):
     """SIGKILL of ``asr serve --workers 2``: before, its workers went on serving the old model and a restart
     failed with "Address already in use"."""
+    import queue
     import select
     import signal
     import socket
+    import threading
 
     with socket.socket() as s:  # a free port, named so that the restart can ask for the same one
         s.bind(("127.0.0.1", 0))
@@ -257,10 +259,18 @@ def test_workers_die_with_a_killed_server_and_the_port_is_free_again(onnx_model)
     cmd = [sys.executable, "-m", "asr", "serve", str(onnx_model), "--port", port, "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "listening on" in proc.stdout.readline()
-    workers = []
-    while len(workers) < 2:  # each worker says so once it serves
-        line = proc.stderr.readline()
-        assert line, "the server ended before its workers were ready"
+    # each worker says so once it serves; read by a thread, so that a worker that never does (uvicorn may replace
+    # a worker it finds unresponsive) fails the test with what the server said instead of hanging it
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True).start()
+    workers, said = [], []
+    while len(workers) < 2:
+        try:
+            line = lines.get(timeout=300)
+        except queue.Empty:
+            proc.kill()
+            pytest.fail(f"no two workers ready within 300 s; the server said: {said}")
+        said.append(line)
         if "ready" in line:
             workers.append(int(line.split()[3]))
     fds = [os.pidfd_open(pid) for pid in workers]
