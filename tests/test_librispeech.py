@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 from helpers import asr
 
+from asr import corpora
 from asr.core.errors import CorpusError, ManifestError
 from asr.core.textfiles import read_kaldi_table
 from asr.corpora import librispeech as ls
@@ -92,7 +93,7 @@ def test_problems_in_a_tree_are_named_by_file(so762_root, tmp_path):
     assert "19-198.trans.txt:2: no audio file 19-198-0001.flac" in msg
     assert "19-198-0007.flac: audio without a line in the transcript" in msg
     with pytest.raises(CorpusError, match="no LibriSpeech dev-other under"):
-        ls.locate("dev-other", tmp_path)
+        corpora.locate(ls.source("dev-other"), tmp_path)
 
 
 def test_bad_subset_settings_are_refused():
@@ -109,9 +110,9 @@ def test_download_verify_extract(so762_root, tmp_path, file_server, monkeypatch)
     with tarfile.open(archive, "w:gz") as tar:  # as OpenSLR's: LibriSpeech/<subset>/... at the top
         tar.add(tmp_path / "tree" / "LibriSpeech" / "dev-clean", arcname="LibriSpeech/dev-clean")
     monkeypatch.setitem(ls.SHA256, "dev-clean", hashlib.sha256(archive.read_bytes()).hexdigest())
-    d = ls.locate("dev-clean", None, tmp_path / "dl", url=f"{file_server}/dev-clean.tar.gz")
+    d = corpora.locate(ls.source("dev-clean", f"{file_server}/dev-clean.tar.gz"), None, tmp_path / "dl")
     assert [u.id for u in ls.read_subset(d)] == ["84-121123-0000", "84-121123-0001"]
     monkeypatch.setitem(ls.SHA256, "test-clean", "0" * 64)
     with pytest.raises(CorpusError, match="checksum mismatch"):
-        ls.locate("test-clean", None, tmp_path / "dl2", url=f"{file_server}/dev-clean.tar.gz")
+        corpora.locate(ls.source("test-clean", f"{file_server}/dev-clean.tar.gz"), None, tmp_path / "dl2")
     assert not (tmp_path / "dl2" / "test-clean").exists()

@@ -189,7 +189,7 @@ def test_the_speechocean762_devtest_page_shows_results_md_and_its_groups(driver,
 def test_the_training_page_tables_every_evaluation_and_setting(driver, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from asr.score.report_page import write_training_page
+    from asr.score.training_page import write_training_page
 
     history = [
         {

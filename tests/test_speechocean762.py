@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from asr import corpora
 from asr.core.errors import CorpusError
 from asr.core.textfiles import read_kaldi_table
 from asr.corpora import speechocean762 as so
@@ -50,7 +51,7 @@ def _small_tree(src: Path, dst: Path, ext: str) -> dict:
 @pytest.mark.parametrize("ext", ["WAV", "flac"])
 def test_prepare_an_upstream_tree(so762_root, tmp_path, ext):
     tree = _small_tree(so762_root, tmp_path / "corpus" / "speechocean762", ext)
-    root = so.locate(tmp_path / "corpus")
+    root = corpora.locate(so.source(), tmp_path / "corpus")
     cfg = so.So762Config(dev_speakers=2, devtest_speakers=2, seed=1)
     result = so.prepare(root, tmp_path / "out", cfg)
     assert result["counts"] == {"train": 12, "dev": 6, "devtest": 6} and not result["official_test"]
@@ -98,15 +99,15 @@ def test_download_checked_by_size_then_by_content(so762_root, tmp_path, file_ser
     size = archive.stat().st_size
     url = f"{file_server}/{so.ARCHIVE_NAME}"
     with pytest.raises(CorpusError, match="a complete copy has at least"):  # a short (cut) download
-        so.locate(None, tmp_path / "dl", url=url, min_bytes=size + 1)
+        corpora.locate(so.source(url, size + 1), None, tmp_path / "dl")
     assert not list((tmp_path / "dl").glob("*.tar.gz*"))  # nothing half-written left
-    root = so.locate(None, tmp_path / "dl", url=url, min_bytes=size)
+    root = corpora.locate(so.source(url, size), None, tmp_path / "dl")
     assert so.read_split(root, "train")[0][0].audio.endswith(".WAV")
-    assert so.locate(None, tmp_path / "dl", url=f"{file_server}/gone", min_bytes=size) == root  # no second download
+    assert corpora.locate(so.source(f"{file_server}/gone", size), None, tmp_path / "dl") == root  # no second download
     with tarfile.open(tmp_path / "served" / "other.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "build" / "speechocean762" / "train", arcname="unrelated/train")
     with pytest.raises(CorpusError, match="holds no speechocean762/train/wav.scp"):
-        so.locate(None, tmp_path / "dl2", url=f"{file_server}/other.tar.gz", min_bytes=1)
+        corpora.locate(so.source(f"{file_server}/other.tar.gz", 1), None, tmp_path / "dl2")
 
 
 def test_the_decoding_vocabulary_never_comes_from_the_corpus_lexicon_or_held_out_text(so762_root, tmp_path):
@@ -122,7 +123,7 @@ def test_the_decoding_vocabulary_never_comes_from_the_corpus_lexicon_or_held_out
     (tmp_path / "corpus" / "speechocean762" / "resource").mkdir()
     (tmp_path / "corpus" / "speechocean762" / "resource" / "lexicon.txt").write_text("zqxvok Z K S V AA K\n")
     cfg = so.So762Config(dev_speakers=2, devtest_speakers=2, seed=1)
-    so.prepare(so.locate(tmp_path / "corpus"), tmp_path / "prepare", cfg)
+    so.prepare(corpora.locate(so.source(), tmp_path / "corpus"), tmp_path / "prepare", cfg)
     config = recipe.load("speechocean762").CONFIG
     outs = {name: tmp_path / name for name in ("lexicon", "lm")}
     for name, fn in (("lexicon", pronounce.stage), ("lm", lm.stage)):

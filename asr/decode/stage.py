@@ -201,11 +201,9 @@ def _greedy_refs(ctx: StageContext, refs: dict) -> dict | None:
     """A phone model of word transcripts (spelled through a lexicon; one-word transcripts too, whose phones need no
     separator): its greedy output is phones, scored against the references' phones. Not a character model trained
     with a lexicon for its intermediate layer (train.inter_units=phone). ``None``: greedy output is words."""
-    if "lexicon" not in ctx.inputs:
+    lexicon = read_dir(ctx.inputs["lexicon"]) if "lexicon" in ctx.inputs else None  # None: the stage wrote none
+    if lexicon is None or not load(TrainDir(ctx.inputs["train"]).model).is_phone_model:
         return None
-    if not load(TrainDir(ctx.inputs["train"]).model).is_phone_model:
-        return None
-    lexicon = read_dir(ctx.inputs["lexicon"])
     return {n: {u: _phones(t, lexicon) for u, t in r.items()} for n, r in refs.items()}
 
 

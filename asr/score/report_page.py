@@ -29,7 +29,6 @@ from asr.core.fsutil import atomic_write_text
 from asr.core.layout import ReportDir
 from asr.data.audio import load_audio
 from asr.score.wer import interval, speaker_of
-from asr.train import curves
 
 TOP = 30  # rows of each word table
 SPEAKER_SAMPLES = 1000  # bootstrap resamples of a speaker's utterances
@@ -74,7 +73,7 @@ def _chart(rows: list[dict], what: str = "speaker") -> str:
     ax.set_ylim(-0.7, len(rows) - 0.3)
     width = max((len(r["speaker"]) for r in rows), default=4)
     fig.subplots_adjust(left=min(0.5, 0.04 + 0.012 * width), right=0.97, top=0.98, bottom=0.5 / fig.get_figheight())
-    return _svg(fig)  # text as SVG text, not paths: 125 speakers' chart draws in a fraction of the time
+    return svg(fig)  # text as SVG text, not paths: 125 speakers' chart draws in a fraction of the time
 
 
 def embedded(path: str) -> str:
@@ -160,7 +159,7 @@ def comparison(s, other, name: str, p_better: float) -> dict:
     }
 
 
-def _json(data) -> str:
+def page_json(data) -> str:
     """JSON safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` characters left to end it."""
     return json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
@@ -227,13 +226,16 @@ def write_page(
         f'<table id="group-{k}"></table>'
         for k, g in enumerate(groupings)
     )
-    page = page.replace("__CHART__", _chart(spk_rows)).replace("__GROUPS__", charts).replace("__DATA__", _json(data))
+    page = (
+        page.replace("__CHART__", _chart(spk_rows)).replace("__GROUPS__", charts).replace("__DATA__", page_json(data))
+    )
     path = ReportDir(Path(folder)).page
     atomic_write_text(path, page)
     return path
 
 
-def _svg(fig) -> str:
+def svg(fig) -> str:
+    """A matplotlib figure as inline SVG (its text as text), closed."""
     import matplotlib
     import matplotlib.pyplot as plt
 
@@ -241,24 +243,8 @@ def _svg(fig) -> str:
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         fig.savefig(buf, format="svg")
     plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg") :]
-
-
-def write_training_page(path: str | Path, history: list[dict], settings: dict) -> Path:
-    """A page of the training run: CTC loss (train, dev), the dev error rates of greedy decoding and the
-    learning rate over the updates (the train stage's ``history.json``), each evaluation as a table row,
-    and the run's settings (``settings``: the train config, flattened)."""
-    fig = curves.figure(history)
-    columns = ["update", "epoch", "train_loss", "dev_loss", "dev_wer", "dev_cer", "lr", "seconds"]
-    data = {
-        "history": [[h.get(c) for c in columns] for h in history],
-        "columns": columns,
-        "settings": [[k, str(v)] for k, v in sorted(settings.items())],
-    }
-    atomic_write_text(Path(path), TRAINING.replace("__CHART__", _svg(fig)).replace("__DATA__", _json(data)))
-    return Path(path)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
 
 
 TEMPLATE = (Path(__file__).resolve().parents[1] / "static" / "report.html").read_text()
-TRAINING = (Path(__file__).resolve().parents[1] / "static" / "training.html").read_text()

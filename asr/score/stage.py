@@ -14,7 +14,7 @@ from asr.core.layout import RECORD, DecodeDir, ScoreDir, TrainDir
 from asr.core.provenance import command_line, git_commit
 from asr.core.textfiles import read_text
 from asr.score.report import write_report
-from asr.score.report_page import write_training_page
+from asr.score.training_page import write_training_page
 from asr.score.wer import BOOTSTRAP_SAMPLES, Score, score
 from asr.search.options import DecodeOptions
 from asr.text.phones import PHONE_MAPS, fold_text

@@ -1,5 +1,5 @@
 """A training run's curves, drawn once: the train stage saves them as ``curves.png``, the score stage's training
-page embeds them as SVG (:func:`asr.score.report_page.write_training_page`)."""
+page embeds them as SVG (:func:`asr.score.training_page.write_training_page`)."""
 
 from __future__ import annotations
 
