@@ -142,7 +142,7 @@ def _word_tables(pairs: Counter) -> dict[str, list]:
 
 def comparison(s, other, name: str, p_better: float) -> dict:
     """The paired comparison of ``s`` with ``other`` (the same utterances, another system called ``name``):
-    its WER, the probability that ``s`` is better (:func:`asr.score.stage.compare`) and each utterance whose
+    its WER, the probability that ``s`` is better (:func:`asr.score.wer.compare`) and each utterance whose
     error count changed, the most changed first."""
     changed = [
         {"id": u, "ref": r, "hyp": h, "other": o, "errors": int(e), "other_errors": int(oe), "delta": int(oe - e)}
