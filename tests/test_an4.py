@@ -20,12 +20,13 @@ from asr.corpora import an4
 from asr.data.audio import load_audio, read_info
 from asr.data.manifest import read_manifest
 
-TRAIN_SPEAKERS = ("fash", "fbbh", "mblw", "mcen")
+TRAIN_SPEAKERS = ("fash", "fbbh", "mblw", "mcen", "fcjf", "mcsc")
 TEST_SPEAKERS = ("fcaw",)
 
 
-def _build(so762_root: Path, dst: Path, suffix: str = ".raw") -> dict:
-    """an4/wav/{an4_clstk,an4test_clstk}/<spk>/<prompt>-<spk>-b<suffix> + etc/.
+def _build(so762_root: Path, dst: Path, suffix: str = ".raw", test: bool = True) -> dict:
+    """an4/wav/{an4_clstk,an4test_clstk}/<spk>/<prompt>-<spk>-b<suffix> + etc/ (``test=False``: the training split
+    alone, as the shared copy holds it).
 
     Returns id -> (split, text, seconds, spk)."""
     text = read_kaldi_table(so762_root / "train" / "text")
@@ -33,7 +34,8 @@ def _build(so762_root: Path, dst: Path, suffix: str = ".raw") -> dict:
     sources = iter(sorted(wav))
     root, made = dst / "an4", {}
     (root / "etc").mkdir(parents=True)
-    for split, folder, speakers in (("train", "an4_clstk", TRAIN_SPEAKERS), ("test", "an4test_clstk", TEST_SPEAKERS)):
+    splits = (("train", "an4_clstk", TRAIN_SPEAKERS), ("test", "an4test_clstk", TEST_SPEAKERS))
+    for split, folder, speakers in splits[: 2 if test else 1]:
         fileids, lines = [], []
         for spk in speakers:
             (root / "wav" / folder / spk).mkdir(parents=True)
@@ -44,6 +46,8 @@ def _build(so762_root: Path, dst: Path, suffix: str = ".raw") -> dict:
                 assert rate == an4.SAMPLE_RATE
                 if suffix == ".raw":  # the Sphinx format: no header, 16-bit big-endian
                     data.astype(">i2").tofile(root / "wav" / f"{fileid}.raw")
+                elif suffix == ".flac":  # the shared copy: the raw samples, lossless
+                    sf.write(str(root / "wav" / f"{fileid}.flac"), data, rate, format="FLAC", subtype="PCM_16")
                 else:
                     sf.write(str(root / "wav" / f"{fileid}.sph"), data, rate, format="NIST", subtype="PCM_16")
                 words = text[src].upper()
@@ -84,6 +88,40 @@ def test_prepare_an_upstream_tree_through_the_recipe(so762_root, tmp_path, suffi
             assert u.duration == pytest.approx(seconds, abs=1e-3) and u.audio.endswith(suffix)
 
 
+def test_the_shared_flac_copy_of_the_training_split_gets_its_own_test(so762_root, tmp_path, monkeypatch):
+    """The shared copy: FLAC files in the upstream layout, no official test. Dev and devtest are carved from the
+    training speakers, disjoint, women and men in each; with the official test there is no devtest by default."""
+    made = _build(so762_root, tmp_path / "corpora", ".flac", test=False)
+    root = tmp_path / "corpora" / "an4"
+    counts = an4.prepare(root, tmp_path / "p", an4.An4Config(dev_speakers=2, devtest_speakers=2))
+    assert set(counts) == {"train", "dev", "devtest"}  # no test.jsonl: the copy has none
+    sets = {name: read_manifest(tmp_path / "p" / f"{name}.jsonl") for name in counts}
+    spk = {name: {u.speaker for u in utts} for name, utts in sets.items()}
+    assert len(spk["dev"]) == len(spk["devtest"]) == 2 and len(spk["train"]) == len(TRAIN_SPEAKERS) - 4
+    assert not (spk["dev"] & spk["devtest"] or spk["dev"] & spk["train"] or spk["devtest"] & spk["train"])
+    assert {s[0] for s in spk["devtest"]} == {"f", "m"}
+    assert sorted(u.id for s in sets.values() for u in s) == sorted(made)
+    assert all(
+        u.audio.endswith(".flac") and u.duration == pytest.approx(made[u.id][2], abs=1e-3)
+        for s in sets.values()
+        for u in s
+    )
+    # -1 (the default): devtest speakers (8 of AN4's 74; 2 of these 6) only when the copy lacks the official test
+    monkeypatch.setattr(an4, "DEFAULT_DEVTEST_SPEAKERS", 2)
+    assert an4.prepare(root, tmp_path / "p2", an4.An4Config(dev_speakers=2))["devtest"]["speakers"] == 2
+    with pytest.raises(CorpusError, match="nothing would be scored"):
+        an4.prepare(root, tmp_path / "p3", an4.An4Config(dev_speakers=2, devtest_speakers=0))
+    with pytest.raises(CorpusError, match="leave none of the 6 training speakers"):
+        an4.prepare(root, tmp_path / "p4", an4.An4Config(dev_speakers=3, devtest_speakers=3))
+    full = _build(so762_root, tmp_path / "full", ".flac")
+    assert set(an4.prepare(tmp_path / "full" / "an4", tmp_path / "p5", an4.An4Config(dev_speakers=2))) == {
+        "train",
+        "dev",
+        "test",
+    }
+    assert len(full) == 2 * (len(TRAIN_SPEAKERS) + len(TEST_SPEAKERS))
+
+
 def test_raw_audio_reads_as_big_endian_16khz(so762_root, tmp_path):
     _build(so762_root, tmp_path)
     raw = next((tmp_path / "an4" / "wav").rglob("*.raw"))
@@ -111,7 +149,7 @@ def test_problems_are_named_by_file_and_line(so762_root, tmp_path):
     assert "an4_train.transcription:2: expected '<s> TEXT </s> (utterance-id)'" in msg
     assert "an4_train.fileids:2: cen3-fash-b has no line in an4_train.transcription" in msg
     assert "an4_train.fileids:8: no audio wav/an4_clstk/mcen/cen3-mcen-b" in msg
-    assert "an4_train.transcription:9: an9-fash-b is not in an4_train.fileids" in msg
+    assert "an4_train.transcription:13: an9-fash-b is not in an4_train.fileids" in msg
     with pytest.raises(CorpusError, match="no AN4 under"):
         corpora.locate(an4.source(), tmp_path / "an4" / "wav")
     with pytest.raises(ValueError, match="dev_speakers must be >= 1"):

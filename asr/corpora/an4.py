@@ -32,7 +32,7 @@ from asr.core.textfiles import read_lines
 from asr.data.audio import read_info
 from asr.data.manifest import Utterance
 
-VERSION = 1  # of the prepare stage's output: bump when the manifests it writes change
+VERSION = 2  # of the prepare stage's output: bump when the manifests it writes change
 SAMPLE_RATE = 16_000
 # CMU publishes no checksum for either archive: a download is checked by its size (the raw
 # archive is about 64 MB) and, once unpacked, by its content (fileids and transcription agree).
@@ -40,7 +40,8 @@ URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_raw.bigendian.tar.gz"
 ARCHIVE_NAME = "an4_raw.bigendian.tar.gz"
 MIN_ARCHIVE_BYTES = 50_000_000
 UPSTREAM_SPLITS = ("train", "test")
-AUDIO_SUFFIXES = (".raw", ".sph", ".wav")  # the raw archive, the SPHERE archive, a converted copy
+# the raw archive, the SPHERE archive, a lossless FLAC copy (the shared one), a converted copy
+AUDIO_SUFFIXES = (".raw", ".sph", ".flac", ".wav")
 _LINE = re.compile(r"^(?P<text>.*)\((?P<id>[^()\s]+)\)\s*$")
 _MARK = re.compile(r"</?s>|<sil>|\+\+[^+]*\+\+", re.IGNORECASE)
 
@@ -52,11 +53,17 @@ class An4Config:
     corpus_dir: str | None = None  # folder holding an4/ (--corpus-dir, else $ASR_CORPORA); None: download
     download_dir: str = "data/downloads"
     dev_speakers: int = 8  # training speakers held out for dev (women and men alternating), of 74
-    seed: int = 0  # which speakers go to dev
+    # training speakers held out as our own test set ``devtest``, scored with the official ``test``; -1: 8 when
+    # the copy lacks the official test (a copy of the training split alone), else none (train on the rest)
+    devtest_speakers: int = -1
+    seed: int = 0  # which speakers go to dev and devtest
 
     def __post_init__(self):
-        if self.dev_speakers < 1:
-            raise ValueError("dev_speakers must be >= 1: dev tunes decoding and stops training")
+        if self.dev_speakers < 1 or self.devtest_speakers < -1:
+            raise ValueError(
+                "dev_speakers must be >= 1 (dev tunes decoding and stops training) and devtest_speakers >= 0 "
+                "(or -1: 8 when the copy has no official test)"
+            )
 
 
 def normalize(text: str) -> str:
@@ -160,25 +167,43 @@ def dev_speakers(speakers: set[str], n: int, seed: int = 0) -> set[str]:
     return out
 
 
+DEFAULT_DEVTEST_SPEAKERS = 8  # devtest_speakers=-1 on a copy without the official test
+
+
+def has_test(root: Path) -> bool:
+    """Whether the copy holds the official test split (CMU's archives do; the shared copy is the training split)."""
+    return (root / "etc" / "an4_test.fileids").is_file()
+
+
 def prepare(root: Path, out: Path, cfg: An4Config = An4Config()) -> dict:
-    """Write ``train.jsonl``, ``dev.jsonl`` and ``test.jsonl``.
+    """Write ``train.jsonl`` and ``dev.jsonl``, ``devtest.jsonl`` (speakers carved from training, see
+    :class:`An4Config`) and ``test.jsonl`` when the copy has the official test.
 
     Returns:
         utterances, speakers and hours per set.
     """
     train = read_split(root, "train")
+    official = has_test(root)
+    n_devtest = cfg.devtest_speakers if cfg.devtest_speakers >= 0 else (0 if official else DEFAULT_DEVTEST_SPEAKERS)
     speakers = {u.speaker for u in train}
-    dev = dev_speakers(speakers, cfg.dev_speakers, cfg.seed)
-    if dev == speakers:
+    held = dev_speakers(speakers, cfg.dev_speakers + n_devtest, cfg.seed)
+    if held == speakers:
         raise CorpusError(
-            f"dev_speakers={cfg.dev_speakers} leaves none of the {len(speakers)} training speakers "
-            "to train on; lower prepare.dev_speakers"
+            f"dev_speakers={cfg.dev_speakers} and {n_devtest} devtest speakers leave none of the {len(speakers)} "
+            "training speakers to train on; lower prepare.dev_speakers or prepare.devtest_speakers"
         )
+    devtest = dev_speakers(held, n_devtest, cfg.seed + 1) if n_devtest else set()
     sets = {
-        "train": [u for u in train if u.speaker not in dev],
-        "dev": [u for u in train if u.speaker in dev],
-        "test": read_split(root, "test"),
+        "train": [u for u in train if u.speaker not in held],
+        "dev": [u for u in train if u.speaker in held - devtest],
+        **({"devtest": [u for u in train if u.speaker in devtest]} if devtest else {}),
+        **({"test": read_split(root, "test")} if official else {}),
     }
+    if not devtest and not official:
+        raise CorpusError(
+            f"{root} holds no official test split and prepare.devtest_speakers=0: nothing would be scored; "
+            "set prepare.devtest_speakers (or -1)"
+        )
     return corpora.write_sets(out, sets, "AN4")
 
 
