@@ -45,12 +45,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_stages(args) -> int:
+    from asr.corpora import pool
     from asr.pipeline import recipe
 
     pipe = recipe.pipeline(args.recipe, args.work_dir, args.overrides, args.corpus_dir)
     print(f"work dir: {pipe.work_dir}")
     for s, state, why in pipe.status():
         print(f"{s.number:>3}  {s.name:<12} {state:<8} {why}")
+    print(pool.status(pipe.config["prepare"], pipe.out_dir("prepare")))
     return 0
 
 
@@ -426,13 +428,15 @@ def _add_serve(sub) -> None:
         "--timeout",
         type=float,
         default=30.0,
-        help="a request whose body stops arriving this long gets a 408 (default 30 s)",
+        help="a connection whose request headers, or a request whose body, stop arriving this long gets a 408; "
+        "a stream without a message this long is closed (default 30 s)",
     )
     p.add_argument(
         "--max-connections",
         type=int,
         default=64,
-        help="open connections and requests per worker before new ones get a 503 (default 64)",
+        help="open transcription requests and streams per worker before new ones get a 503 or a close 1013 "
+        "(default 64; /health is always answered)",
     )
     p.add_argument("--api-docs", action="store_true", help="also serve the API's pages /docs and /openapi.json")
     _add_decoder_args(p)

@@ -473,9 +473,9 @@ def test_wer_names_a_folder_or_fifo_for_what_it_is(tmp_path):
         assert r.returncode == 2 and words in r.stderr, r.stderr  # before: "no such file"
 
 
-def test_fsdd_loso_finds_speechocean762_by_its_own_setting(corpora_root, so762_root, tmp_path):
+def test_fsdd_loso_finds_its_pooled_corpora_by_their_own_setting(corpora_root, so762_root, tmp_path):
     """``--corpus-dir`` naming the FSDD folder itself: speechocean762 was looked up inside it ("no
-    speechocean762 under .../fsdd")."""
+    speechocean762 under .../fsdd"); the pooled corpora are found beside it, or in ``prepare.pool_dir``."""
     import subprocess
     import sys
 
@@ -494,18 +494,18 @@ def test_fsdd_loso_finds_speechocean762_by_its_own_setting(corpora_root, so762_r
         )
 
     r = run("--work-dir", str(tmp_path / "a"), "--corpus-dir", str(corpora_root / "fsdd"))
-    assert r.returncode == 0 and "digit strings by" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "+ speechocean762: 77 utterances" in r.stdout, r.stdout + r.stderr
     lone = tmp_path / "lone"
     (lone / "fsdd").mkdir(parents=True)
     (lone / "fsdd" / "recordings").symlink_to(corpora_root / "fsdd" / "recordings")
     r = run("--work-dir", str(tmp_path / "b"), "--corpus-dir", str(lone / "fsdd"))
-    assert r.returncode == 2 and "--set prepare.so762_dir=DIR" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2 and "--set prepare.pool_dir=DIR" in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = run(
         "--work-dir",
         str(tmp_path / "b"),
         "--corpus-dir",
         str(lone / "fsdd"),
         "--set",
-        f"prepare.so762_dir={corpora_root}",
+        f"prepare.pool_dir={corpora_root}",
     )
     assert r.returncode == 0, r.stderr

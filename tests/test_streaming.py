@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from asr.core.config import to_dict
@@ -300,6 +304,8 @@ def test_a_vosk_client_streams_a_recording_in_pieces_of_any_size(stream_server, 
         (['{"hello": 1}'], 1008, "unknown message"),
         ([b"\x00\x00" * 800, '{"config": {"sample_rate": 16000}}'], 1008, "new sample_rate after audio"),
         (['{"eof": 1}', b"\x00\x00" * 800], 1008, "after eof"),
+        (['{"config": {"sample_rate": 1' + "0" * 5_000 + "}}"], 1007, "not JSON"),  # past Python's int digits
+        (["[" * 100_000 + "]" * 100_000], 1007, "not JSON"),  # past the parser's recursion
     ],
 )
 def test_bad_messages_get_an_error_and_a_close_and_the_service_goes_on(stream_server, streamed, messages, code, error):
@@ -324,6 +330,99 @@ def test_bad_messages_get_an_error_and_a_close_and_the_service_goes_on(stream_se
     ok.send('{"eof": 1}')
     assert json.loads(ok.recv())["text"] == hyp
     ok.close()
+
+
+@pytest.fixture(scope="module")
+def busy_server(fsdd_stream_work):
+    """``asr serve`` of the streaming model, one worker, room for 2 open requests or streams, 3 s timeouts."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    model = str(fsdd_stream_work / "model.pt")
+    cmd = [sys.executable, "-m", "asr", "serve", model, "--port", "0", "--max-connections", "2", "--timeout", "3"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # written once the socket is bound
+    assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
+    yield line.split()[4]
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+def _health(url: str) -> dict:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url + "health", timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_idle_sockets_are_closed_and_health_and_transcriptions_stay_answered(busy_server, streamed):
+    """70 sockets that send nothing or half a request: every request got a 503 for as long as they were held."""
+    import socket
+    import urllib.parse
+
+    from asr.serve.client import post_audio
+
+    host, port = urllib.parse.urlsplit(busy_server).hostname, urllib.parse.urlsplit(busy_server).port
+    idle = []
+    for k in range(70):
+        sock = socket.create_connection((host, port), timeout=30)
+        if k % 2:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # half a header, never finished
+        idle.append(sock)
+    assert _health(busy_server)["status"] == "ok"
+    _, utts = streamed
+    _, wave, hyp = utts[0]
+    pcm = np.clip(np.round(wave * 32768), -32768, 32767).astype("<i2")
+    wav = io.BytesIO()
+    sf.write(wav, pcm, 8_000, format="WAV", subtype="PCM_16")
+    status, body = post_audio(busy_server, "a.wav", wav.getvalue())
+    assert status == 200 and json.loads(body)["text"] == hyp, body
+    for sock in idle:  # the server closes each once --timeout (3 s) passed without a whole header
+        answer = b""
+        while chunk := sock.recv(4096):  # blocks until the server answers or closes (30 s at most)
+            answer += chunk
+        assert answer in (b"", b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        sock.close()
+
+
+def test_streams_past_the_limit_are_refused_with_1013_and_counted_in_health(busy_server, streamed):
+    import websocket
+
+    from asr.serve.client import post_audio
+
+    url = busy_server.replace("http://", "ws://") + "v1/stream"
+    _, utts = streamed
+    pcm = np.clip(np.round(utts[0][1] * 32768), -32768, 32767).astype("<i2").tobytes()
+    open_ = []
+    for _ in range(2):
+        ws = websocket.create_connection(url, timeout=60)
+        ws.send_binary(pcm[:3200])
+        assert "partial" in json.loads(ws.recv())  # being served: counted
+        open_.append(ws)
+    health = _health(busy_server)
+    assert health["streams"] == 2 and health["max_connections"] == 2, health
+    extra = websocket.create_connection(url, timeout=60)
+    reply = json.loads(extra.recv())
+    assert "busy" in reply["error"] and "2 stream(s)" in reply["error"], reply
+    assert _closed_with(extra) == 1013
+    status, body = post_audio(busy_server, "a.wav", b"RIFF")
+    assert status == 503 and "busy" in json.loads(body)["error"]["message"], body
+    for ws in open_:
+        ws.send('{"eof": 1}')
+        assert "text" in json.loads(ws.recv())
+        ws.close()
+
+
+def test_a_message_over_the_limit_is_closed_with_1009(stream_server):
+    import websocket
+
+    ws = websocket.create_connection(stream_server, timeout=60)
+    ws.send_binary(b"\x00\x00" * 300_000)  # 600 KB: 37 s of 8 kHz audio in one message
+    assert _closed_with(ws) == 1009
+    ws.close()
 
 
 @pytest.mark.parametrize("rnn, bidirectional", [("lstm", True), ("gru", True), ("lstm", False)])

@@ -16,6 +16,7 @@ from pathlib import Path
 RECORD = "record.json"  # every stage output: cache key, config, times, counts (written last)
 DATA_STAMPS = "data.json"  # a stage's data fingerprint, file by file, next to its record
 RESULTS = "RESULTS.md"  # the score stage's summary, exported to the work directory
+POOLED_RECORD = "pooled.json"  # the prepare stage's record of the corpora pooled into its training sets
 MODEL = "model.pt"  # the export stage's shipped model file, also exported to the work directory
 FEATURES_DATA = ".f32"  # a feature set's frames: <set>.f32 (then <set>.shard1.f32, ... past features.shard_hours) ...
 FEATURES_INDEX = ".index.jsonl"  # ... and its index: <set>.index.jsonl

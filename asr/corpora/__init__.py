@@ -2,7 +2,8 @@
 
 Finding a corpus is shared: a local copy (``--corpus-dir``, else ``$ASR_CORPORA``), else an
 earlier download under ``download_dir``, else the public archive, downloaded, checked and
-unpacked (:func:`locate`).
+unpacked (:func:`locate`). So is pooling: every corpus's prepare section has the :class:`Pooling` keys, and
+other corpora's training utterances join its training sets (:mod:`asr.corpora.pool`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from asr.core.download import download, extract_tar
 from asr.core.errors import CorpusError
 from asr.data.manifest import Utterance, check, write_manifest
+
+POOLABLE = ("an4", "fsdd", "speechocean762")  # corpora whose training utterances a recipe can pool
 
 DOWNLOADS = "data/downloads"  # where public archives are downloaded and unpacked, unless a recipe says otherwise
 
@@ -141,3 +145,45 @@ def write_sets(out: Path, sets: dict[str, list[Utterance]], corpus: str) -> dict
             "hours": round(sum(u.duration for u in utts) / 3600, 3),
         }
     return counts
+
+
+def pool_entries(pool: tuple[str, ...]) -> list[tuple[str, float]]:
+    """``("an4", "speechocean762:0.5")`` -> ``[("an4", 1.0), ("speechocean762", 0.5)]``.
+
+    Raises:
+        ValueError: an unknown corpus, a corpus named twice, or a weight that is not a number > 0.
+    """
+    out: dict[str, float] = {}
+    for entry in pool:
+        name, _, weight = entry.partition(":")
+        if name not in POOLABLE:
+            raise ValueError(f"pool: unknown corpus {name!r}; corpora that can be pooled: {list(POOLABLE)}")
+        if name in out:
+            raise ValueError(f"pool: {name} is named twice")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            w = -1.0
+        if not 0 < w < 1e6:
+            raise ValueError(f"pool: the weight of {name} must be a number > 0 (as {name}:0.5), got {weight!r}")
+        out[name] = w
+    return list(out.items())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pooling:
+    """The pooling keys of every corpus's prepare section (after its own keys; :mod:`asr.corpora.pool`)."""
+
+    # other corpora whose training utterances join every training set (never dev or test), each as NAME or
+    # NAME:WEIGHT, the weight being how often a pass sees each of its utterances (0.5: every other pass on
+    # average); e.g. --set prepare.pool=an4,speechocean762:0.5
+    pool: tuple[str, ...] = ()
+    # all: every training utterance of a pooled corpus; task: only those made of words that the recipe's own
+    # training transcripts hold (digit strings for a digit recipe)
+    pool_words: Literal["all", "task"] = "all"
+    # folder holding the pooled corpora; None: the first of corpus_dir, the folder above it and $ASR_CORPORA
+    # that holds each, else its public download
+    pool_dir: str | None = None
+
+    def __post_init__(self):
+        pool_entries(self.pool)

@@ -47,7 +47,7 @@ _MARK = re.compile(r"</?s>|<sil>|\+\+[^+]*\+\+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class An4Config:
+class An4Config(corpora.Pooling):
     """The ``prepare`` stage's config section."""
 
     corpus_dir: str | None = None  # folder holding an4/ (--corpus-dir, else $ASR_CORPORA); None: download
@@ -59,6 +59,7 @@ class An4Config:
     seed: int = 0  # which speakers go to dev and devtest
 
     def __post_init__(self):
+        super().__post_init__()
         if self.dev_speakers < 1 or self.devtest_speakers < -1:
             raise ValueError(
                 "dev_speakers must be >= 1 (dev tunes decoding and stops training) and devtest_speakers >= 0 "
@@ -87,10 +88,10 @@ def source(url: str = URL, min_bytes: int = MIN_ARCHIVE_BYTES) -> corpora.Source
 
 def fingerprint(cfg: An4Config) -> dict[str, str] | None:
     """Listing files (hashed) and audio (size, modification time); None before a download."""
-    return corpora.fingerprint(source(), cfg.corpus_dir, cfg.download_dir, _stamps)
+    return corpora.fingerprint(source(), cfg.corpus_dir, cfg.download_dir, stamps)
 
 
-def _stamps(root: Path) -> dict[str, str]:
+def stamps(root: Path) -> dict[str, str]:
     out = {str(f): f"sha256 {sha256sum(f)}" for f in sorted((root / "etc").glob("an4_*.*"))}
     out.update({str(f): file_stamp(f) for f in sorted((root / "wav").glob("*/*/*"))})
     return out

@@ -48,7 +48,7 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "`": "'", "\u00b4": 
 
 
 @dataclass(frozen=True)
-class CommonVoiceConfig:
+class CommonVoiceConfig(corpora.Pooling):
     """The ``prepare`` stage's config section."""
 
     language: str = "en"  # the release's folder name for the language (en, de, fr, zh-CN, ...)
@@ -59,6 +59,7 @@ class CommonVoiceConfig:
     max_train_hours: float = 0.0  # keep the first this many hours of train (by sorted id); 0: all
 
     def __post_init__(self):
+        super().__post_init__()
         if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)*", self.language):
             raise ValueError(f"language {self.language!r} is not a Common Voice language code (en, de, zh-CN, ...)")
         if self.url and not self.sha256:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr import corpora
 from asr.core.context import StageContext
 from asr.core.errors import ConfigError, ManifestError
 from asr.data.manifest import check, data_fingerprint, load_data, write_manifest
@@ -21,7 +22,7 @@ VERSION = 1  # of the prepare stage's output: bump when the manifests it writes 
 
 
 @dataclass(frozen=True)
-class CustomConfig:
+class CustomConfig(corpora.Pooling):
     """The ``prepare`` section of the custom recipe: paths of the user's sets."""
 
     train: tuple[str, ...] = ()  # Kaldi data directories or .jsonl manifests

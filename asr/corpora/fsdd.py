@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import random
 import re
 from collections import defaultdict
@@ -32,7 +31,6 @@ from asr import corpora
 from asr.core.context import StageContext
 from asr.core.errors import CorpusError
 from asr.core.fsutil import atomic_write_text, file_stamp
-from asr.corpora import speechocean762
 from asr.data.audio import load_audio, read_info, save_audio
 from asr.data.manifest import Utterance, check, write_manifest
 
@@ -69,7 +67,7 @@ class Recording:
 
 
 @dataclass(frozen=True)
-class FsddConfig:
+class FsddConfig(corpora.Pooling):
     """Preparation settings (the ``prepare`` stage's config section)."""
 
     sample_rate: int = NATIVE_RATE  # rate of the connected-digit audio we write
@@ -81,16 +79,11 @@ class FsddConfig:
     min_pause: float = 0.05  # seconds of silence between (and around) the digits
     max_pause: float = 0.30
     seed: int = 0
-    # add speechocean762's 77 digit strings (26 other speakers, adults and children, found in the same
-    # corpus folder) to every training set, never to dev or test
-    so762_digits: bool = False
     corpus_dir: str | None = None  # folder holding fsdd/ (--corpus-dir, else $ASR_CORPORA); None: download
-    # folder holding speechocean762/ (so762_digits); None: the first of corpus_dir, the folder above it (when
-    # corpus_dir is the FSDD folder itself) and $ASR_CORPORA that holds it, else a download
-    so762_dir: str | None = None
     download_dir: str = "data/downloads"
 
     def __post_init__(self):
+        super().__post_init__()
         if not 1 <= self.min_digits <= self.max_digits:
             raise ValueError(f"need 1 <= min_digits <= max_digits, got {self.min_digits}, {self.max_digits}")
         if not 0 <= self.min_pause <= self.max_pause:
@@ -112,47 +105,14 @@ def source(url: str = URL, sha256: str = SHA256) -> corpora.Source:
     return corpora.Source("FSDD recordings", _recordings_dir, "fsdd/recordings/*.wav", url, ARCHIVE_NAME, sha256)
 
 
-def _so762_folder(cfg: FsddConfig) -> str | None:
-    """Where speechocean762 is for ``so762_digits``: found by its own setting, not inside the FSDD folder.
-
-    Raises:
-        CorpusError: local folders were given and none holds it.
-    """
-    if cfg.so762_dir:
-        return cfg.so762_dir
-    env = os.environ.get(corpora.CORPORA_ENV)
-    places = [p for p in (cfg.corpus_dir, cfg.corpus_dir and str(Path(cfg.corpus_dir).parent), env) if p]
-    for place in places:
-        if speechocean762.source().probe(Path(place)) is not None:
-            return place
-    if places:
-        raise CorpusError(
-            f"speechocean762 (for prepare.so762_digits) is in none of {places}; name its folder with "
-            "--set prepare.so762_dir=DIR, or train on FSDD alone with --set prepare.so762_digits=false"
-        )
-    return None  # downloaded
+def stamps(recordings_dir: Path) -> dict[str, str]:
+    """Size and modification time of every recording."""
+    return {str(p): file_stamp(p) for p in sorted(recordings_dir.glob("*.wav"))}
 
 
 def fingerprint(cfg: FsddConfig) -> dict[str, str] | None:
     """Size and modification time of every recording the prepare stage would read; None before a download."""
-    stamps = corpora.fingerprint(
-        source(),
-        cfg.corpus_dir,
-        cfg.download_dir,
-        lambda rec: {str(p): file_stamp(p) for p in sorted(rec.glob("*.wav"))},
-    )
-    if not stamps:
-        return stamps
-    if cfg.so762_digits:
-        try:
-            so762 = _so762_folder(cfg)
-        except CorpusError:
-            return {}  # the stage itself reports it
-        extra = speechocean762.fingerprint(speechocean762.So762Config(so762, cfg.download_dir))
-        if extra is None:
-            return None
-        stamps.update(extra)
-    return stamps
+    return corpora.fingerprint(source(), cfg.corpus_dir, cfg.download_dir, stamps)
 
 
 def scan(recordings_dir: str | Path) -> list[Recording]:
@@ -260,16 +220,8 @@ def make_connected(
 # --- the whole preparation -------------------------------------------------------------------
 
 
-def prepare(
-    recordings_dir: str | Path,
-    out_dir: str | Path,
-    cfg: FsddConfig = FsddConfig(),
-    extra_train: tuple[Utterance, ...] | list[Utterance] = (),
-) -> dict:
+def prepare(recordings_dir: str | Path, out_dir: str | Path, cfg: FsddConfig = FsddConfig()) -> dict:
     """Write every manifest of both tasks under ``out_dir``.
-
-    ``extra_train`` (other corpora's digit strings, absolute audio paths) joins
-    ``connected/train`` and every ``loso/<speaker>/train``.
 
     Layout::
 
@@ -295,13 +247,11 @@ def prepare(
         emit(f"isolated/{split}", utts)
     for spk in sorted({r.speaker for r in recs}):
         for split, utts in speaker_heldout_splits(recs, spk).items():
-            emit(f"loso/{spk}/{split}", utts + list(extra_train) if split == "train" else utts)
+            emit(f"loso/{spk}/{split}", utts)
     sizes = {"train": cfg.connected_train, "dev": cfg.connected_dev, "test": cfg.connected_test}
     for offset, split in enumerate(SPLITS):
         pool = [r for r in recs if split_of(r) == split]
         utts, layout = make_connected(pool, sizes[split], split, out / "connected", cfg, cfg.seed * 1000 + offset)
-        if split == "train":
-            utts += list(extra_train)
         emit(f"connected/{split}", utts, out / "connected")
         atomic_write_text(out / "connected" / f"{split}.layout.jsonl", "".join(json.dumps(x) + "\n" for x in layout))
     return counts
@@ -312,19 +262,4 @@ def stage(ctx: StageContext) -> dict:
     cfg: FsddConfig = ctx.config
     recordings = corpora.locate(source(), cfg.corpus_dir, cfg.download_dir)
     ctx.log(f"prepare: FSDD recordings from {recordings}")
-    extra: list[Utterance] = []
-    if cfg.so762_digits:
-        root = corpora.locate(speechocean762.source(), _so762_folder(cfg), cfg.download_dir)
-        extra = [
-            dataclasses.replace(u, audio=str(Path(u.audio).resolve()))  # manifests elsewhere read them too
-            for u in speechocean762.sentences_of(root, set(DIGIT_WORDS))
-        ]
-        ctx.log(
-            f"prepare: + {len(extra)} digit strings by {len({u.speaker for u in extra})} speakers "
-            f"of speechocean762 ({root}) in every training set"
-        )
-    return {
-        "counts": prepare(recordings, ctx.out, cfg, extra),
-        "recordings_dir": str(recordings),
-        "extra_train": len(extra),
-    }
+    return {"counts": prepare(recordings, ctx.out, cfg), "recordings_dir": str(recordings)}

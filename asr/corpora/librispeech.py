@@ -48,7 +48,7 @@ UTT_RE = re.compile(r"^(?P<speaker>[0-9]+)-(?P<chapter>[0-9]+)-(?P<n>[0-9]+)$")
 
 
 @dataclass(frozen=True)
-class LibriSpeechConfig:
+class LibriSpeechConfig(corpora.Pooling):
     """The ``prepare`` stage's config section: which subsets play which role."""
 
     train: tuple[str, ...] = ("train-clean-100",)  # add train-clean-360, train-other-500 for 960 hours
@@ -58,6 +58,7 @@ class LibriSpeechConfig:
     download_dir: str = "data/downloads"
 
     def __post_init__(self):
+        super().__post_init__()
         unknown = [s for s in (*self.train, *self.dev, *self.test) if s not in SUBSETS]
         if unknown:
             raise ValueError(f"unknown LibriSpeech subset(s) {unknown}; subsets: {list(SUBSETS)}")

@@ -46,7 +46,7 @@ CHILD_MAX_AGE = 17  # a speaker up to this age counts as a child for the balance
 
 
 @dataclass(frozen=True)
-class So762Config:
+class So762Config(corpora.Pooling):
     """The ``prepare`` stage's config section."""
 
     corpus_dir: str | None = None  # folder holding speechocean762/ (--corpus-dir, else $ASR_CORPORA); None: download
@@ -56,6 +56,7 @@ class So762Config:
     seed: int = 0  # which speakers go to dev and devtest
 
     def __post_init__(self):
+        super().__post_init__()
         if self.dev_speakers < 1 or self.devtest_speakers < 0:
             raise ValueError("dev_speakers must be >= 1 and devtest_speakers >= 0")
 
@@ -78,10 +79,10 @@ def source(url: str = URL, min_bytes: int = MIN_ARCHIVE_BYTES) -> corpora.Source
 
 def fingerprint(cfg: So762Config) -> dict[str, str] | None:
     """Listing files (hashed) and audio files (size, modification time) of the splits; None before a download."""
-    return corpora.fingerprint(source(), cfg.corpus_dir, cfg.download_dir, _stamps)
+    return corpora.fingerprint(source(), cfg.corpus_dir, cfg.download_dir, stamps)
 
 
-def _stamps(root: Path) -> dict[str, str]:
+def stamps(root: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for split in UPSTREAM_SPLITS:
         d = root / split

@@ -123,7 +123,7 @@ DEV = (
 
 
 @dataclass(frozen=True)
-class TimitConfig:
+class TimitConfig(corpora.Pooling):
     """The ``prepare`` stage's config section."""
 
     corpus_dir: str | None = None  # folder holding TIMIT/ (--corpus-dir, else $ASR_CORPORA); LDC-licensed, no download
@@ -131,6 +131,7 @@ class TimitConfig:
     phone_set: int = 48  # phones: fold the 61 TIMIT phones to 61, 48 or 39 for training (scoring folds to 39)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.phone_set not in TIMIT_SETS:
             raise ValueError(f"phone_set must be one of {list(TIMIT_SETS)}, got {self.phone_set}")
 

@@ -19,7 +19,9 @@ def pad(arrays) -> tuple[torch.Tensor, torch.Tensor]:
     return pad_sequence(tensors, batch_first=True), torch.tensor([len(t) for t in tensors])
 
 
-def make_batches(frames: np.ndarray, batch_frames: int, epoch: int, seed: int) -> list[list[int]]:
+def make_batches(
+    frames: np.ndarray, batch_frames: int, epoch: int, seed: int, weights: np.ndarray | None = None
+) -> list[list[int]]:
     """Frame-bounded batches of similar lengths.
 
     Epoch 0 goes shortest first (SortaGrad); later epochs sort by a randomly
@@ -30,21 +32,29 @@ def make_batches(frames: np.ndarray, batch_frames: int, epoch: int, seed: int) -
         frames: ``(N,)`` frames of each item.
         batch_frames: most padded frames (batch size x longest item) in a batch; a
             longer item gets a batch of its own.
+        weights: ``(N,)`` how often the epoch takes each item on average: its whole part every
+            epoch, its fraction as a seeded draw per epoch (0.5: every other epoch on average);
+            None: each item once.
     Returns:
         lists of item indices.
     """
+    items = np.arange(len(frames))
+    if weights is not None and np.any(weights != 1):
+        draw = np.random.default_rng([seed, epoch, 2]).random(len(frames))
+        items = np.repeat(items, np.floor(weights).astype(np.int64) + (draw < weights % 1))
+    lengths = frames[items]
     if epoch == 0:
-        order = np.argsort(frames, kind="stable")
+        order = np.argsort(lengths, kind="stable")
     else:
         rng = np.random.default_rng([seed, epoch])
-        order = np.argsort(frames * rng.uniform(0.9, 1.1, size=len(frames)), kind="stable")
+        order = np.argsort(lengths * rng.uniform(0.9, 1.1, size=len(lengths)), kind="stable")
     batches, cur, longest = [], [], 0
     for i in order:
-        longest_if = max(longest, int(frames[i]))
+        longest_if = max(longest, int(lengths[i]))
         if cur and longest_if * (len(cur) + 1) > batch_frames:
             batches.append(cur)
-            cur, longest_if = [], int(frames[i])
-        cur.append(int(i))
+            cur, longest_if = [], int(lengths[i])
+        cur.append(int(items[i]))
         longest = longest_if
     if cur:
         batches.append(cur)

@@ -6,7 +6,8 @@ A manifest line is one :class:`Utterance`::
      "text": "seven", "speaker": "jackson"}
 
 with an optional ``offset`` (seconds) when the utterance is a segment of a longer
-recording, and optional ``groups`` the report pages break the error rate down by, as
+recording, an optional ``weight`` (how often a training pass sees it; pooled corpora, :mod:`asr.corpora.pool`),
+and optional ``groups`` the report pages break the error rate down by, as
 ``{"gender": "f", "age": "child"}``. Kaldi data directories map onto the same records:
 ``wav.scp`` (plain paths only), ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur``, for segments
 ``segments``, and ``spk2gender`` (the ``gender`` group). (Reading the text files themselves,
@@ -29,7 +30,8 @@ from asr.core.fsutil import atomic_write_text, file_stamp, sha256sum
 from asr.core.textfiles import read_kaldi_table, read_lines
 from asr.data.audio import check_file, read_info
 
-FIELDS = ("id", "audio", "duration", "text", "speaker", "offset", "groups")
+FIELDS = ("id", "audio", "duration", "text", "speaker", "offset", "groups", "weight")
+POOLED = "pooled"  # the group naming the corpus a pooled utterance comes from
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class Utterance:
         speaker: speaker id, no whitespace.
         offset: start of the segment inside ``audio``, in seconds; ``None`` for a whole file.
         groups: ``(grouping, value)`` pairs, e.g. ``(("age", "child"), ("gender", "f"))``: what the report
-            pages break the error rate down by, besides the speaker.
+            pages break the error rate down by, besides the speaker; ``("pooled", corpus)`` marks an utterance
+            another corpus lent to the training set.
+        weight: how often a training pass sees the utterance on average (0.5: every other pass, 2: twice).
     """
 
     id: str
@@ -54,6 +58,12 @@ class Utterance:
     speaker: str
     offset: float | None = None
     groups: tuple[tuple[str, str], ...] = ()
+    weight: float = 1.0
+
+    @property
+    def pooled_from(self) -> str | None:
+        """The corpus that lent this utterance to a training set, or None for the recipe's own."""
+        return dict(self.groups).get(POOLED)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -63,6 +73,8 @@ class Utterance:
             d["groups"] = dict(self.groups)
         else:
             del d["groups"]
+        if self.weight == 1.0:
+            del d["weight"]
         return d
 
     @classmethod
@@ -98,6 +110,9 @@ class Utterance:
             isinstance(k, str) and k and isinstance(v, str) and v for k, v in groups.items()
         ):
             wrong.append(f'groups must be an object of non-empty strings (e.g. {{"gender": "f"}}), got {groups!r}')
+        weight = d.get("weight", 1.0)
+        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 < weight < math.inf):
+            wrong.append(f"weight must be a number > 0 (how often a training pass sees it), got {weight!r}")
         if wrong:
             raise ManifestError(where, [(uid, "; ".join(wrong))])
         offset = d.get("offset")
@@ -109,6 +124,7 @@ class Utterance:
             speaker=d["speaker"],
             offset=None if offset is None else float(offset),
             groups=tuple(sorted(groups.items())),
+            weight=float(weight),
         )
 
 

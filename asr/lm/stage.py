@@ -141,8 +141,11 @@ def stage(ctx: StageContext) -> dict:
     """The ``lm`` stage: a word n-gram model and lexicon from the training transcripts."""
     cfg: LmConfig = ctx.config
     prep = ctx.inputs["prepare"]
-    texts = [
-        u.text for name in expand_sets(cfg.sets, manifest_names(prep)) for u in read_manifest(prep / f"{name}.jsonl")
+    texts = [  # the recipe's own transcripts: pooled corpora's (asr.corpora.pool) lend audio, not the task's words
+        u.text
+        for name in expand_sets(cfg.sets, manifest_names(prep))
+        for u in read_manifest(prep / f"{name}.jsonl")
+        if not u.pooled_from
     ]
     alphabet = {c for t in texts for c in t} - {" "}
     extra = frequent_words(cfg.extra_words, cfg.extra_language, alphabet) if cfg.extra_words else None

@@ -93,7 +93,7 @@ def score_stage(ctx: StageContext) -> dict:
     rows, wers = [], []
     fold_names = sorted(p.name for p in ctx.inputs["decode"].iterdir() if DecodeDir(p).settings.is_file())
     for fold in fold_names:
-        inputs = {"decode": ctx.inputs["decode"] / fold, "train": ctx.inputs["train"] / fold}
+        inputs = {**ctx.inputs, "decode": ctx.inputs["decode"] / fold, "train": ctx.inputs["train"] / fold}
         m = scoring.stage(_sub(ctx, fold, ctx.config, inputs))["metrics"][f"{PREFIX}/{fold}/test"]
         wers.append(m["wer"])
         ci = f" [{100 * m['wer_ci'][0]:.2f}, {100 * m['wer_ci'][1]:.2f}]" if "wer_ci" in m else ""
@@ -113,6 +113,7 @@ def score_stage(ctx: StageContext) -> dict:
         *rows,
         f"| **mean** | | {100 * mean:.2f} | | |",
         "",
+        *scoring.pooled_lines(ctx),
         "Per-fold details:",
         "",
     ]

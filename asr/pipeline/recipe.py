@@ -13,6 +13,7 @@ from asr.core.context import Stage
 from asr.core.errors import ConfigError
 from asr.core.fsutil import check_output_folder
 from asr.core.layout import MODEL, RESULTS
+from asr.corpora import pool
 from asr.decode import stage as decode
 from asr.features import stage as features
 from asr.lm import stage as lm
@@ -80,8 +81,8 @@ def pipeline(
 
 
 def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[Stage]:
-    """The usual stages: prepare -> features -> lexicon -> lm -> train -> decode -> score (RESULTS.md) ->
-    export (model.pt).
+    """The usual stages: prepare (then pooling, :mod:`asr.corpora.pool`) -> features -> lexicon -> lm -> train ->
+    decode -> score (RESULTS.md) -> export (model.pt).
 
     Args:
         prepare: the corpus module's stage function, ``prepare_version`` its ``VERSION``.
@@ -89,7 +90,13 @@ def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[St
             :class:`asr.pipeline.runner.Stage`), so an edited transcript or replaced audio re-runs it.
     """
     return [
-        Stage(1, "prepare", prepare, version=prepare_version, data=prepare_data),
+        Stage(
+            1,
+            "prepare",
+            pool.pooled(prepare),
+            version=prepare_version,
+            data=pool.pooled_fingerprint(prepare_data),
+        ),
         Stage(2, "features", features.stage, inputs=("prepare",), version=features.VERSION),
         Stage(
             3,
@@ -103,7 +110,14 @@ def standard_stages(prepare, prepare_version: int, prepare_data=None) -> list[St
         Stage(4, "lm", lm.stage, inputs=("prepare", "lexicon"), version=lm.VERSION),
         Stage(5, "train", train.stage, inputs=("features", "lexicon"), version=train.VERSION, check=train.check),
         Stage(6, "decode", decode.stage, inputs=("features", "lexicon", "lm", "train"), version=decode.VERSION),
-        Stage(7, "score", scoring.stage, inputs=("train", "decode"), exports=(RESULTS,), version=scoring.VERSION),
+        Stage(
+            7,
+            "score",
+            scoring.stage,
+            inputs=("prepare", "train", "decode"),
+            exports=(RESULTS,),
+            version=scoring.VERSION,
+        ),
         Stage(
             8,
             "export",

@@ -13,6 +13,7 @@ from asr.core.fsutil import atomic_write_text
 from asr.core.layout import RECORD, DecodeDir, ScoreDir, TrainDir
 from asr.core.provenance import command_line, git_commit
 from asr.core.textfiles import read_text
+from asr.corpora import pool
 from asr.score.report import write_report
 from asr.score.training_page import write_training_page
 from asr.score.wer import BOOTSTRAP_SAMPLES, Score, score
@@ -119,6 +120,12 @@ def _training_line(ctx: StageContext) -> str:
     )
 
 
+def pooled_lines(ctx: StageContext) -> list[str]:
+    """RESULTS.md's line on the corpora pooled into training (none when nothing was)."""
+    lent = pool.read(ctx.inputs["prepare"]) if "prepare" in ctx.inputs else {}
+    return [f"Pooled into training (never into dev or test): {pool.describe(lent)}.", ""] if lent else []
+
+
 def stage(ctx: StageContext) -> dict:
     """The ``score`` stage: a report per decoded set and ``RESULTS.md``."""
     cfg: ScoreConfig = ctx.config
@@ -152,6 +159,7 @@ def stage(ctx: StageContext) -> dict:
         + ", ".join(f"[{n}](score/{n}/index.html)" for n in dec.sets())
         + ".",
         "",
+        *pooled_lines(ctx),
         "OOV: running words of the references missing from the decoder's word list (the lm stage's)."
         + (
             " Greedy PER: the phone model's best path against the references' phones (each word's first pronunciation)."

@@ -20,11 +20,20 @@ from asr.core.procs import die_with_parent
 from asr.data.audio import check_header, read_info
 from asr.recognize.recognizer import Recognizer, load_model
 from asr.serve import vosk
-from asr.serve.guard import FORM_OVERHEAD, TIMEOUT_SECONDS, BadInput, RequestGuard, error_response
+from asr.serve.guard import (
+    FORM_OVERHEAD,
+    TIMEOUT_SECONDS,
+    BadInput,
+    HeaderTimeoutProtocol,
+    Occupancy,
+    RequestGuard,
+    error_response,
+)
 
 ENV = "ASR_SERVE_CONFIG"  # the worker processes' settings, as JSON (uvicorn starts them by import string)
 FORMATS = ("json", "text", "verbose_json")
 SAMPLES_PER_SECOND = 96_000  # decoded samples a second of the longest audio may hold: 48 kHz stereo
+MAX_CONNECTIONS = 64  # default: open transcription requests and streams per worker before a 503 or a close 1013
 
 
 def create_app(
@@ -34,25 +43,34 @@ def create_app(
     max_seconds: float = 600.0,
     timeout: float = TIMEOUT_SECONDS,
     api_docs: bool = False,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> FastAPI:
-    """The service around one loaded model (``api_docs``: serve ``/docs`` and ``/openapi.json``)."""
+    """The service around one loaded model (``api_docs``: serve ``/docs`` and ``/openapi.json``; past
+    ``max_connections`` open requests and streams, a 503 or a close 1013)."""
     app = FastAPI(
         title="asr",
         summary="Speech recognition: an OpenAI-compatible transcription endpoint",
         **({} if api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
-    app.add_middleware(RequestGuard, max_bytes=int(max_mb * 1e6) + FORM_OVERHEAD, timeout=timeout)
+    occupancy = Occupancy(max_connections)
+    app.add_middleware(RequestGuard, max_bytes=int(max_mb * 1e6) + FORM_OVERHEAD, timeout=timeout, occupancy=occupancy)
     _error_answers(app)
-    _page_and_health(app, recognizer, Path(name).name)  # the file's name, not the server's folders
+    _page_and_health(app, recognizer, Path(name).name, occupancy)  # the file's name, not the server's folders
     _transcriptions(app, recognizer, max_mb, max_seconds)
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
         await ws.accept()
+        if occupancy.full:  # Vosk's clients read 1013 as "try again later"
+            await ws.send_json({"error": occupancy.busy_message()})
+            return await ws.close(1013)
+        occupancy.streams += 1
         try:
             await vosk.session(ws, recognizer, timeout)
         except WebSocketDisconnect:
             pass
+        finally:
+            occupancy.streams -= 1
 
     return app
 
@@ -82,8 +100,8 @@ def _error_answers(app: FastAPI) -> None:
         )
 
 
-def _page_and_health(app: FastAPI, recognizer: Recognizer, model_name: str) -> None:
-    """``GET /``: the page; ``GET /health``: the model and its decoding."""
+def _page_and_health(app: FastAPI, recognizer: Recognizer, model_name: str, occupancy: Occupancy) -> None:
+    """``GET /``: the page; ``GET /health``: the model, its decoding and this worker's open requests and streams."""
     page = resources.files("asr").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
@@ -101,6 +119,9 @@ def _page_and_health(app: FastAPI, recognizer: Recognizer, model_name: str) -> N
             "decoding": recognizer.options.method,
             "sample_rate": recognizer.sample_rate,
             "streaming": recognizer.streaming,
+            "requests": occupancy.requests,
+            "streams": occupancy.streams,
+            "max_connections": occupancy.limit,
         }
 
 
@@ -171,7 +192,16 @@ def app_from_env() -> FastAPI:
     recognizer = load_model(
         cfg["model"], lm=cfg.get("lm"), chunk_seconds=cfg["chunk_seconds"], threads=1, **cfg.get("decoding", {})
     )
-    app = create_app(recognizer, cfg["model"], cfg["max_mb"], cfg["max_seconds"], cfg["timeout"], cfg["api_docs"])
+    HeaderTimeoutProtocol.header_seconds = cfg["timeout"]  # this worker's connections (asr serve passes the class)
+    app = create_app(
+        recognizer,
+        cfg["model"],
+        cfg["max_mb"],
+        cfg["max_seconds"],
+        cfg["timeout"],
+        cfg["api_docs"],
+        cfg.get("max_connections", MAX_CONNECTIONS),
+    )
     if cfg.get("parent"):
         print(f"asr serve: worker {os.getpid()} ready", file=sys.stderr, flush=True)
     return app

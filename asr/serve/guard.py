@@ -1,11 +1,14 @@
-"""Bounding each HTTP request before the app sees it (bytes and time), and the service's JSON error answers."""
+"""Bounding each connection and request before the app sees it (header and body time, bytes, how many at once),
+and the service's JSON error answers."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 
 from fastapi.responses import JSONResponse
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 FORM_OVERHEAD = 100_000  # bytes a multipart form may add around the file itself
 TIMEOUT_SECONDS = 30.0  # default: a request whose body stops arriving this long gets a 408
@@ -28,21 +31,93 @@ def error_response(e: BadInput) -> JSONResponse:
     return JSONResponse({"error": {"message": e.message, "type": e.kind}}, status_code=e.status)
 
 
-class RequestGuard:
-    """ASGI middleware bounding each request's body in bytes and in time, before the form parser sees it.
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, closing a connection whose request line and headers have not all arrived within
+    :attr:`header_seconds` of its opening (or of the request's first byte). uvicorn times only the pause between
+    keep-alive requests: a socket that sent nothing, or half a header, stayed open for good, and 70 of them held
+    every slot. (By hand: uvicorn has no such setting; ``asr serve`` sets the seconds in each worker.)"""
 
+    header_seconds: float = TIMEOUT_SECONDS
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._header_timer = self.loop.call_later(self.header_seconds, self._headers_too_slow)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:  # a keep-alive connection's next request: its headers are timed too
+            self._header_timer = self.loop.call_later(self.header_seconds, self._headers_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._stop_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            self.transport.close()
+
+
+@dataclass
+class Occupancy:
+    """One worker's open transcription requests and streams, against ``limit`` (``--max-connections``)."""
+
+    limit: int
+    requests: int = 0
+    streams: int = 0
+
+    @property
+    def full(self) -> bool:
+        return self.requests + self.streams >= self.limit
+
+    def busy_message(self) -> str:
+        return (
+            f"the server is busy ({self.requests} request(s) and {self.streams} stream(s) open, its limit is "
+            f"{self.limit}); try again later"
+        )
+
+
+class RequestGuard:
+    """ASGI middleware bounding each request, before the form parser sees it: how many at once, the body's bytes
+    and time.
+
+    Past ``occupancy.limit`` open requests and streams a request gets a 503 (``/health`` is always answered).
     The bytes are counted as they arrive, so a chunked upload (no Content-Length) is stopped at the
     limit like any other; a body that stops arriving for ``timeout`` seconds is given up. Either way
     the app is told the client left, and the client gets our 413 or 408 instead of the app's answer.
-    (Written by hand: uvicorn has neither a body limit nor a body read timeout.)
+    (Written by hand: uvicorn has neither a body limit nor a body read timeout, and its concurrency limit
+    counts idle connections and answers ``/health`` with a 503 too.)
     """
 
-    def __init__(self, app, max_bytes: int, timeout: float):
-        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
+    def __init__(self, app, max_bytes: int, timeout: float, occupancy: Occupancy):
+        self.app, self.max_bytes, self.timeout, self.occupancy = app, max_bytes, timeout, occupancy
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope.get("path") == "/health":
+            return await self.app(scope, receive, send)
+        if self.occupancy.full:
+            return await error_response(BadInput(503, self.occupancy.busy_message(), "server_error"))(
+                scope, receive, send
+            )
+        self.occupancy.requests += 1
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.occupancy.requests -= 1
+
+    async def _guarded(self, scope, receive, send):
         guarded = _GuardedRequest(self, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:

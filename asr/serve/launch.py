@@ -13,11 +13,14 @@ import uvicorn
 
 from asr.core.errors import AsrError
 from asr.recognize.recognizer import load_model
-from asr.serve.app import ENV
-from asr.serve.guard import TIMEOUT_SECONDS
+from asr.serve.app import ENV, MAX_CONNECTIONS
+from asr.serve.guard import TIMEOUT_SECONDS, HeaderTimeoutProtocol
 
 KEEP_ALIVE_SECONDS = 5  # uvicorn closes an idle keep-alive connection after this
-MAX_CONNECTIONS = 64  # default: open connections and requests per worker before a 503
+MAX_STREAM_MESSAGE = 512 * 1024  # bytes of one WebSocket message (16 s of 16 kHz audio); larger: close 1009
+# open sockets per worker past which uvicorn itself answers 503 (idle ones included): a bound on file descriptors
+# well above --max-connections, which counts requests and streams, so /health stays answerable
+SOCKETS_PER_CONNECTION = 16
 
 
 def serve(
@@ -61,6 +64,7 @@ def serve(
             "max_seconds": max_seconds,
             "chunk_seconds": chunk_seconds,
             "timeout": timeout,
+            "max_connections": max_connections,
             "api_docs": api_docs,
             "parent": os.getpid() if workers > 1 else None,
         }
@@ -86,6 +90,9 @@ def serve(
         log_level="warning",
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        limit_concurrency=max_connections,
+        http=HeaderTimeoutProtocol,  # a connection's request headers must arrive within --timeout
+        limit_concurrency=max(1024, SOCKETS_PER_CONNECTION * max_connections),
+        ws_max_size=MAX_STREAM_MESSAGE,
+        ws_per_message_deflate=False,  # a small compressed frame can inflate to gigabytes before the size check
     )
     print("asr serve: stopped", file=sys.stderr)

@@ -60,8 +60,8 @@ async def session(ws: WebSocket, recognizer: Recognizer, timeout: float) -> None
             continue
         try:
             request = json.loads(text)
-        except json.JSONDecodeError:
-            return await refuse(f"a text message that is not JSON ({text[:60]!r}); send config or eof", 1007)
+        except (ValueError, RecursionError):  # not JSON, an integer of thousands of digits, nesting past the stack
+            return await refuse(f"a text message that is not JSON we read ({text[:60]!r}); send config or eof", 1007)
         if isinstance(request, dict) and "eof" in request:
             stream = stream or recognizer.stream()
             last = await asyncio.to_thread(stream.finish)

@@ -137,7 +137,9 @@ class Schedule:
         return cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def plan(cfg: TrainConfig, frames: np.ndarray, hop_seconds: float, world: int = 1) -> Schedule:
+def plan(
+    cfg: TrainConfig, frames: np.ndarray, hop_seconds: float, world: int = 1, weights: np.ndarray | None = None
+) -> Schedule:
     """The run's length, batch size, warm-up and evaluation interval, from the training data.
 
     The number of updates grows with the square root of the training audio
@@ -148,14 +150,14 @@ def plan(cfg: TrainConfig, frames: np.ndarray, hop_seconds: float, world: int = 
     """
     total = int(frames.sum())
     batch_frames = max(int(frames.max(initial=1)), min(cfg.batch_frames or CPU_BATCH_FRAMES, total // cfg.min_batches))
-    per_epoch = max(1, len(make_batches(frames, batch_frames, 0, cfg.seed)) // world)
+    per_epoch = max(1, len(make_batches(frames, batch_frames, 0, cfg.seed, weights)) // world)
     hours = total * hop_seconds / 3600
     if cfg.updates:
         updates = cfg.updates
     elif cfg.epochs:
         # each epoch's own batches: after the first (sorted by length), lengths are jittered, which packs
         # them less tightly (on speechocean762 550 batches, then about 590: epochs x 550 stopped at 7.5 of 8)
-        updates = sum(len(make_batches(frames, batch_frames, e, cfg.seed)) // world for e in range(cfg.epochs))
+        updates = sum(len(make_batches(frames, batch_frames, e, cfg.seed, weights)) // world for e in range(cfg.epochs))
     else:
         updates = max(cfg.min_updates, round(cfg.updates_per_sqrt_hour * math.sqrt(hours)))
     return Schedule(

@@ -46,6 +46,8 @@ class Data:
     texts: list[str]
     # targets of the intermediate CTC layer when its units differ (train.inter_units); None: it reads `labels`
     inter_labels: list[list[int]] | None = None
+    # how often a pass sees each utterance (pooled corpora's weights); None: each once
+    weights: np.ndarray | None = None
 
 
 def load_data(
@@ -66,7 +68,7 @@ def load_data(
         the data, and ``(id, frames after stacking, frames needed)`` for each dropped utterance.
     """
     log = log or logging.getLogger("asr.train.stage").info
-    sets, items, labels, frames, ids, spk, texts, short = [], [], [], [], [], [], [], []
+    sets, items, labels, frames, ids, spk, texts, weights, short = [], [], [], [], [], [], [], [], []
     inter_labels = [] if inter else None
     for s_no, name in enumerate(store.expand(names)):
         fs = store.open(name)
@@ -88,9 +90,11 @@ def load_data(
             ids.append(u["id"])
             spk.append(u["speaker"])
             texts.append(text)
+            weights.append(u.get("weight", 1.0))
             if inter:
                 inter_labels.append(inter_lab)
-    data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts, inter_labels)
+    weighted = np.array(weights, dtype=np.float64) if any(w != 1.0 for w in weights) else None
+    data = Data(sets, items, labels, np.array(frames, dtype=np.int64), ids, spk, texts, inter_labels, weighted)
     if max_utts and max_utts < len(items):
         keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:max_utts])
         data = Data(
@@ -102,6 +106,7 @@ def load_data(
             [spk[k] for k in keep],
             [texts[k] for k in keep],
             [inter_labels[k] for k in keep] if inter else None,
+            None if weighted is None else weighted[keep],
         )
     for uid, have, need in short:
         log(f"train data: {uid} has {have} frames after x{stack} stacking but its text needs {need}; left out")

@@ -221,7 +221,7 @@ def build(
         frames = device_batch_frames(core, int(train_data.frames.max()), device, cfg.precision)
         cfg = replace(cfg, batch_frames=int(broadcast([frames], device)[0]))
     hop = store.config.hop_ms / 1000
-    schedule = plan(cfg, train_data.frames, hop, world)
+    schedule = plan(cfg, train_data.frames, hop, world, train_data.weights)
     quiet(
         f"train: {schedule.hours:.2f} h of audio, {len(train_data.items)} utterances: {schedule.updates} updates "
         f"of {schedule.batch_frames}-frame batches ({schedule.epochs:g} epochs), "

@@ -373,7 +373,7 @@ class Trainer:
         )
         t0, audio_s, done = time.perf_counter(), 0.0, 0
         while done < n:
-            batches = make_batches(data.frames, self.schedule.batch_frames, st.epoch, cfg.seed)
+            batches = make_batches(data.frames, self.schedule.batch_frames, st.epoch, cfg.seed, data.weights)
             batches = batches[: len(batches) - len(batches) % self.world] if self.world > 1 else batches
             mine = batches[self.rank :: self.world]
             self.epoch_batches = len(mine)

@@ -1,0 +1,128 @@
+"""Pooling other corpora's training utterances into a recipe's training sets (asr.corpora.pool) on the shared
+copies: which sets take them, how they are named and weighted, resampled, kept out of the word model, and keyed."""
+
+import dataclasses
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from asr.core.errors import ConfigError, CorpusError
+from asr.corpora import an4, fsdd, pool
+from asr.data.batching import make_batches
+from asr.data.manifest import read_manifest, write_manifest
+from asr.features.store import FeatureStore
+from asr.pipeline import recipe
+
+
+@pytest.fixture(scope="module")
+def an4_root(corpora_root):
+    root = an4.source().probe(corpora_root)
+    if root is None:
+        pytest.fail(f"AN4 not found under {corpora_root}")
+    return root
+
+
+def _ctx(cfg, out):
+    return SimpleNamespace(config=cfg, out=out, log=lambda m: None)
+
+
+def test_pooled_utterances_join_every_training_set_and_no_other(corpora_root, so762_root, an4_root, tmp_path):
+    cfg = fsdd.FsddConfig(
+        connected_train=20,
+        connected_dev=5,
+        connected_test=5,
+        corpus_dir=str(corpora_root),
+        pool=("speechocean762", "an4:0.5"),
+        pool_words="task",
+    )
+    out = tmp_path / "prep"
+    result = pool.pooled(fsdd.stage)(_ctx(cfg, out))
+    lent = result["pooled"]
+    assert lent == pool.read(out)
+    assert lent["speechocean762"]["utterances"] == 77 and lent["speechocean762"]["speakers"] == 26
+    assert lent["an4"]["utterances"] == 137 and lent["an4"]["speakers"] == 69 and lent["an4"]["weight"] == 0.5
+    fsdd_speakers = {r.speaker for r in fsdd.scan(corpora_root / "fsdd" / "recordings")}
+    training = ["isolated/train", "connected/train"] + [f"loso/{s}/train" for s in sorted(fsdd_speakers)]
+    for name in training:
+        utts = read_manifest(out / f"{name}.jsonl")
+        others = [u for u in utts if u.speaker not in fsdd_speakers]
+        assert len(others) == 77 + 137, name
+        for u in others:
+            corpus = u.pooled_from
+            assert u.id.startswith(f"{corpus}-") and u.speaker.startswith(f"{corpus}-"), u
+            assert u.weight == (0.5 if corpus == "an4" else 1.0)
+            assert set(u.text.split()) <= set(fsdd.DIGIT_WORDS)  # pool_words=task: digit strings only
+            assert Path(u.audio).is_absolute() and Path(u.audio).is_file()
+    # the recipe's own lines are kept as written: connected-digit audio stays relative to its manifest
+    first = json.loads((out / "connected" / "train.jsonl").read_text().splitlines()[0])
+    assert not Path(first["audio"]).is_absolute()
+    for name in ["isolated/dev", "isolated/test", "connected/dev", "connected/test"] + [
+        f"loso/{s}/{split}" for s in fsdd_speakers for split in ("dev", "test")
+    ]:
+        assert all(u.speaker in fsdd_speakers and not u.pooled_from for u in read_manifest(out / f"{name}.jsonl"))
+    # the upstream test splits lend nothing: only training-split audio
+    assert all("/test/" not in u.audio for n in training for u in read_manifest(out / f"{n}.jsonl"))
+
+
+def test_pooled_corpora_are_part_of_the_prepare_key(corpora_root, so762_root, an4_root, tmp_path):
+    def keys(*sets):
+        pipe = recipe.pipeline("fsdd_loso", str(tmp_path / "w"), list(sets), str(corpora_root))
+        return pipe.keys["prepare"], pipe.data["prepare"]
+
+    default, stamps = keys()
+    assert any("an4_train.transcription" in f for f in stamps) and stamps["pool an4"] == f"version {an4.VERSION}"
+    assert any(f.startswith(str(so762_root)) for f in stamps)
+    alone, alone_stamps = keys("prepare.pool=")
+    assert not any("an4" in f for f in alone_stamps)
+    weighted, _ = keys("prepare.pool=speechocean762,an4:0.5")
+    assert len({default, alone, weighted}) == 3
+
+
+def test_pool_settings_are_checked(corpora_root, tmp_path):
+    with pytest.raises(ConfigError, match="unknown corpus 'timit'.*an4"):
+        recipe.pipeline("fsdd", str(tmp_path / "w"), ["prepare.pool=timit"], str(corpora_root))
+    for bad in ("an4:0", "an4:x", "an4,an4"):
+        with pytest.raises(ConfigError, match="pool"):
+            recipe.pipeline("fsdd", str(tmp_path / "w"), [f"prepare.pool={bad}"], str(corpora_root))
+    cfg = fsdd.FsddConfig(connected_train=2, connected_dev=1, connected_test=1, corpus_dir=str(corpora_root))
+    with pytest.raises(CorpusError, match="this recipe's own corpus"):
+        pool.pooled(fsdd.stage)(_ctx(dataclasses.replace(cfg, pool=("fsdd",)), tmp_path / "p"))
+
+
+def test_weights_set_how_often_a_pass_sees_an_utterance():
+    frames = np.arange(10, 110, dtype=np.int64)
+    plain = make_batches(frames, 400, 3, 0)
+    assert make_batches(frames, 400, 3, 0, np.ones(100)) == plain  # weight 1: the batches as before
+    weights = np.where(np.arange(100) < 50, 0.5, 2.0)
+    seen = np.zeros(100)
+    for epoch in range(40):
+        for batch in make_batches(frames, 400, epoch, 0, weights):
+            np.add.at(seen, batch, 1)
+    assert np.all(seen[50:] == 80)  # weight 2: twice in every pass
+    assert 0.4 < seen[:50].mean() / 40 < 0.6 and seen[:50].min() > 5  # 0.5: every other pass on average
+    assert make_batches(frames, 400, 7, 0, weights) == make_batches(frames, 400, 7, 0, weights)  # seeded
+
+
+def test_a_pooled_corpus_is_resampled_and_kept_out_of_the_word_model(corpora_root, fsdd_utts, an4_root, tmp_path):
+    """A custom 8 kHz recipe pooling AN4's 16 kHz digit strings: features at the recipe's rate, the pooled
+    utterances weighted in the training data, the LM over the recipe's own transcripts only."""
+    mine = tmp_path / "mine"
+    jackson, theo = ([u for u in fsdd_utts if u.speaker == s] for s in ("jackson", "theo"))
+    for split, utts in (("train", jackson), ("dev", theo[::2]), ("test", theo[1::2])):
+        write_manifest(mine / f"{split}.jsonl", utts)
+    work = tmp_path / "work"
+    sets = [f"prepare.{s}={mine / s}.jsonl" for s in ("train", "dev", "test")]
+    sets += ["features.sample_rate=8000", "prepare.pool=an4:2", "prepare.pool_words=task"]
+    pipe = recipe.pipeline("custom", str(work), sets, str(corpora_root))
+    pipe.run(None, "lm")
+    store = FeatureStore(work / "features")
+    lent = [u for u in store.open("train/train").utts if u["id"].startswith("an4-")]
+    assert len(lent) == 137 and all(u["weight"] == 2.0 for u in lent)
+    for u in lent[:20]:  # 10 ms frames of the 16 kHz audio read at 8 kHz
+        assert abs(u["frames"] - 100 * u["duration"]) <= 3, u
+    assert json.loads((work / "features" / "features.json").read_text())["config"]["sample_rate"] == 8000
+    assert json.loads((work / "lm" / "record.json").read_text())["sentences"] == 10  # not 10 + 137
+    assert "an4: 137 utterances, 69 speakers" in pool.status(pipe.config["prepare"], work / "prepare")
