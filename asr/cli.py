@@ -15,6 +15,10 @@ from asr.core.errors import AsrError
 from asr.search.options import METHODS, default
 from asr.text.phones import PHONE_MAPS
 
+# torch threads of `asr transcribe` / `evaluate`: one (docs/benchmarks.md, python -m asr.benchmarks.threads: as fast
+# as one per core alone on these small networks, and many times faster beside other work)
+DECODE_THREADS = 1
+
 
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe name (e.g. fsdd, custom) or path to a recipe.py")
@@ -40,7 +44,7 @@ def cmd_run(args) -> int:
     if args.show_config:
         print(config_summary(pipe.config))
         return 0
-    pipe.run(args.stage, args.stop_stage, force=args.force, nj=args.nj)
+    pipe.run(args.stage, args.stop_stage, force=args.force, nj=args.nj, threads=args.threads)
     return 0
 
 
@@ -69,6 +73,17 @@ def cmd_convert(args) -> int:
         write_kaldi_dir(Path(args.dst), utts)
     print(f"{len(utts)} utterances: {args.src} -> {args.dst}")
     return 0
+
+
+def _threads(text: str) -> int:
+    n = int(text) if text.isdigit() else -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is no thread count: give 1, 2, ... (0: one per core)")
+    return n
+
+
+def _add_threads(p: argparse.ArgumentParser, default: int, what: str) -> None:
+    p.add_argument("--threads", type=_threads, default=default, help=f"{what} (default {default}; 0: one per core)")
 
 
 def _add_decoder_args(p: argparse.ArgumentParser) -> None:
@@ -114,7 +129,9 @@ def _decoder_overrides(args) -> dict:
 def _recognizer(args):
     from asr.recognize.recognizer import load_model
 
-    return load_model(args.model, lm=args.lm, chunk_seconds=args.chunk_seconds, **_decoder_overrides(args))
+    return load_model(
+        args.model, lm=args.lm, chunk_seconds=args.chunk_seconds, threads=args.threads, **_decoder_overrides(args)
+    )
 
 
 def _shown(path: str) -> str:
@@ -342,6 +359,13 @@ def _add_run(sub) -> None:
     p.add_argument("--stop-stage", help="last stage to run (number or name)")
     p.add_argument("--force", action="store_true", help="re-run the selected stages even if up to date")
     p.add_argument("--nj", type=int, default=2, help="parallel worker processes (default 2)")
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        default=0,
+        help="CPU threads of a stage's own computation (training); default 0: this machine's cores shared among "
+        "the asr runs going on when the stage starts",
+    )
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=cmd_run)
 
@@ -375,6 +399,7 @@ def _add_transcribe(sub) -> None:
         "MODEL --stream -)",
     )
     p.add_argument("--rate", type=int, default=16_000, help="the sample rate of raw PCM on standard input")
+    _add_threads(p, DECODE_THREADS, "CPU threads for the network")
     _add_decoder_args(p)
     p.set_defaults(func=cmd_transcribe)
 
@@ -399,6 +424,7 @@ def _add_evaluate(sub) -> None:
         help="put each recording in the page (Ogg Opus, about 2 kB a second) instead of linking it: a page to share",
     )
     _add_phone_map(p)
+    _add_threads(p, DECODE_THREADS, "CPU threads for the network")
     _add_decoder_args(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -503,3 +503,49 @@ def test_the_package_import_graph_has_no_cycle():
     for m in sorted(mods):
         if m not in state:
             visit(m, [m])
+
+
+def test_a_stage_takes_its_share_of_the_cores_among_the_machines_runs(tmp_path, monkeypatch):
+    """Two trainings at one thread per core each, side by side, ran ten times slower than one after the other:
+    a stage starting beside another ``asr run`` takes half the cores, and ``--threads`` sets the count."""
+    import tempfile
+
+    from asr.core import cores
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this test's own folder of runs
+    seen = []
+
+    def stage_threads(ctx):
+        seen.append(ctx.threads)
+
+    def run(**kw):
+        Pipeline([Stage(1, "a", stage_threads)], {"a": A()}, tmp_path / "work").run(
+            force=True, log=lambda m: None, **kw
+        )
+        return seen[-1]
+
+    (tmp_path / f"asr-runs-{os.getuid()}").mkdir()
+    (tmp_path / f"asr-runs-{os.getuid()}" / "999999999").write_text("")  # left by a run that died: not counted
+    assert run() == cores.usable_cores()
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom asr.core import cores\nwith cores.running():\n"
+            "    print('held', flush=True)\n    sys.stdin.read()",
+        ],
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout.readline().strip() == "held"  # the other run holds its lock from here on
+        assert run() == max(1, cores.usable_cores() // 2)
+        assert run(threads=3) == 3
+    finally:
+        other.stdin.close()
+        other.wait(timeout=60)
+    assert run() == cores.usable_cores()
+    assert os.listdir(tmp_path / f"asr-runs-{os.getuid()}") == []

@@ -50,4 +50,5 @@ class StageContext:
     inputs: dict[str, Path]  # input stage name -> its finished output directory
     partial: Path | None  # survives a kill when the key is unchanged (checkpoints); None: the stage keeps none
     nj: int = 1
+    threads: int = 0  # CPU threads for the stage's own computation (0: the runtime's default)
     log: Callable[[str], None] = field(default=logging.getLogger("asr.run").info)

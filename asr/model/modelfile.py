@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from asr.core.errors import AsrError, ConfigError, TokenizerError
 from asr.core.layout import LmDir
 from asr.features.frontend import Cmvn, FeatureConfig, feature_config
@@ -227,6 +229,39 @@ class ModelFile:
     @property
     def input_dim(self) -> int:
         return self.data["input_dim"]
+
+    def check_network(self, network) -> None:
+        """Run ``network`` (a torch or ONNX network of this file) once on silence as the recognizer runs it, so
+        a network that does not fit this file's metadata is refused on load, not on the first request: the
+        input width, the frames it stacks (an offline network gives ``ceil(T / stack)`` frames), a streaming
+        network's chunk, right context and state shapes (two chunks, the second with the first's state), the
+        units per frame, and finite output (NaN weights give NaN).
+
+        Raises:
+            DamagedModel: what did not fit, named.
+        """
+        cfg, units = self.config, len(self.tokenizer.units)
+        try:
+            if self.is_streaming:
+                window = np.zeros((cfg.chunk + cfg.right_context, self.input_dim * cfg.stack), np.float32)
+                out, state = network.step(window, cfg.chunk, None)
+                out, _ = network.step(window, cfg.chunk, state)
+                want = (cfg.chunk, units)
+            else:
+                out = network(np.zeros((8 * cfg.stack, self.input_dim), np.float32))
+                want = (8, units)
+        except Exception as e:  # torch and onnxruntime raise their own types for inputs a graph does not take
+            detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise DamagedModel(
+                self.source, "network", f"does not run as its metadata describes it ({detail})"
+            ) from None
+        out = np.asarray(out)
+        if out.shape != want:
+            raise DamagedModel(
+                self.source, "network", f"gives {out.shape} log-probabilities where its metadata means {want}"
+            )
+        if not np.isfinite(out).all():
+            raise DamagedModel(self.source, "network", "gives NaN or infinite values (damaged weights)")
 
     @property
     def is_streaming(self) -> bool:

@@ -354,6 +354,7 @@ class Network:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.model = build_from_checkpoint(model.data, model.source).to(self.device)
+        model.check_network(self)
 
     @torch.inference_mode()
     def __call__(self, feats: np.ndarray) -> np.ndarray:

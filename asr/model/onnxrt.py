@@ -96,6 +96,14 @@ def load(path: str | Path, threads: int = 0) -> tuple[ModelFile, OnnxNetwork | O
     width, units = session.get_outputs()[0].shape[-1], len(model.tokenizer.units)
     if not isinstance(width, int) or width != units:
         raise AsrError(f"{path}: the network gives {width} values per frame for {units} units; the file is damaged")
-    if model.is_streaming:
-        return model, OnnxStreamingNetwork(session, model.config)
-    return model, OnnxNetwork(session)
+    inputs = {i.name for i in session.get_inputs()}
+    need = {"window", "n_main", "h0", "c0"} if model.is_streaming else {"feats", "lengths"}
+    if not need <= inputs:
+        kind = "a streaming" if model.is_streaming else "an offline"
+        raise AsrError(
+            f"{path}: the graph's inputs {sorted(inputs)} are not {kind} network's {sorted(need)}, which its "
+            "metadata describes; the file is damaged: re-export it"
+        )
+    network = OnnxStreamingNetwork(session, model.config) if model.is_streaming else OnnxNetwork(session)
+    model.check_network(network)
+    return model, network

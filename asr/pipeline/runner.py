@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from asr.core import cores
 from asr.core.config import Config, flatten, to_dict
 from asr.core.context import Stage, StageContext
 from asr.core.errors import AsrError, ConfigError
@@ -312,8 +313,11 @@ class Pipeline:
         force: bool = False,
         nj: int = 1,
         log: Callable[[str], None] | None = None,
+        threads: int = 0,
     ) -> list[tuple[str, str]]:
-        """Run stages ``stage..stop_stage``; returns ``(name, 'ran' | 'skipped')`` per stage.
+        """Run stages ``stage..stop_stage``; returns ``(name, 'ran' | 'skipped')`` per stage. ``threads``: CPU threads
+        of a stage's own computation (0: its share of the cores among the machine's runs, at each stage's start,
+        :mod:`asr.core.cores`).
 
         Raises:
             AsrError: the work directory is locked, or a stage needs an input that
@@ -328,25 +332,34 @@ class Pipeline:
             raise AsrError(f"--nj must be at least 1, got {nj}")
         lock = self._lock()
         try:
-            done: list[tuple[str, str]] = []
-            for s in self.stages:
-                self._recover(s.name)
-                if not first <= s.number <= last:
-                    continue
-                rec = self.record(s.name)
-                if not force and rec is not None and rec.get("key") == self.keys[s.name]:
-                    log(f"stage {s.number} ({s.name}): up to date, skipped")
-                    restored = self._copy_exports(s)
-                    if restored:
-                        log(f"stage {s.number} ({s.name}): restored {', '.join(restored)} in {self.work_dir}")
-                    done.append((s.name, "skipped"))
-                    continue
-                self._check_inputs(s)
-                self._run_one(s, nj, log)
-                done.append((s.name, "ran"))
-            return done
+            with cores.running():
+                return self._run_range(first, last, force, nj, threads, log)
         finally:
             self._unlock(lock)
+
+    def _run_range(
+        self, first: int, last: int, force: bool, nj: int, threads: int, log: Callable[[str], None]
+    ) -> list[tuple[str, str]]:
+        done: list[tuple[str, str]] = []
+        for s in self.stages:
+            self._recover(s.name)
+            if not first <= s.number <= last:
+                continue
+            rec = self.record(s.name)
+            if not force and rec is not None and rec.get("key") == self.keys[s.name]:
+                log(f"stage {s.number} ({s.name}): up to date, skipped")
+                restored = self._copy_exports(s)
+                if restored:
+                    log(f"stage {s.number} ({s.name}): restored {', '.join(restored)} in {self.work_dir}")
+                done.append((s.name, "skipped"))
+                continue
+            self._check_inputs(s)
+            share = threads or cores.fair_share()
+            if share < cores.usable_cores() and not threads:
+                log(f"stage {s.number} ({s.name}): {share} thread(s): {cores.live_runs()} asr runs share the cores")
+            self._run_one(s, nj, share, log)
+            done.append((s.name, "ran"))
+        return done
 
     def _check_inputs(self, s: Stage) -> None:
         for inp in s.inputs:
@@ -358,7 +371,7 @@ class Pipeline:
                     f"stage {s.name!r} needs the output of stage {n} ({inp}), which is {state}; run from --stage {n}"
                 )
 
-    def _run_one(self, s: Stage, nj: int, log: Callable[[str], None]) -> None:
+    def _run_one(self, s: Stage, nj: int, threads: int, log: Callable[[str], None]) -> None:
         key = self.keys[s.name]
         tmp = self.work_dir / f".tmp-{s.name}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -376,6 +389,7 @@ class Pipeline:
             inputs={i: self.out_dir(i) for i in s.inputs},
             partial=partial,
             nj=nj,
+            threads=threads,
             log=log,
         )
         log(f"stage {s.number} ({s.name}): running")

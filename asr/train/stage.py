@@ -363,6 +363,8 @@ def stage(ctx: StageContext) -> dict:
         if subprocess.run(cmd).returncode != 0:
             raise AsrError(f"distributed training failed (see the output above); checkpoints are kept in {ctx.partial}")
         return json.loads(TrainDir(ctx.out).summary.read_text())
+    if ctx.threads and not cfg.threads:  # the runner's share of the cores (train.threads, when set, wins)
+        torch.set_num_threads(ctx.threads)
     return train(cfg, feats, ctx.out, ctx.partial, ctx.log, ctx.inputs.get("lexicon"))
 
 
