@@ -226,6 +226,15 @@ def _lexicon_of_another_model(c):
         (lambda c: c["lm_files"].update({"lm.arpa": 5}), "lm_files['lm.arpa'] is not text"),
         (lambda c: c["tokenizer"].update(units=[0, 1, 2]), "tokenizer units are not distinct non-empty strings"),
         (lambda c: c.update(git_commit=["x"]), "git_commit is ['x']"),
+        (lambda c: c.update(inter_tokenizer="x"), "inter_tokenizer is a str, not a mapping"),  # was a traceback
+        (lambda c: c.update(inter_tokenizer=[1]), "inter_tokenizer is a list, not a mapping"),
+        (lambda c: c["model"].update(rnn=3), "rnn must be 'lstm' or 'gru', got 3"),
+        (lambda c: c["model"].update(bidirectional="no"), "model.bidirectional is 'no'"),
+        (lambda c: c["model"].update(right_context=1.5), "model.right_context is 1.5"),
+        (  # before: transcribed to "" without a word of warning
+            lambda c: next(v for v in c["state_dict"].values() if v.is_floating_point()).fill_(float("nan")),
+            "network gives NaN or infinite values",
+        ),
     ],
 )
 def test_crafted_model_metadata_is_refused_on_load_naming_the_field(model, tmp_path, change, field):
@@ -298,6 +307,34 @@ def test_an_onnx_network_wider_or_narrower_than_the_units_is_refused(model, tmp_
     onnx.save(graph, str(path))
     with pytest.raises(AsrError, match="the network gives 17 values per frame for 18 units"):
         asr_pkg.load_model(path)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda m: m["model"].update(stack=1), "gives (3, 17) log-probabilities where its metadata means (8, 17)"),
+        (lambda m: m["model"].update(chunk=4), "not a streaming network's"),  # an offline graph said to stream
+    ],
+)
+def test_onnx_metadata_that_does_not_fit_the_graph_is_refused(model, tmp_path, change, words):
+    """Before: stack=1 on a graph stacking 3 frames gave the same text with every word time divided by 3, and a
+    streaming server started, said ``streaming: true``, then failed every request with a traceback."""
+    import onnx
+
+    from asr.model.onnxrt import META_KEY
+
+    path = tmp_path / "m.onnx"
+    asr("export", str(model), "--onnx", str(path))
+    graph = onnx.load(str(path))
+    entry = next(p for p in graph.metadata_props if p.key == META_KEY)
+    meta = json.loads(entry.value)
+    change(meta)
+    entry.value = json.dumps(meta)
+    onnx.save(graph, str(path))
+    for command in (["info", str(path)], ["serve", str(path), "--port", "0"]):
+        r = asr(*command, check=False)
+        assert r.returncode == 2 and str(path) in r.stderr and words in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and "listening" not in r.stdout
 
 
 # --- corpus listings --------------------------------------------------------------------------------

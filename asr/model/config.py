@@ -36,6 +36,8 @@ class ModelConfig:
     inter_vocab: int = 0
 
     def __post_init__(self):
+        if self.rnn not in ("lstm", "gru"):
+            raise ValueError(f"rnn must be 'lstm' or 'gru', got {self.rnn!r}")
         if self.stack not in (1, 2, 3):
             raise ValueError(f"stack must be 1, 2 or 3, got {self.stack}")
         if self.proj and (self.rnn != "lstm" or self.proj >= self.hidden):

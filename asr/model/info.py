@@ -10,7 +10,7 @@ import torch
 from asr.core.layout import LmDir
 from asr.model import onnxrt
 from asr.model.modelfile import ModelFile
-from asr.model.network import load
+from asr.model.network import Network, load
 
 _GENERAL = LmDir(Path()).general.name  # lm.general's model among an exported file's LM files
 _LEXICON = LmDir(Path()).lexicon.name
@@ -127,6 +127,7 @@ def describe(path: str | Path) -> str:
         params = model.data.get("parameters", 0)
     else:
         model = load(path)
+        Network(model)  # its weights built and run once (ModelFile.check_network), as transcribing would
         params = sum(v.numel() for v in model.data["state_dict"].values() if isinstance(v, torch.Tensor))
     return "\n".join(
         [

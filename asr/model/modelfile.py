@@ -224,6 +224,14 @@ class ModelFile:
                 f"the network takes {d['input_dim']}; the file is damaged"
             )
         cmvn = Cmvn.from_dict(d["cmvn"], features.dim, source)
+        inter = d.get("inter_tokenizer")
+        if inter is not None:
+            if not isinstance(inter, dict):
+                raise DamagedModel(source, "inter_tokenizer", f"is a {type(inter).__name__}, not a mapping")
+            try:
+                tokenizer_from_dict(inter)
+            except TokenizerError as e:
+                raise DamagedModel(source, "inter_tokenizer", f"cannot be read ({e})") from None
         return cls(d, source, config, tokenizer, features, cmvn, stored_options(d, source))
 
     @property
