@@ -235,3 +235,18 @@ def test_asr_wer_compare_writes_the_paired_comparison_page(driver, tmp_path):
     assert "3 utterance(s) better, 1 worse" in text, text
     ids = _column(driver, "changed", 0)
     assert sorted(ids) == ["u1", "u2", "u3", "u4"] and ids[0] == "u2"  # the most errors saved first
+
+
+def test_speaker_names_with_dollars_and_placeholders_are_drawn_as_plain_text(tmp_path):
+    """``$5 and $6`` was TeX math to matplotlib (a value with one ``$`` raised after decoding, so no page), and a
+    speaker ``__DATA__`` had the page's whole JSON pasted into the chart's label by chained replacements."""
+    refs = {"u1": "a b c", "u2": "a b", "u3": "c"}
+    hyps = {"u1": "a b", "u2": "a b", "u3": "d"}
+    speakers = {"u1": "$5 and $6", "u2": "__DATA__", "u3": "cost $3"}
+    groups = {"region": {"u1": "$x^2$", "u2": "__CHART__", "u3": "__TITLE__"}}
+    write_page(tmp_path, score(refs, hyps), "set", speakers, groups=groups)
+    page = (tmp_path / "index.html").read_text()
+    chart = page[page.index('<div id="chart">') : page.index('<div id="groups">')]
+    assert "$5 and $6" in chart and "cost $3" in chart and "__DATA__" in chart
+    assert page.count('<script type="application/json" id="data">') == 1 and page.count('{"summary": ') == 1
+    assert "$x^2$" in page and page.count("<title>") == 1

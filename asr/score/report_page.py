@@ -18,6 +18,7 @@ import html
 import io
 import json
 import os
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -61,7 +62,15 @@ def _chart(rows: list[dict], what: str = "speaker") -> str:
     matplotlib.use("Agg")  # the chart is written into the page; no display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, max(1.5, 0.22 * len(rows) + 0.8)))
+    with matplotlib.rc_context({"text.parse_math": False}):  # a speaker "$5 and $6" is text, not TeX math
+        fig, ax = plt.subplots(figsize=(7, max(1.5, 0.22 * len(rows) + 0.8)))
+        _bars(ax, rows, what)
+    width = max((len(r["speaker"]) for r in rows), default=4)
+    fig.subplots_adjust(left=min(0.5, 0.04 + 0.012 * width), right=0.97, top=0.98, bottom=0.5 / fig.get_figheight())
+    return svg(fig)  # text as SVG text, not paths: 125 speakers' chart draws in a fraction of the time
+
+
+def _bars(ax, rows: list[dict], what: str) -> None:
     y = np.arange(len(rows))[::-1]
     wer = np.array([100 * r["wer"] for r in rows])
     err = None
@@ -71,9 +80,6 @@ def _chart(rows: list[dict], what: str = "speaker") -> str:
     ax.set_yticks(y, [r["speaker"] for r in rows], fontsize=7)
     ax.set_xlabel(f"WER % (95% interval over the {what}'s utterances)")
     ax.set_ylim(-0.7, len(rows) - 0.3)
-    width = max((len(r["speaker"]) for r in rows), default=4)
-    fig.subplots_adjust(left=min(0.5, 0.04 + 0.012 * width), right=0.97, top=0.98, bottom=0.5 / fig.get_figheight())
-    return svg(fig)  # text as SVG text, not paths: 125 speakers' chart draws in a fraction of the time
 
 
 def embedded(path: str) -> str:
@@ -220,18 +226,27 @@ def write_page(
     }
     if comparison is not None:
         data["comparison"] = comparison
-    page = TEMPLATE.replace("__TITLE__", html.escape(f"{name}: WER {100 * s.words.rate:.2f}%"))
     charts = "".join(
         f'<h2>By {html.escape(g["name"])}</h2><div class="chart">{_chart(g["rows"], html.escape(g["name"]))}</div>'
         f'<table id="group-{k}"></table>'
         for k, g in enumerate(groupings)
     )
-    page = (
-        page.replace("__CHART__", _chart(spk_rows)).replace("__GROUPS__", charts).replace("__DATA__", page_json(data))
+    page = fill(
+        TEMPLATE,
+        TITLE=html.escape(f"{name}: WER {100 * s.words.rate:.2f}%"),
+        CHART=_chart(spk_rows),
+        GROUPS=charts,
+        DATA=page_json(data),
     )
     path = ReportDir(Path(folder)).page
     atomic_write_text(path, page)
     return path
+
+
+def fill(template: str, **parts: str) -> str:
+    """``template`` with each ``__NAME__`` replaced by ``parts[NAME]`` in one pass: what is put in is never read
+    for placeholders again (a speaker called ``__DATA__`` stays that text)."""
+    return re.sub(r"__([A-Z]+)__", lambda m: parts.get(m[1], m[0]), template)
 
 
 def svg(fig) -> str:

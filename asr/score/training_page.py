@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from asr.core.fsutil import atomic_write_text
-from asr.score.report_page import page_json, svg
+from asr.score.report_page import fill, page_json, svg
 from asr.train import curves
 
 TRAINING = (Path(__file__).resolve().parents[1] / "static" / "training.html").read_text()
@@ -23,5 +23,5 @@ def write_training_page(path: str | Path, history: list[dict], settings: dict) -
         "columns": columns,
         "settings": [[k, str(v)] for k, v in sorted(settings.items())],
     }
-    atomic_write_text(Path(path), TRAINING.replace("__CHART__", svg(fig)).replace("__DATA__", page_json(data)))
+    atomic_write_text(Path(path), fill(TRAINING, CHART=svg(fig), DATA=page_json(data)))
     return Path(path)
