@@ -546,3 +546,31 @@ def test_fsdd_loso_finds_its_pooled_corpora_by_their_own_setting(corpora_root, s
         f"prepare.pool_dir={corpora_root}",
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_a_manifest_number_too_long_to_read_is_named(tmp_path):
+    from asr.core.errors import ManifestError
+    from asr.data.manifest import read_manifest
+
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "u", "audio": "a.wav", "duration": 1' + "0" * 5_000 + ', "text": "a", "speaker": "s"}\n')
+    with pytest.raises(ManifestError, match="line 1.*a value JSON readers cannot take"):  # was a ValueError
+        read_manifest(path)
+    r = asr("convert", str(path), str(tmp_path / "out"), check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr) < 1_000, r.stderr
+
+
+def test_words_too_long_for_the_g2p_and_bad_lexicon_lines_are_named_briefly(tmp_path):
+    from asr.text.lexicon import Lexicon, LexiconError, read_lexicon
+    from asr.text.stage import Pronouncer
+
+    with pytest.raises(LexiconError, match=r"1 transcript word\(s\) of more than 64 letters.*100000 letters") as e:
+        Pronouncer(Lexicon({"a": [("ah",)]})).lexicon(["a", "x" * 100_000])  # before: 700 MB more, then a guess
+    assert len(str(e.value)) < 500
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("seven s eh v ah n\n" + "w" * 10_000_000 + "\nsev\0en s eh v\nthe dh\0\n")
+    with pytest.raises(LexiconError) as e:
+        read_lexicon(lexicon)
+    message = str(e.value)
+    assert len(message) < 1_000 and "(10000000 characters) has no pronunciation" in message, message[:300]
+    assert "line 3: a NUL character" in message and "line 4: a NUL character" in message

@@ -302,7 +302,10 @@ def test_a_vosk_client_streams_a_recording_in_pieces_of_any_size(stream_server, 
         (['{"config": {"sample_rate": 0}}'], 1008, "sample_rate 0"),
         (['{"config": {"sample_rate": "fast"}}'], 1008, "sample_rate 'fast'"),
         (['{"hello": 1}'], 1008, "unknown message"),
-        ([b"\x00\x00" * 800, '{"config": {"sample_rate": 16000}}'], 1008, "new sample_rate after audio"),
+        ([b"\x00\x00" * 800, '{"config": {"sample_rate": 16000}}'], 1008, "a config after audio"),
+        (['{"config": {"phrase_list": ["one two"]}}'], 1008, "['phrase_list']: not supported"),
+        (['{"config": {"max_alternatives": 3}}'], 1008, "['max_alternatives']: not supported"),
+        (['{"config": {"rate": 8000}}'], 1008, "config keys ['rate'] are not Vosk's"),
         (['{"eof": 1}', b"\x00\x00" * 800], 1008, "after eof"),
         (['{"config": {"sample_rate": 1' + "0" * 5_000 + "}}"], 1007, "not JSON"),  # past Python's int digits
         (["[" * 100_000 + "]" * 100_000], 1007, "not JSON"),  # past the parser's recursion
@@ -416,6 +419,25 @@ def test_streams_past_the_limit_are_refused_with_1013_and_counted_in_health(busy
         ws.close()
 
 
+def test_reset_ends_the_utterance_and_the_stream_goes_on_as_vosk_s_server_does(stream_server, streamed):
+    """``{"reset": 1}`` was refused with 1008, a second config before audio too, and ``words: 0`` was ignored."""
+    import websocket
+
+    _, utts = streamed
+    (_, first, hyp1), (_, second, hyp2) = [x for x in utts if x[2]][:2]
+    ws = websocket.create_connection(stream_server, timeout=60)
+    ws.send(json.dumps({"config": {"sample_rate": 16000}}))
+    ws.send(json.dumps({"config": {"sample_rate": 8000, "words": 0}}))  # the last config before audio counts
+    for wave, hyp in ((first, hyp1), (second, hyp2)):
+        ws.send_binary(np.clip(np.round(wave * 32768), -32768, 32767).astype("<i2").tobytes())
+        assert set(json.loads(ws.recv())) == {"partial"}  # no endpoint inside one recording
+        ws.send(json.dumps({"reset": 1}))
+        assert json.loads(ws.recv()) == {"text": hyp}  # words: 0, so no word list
+    ws.send('{"eof": 1}')
+    assert json.loads(ws.recv()) == {"text": ""}
+    ws.close()
+
+
 def test_a_message_over_the_limit_is_closed_with_1009(stream_server):
     import websocket
 
@@ -514,6 +536,12 @@ def test_the_page_transcribes_live_from_a_microphone_in_chromium(stream_server, 
         driver.quit()
 
 
+def _channels(wav: bytes, n: int) -> bytes:
+    """A WAV file's bytes with its fmt chunk's channel count set to ``n``."""
+    at = wav.index(b"fmt ") + 10
+    return wav[:at] + n.to_bytes(2, "little") + wav[at + 2 :]
+
+
 def test_live_audio_reads_raw_pcm_and_wav_streams_and_names_a_bad_header():
     import io
 
@@ -536,6 +564,8 @@ def test_live_audio_reads_raw_pcm_and_wav_streams_and_names_a_bad_header():
         (b"RIFF\x00\x00\x00\x00AVI LIST", "not WAV"),
         (eight.getvalue(), "8 bits"),
         (wav.getvalue()[:30], "fmt chunk"),
+        # channel counts a file's header is refused for (before: accepted on standard input; 0: "format 1")
+        *((_channels(wav.getvalue(), n), f"declaring {n} channels") for n in (0, 64, 65_535)),
     ):
         with pytest.raises(AudioError, match=message):
             live_audio("-", 8_000, stdin=io.BytesIO(data))

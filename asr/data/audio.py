@@ -367,7 +367,13 @@ def live_audio(
             if kind == b"fmt ":
                 fmt, channels, rate = struct.unpack("<HHI", body[:8])
                 bits = struct.unpack("<H", body[14:16])[0]
-                if fmt not in (1, 0xFFFE) or bits != 16 or not channels:
+                if not 1 <= channels <= MAX_CHANNELS:  # as a file's header is checked (check_header)
+                    raise AudioError(
+                        "standard input",
+                        f"a WAV header declaring {channels} channels",
+                        f"stream 1 to {MAX_CHANNELS} channels (arecord -c 1)",
+                    )
+                if fmt not in (1, 0xFFFE) or bits != 16:
                     raise AudioError(
                         "standard input", f"WAV of format {fmt}, {bits} bits", "stream 16-bit PCM (arecord -f S16_LE)"
                     )

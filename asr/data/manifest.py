@@ -151,6 +151,8 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         except json.JSONDecodeError as e:
             problems.append((f"line {lineno}", f"not valid JSON ({e.msg})"))
             not_json += 1
+        except ValueError as e:  # Python's JSON reader refuses integers of more than 4,300 digits this way
+            problems.append((f"line {lineno}", f"a value JSON readers cannot take ({str(e)[:80]})"))
         except RecursionError:
             problems.append((f"line {lineno}", "JSON nested too deeply to be a manifest record"))
         except ManifestError as e:

@@ -127,8 +127,11 @@ def read_lexicon(path: str | Path) -> Lexicon:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         word, *phones = line.split()
+        shown = repr(word) if len(word) <= 40 else f"{word[:40]!r}... ({len(word)} characters)"
         if not phones:
-            bad.append(f"line {no}: word {word!r} has no pronunciation")
+            bad.append(f"line {no}: word {shown} has no pronunciation")
+        elif "\0" in line:  # model files refuse LM files holding NUL: refused here, where it can be fixed
+            bad.append(f"line {no}: a NUL character in word {shown} or its phones")
         elif WORD_SEP in phones:
             bad.append(f"line {no}: {WORD_SEP!r} is the word separator, not a phone")
         else:

@@ -53,6 +53,9 @@ def check(cfg: LexiconConfig) -> None:
         )
 
 
+MAX_G2P_LETTERS = 64  # the longest word the G2P pronounces (English dictionaries' longest have about 45)
+
+
 class Pronouncer:
     """Pronunciations from ``dictionary``, the G2P's for words it lacks.
 
@@ -67,6 +70,14 @@ class Pronouncer:
         """``words`` -> (their pronunciations, the part the G2P made)."""
         words = list(dict.fromkeys(words))
         missing = self.dictionary.missing(words)
+        too_long = [w for w in missing if len(w) > MAX_G2P_LETTERS]
+        if too_long:  # the G2P's memory grows with a word's letters (a 100,000-letter word: 700 MB more)
+            shown = ", ".join(f"{w[:30]!r}... ({len(w)} letters)" for w in too_long[:3])
+            raise LexiconError(
+                f"{len(too_long)} transcript word(s) of more than {MAX_G2P_LETTERS} letters are in no dictionary "
+                f"({shown}): a transcript holding text that is no words? Fix it, or give those words a "
+                "pronunciation in the lexicon file"
+            )
         guessed = Lexicon({})
         if missing:
             from asr.text.g2p import G2P  # imported here: torch, and only when a word needs it
