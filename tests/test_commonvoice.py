@@ -112,6 +112,12 @@ def test_problems_are_named_by_file_and_line(so762_root, tmp_path):
     assert "train.tsv:3: no clip clips/common_voice_en_9999.mp3" in msg
     assert "train.tsv:4: 3 fields, the header has 13" in msg
     assert "train.tsv:5: common_voice_en_1004.mp3: the sentence '?!' is empty once normalised" in msg
+    # a clip that is a link out of the release (before: followed, and read as the corpus's audio)
+    outside = tmp_path / "elsewhere.mp3"
+    (root / "clips" / "common_voice_en_1001.mp3").rename(outside)
+    (root / "clips" / "common_voice_en_1001.mp3").symlink_to(outside)
+    with pytest.raises(ManifestError, match="clips/common_voice_en_1001.mp3 links to a file outside the release"):
+        cv.read_split(root, "train", "en")
     (root / "dev.tsv").write_text("path\tsentence\n")
     with pytest.raises(ManifestError, match="dev.tsv:1: header lacks column.*client_id"):
         cv.read_split(root, "dev", "en")

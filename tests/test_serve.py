@@ -221,6 +221,9 @@ def test_the_service_surface_answers_in_its_own_error_format(server, onnx_model)
     status, body = post_audio_fields(server, {"model": "x" * 50, "response_format": "json"})
     assert status == 400 and json.loads(body)["error"]["message"] == "bad request: file: Field required", body
     assert "x" * 50 not in body
+    # OpenAI's client with stream=True: before, a 200 it read no events from, silently
+    status, body = post(server, "a.wav", b"RIFF", stream="true")
+    assert status == 400 and "stream=true" in json.loads(body)["error"]["message"], body
 
 
 def post_audio_fields(url: str, fields: dict) -> tuple[int, str]:

@@ -23,6 +23,7 @@ text form used for training and scoring, per language.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -228,6 +229,9 @@ def read_split(root: Path, split: str, language: str) -> list[Utterance]:
             continue
         if not clip.is_file():
             problems.append((where, f"no clip clips/{row['path']}"))
+            continue
+        if not os.path.realpath(clip).startswith(os.path.realpath(root) + os.sep):
+            problems.append((where, f"clips/{row['path']} links to a file outside the release {root}: copy it in"))
             continue
         if row["path"] in durations:
             seconds = durations[row["path"]]

@@ -138,7 +138,10 @@ def _transcriptions(app: FastAPI, recognizer: Recognizer, max_mb: float, max_sec
         language: str = Form(""),
         prompt: str = Form(""),
         temperature: float = Form(0.0),
+        stream: str = Form(""),
     ):
+        if stream.lower() in ("true", "1"):  # OpenAI's client sends it and waits for events that never came
+            raise BadInput(400, "stream=true: this server answers once, with the whole transcript; leave stream out")
         if response_format not in FORMATS:
             raise BadInput(400, f"response_format {response_format!r} is not one of {list(FORMATS)}")
         upload = file.filename or "upload"
