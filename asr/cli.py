@@ -130,7 +130,12 @@ def _recognizer(args):
     from asr.recognize.recognizer import load_model
 
     return load_model(
-        args.model, lm=args.lm, chunk_seconds=args.chunk_seconds, threads=args.threads, **_decoder_overrides(args)
+        args.model,
+        lm=args.lm,
+        chunk_seconds=args.chunk_seconds,
+        threads=args.threads,
+        vad=getattr(args, "vad", True),
+        **_decoder_overrides(args),
     )
 
 
@@ -170,7 +175,6 @@ def _stream(rec, args) -> int:
 
 
 def cmd_transcribe(args) -> int:
-    import json
 
     if args.stream and len(args.audio) != 1:
         print("asr transcribe: error: --stream takes one source: a file, or - for standard input", file=sys.stderr)
@@ -182,6 +186,11 @@ def cmd_transcribe(args) -> int:
         except AsrError as e:
             print(f"asr transcribe: error: {_shown(str(e))}", file=sys.stderr)
             return 1
+    if args.output_dir is not None:
+        from asr.core.fsutil import check_output_folder
+
+        check_output_folder(args.output_dir, "--output-dir")
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     failed = 0
     for path in args.audio:
         try:
@@ -190,12 +199,31 @@ def cmd_transcribe(args) -> int:
             print(f"asr transcribe: error: {_shown(str(e))}", file=sys.stderr)
             failed += 1
             continue
-        if args.json:
-            t.path = _shown(path)
+        t.path = _shown(path)
+        _write_transcript(t, path, args)
+    return 1 if failed else 0
+
+
+def _write_transcript(t, path: str, args) -> None:
+    """One file's transcript: printed (a line of text, or ``--format``), or written into ``--output-dir``."""
+    import json
+
+    from asr.text.formats import FORMATS, render
+
+    fmt = "json" if args.json else args.format
+    name = Path(path).stem or "audio"
+    if args.output_dir is None:
+        if fmt is None:
+            print(f"{path}\t{t.text}", flush=True)  # stdout writes a file name's original bytes back
+        elif fmt == "json":
             print(json.dumps(t.to_dict(), ensure_ascii=False))
         else:
-            print(f"{path}\t{t.text}", flush=True)  # stdout writes a file name's original bytes back
-    return 1 if failed else 0
+            print(render(t, fmt, name), end="", flush=True)
+        return
+    from asr.core.fsutil import atomic_write_text
+
+    for f in FORMATS if fmt == "all" else [fmt or "txt"]:
+        atomic_write_text(Path(args.output_dir) / f"{name}.{f}", render(t, f, name))
 
 
 def cmd_evaluate(args) -> int:
@@ -399,6 +427,20 @@ def _add_transcribe(sub) -> None:
         "MODEL --stream -)",
     )
     p.add_argument("--rate", type=int, default=16_000, help="the sample rate of raw PCM on standard input")
+    p.add_argument(
+        "--format",
+        choices=("txt", "json", "srt", "vtt", "tsv", "ctm", "all"),
+        help="print (or with --output-dir write) each file's transcript as text, JSON with segments and word times, "
+        "SRT or WebVTT subtitles, whisper's TSV, or sclite's CTM; all: every one (default: a line 'path<TAB>text')",
+    )
+    p.add_argument("--output-dir", help="write one file per input and format, named after the input (a.wav: a.srt)")
+    p.add_argument(
+        "--no-vad",
+        dest="vad",
+        action="store_false",
+        help="cut a recording longer than --chunk-seconds into fixed chunks instead of at the pauses a voice "
+        "activity detector finds",
+    )
     _add_threads(p, DECODE_THREADS, "CPU threads for the network")
     _add_decoder_args(p)
     p.set_defaults(func=cmd_transcribe)

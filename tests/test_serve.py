@@ -96,7 +96,7 @@ def test_transcriptions_match_the_model_in_every_response_format(server, onnx_mo
         assert json.loads(body) == {"text": direct.transcribe(u.audio).text}
     status, body = post(server, "a.wav", data, response_format="text")
     assert (status, body) == (200, direct.transcribe(u.audio).text + "\n")
-    status, body = post(server, "a.wav", data, response_format="verbose_json")
+    status, body = post(server, "a.wav", data, response_format="verbose_json", **{"timestamp_granularities[]": "word"})
     v = json.loads(body)
     assert status == 200 and v["text"] == direct.transcribe(u.audio).text and v["words"]
     assert 0 <= v["words"][0]["start"] < v["words"][0]["end"] <= v["duration"] + 0.1

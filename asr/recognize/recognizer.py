@@ -16,6 +16,7 @@ chunk's end but in the longest pause between two words of the best path.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -26,12 +27,13 @@ import numpy as np
 from asr.core.ctc import greedy_frames
 from asr.core.errors import AsrError
 from asr.data.audio import resample, stream_audio
+from asr.data.vad import speech_segments
 from asr.features.frontend import mfcc
 from asr.model.modelfile import ModelFile
 from asr.recognize.stream import Stream
 from asr.search.beam import searcher
 from asr.search.options import DecodeOptions
-from asr.text.transcript import Transcript
+from asr.text.transcript import Segment, Transcript, Word
 
 CONTEXT_SECONDS = 1.5  # audio each side of a chunk that the network hears with it
 MIN_CHUNK_SECONDS = 1.0  # shorter chunks would be mostly context (and 0.0001 s chunks took minutes per file)
@@ -61,6 +63,7 @@ class Recognizer:
         options: DecodeOptions | None = None,
         lm: str | Path | None = None,
         chunk_seconds: float = 30.0,
+        vad: bool = True,
     ):
         if not MIN_CHUNK_SECONDS <= chunk_seconds < math.inf:
             raise AsrError(
@@ -72,6 +75,7 @@ class Recognizer:
         self.tokenizer, self.feature_config, self.cmvn = model.tokenizer, model.features, model.cmvn
         self.frame_samples, self.frame_seconds = model.frame_samples, model.frame_seconds  # per output frame
         self.chunk_seconds = chunk_seconds
+        self.vad = vad  # recordings past chunk_seconds: cut at pauses found by a voice activity detector
         with model.lm_folder(options) if lm is None else contextlib.nullcontext() as embedded:  # the file's own LM
             try:
                 self.search = searcher(self.tokenizer, options, lm if lm is not None else embedded)
@@ -139,12 +143,18 @@ class Recognizer:
         cut = max(pauses)[1] if pauses else None
         return cut if cut is None or 0 < cut < len(lp) else None
 
-    def _transcribe(self, chunks: Iterable[np.ndarray], path: str | None) -> Transcript:
+    def _one_pass(self, chunks: Iterable[np.ndarray], path: str | None) -> Transcript:
+        """The signal decoded as one utterance (in chunks past ``chunk_seconds``, cut in pauses of the best path);
+        each search's part is a segment."""
         max_frames = max(1, round(self.chunk_seconds / self.frame_seconds))
         parts, held, first = [], [], 0  # held: pieces not yet searched, from frame ``first``
 
         def search(lp: np.ndarray) -> None:
-            parts.append(self._decode(lp, first))
+            t = self._decode(lp, first)
+            if t.text:
+                start, end = (t.words[0].start, t.words[-1].end) if t.words else (first * self.frame_seconds,) * 2
+                t.segments = [Segment(start, end, t.text, t.words)]
+            parts.append(t)
 
         for piece in self._log_prob_pieces(chunks):
             held.append(piece)
@@ -161,6 +171,30 @@ class Recognizer:
         if held and sum(len(p) for p in held):
             search(np.concatenate(held))
         return replace(Transcript.join(parts), path=path)
+
+    def _transcribe(self, chunks: Iterable[np.ndarray], path: str | None) -> Transcript:
+        """A recording up to ``chunk_seconds`` in one pass; a longer one (with ``vad``) cut into its stretches of
+        speech between pauses (:func:`asr.data.vad.speech_segments`), each decoded as an utterance of its own, as
+        the recipe decoded its sentences: its own normalisation, no search across a pause, no silence or noise
+        decoded."""
+        chunks, head, held = iter(chunks), [], 0
+        for chunk in chunks:
+            head.append(chunk)
+            held += len(chunk)
+            if held > self.chunk_seconds * self.sample_rate:
+                break
+        else:
+            return self._one_pass(head, path)
+        if not self.vad:
+            return self._one_pass(itertools.chain(head, chunks), path)
+        segments = []
+        for piece in speech_segments(itertools.chain(head, chunks), self.sample_rate, self.chunk_seconds):
+            start, end = piece.seconds(self.sample_rate)
+            t = self._one_pass([piece.audio], None)
+            if t.text:
+                words = [Word(w.word, w.start + start, w.end + start, w.conf) for w in t.words]
+                segments.append(Segment(start, end, t.text, words))
+        return Transcript(" ".join(s.text for s in segments), [w for s in segments for w in s.words], path, segments)
 
     def stream(self, sample_rate: int | None = None, **endpoint) -> Stream:
         """A live stream through a streaming model: ``accept(samples) -> Partial``, ``finish() -> list[Transcript]``.
@@ -219,6 +253,7 @@ def load_model(
     chunk_seconds: float = 30.0,
     device: str = "cpu",
     threads: int = 0,
+    vad: bool = True,
     **decoding,
 ) -> Recognizer:
     """Load a model file for transcription.
@@ -230,6 +265,8 @@ def load_model(
         lm: the lm stage's output folder or an ARPA file, instead of the LM the model file embeds.
         device: ``cpu`` or ``cuda`` for a torch model (an ONNX model runs on the CPU).
         threads: CPU threads for the network (0: the runtime's default; torch's setting is process-wide).
+        vad: a recording longer than ``chunk_seconds`` is cut at the pauses a voice activity detector finds and
+            each stretch of speech decoded on its own (False: fixed chunks, the search cut in pauses).
         decoding: fields of :class:`asr.search.beam.DecodeOptions` (``method="lexicon_lm"``,
             ``lm_weight=0.5``, ...) overriding the model file's tuned decoding; another ``method``
             starts from that method's defaults. A model file without a tuned decoding decodes
@@ -250,4 +287,4 @@ def load_model(
 
         model = load(path)
         network = Network(model, device, threads)
-    return Recognizer(model, network, model.decoding(lm, decoding), lm, chunk_seconds)
+    return Recognizer(model, network, model.decoding(lm, decoding), lm, chunk_seconds, vad)

@@ -23,7 +23,7 @@ import numpy as np
 from asr.core.errors import AsrError
 from asr.data.audio import MAX_STREAM_SAMPLE_RATE, MIN_SAMPLE_RATE, is_stream_rate
 from asr.features.frontend import FeatureStream
-from asr.text.transcript import Transcript
+from asr.text.transcript import Segment, Transcript
 
 ENDPOINT_SILENCE = 1.0  # seconds of non-speech after speech that end an utterance (Kaldi's rule 3)
 MAX_UTTERANCE = 30.0  # seconds: an utterance this long ends here (the search's memory grows with it)
@@ -186,4 +186,5 @@ class Stream:
             for w in best.words
         ]
         if best.text:  # an utterance of noise alone gives no result
-            self.segments.append(Transcript(best.text, words))
+            segment = Segment(self.start * s, max(self.frames, self.start) * s, best.text, words)
+            self.segments.append(Transcript(best.text, words, segments=[segment]))

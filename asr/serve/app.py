@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+import zlib
 from importlib import resources
 from pathlib import Path
 
@@ -29,9 +30,11 @@ from asr.serve.guard import (
     RequestGuard,
     error_response,
 )
+from asr.text.formats import render
 
 ENV = "ASR_SERVE_CONFIG"  # the worker processes' settings, as JSON (uvicorn starts them by import string)
-FORMATS = ("json", "text", "verbose_json")
+FORMATS = ("json", "text", "verbose_json", "srt", "vtt")  # OpenAI's response formats
+GRANULARITIES = ("word", "segment")
 SAMPLES_PER_SECOND = 96_000  # decoded samples a second of the longest audio may hold: 48 kHz stereo
 MAX_CONNECTIONS = 64  # default: open transcription requests and streams per worker before a 503 or a close 1013
 
@@ -139,11 +142,18 @@ def _transcriptions(app: FastAPI, recognizer: Recognizer, max_mb: float, max_sec
         prompt: str = Form(""),
         temperature: float = Form(0.0),
         stream: str = Form(""),
+        granularities: list[str] = Form([], alias="timestamp_granularities[]"),
     ):
         if stream.lower() in ("true", "1"):  # OpenAI's client sends it and waits for events that never came
             raise BadInput(400, "stream=true: this server answers once, with the whole transcript; leave stream out")
         if response_format not in FORMATS:
             raise BadInput(400, f"response_format {response_format!r} is not one of {list(FORMATS)}")
+        if not set(granularities) <= set(GRANULARITIES) or (granularities and response_format != "verbose_json"):
+            raise BadInput(
+                400,
+                f"timestamp_granularities {granularities} need response_format verbose_json and hold only "
+                f"{list(GRANULARITIES)}",
+            )
         upload = file.filename or "upload"
         data = file.file.read(int(max_mb * 1e6) + 1)
         if len(data) > max_mb * 1e6:
@@ -172,18 +182,45 @@ def _transcriptions(app: FastAPI, recognizer: Recognizer, max_mb: float, max_sec
                 f"{upload}: the server has not the memory to decode this file now; try later or send a shorter one",
                 "server_error",
             ) from None
-        if response_format == "text":
-            return PlainTextResponse(result.text + "\n")
+        if response_format in ("text", "srt", "vtt"):
+            return PlainTextResponse(
+                result.text + "\n" if response_format == "text" else render(result, response_format, "")
+            )
         if response_format == "json":
             return {"text": result.text}
-        return {
-            "task": "transcribe",
-            "language": language or "english",
-            "duration": round(info.duration, 3),
-            "text": result.text,
-            "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words],
-            "processing_seconds": round(time.perf_counter() - t0, 4),
-        }
+        return verbose_json(result, info.duration, language, granularities, time.perf_counter() - t0)
+
+
+def verbose_json(result, duration: float, language: str, granularities: list[str], seconds: float) -> dict:
+    """OpenAI's ``verbose_json``: the text, its segments (unless only words were asked for) with the fields
+    OpenAI's clients read, and its words when ``word`` was asked for."""
+    out = {"task": "transcribe", "language": language or "english", "duration": round(duration, 3), "text": result.text}
+    if "segment" in granularities or not granularities:
+        out["segments"] = [
+            {
+                "id": k,
+                "seek": round(100 * s.start),  # in 10 ms frames, as whisper's
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "text": s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": None,  # not computed by this decoder
+                "compression_ratio": round(compression_ratio(s.text), 3),
+                "no_speech_prob": None,
+            }
+            for k, s in enumerate(result.segments)
+        ]
+    if "word" in granularities:
+        out["words"] = [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words]
+    out["processing_seconds"] = round(seconds, 4)
+    return out
+
+
+def compression_ratio(text: str) -> float:
+    """As whisper computes it: the text's bytes over their zlib-compressed size (high: a repeating hypothesis)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def app_from_env() -> FastAPI:

@@ -29,19 +29,51 @@ class FrameWord(NamedTuple):
 
 
 @dataclass
+class Segment:
+    """A stretch of a recording between pauses, and what was said in it (times in seconds from the start)."""
+
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "text": self.text,
+            "words": _words(self.words),
+        }
+
+
+def _words(words: list[Word]) -> list[dict]:
+    return [
+        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)}
+        | ({} if w.conf is None else {"conf": round(w.conf, 3)})
+        for w in words
+    ]
+
+
+@dataclass
 class Transcript:
     text: str
     words: list[Word] = field(default_factory=list)
     path: str | None = None
+    segments: list[Segment] = field(default_factory=list)  # the recording's stretches between pauses
 
     @staticmethod
     def join(parts: list[Transcript]) -> Transcript:
         """Consecutive transcripts (a stream's utterances) as one."""
-        return Transcript(" ".join(t.text for t in parts if t.text), [w for t in parts for w in t.words])
+        return Transcript(
+            " ".join(t.text for t in parts if t.text),
+            [w for t in parts for w in t.words],
+            segments=[s for t in parts for s in t.segments],
+        )
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "text": self.text,
-            "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in self.words],
+            "words": _words(self.words),
+            "segments": [s.to_dict() for s in self.segments],
         }
