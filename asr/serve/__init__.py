@@ -7,9 +7,9 @@ error answers), :mod:`~asr.serve.vosk` (the live stream in Vosk's wire protocol)
 FastAPI on uvicorn. The model is loaded once per worker process. Endpoints:
 
 - ``POST /v1/audio/transcriptions``: the OpenAI audio API's form fields (``file``, ``model``
-  (ignored: the server has one), ``response_format`` = ``json`` | ``text`` | ``verbose_json``
-  with word times, ``language``, ``prompt``, ``temperature`` (accepted, unused)), so
-  existing clients work unchanged.
+  (ignored: the server has one), ``response_format`` = ``json`` | ``text`` | ``srt`` | ``vtt`` |
+  ``verbose_json`` with segments (and words with ``timestamp_granularities[]=word``), ``language``,
+  ``prompt``, ``temperature`` (accepted, unused)), so existing clients work unchanged.
 - ``GET /health``: ``{"status": "ok", "model": <file name>, ...}``.
 - ``GET /``: the page (pick, drop or record audio; see the transcript and the words' times).
 - ``WebSocket /v1/stream`` (a streaming model): live transcription in Vosk's server protocol, so Vosk's
