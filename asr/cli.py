@@ -236,7 +236,7 @@ def cmd_evaluate(args) -> int:
     if args.out is not None:
         check_output_folder(args.out, "--out")
     rec = _recognizer(args)
-    ev = evaluate(rec, args.data, args.phone_map)
+    ev = evaluate(rec, args.data, args.phone_map, normalize=not args.raw_references)
     for warning in ev.warnings:
         print(f"asr evaluate: warning: {warning}", file=sys.stderr)
     for uid, why in ev.unread:
@@ -464,6 +464,11 @@ def _add_evaluate(sub) -> None:
         "--embed-audio",
         action="store_true",
         help="put each recording in the page (Ogg Opus, about 2 kB a second) instead of linking it: a page to share",
+    )
+    p.add_argument(
+        "--raw-references",
+        action="store_true",
+        help="score the references as given (default: in the form the model writes: its case, its punctuation)",
     )
     _add_phone_map(p)
     _add_threads(p, DECODE_THREADS, "CPU threads for the network")

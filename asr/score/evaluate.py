@@ -4,7 +4,8 @@ characters the model cannot write, a phone model decoded without words)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from asr.core.errors import AsrError, AudioError
@@ -31,6 +32,27 @@ class Evaluation:
     total: int = 0  # utterances in the data
 
 
+def written_characters(rec: Recognizer) -> set[str]:
+    """The characters the model's words can hold: its character units, or, for a phone model of words, those of
+    its decoding vocabulary (the words its lexicon spells)."""
+    if rec.model.spells_words_in_phones:
+        words = rec.model.lm_files.get("words.txt", "")
+        return {c for line in words.splitlines() for c in (line.split() or [""])[0]} - {" "}
+    return rec.tokenizer.alphabet - {" "}
+
+
+def as_the_model_writes(text: str, chars: set[str]) -> str:
+    """A reference in the form the model's recipe gave its own (a corpus's upper-case, punctuated transcripts
+    scored against a lower-case model were 103% WER): lower case when the model writes no capital, typographic
+    apostrophes as ``'``, punctuation it does not write dropped, single spaces."""
+    if chars and not any(c.isupper() for c in chars):
+        text = text.lower()
+    text = text.replace("\u2019", "'").replace("`", "'")
+    text = "".join(c if c.isalnum() or c in chars or c.isspace() else " " for c in text)
+    words = (w.strip("'") if "'" not in chars else w for w in text.split())
+    return re.sub(r"\s+", " ", " ".join(w for w in words if w)).strip()
+
+
 def _warnings(rec: Recognizer, utts: list[Utterance]) -> list[str]:
     out = []
     # a phone model of words (a separator unit) spells words through its lexicon, not in its units
@@ -40,27 +62,41 @@ def _warnings(rec: Recognizer, utts: list[Utterance]) -> list[str]:
             f"{rec.options.method} decoding of a phone model outputs phones, not words: its error rate against the "
             "word references is no WER (the lexicon methods output words)"
         )
-    unknown = {} if spelled else {u.id: rec.tokenizer.unknown_chars(u.text) for u in utts}
-    unknown = {uid: chars for uid, chars in unknown.items() if chars}
+    chars = written_characters(rec)
+    if not chars:
+        return out
+    unknown = {u.id: [w for w in u.text.split() if any(c not in chars for c in w)] for u in utts}
+    unknown = {uid: words for uid, words in unknown.items() if words}
     if unknown:
-        shown = "; ".join(f"{uid}: {''.join(c)!r}" for uid, c in list(unknown.items())[:SHOWN])
+        shown = "; ".join(f"{uid}: {' '.join(w)!r}" for uid, w in list(unknown.items())[:SHOWN])
         out.append(
-            f"{len(unknown)} reference(s) hold characters this model cannot produce, so they always count as "
-            f"errors: {shown}{' ...' if len(unknown) > SHOWN else ''}"
+            f"{sum(map(len, unknown.values()))} reference word(s) in {len(unknown)} utterance(s) hold characters this "
+            f"model cannot write, so they always count as errors: {shown}{' ...' if len(unknown) > SHOWN else ''}"
         )
     return out
 
 
-def evaluate(rec: Recognizer, data: str | Path, phone_map: str = "") -> Evaluation:
+def evaluate(rec: Recognizer, data: str | Path, phone_map: str = "", normalize: bool = True) -> Evaluation:
     """Transcribe every utterance of ``data`` (a JSONL manifest or a Kaldi data folder) and score it, folded to
-    ``phone_map`` when given; an utterance whose audio cannot be read is left out, named.
+    ``phone_map`` when given; an utterance whose audio cannot be read is left out, named. ``normalize``: the
+    references put in the form the model writes (:func:`as_the_model_writes`), as its recipe scored them.
 
     Raises:
         AsrError: a bad manifest, or no utterance that could be read.
     """
     utts = load_data(data)
     check(utts, data, check_audio=False)  # a missing file is reported with the others
-    warnings = _warnings(rec, utts)
+    warnings = []
+    if normalize and (chars := written_characters(rec)):
+        normalized = [replace(u, text=as_the_model_writes(u.text, chars)) for u in utts]
+        changed = sum(a.text != b.text for a, b in zip(utts, normalized))
+        if changed:
+            warnings.append(
+                f"{changed} of {len(utts)} references normalised as the model writes its words (case, punctuation); "
+                "--raw-references scores them as given"
+            )
+        utts = normalized
+    warnings += _warnings(rec, utts)
     hyps, unread = {}, []
     for u in utts:
         try:
