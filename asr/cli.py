@@ -175,14 +175,14 @@ def _stream(rec, args) -> int:
 
 
 def cmd_transcribe(args) -> int:
+    from asr.recognize.batch import expand, transcribe_all
 
-    if args.stream and len(args.audio) != 1:
-        print("asr transcribe: error: --stream takes one source: a file, or - for standard input", file=sys.stderr)
-        return 2
-    rec = _recognizer(args)
     if args.stream:
+        if len(args.audio) != 1:
+            print("asr transcribe: error: --stream takes one source: a file, or - for standard input", file=sys.stderr)
+            return 2
         try:
-            return _stream(rec, args)
+            return _stream(_recognizer(args), args)
         except AsrError as e:
             print(f"asr transcribe: error: {_shown(str(e))}", file=sys.stderr)
             return 1
@@ -190,40 +190,58 @@ def cmd_transcribe(args) -> int:
         from asr.core.fsutil import check_output_folder
 
         check_output_folder(args.output_dir, "--output-dir")
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    elif args.skip_existing:
+        print("asr transcribe: error: --skip-existing needs --output-dir (the outputs it looks for)", file=sys.stderr)
+        return 2
+    inputs = expand(args.audio)
+    names = dict(inputs)
+    todo = [p for p, name in inputs if not (args.skip_existing and _written(args, name))]
+    if len(todo) < len(inputs):
+        print(f"asr transcribe: {len(inputs) - len(todo)} input(s) already transcribed, skipped", file=sys.stderr)
     failed = 0
-    for path in args.audio:
-        try:
-            t = rec.transcribe(path)
-        except AsrError as e:
-            print(f"asr transcribe: error: {_shown(str(e))}", file=sys.stderr)
+    for path, t, error in transcribe_all(lambda: _recognizer(args), todo, args.nj):
+        if t is None:
+            print(f"asr transcribe: error: {_shown(error)}", file=sys.stderr)
             failed += 1
             continue
         t.path = _shown(path)
-        _write_transcript(t, path, args)
+        _write_transcript(t, path, names[path], args)
     return 1 if failed else 0
 
 
-def _write_transcript(t, path: str, args) -> None:
+def _formats(args) -> list[str]:
+    from asr.text.formats import FORMATS
+
+    fmt = "json" if args.json else args.format
+    return list(FORMATS) if fmt == "all" else [fmt or "txt"]
+
+
+def _written(args, name: str) -> bool:
+    """Every output of ``name`` is in ``--output-dir`` already (``--skip-existing``)."""
+    return all((Path(args.output_dir) / f"{name}.{f}").is_file() for f in _formats(args))
+
+
+def _write_transcript(t, path: str, name: str, args) -> None:
     """One file's transcript: printed (a line of text, or ``--format``), or written into ``--output-dir``."""
     import json
 
-    from asr.text.formats import FORMATS, render
+    from asr.text.formats import render
 
     fmt = "json" if args.json else args.format
-    name = Path(path).stem or "audio"
     if args.output_dir is None:
         if fmt is None:
             print(f"{path}\t{t.text}", flush=True)  # stdout writes a file name's original bytes back
         elif fmt == "json":
             print(json.dumps(t.to_dict(), ensure_ascii=False))
         else:
-            print(render(t, fmt, name), end="", flush=True)
+            print(render(t, fmt, Path(name).name), end="", flush=True)
         return
     from asr.core.fsutil import atomic_write_text
 
-    for f in FORMATS if fmt == "all" else [fmt or "txt"]:
-        atomic_write_text(Path(args.output_dir) / f"{name}.{f}", render(t, f, name))
+    for f in _formats(args):  # written last by atomic renames: a killed batch leaves whole files only
+        out = Path(args.output_dir) / f"{name}.{f}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, render(t, f, Path(name).name))
 
 
 def cmd_evaluate(args) -> int:
@@ -417,7 +435,12 @@ def _add_convert(sub) -> None:
 def _add_transcribe(sub) -> None:
     p = sub.add_parser("transcribe", help="print the text of audio files (any format, rate, channels)")
     p.add_argument("model", help="a model file (e.g. data/fsdd/model.pt)")
-    p.add_argument("audio", nargs="+", help="audio files (with --stream: one file, or - for standard input)")
+    p.add_argument(
+        "audio",
+        nargs="+",
+        help="audio files, folders (their audio files, recursively) and @list.txt files (an input a line); with "
+        "--stream: one file, or - for standard input",
+    )
     p.add_argument("--json", action="store_true", help="print path, text and word times (seconds) as JSON")
     p.add_argument(
         "--stream",
@@ -434,6 +457,12 @@ def _add_transcribe(sub) -> None:
         "SRT or WebVTT subtitles, whisper's TSV, or sclite's CTM; all: every one (default: a line 'path<TAB>text')",
     )
     p.add_argument("--output-dir", help="write one file per input and format, named after the input (a.wav: a.srt)")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="with --output-dir: leave out the inputs whose outputs are there already (resume a batch)",
+    )
+    p.add_argument("--nj", type=int, default=1, help="worker processes decoding files in parallel (default 1)")
     p.add_argument(
         "--no-vad",
         dest="vad",

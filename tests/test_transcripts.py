@@ -160,3 +160,32 @@ def test_evaluate_scores_a_corpus_s_own_upper_case_references_as_the_recipe_did(
     raw = asr("evaluate", model, str(tmp_path / "upper.jsonl"), "--raw-references", check=False)
     words = sum(len(u.text.split()) for u in utts)
     assert "%WER 100.00" in raw.stdout and f"{words} reference word(s) in 20 utterance(s) hold characters" in raw.stderr
+
+
+def test_a_batch_of_folders_and_lists_is_decoded_by_workers_and_resumed(fsdd_work, fsdd_recordings, tmp_path):
+    import shutil
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for k in range(6):
+        shutil.copy(fsdd_recordings / f"{k}_theo_5.wav", src / f"{k}.wav")
+        shutil.copy(fsdd_recordings / f"{k}_jackson_5.wav", src / "sub" / f"{k}.wav")  # same names, a subfolder
+    (src / "notes.txt").write_text("not audio: left out of the folder's inputs")
+    (tmp_path / "list.txt").write_text(f"# a list file\n{fsdd_recordings / '7_theo_5.wav'}\n")
+    (src / "sub" / "broken.wav").write_bytes(b"RIFF0000WAVE")  # named, the others still done
+    out, model = tmp_path / "out", str(fsdd_work / "model.pt")
+    r = asr("transcribe", model, str(src), f"@{tmp_path / 'list.txt'}", "--output-dir", str(out), "--nj", "2",
+            "--format", "json", check=False)  # fmt: skip
+    assert r.returncode == 1 and "broken.wav" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.json"))
+    assert written == sorted([f"{k}.json" for k in range(6)] + [f"sub/{k}.json" for k in range(6)] + ["7_theo_5.json"])
+    assert "14/14 files, " in r.stderr  # progress lines when standard error is no terminal
+    direct = load_model(model)
+    for k in range(6):
+        assert (
+            json.loads((out / "sub" / f"{k}.json").read_text())["text"]
+            == direct.transcribe(src / "sub" / f"{k}.wav").text
+        )
+    (out / "3.json").unlink()  # as a killed batch leaves it: one output missing
+    r = asr("transcribe", model, str(src), "--output-dir", str(out), "--format", "json", "--skip-existing", check=False)
+    assert "11 input(s) already transcribed, skipped" in r.stderr and (out / "3.json").is_file(), r.stderr

@@ -238,13 +238,23 @@ class Recognizer:
         else:
             chunks = stream_audio(audio, self.sample_rate, self.chunk_seconds, name=name, max_samples=max_samples)
             path = None if isinstance(audio, bytes) else str(audio)
+        samples = [0]
+
+        def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+            for block in blocks:
+                samples[0] += len(block)
+                yield block
+
         if self.streaming:  # its forward states run on through the whole file, its utterances end at endpoints
             stream = self.stream()
-            for chunk in chunks:
+            for chunk in counted(chunks):
                 stream.accept(chunk)
             stream.finish()
-            return replace(stream.transcript, path=path)
-        return self._transcribe(chunks, path)
+            t = replace(stream.transcript, path=path)
+        else:
+            t = self._transcribe(counted(chunks), path)
+        t.duration = samples[0] / self.sample_rate
+        return t
 
 
 def load_model(

@@ -60,6 +60,7 @@ class Transcript:
     words: list[Word] = field(default_factory=list)
     path: str | None = None
     segments: list[Segment] = field(default_factory=list)  # the recording's stretches between pauses
+    duration: float | None = None  # seconds of audio transcribed (None: not counted)
 
     @staticmethod
     def join(parts: list[Transcript]) -> Transcript:
@@ -76,4 +77,5 @@ class Transcript:
             "text": self.text,
             "words": _words(self.words),
             "segments": [s.to_dict() for s in self.segments],
+            **({} if self.duration is None else {"duration": round(self.duration, 3)}),
         }
