@@ -193,12 +193,15 @@ def cmd_transcribe(args) -> int:
     elif args.skip_existing:
         print("asr transcribe: error: --skip-existing needs --output-dir (the outputs it looks for)", file=sys.stderr)
         return 2
-    inputs = expand(args.audio)
+    problems: list[str] = []
+    inputs = expand(args.audio, problems)
+    for problem in problems:
+        print(f"asr transcribe: error: {_shown(problem)}", file=sys.stderr)
     names = dict(inputs)
     todo = [p for p, name in inputs if not (args.skip_existing and _written(args, name))]
     if len(todo) < len(inputs):
         print(f"asr transcribe: {len(inputs) - len(todo)} input(s) already transcribed, skipped", file=sys.stderr)
-    failed = 0
+    failed = len(problems)
     for path, t, error in transcribe_all(lambda: _recognizer(args), todo, args.nj):
         if t is None:
             print(f"asr transcribe: error: {_shown(error)}", file=sys.stderr)

@@ -66,7 +66,7 @@ def test_transcribe_a_non_utf8_file_name_among_others(model_file, tmp_path):
     assert r.returncode == 1  # the folder failed, the rest were transcribed
     lines = r.stdout.split(b"\n")[:-1]
     assert len(lines) == 3 and lines[1].startswith(odd + b"\t")  # the name's own bytes come back
-    assert b"a_folder: is a directory, not an audio file" in r.stderr
+    assert b"a_folder: a folder without audio files" in r.stderr  # a folder's audio files are inputs
     js = asr("transcribe", str(model_file), odd, "--json")
     assert js.returncode == 0 and json.loads(js.stdout)["path"].endswith("caf\\xe9.wav")
 
@@ -240,5 +240,6 @@ def test_evaluate_scores_the_readable_files_and_lists_the_others(model_file, tmp
     assert r.returncode == 1 and r.stdout.startswith("%WER ")
     assert "u2:" in r.stderr and "not a readable audio file" in r.stderr and "u3:" in r.stderr
     assert "2 of 4 utterances could not be read and were left out" in r.stderr
-    assert "1 reference(s) hold characters this model cannot produce" in r.stderr and "u4: '9'" in r.stderr
+    assert "1 reference word(s) in 1 utterance(s) hold characters this model cannot write" in r.stderr
+    assert "u4: 'ab9'" in r.stderr
     assert sorted(read_text(tmp_path / "rep" / "hyp.txt")) == ["u1", "u4"]

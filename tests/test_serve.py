@@ -121,7 +121,7 @@ def test_bad_input_gets_a_4xx_naming_the_problem_and_the_service_goes_on(server,
         assert status == code, (name, body)
         message = json.loads(body)["error"]["message"]
         assert words in message and (name in message or code == 413), (name, message)
-    status, body = post(server, "a.wav", wav, response_format="srt")
+    status, body = post(server, "a.wav", wav, response_format="doc")
     assert status == 400 and "response_format" in body
     status, body = post(server, "a.wav", wav)  # still serving
     assert status == 200 and json.loads(body)["text"]

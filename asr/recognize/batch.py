@@ -19,10 +19,10 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".a
 LOG_SECONDS = 30.0
 
 
-def expand(items: list[str]) -> list[tuple[str, str]]:
+def expand(items: list[str], problems: list[str] | None = None) -> list[tuple[str, str]]:
     """Inputs -> ``(audio path, output name)``: a file as it is (named by its stem), ``@list.txt`` its lines (each
     an input), a folder every audio file below it (named by its path inside the folder, so two ``a.wav`` in
-    different subfolders do not write the same output).
+    different subfolders do not write the same output); a folder without audio is added to ``problems``.
 
     Raises:
         AsrError: a list file that cannot be read, or two inputs that would write the same output name.
@@ -35,11 +35,13 @@ def expand(items: list[str]) -> list[tuple[str, str]]:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as e:
                 raise AsrError(f"{path}: cannot read the list of inputs ({e})") from None
-            out += expand([line.strip() for line in lines if line.strip() and not line.startswith("#")])
+            out += expand([line.strip() for line in lines if line.strip() and not line.startswith("#")], problems)
         elif Path(item).is_dir():
             root = Path(item)
             found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
             out += [(str(p), str(p.relative_to(root).with_suffix(""))) for p in found]
+            if not found and problems is not None:
+                problems.append(f"{item}: a folder without audio files ({', '.join(AUDIO_SUFFIXES)})")
         else:
             out.append((item, Path(item).stem or "audio"))
     names: dict[str, str] = {}

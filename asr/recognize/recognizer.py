@@ -35,6 +35,7 @@ from asr.search.beam import searcher
 from asr.search.options import DecodeOptions
 from asr.text.transcript import Segment, Transcript, Word
 
+MIN_SEGMENT_SECONDS = 10.0  # the longest a speech segment may be, even with a shorter chunk_seconds (1 s cut words)
 CONTEXT_SECONDS = 1.5  # audio each side of a chunk that the network hears with it
 MIN_CHUNK_SECONDS = 1.0  # shorter chunks would be mostly context (and 0.0001 s chunks took minutes per file)
 # the best path's last word may go on past the frames at hand: the pause after it counts as a place to cut
@@ -188,7 +189,8 @@ class Recognizer:
         if not self.vad:
             return self._one_pass(itertools.chain(head, chunks), path)
         segments = []
-        for piece in speech_segments(itertools.chain(head, chunks), self.sample_rate, self.chunk_seconds):
+        longest = max(self.chunk_seconds, MIN_SEGMENT_SECONDS)  # a segment past chunk_seconds is decoded in chunks
+        for piece in speech_segments(itertools.chain(head, chunks), self.sample_rate, longest):
             start, end = piece.seconds(self.sample_rate)
             t = self._one_pass([piece.audio], None)
             if t.text:
