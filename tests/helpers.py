@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,20 @@ def asr(*args, check=True):
     if check:
         assert r.returncode == 0, r.stdout + r.stderr
     return r
+
+
+@contextlib.contextmanager
+def serving(model, *flags):
+    """``asr serve MODEL --port 0 FLAGS`` on 127.0.0.1: yields its ``http://127.0.0.1:PORT/``; stopped after."""
+    cmd = [sys.executable, "-m", "asr", "serve", str(model), "--port", "0", *flags]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # written once the socket is bound
+        assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
+        yield line.split()[4]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def run_fsdd(work, corpora_root, *extra, recipe: str = "fsdd"):

@@ -247,19 +247,10 @@ def test_transcribe_stream_reads_raw_pcm_and_wav_from_standard_input(streamed, f
 @pytest.fixture(scope="module")
 def stream_server(fsdd_stream_work):
     """``asr serve`` of the streaming model on a free port (2 workers, 5 s without a message closes)."""
-    import subprocess
-    import sys
+    from helpers import serving
 
-    from helpers import REPO
-
-    model = str(fsdd_stream_work / "model.pt")
-    cmd = [sys.executable, "-m", "asr", "serve", model, "--port", "0", "--workers", "2", "--timeout", "5"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()  # written once the socket is bound
-    assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
-    yield line.split()[4].replace("http://", "ws://") + "v1/stream"
-    proc.terminate()
-    proc.wait(timeout=60)
+    with serving(fsdd_stream_work / "model.pt", "--workers", "2", "--timeout", "5") as url:
+        yield url.replace("http://", "ws://") + "v1/stream"
 
 
 def _closed_with(ws) -> int:
@@ -338,19 +329,10 @@ def test_bad_messages_get_an_error_and_a_close_and_the_service_goes_on(stream_se
 @pytest.fixture(scope="module")
 def busy_server(fsdd_stream_work):
     """``asr serve`` of the streaming model, one worker, room for 2 open requests or streams, 3 s timeouts."""
-    import subprocess
-    import sys
+    from helpers import serving
 
-    from helpers import REPO
-
-    model = str(fsdd_stream_work / "model.pt")
-    cmd = [sys.executable, "-m", "asr", "serve", model, "--port", "0", "--max-connections", "2", "--timeout", "3"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()  # written once the socket is bound
-    assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
-    yield line.split()[4]
-    proc.terminate()
-    proc.wait(timeout=60)
+    with serving(fsdd_stream_work / "model.pt", "--max-connections", "2", "--timeout", "3") as url:
+        yield url
 
 
 def _health(url: str) -> dict:

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import REPO, asr
+from helpers import asr, serving
 
 from asr.data.audio import load_audio
 from asr.data.manifest import read_manifest
@@ -99,18 +97,8 @@ def test_cues_keep_to_two_lines_of_42_characters_and_seven_seconds():
 
 @pytest.fixture(scope="module")
 def server(fsdd_work):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "asr", "serve", str(fsdd_work / "model.pt"), "--port", "0"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline()
-    assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
-    yield line.split()[4]
-    proc.terminate()
-    proc.wait(timeout=60)
+    with serving(fsdd_work / "model.pt") as url:
+        yield url
 
 
 def test_openai_s_own_client_gets_every_response_format(server, fsdd_work, long_recording):
