@@ -106,7 +106,14 @@ class Recognizer:
     def _decode(self, lp: np.ndarray, first_frame: int) -> Transcript:
         """The search over ``lp``, its words timed from the signal's start (``lp`` begins at ``first_frame``)."""
         best = self.search(lp)
-        return Transcript(best.text, [w.timed(self.frame_seconds, first_frame) for w in best.words])
+        peaks = np.exp(lp.max(-1))  # the best unit's probability per frame: a word's confidence is its mean
+        words = [
+            w.timed(
+                self.frame_seconds, first_frame, float(peaks[w.first : w.last + 1].mean()) if w.last < len(lp) else None
+            )
+            for w in best.words
+        ]
+        return Transcript(best.text, words)
 
     def _log_prob_pieces(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """The whole signal's ``(T', V)`` log-probabilities in consecutive pieces of about ``chunk_seconds``,

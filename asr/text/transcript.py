@@ -11,7 +11,7 @@ class Word:
     word: str
     start: float  # seconds
     end: float
-    conf: float | None = None  # streaming: the mean probability of the best path's unit over the word's frames
+    conf: float | None = None  # the mean probability of the best path's unit over the word's frames
 
 
 class FrameWord(NamedTuple):
