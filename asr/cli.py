@@ -212,10 +212,16 @@ def cmd_transcribe(args) -> int:
     return 1 if failed else 0
 
 
+def _format(args) -> str | None:
+    """``--format`` (``--json`` is ``json``); None: the default line ``path<TAB>text``."""
+    return "json" if args.json else args.format
+
+
 def _formats(args) -> list[str]:
+    """The formats written into ``--output-dir`` (txt without ``--format``)."""
     from asr.text.formats import FORMATS
 
-    fmt = "json" if args.json else args.format
+    fmt = _format(args)
     return list(FORMATS) if fmt == "all" else [fmt or "txt"]
 
 
@@ -230,7 +236,7 @@ def _write_transcript(t, path: str, name: str, args) -> None:
 
     from asr.text.formats import render
 
-    fmt = "json" if args.json else args.format
+    fmt = _format(args)
     if args.output_dir is None:
         if fmt is None:
             print(f"{path}\t{t.text}", flush=True)  # stdout writes a file name's original bytes back

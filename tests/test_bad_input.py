@@ -243,3 +243,9 @@ def test_evaluate_scores_the_readable_files_and_lists_the_others(model_file, tmp
     assert "1 reference word(s) in 1 utterance(s) hold characters this model cannot write" in r.stderr
     assert "u4: 'ab9'" in r.stderr
     assert sorted(read_text(tmp_path / "rep" / "hyp.txt")) == ["u1", "u4"]
+
+
+@pytest.mark.parametrize("command", ["transcribe", "evaluate"])
+def test_a_thread_count_that_is_no_count_is_refused(command, tmp_path):
+    r = asr(command, "m.pt", str(tmp_path / "a.wav"), "--threads", "-2", text=True)
+    assert r.returncode == 2 and "'-2' is no thread count" in r.stderr and "Traceback" not in r.stderr, r.stderr

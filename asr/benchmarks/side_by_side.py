@@ -20,6 +20,8 @@ from pathlib import Path
 
 from asr.core.cores import usable_cores
 
+# the fsdd recipe shortened (the tests run it too, tests/helpers.py): a subset, a small model, few updates; no speed
+# perturbation, augmented copies or SpecAugment
 SHORT = [
     "prepare.connected_train=300",
     "prepare.connected_dev=50",

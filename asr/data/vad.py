@@ -46,18 +46,17 @@ def speech_regions(wave: np.ndarray, rate: int, max_seconds: float) -> list[tupl
     import silero_vad
     import torch
 
-    vad_rate = VAD_RATE
-    x = wave if vad_rate == rate else resample(wave, rate, vad_rate)
+    x = wave if rate == VAD_RATE else resample(wave, rate, VAD_RATE)
     found = silero_vad.get_speech_timestamps(
         torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
         _model(),
-        sampling_rate=vad_rate,
+        sampling_rate=VAD_RATE,
         min_silence_duration_ms=int(1000 * MIN_PAUSE_SECONDS),
         min_speech_duration_ms=int(1000 * MIN_SPEECH_SECONDS),
         max_speech_duration_s=max_seconds,
         speech_pad_ms=0,
     )
-    scale = rate / vad_rate
+    scale = rate / VAD_RATE
     return [(round(r["start"] * scale), round(r["end"] * scale)) for r in found]
 
 

@@ -53,7 +53,7 @@ def as_the_model_writes(text: str, chars: set[str]) -> str:
     return re.sub(r"\s+", " ", " ".join(w for w in words if w)).strip()
 
 
-def _warnings(rec: Recognizer, utts: list[Utterance]) -> list[str]:
+def _warnings(rec: Recognizer, utts: list[Utterance], chars: set[str]) -> list[str]:
     out = []
     # a phone model of words (a separator unit) spells words through its lexicon, not in its units
     spelled = rec.model.spells_words_in_phones
@@ -62,7 +62,6 @@ def _warnings(rec: Recognizer, utts: list[Utterance]) -> list[str]:
             f"{rec.options.method} decoding of a phone model outputs phones, not words: its error rate against the "
             "word references is no WER (the lexicon methods output words)"
         )
-    chars = written_characters(rec)
     if not chars:
         return out
     unknown = {u.id: [w for w in u.text.split() if any(c not in chars for c in w)] for u in utts}
@@ -87,7 +86,8 @@ def evaluate(rec: Recognizer, data: str | Path, phone_map: str = "", normalize: 
     utts = load_data(data)
     check(utts, data, check_audio=False)  # a missing file is reported with the others
     warnings = []
-    if normalize and (chars := written_characters(rec)):
+    chars = written_characters(rec)
+    if normalize and chars:
         normalized = [replace(u, text=as_the_model_writes(u.text, chars)) for u in utts]
         changed = sum(a.text != b.text for a, b in zip(utts, normalized))
         if changed:
@@ -96,7 +96,7 @@ def evaluate(rec: Recognizer, data: str | Path, phone_map: str = "", normalize: 
                 "--raw-references scores them as given"
             )
         utts = normalized
-    warnings += _warnings(rec, utts)
+    warnings += _warnings(rec, utts, chars)
     hyps, unread = {}, []
     for u in utts:
         try:
