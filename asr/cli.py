@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from asr.core.errors import AsrError
+from asr.search.hotwords import DEFAULT_BOOST
 from asr.search.options import METHODS, default
 from asr.text.phones import PHONE_MAPS
 
@@ -111,6 +112,18 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     ]:
         p.add_argument(f"--{flag.replace('_', '-')}", type=kind, help=f"{what} (default {default(flag)})")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer audio is decoded in chunks")
+    p.add_argument(
+        "--hotwords",
+        metavar="FILE",
+        help="words and phrases to recognise (names, terms): one a line, optionally followed by ' :BOOST'; words "
+        "the model's lexicon lacks are added (lexicon decoders)",
+    )
+    p.add_argument(
+        "--hotword-boost",
+        type=float,
+        default=None,
+        help=f"boost per word of a hotword line without one (default {DEFAULT_BOOST})",
+    )
 
 
 def _decoder_overrides(args) -> dict:
@@ -135,8 +148,20 @@ def _recognizer(args):
         chunk_seconds=args.chunk_seconds,
         threads=args.threads,
         vad=getattr(args, "vad", True),
+        hotwords=_hotwords(args),
         **_decoder_overrides(args),
     )
+
+
+def _hotwords(args) -> list:
+    """``--hotwords FILE`` (boosted by ``--hotword-boost`` where a line gives none)."""
+    from asr.search.hotwords import read_hotwords
+
+    if args.hotwords is None:
+        if args.hotword_boost is not None:
+            raise AsrError("--hotword-boost needs --hotwords FILE")
+        return []
+    return read_hotwords(args.hotwords, DEFAULT_BOOST if args.hotword_boost is None else args.hotword_boost)
 
 
 def _shown(path: str) -> str:
@@ -345,6 +370,7 @@ def cmd_serve(args) -> int:
         args.timeout,
         args.max_connections,
         args.api_docs,
+        _hotwords(args),
     )
     return 0
 

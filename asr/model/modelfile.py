@@ -288,6 +288,15 @@ class ModelFile:
         return spells_words_in_phones(self.tokenizer)
 
     @property
+    def written_characters(self) -> set[str]:
+        """The characters the model's words can hold: its character units, or, for a phone model of words, those
+        of its decoding vocabulary (the words its lexicon spells)."""
+        if self.spells_words_in_phones:
+            words = self.lm_files.get("words.txt", "")
+            return {c for line in words.splitlines() for c in (line.split() or [""])[0]} - {" "}
+        return self.tokenizer.alphabet - {" "}
+
+    @property
     def frame_samples(self) -> int:
         """Audio samples per network output frame."""
         return self.features.hop_length * self.config.stack

@@ -16,9 +16,10 @@ chunk's end but in the longest pause between two words of the best path.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,8 +33,10 @@ from asr.features.frontend import mfcc
 from asr.model.modelfile import ModelFile
 from asr.recognize.stream import Stream
 from asr.search.beam import searcher
+from asr.search.hotwords import Hotword, read_hotwords
 from asr.search.options import DecodeOptions
 from asr.text.transcript import Segment, Transcript, Word
+from asr.text.written import as_written
 
 MIN_SEGMENT_SECONDS = 10.0  # the longest a speech segment may be, even with a shorter chunk_seconds (1 s cut words)
 CONTEXT_SECONDS = 1.5  # audio each side of a chunk that the network hears with it
@@ -53,8 +56,11 @@ class Recognizer:
         lm: for the LM methods, the lm stage's output folder or an ARPA file; ``None``: the LM the model
             file embeds (an exported model), if any.
         chunk_seconds: longer audio is processed in chunks of this length.
+        hotwords: words and phrases to add to the lexicon and boost (:mod:`asr.search.hotwords`), written as the
+            model writes its words (case and punctuation are made so).
     Raises:
-        AsrError: bad ``chunk_seconds``, or a decoding the model file cannot give (names the file).
+        AsrError: bad ``chunk_seconds``, a decoding the model file cannot give (names the file), hotwords for a
+            decoding without a lexicon or that the model cannot spell.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class Recognizer:
         lm: str | Path | None = None,
         chunk_seconds: float = 30.0,
         vad: bool = True,
+        hotwords: Sequence[Hotword] = (),
     ):
         if not MIN_CHUNK_SECONDS <= chunk_seconds < math.inf:
             raise AsrError(
@@ -77,13 +84,41 @@ class Recognizer:
         self.frame_samples, self.frame_seconds = model.frame_samples, model.frame_seconds  # per output frame
         self.chunk_seconds = chunk_seconds
         self.vad = vad  # recordings past chunk_seconds: cut at pauses found by a voice activity detector
-        with model.lm_folder(options) if lm is None else contextlib.nullcontext() as embedded:  # the file's own LM
+        self.lm = lm
+        self.hotwords, self.search = self._search(hotwords)
+
+    def _search(self, hotwords: Sequence[Hotword]) -> tuple[list[Hotword], Callable]:
+        """The hotwords as the model writes them, and the search with them."""
+        chars = self.model.written_characters
+        written = [replace(h, words=tuple(as_written(h.text, chars).split())) for h in hotwords]
+        empty = [h.text for h, w in zip(hotwords, written) if not w.words]
+        if empty:
+            raise AsrError(f"hotword(s) {empty[:5]} hold no character this model writes")
+        lm, options = self.lm, self.options
+        with self.model.lm_folder(options) if lm is None else contextlib.nullcontext() as embedded:  # the file's LM
             try:
-                self.search = searcher(self.tokenizer, options, lm if lm is not None else embedded)
+                return written, searcher(self.tokenizer, options, lm if lm is not None else embedded, written)
             except AsrError as e:  # name the model file, not a temporary folder gone by the time it is read
                 if lm is None and embedded is not None:
                     raise AsrError(str(e).replace(str(embedded), f"{self.source} (its embedded LM)")) from None
                 raise
+
+    def addable(self, words: Iterable[str]) -> list[str]:
+        """The ``words`` (once each, in order) the decoder's word list lacks and the model can spell: what hotwords
+        would add (none without a lexicon search)."""
+        spell = getattr(self.search, "spell", None)
+        return list(spell(words)[0]) if spell is not None else []
+
+    def with_hotwords(self, hotwords: Sequence[Hotword]) -> Recognizer:
+        """The same model and network decoding with these hotwords instead (a search of its own; the network is
+        shared).
+
+        Raises:
+            AsrError: as the constructor's ``hotwords``.
+        """
+        other = copy.copy(self)
+        other.hotwords, other.search = self._search(hotwords)
+        return other
 
     @property
     def sample_rate(self) -> int:
@@ -273,6 +308,7 @@ def load_model(
     device: str = "cpu",
     threads: int = 0,
     vad: bool = True,
+    hotwords: Sequence[Hotword | str] | str | Path = (),
     **decoding,
 ) -> Recognizer:
     """Load a model file for transcription.
@@ -286,6 +322,8 @@ def load_model(
         threads: CPU threads for the network (0: the runtime's default; torch's setting is process-wide).
         vad: a recording longer than ``chunk_seconds`` is cut at the pauses a voice activity detector finds and
             each stretch of speech decoded on its own (False: fixed chunks, the search cut in pauses).
+        hotwords: a hotword file (:func:`asr.search.hotwords.read_hotwords`), or words and phrases (strings, each
+            boosted by the default, or :class:`asr.search.hotwords.Hotword`) to add to the lexicon and boost.
         decoding: fields of :class:`asr.search.beam.DecodeOptions` (``method="lexicon_lm"``,
             ``lm_weight=0.5``, ...) overriding the model file's tuned decoding; another ``method``
             starts from that method's defaults. A model file without a tuned decoding decodes
@@ -306,4 +344,7 @@ def load_model(
 
         model = load(path)
         network = Network(model, device, threads)
-    return Recognizer(model, network, model.decoding(lm, decoding), lm, chunk_seconds, vad)
+    if isinstance(hotwords, (str, Path)):
+        hotwords = read_hotwords(hotwords)
+    hotwords = [h if isinstance(h, Hotword) else Hotword(tuple(str(h).split())) for h in hotwords]
+    return Recognizer(model, network, model.decoding(lm, decoding), lm, chunk_seconds, vad, hotwords)

@@ -4,7 +4,6 @@ characters the model cannot write, a phone model decoded without words)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from asr.features.stage import load_utterance
 from asr.recognize.recognizer import Recognizer
 from asr.score.wer import Score, score
 from asr.text.phones import fold_text
+from asr.text.written import as_written
 
 SHOWN = 10  # utterances named in a warning
 
@@ -30,27 +30,6 @@ class Evaluation:
     unread: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     total: int = 0  # utterances in the data
-
-
-def written_characters(rec: Recognizer) -> set[str]:
-    """The characters the model's words can hold: its character units, or, for a phone model of words, those of
-    its decoding vocabulary (the words its lexicon spells)."""
-    if rec.model.spells_words_in_phones:
-        words = rec.model.lm_files.get("words.txt", "")
-        return {c for line in words.splitlines() for c in (line.split() or [""])[0]} - {" "}
-    return rec.tokenizer.alphabet - {" "}
-
-
-def as_the_model_writes(text: str, chars: set[str]) -> str:
-    """A reference in the form the model's recipe gave its own (a corpus's upper-case, punctuated transcripts
-    scored against a lower-case model were 103% WER): lower case when the model writes no capital, typographic
-    apostrophes as ``'``, punctuation it does not write dropped, single spaces."""
-    if chars and not any(c.isupper() for c in chars):
-        text = text.lower()
-    text = text.replace("\u2019", "'").replace("`", "'")
-    text = "".join(c if c.isalnum() or c in chars or c.isspace() else " " for c in text)
-    words = (w.strip("'") if "'" not in chars else w for w in text.split())
-    return re.sub(r"\s+", " ", " ".join(w for w in words if w)).strip()
 
 
 def _warnings(rec: Recognizer, utts: list[Utterance], chars: set[str]) -> list[str]:
@@ -78,7 +57,7 @@ def _warnings(rec: Recognizer, utts: list[Utterance], chars: set[str]) -> list[s
 def evaluate(rec: Recognizer, data: str | Path, phone_map: str = "", normalize: bool = True) -> Evaluation:
     """Transcribe every utterance of ``data`` (a JSONL manifest or a Kaldi data folder) and score it, folded to
     ``phone_map`` when given; an utterance whose audio cannot be read is left out, named. ``normalize``: the
-    references put in the form the model writes (:func:`as_the_model_writes`), as its recipe scored them.
+    references put in the form the model writes (:func:`asr.text.written.as_written`), as its recipe scored them.
 
     Raises:
         AsrError: a bad manifest, or no utterance that could be read.
@@ -86,9 +65,9 @@ def evaluate(rec: Recognizer, data: str | Path, phone_map: str = "", normalize: 
     utts = load_data(data)
     check(utts, data, check_audio=False)  # a missing file is reported with the others
     warnings = []
-    chars = written_characters(rec)
+    chars = rec.model.written_characters
     if normalize and chars:
-        normalized = [replace(u, text=as_the_model_writes(u.text, chars)) for u in utts]
+        normalized = [replace(u, text=as_written(u.text, chars)) for u in utts]
         changed = sum(a.text != b.text for a, b in zip(utts, normalized))
         if changed:
             warnings.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,9 @@ from asr.core.layout import LmDir
 from asr.core.textfiles import read_lines
 from asr.lm.ngram import BOS, EOS, MixedLM, NgramLM, read_unigrams
 from asr.lm.stage import write_lm_dir
+from asr.search.hotwords import Hotword, PhraseBoost
 from asr.search.options import DecodeOptions
+from asr.text.lexicon import Lexicon, cmudict_lexicon
 from asr.text.tokenizer import (
     PIECE_START,
     WORD_SEP,
@@ -97,16 +100,27 @@ class GreedyStream:
     end = partial
 
 
-def searcher(tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
+def searcher(
+    tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None, hotwords: Sequence[Hotword] = ()
+):
     """The search ``options`` describe, as ``log_probs -> Hypothesis``: :class:`GreedySearch`,
-    :class:`LexiconFreeSearch` (``beam``, ``beam_lm``) or :class:`LexiconSearch` (``lexicon``, ``lexicon_lm``).
+    :class:`LexiconFreeSearch` (``beam``, ``beam_lm``) or :class:`LexiconSearch` (``lexicon``, ``lexicon_lm``),
+    with ``hotwords`` (lexicon searches only).
 
     Raises:
-        AsrError: as :class:`BeamSearch` (a method that needs ``lm`` without it, units it cannot read words from).
+        AsrError: as :class:`BeamSearch` (a method that needs ``lm`` without it, units it cannot read words from),
+            hotwords for a search without a lexicon or that the model cannot spell.
     """
+    if hotwords and not options.needs_lexicon:
+        raise AsrError(
+            f"hotwords need a lexicon decoder (lexicon or lexicon_lm); {options.method!r} decoding has no word list "
+            "to add them to"
+        )
     if options.method == "greedy":
         return GreedySearch(tokenizer)
-    return (LexiconSearch if options.needs_lexicon else LexiconFreeSearch)(tokenizer, options, lm)
+    if options.needs_lexicon:
+        return LexiconSearch(tokenizer, options, lm, hotwords)
+    return LexiconFreeSearch(tokenizer, options, lm)
 
 
 @functools.lru_cache(maxsize=2)
@@ -116,25 +130,42 @@ def _general(path: str, mtime_ns: int) -> NgramLM:
     return NgramLM.read_arpa(path)
 
 
+@functools.lru_cache(maxsize=1)
+def _cmudict() -> Lexicon:
+    """CMUdict, read once per process (a service builds a search for each request's new hotwords)."""
+    return cmudict_lexicon()
+
+
 class DecoderLM(LM):
     """Shallow fusion of an :class:`asr.lm.ngram.NgramLM` in flashlight's beam search.
 
     Scores are natural-log probabilities (the decoder's unit); ``words[i]`` is the
     word of the decoder's LM index ``i`` (the order of the ``lm_dict`` file), and ``bonus[i]``,
-    if given, is added to its every score.
+    if given, is added to its every score. ``boost`` (hotwords) adds each phrase's boost as a hypothesis's
+    words follow it, times ``boost_scale`` (flashlight multiplies the LM's score by its weight: the scale undoes
+    that, so a boost is added to the search's score as it is).
     """
 
     def __init__(
         self,
-        lm: NgramLM | MixedLM | SpelledLM,
+        lm: NgramLM | MixedLM | SpelledLM | FlatLM,
         words: list[str],
         bonus: list[float] | None = None,
         cache: dict | None = None,
+        boost: PhraseBoost | None = None,
+        boost_scale: float = 1.0,
     ):
         LM.__init__(self)
         self.lm, self.words, self.bonus = lm, words, bonus
+        self.boost, self.boost_scale = boost, boost_scale
         self.context: dict[LMState, tuple[str, ...]] = {}
+        self.phrase: dict[LMState, tuple[str, ...]] = {}  # the hotword phrase each state is inside
         self.cache: dict[tuple, float] = {} if cache is None else cache  # shared by the streams of one search
+
+    def copy(self) -> DecoderLM:
+        """An LM state of its own over the same n-gram and cache (flashlight's decoders and this adapter hold
+        one search's state)."""
+        return DecoderLM(self.lm, self.words, self.bonus, self.cache, self.boost, self.boost_scale)
 
     def _score(self, word: str, history: tuple[str, ...]) -> float:
         key = (*history, word)
@@ -148,6 +179,7 @@ class DecoderLM(LM):
     def start(self, start_with_nothing: bool = False) -> LMState:
         state = LMState()
         self.context = {state: (BOS,)}
+        self.phrase = {state: ()}
         return state
 
     def score(self, state: LMState, usr_token_idx: int) -> tuple[LMState, float]:
@@ -156,10 +188,40 @@ class DecoderLM(LM):
         child = state.child(usr_token_idx)
         if child not in self.context:
             self.context[child] = (*history, word)[-(self.lm.order - 1) :] if self.lm.order > 1 else ()
-        return child, self._score(word, history) + (self.bonus[usr_token_idx] if self.bonus else 0.0)
+        total = self._score(word, history) + (self.bonus[usr_token_idx] if self.bonus else 0.0)
+        if self.boost is not None:
+            # the child's phrase is a function of the state's (a state is its word history, the phrase too)
+            self.phrase[child], change = self.boost.step(self.phrase[state], word)
+            total += change * self.boost_scale
+        return child, total
 
     def finish(self, state: LMState) -> tuple[LMState, float]:
-        return state, self._score(EOS, self.context[state])
+        end = self.boost.finish(self.phrase[state]) * self.boost_scale if self.boost is not None else 0.0
+        return state, self._score(EOS, self.context[state]) + end
+
+
+class FlatLM:
+    """No word n-gram (every word log-probability 0): what a ``lexicon`` search without an LM scores its hotwords
+    through."""
+
+    order = 1
+
+    def logprob(self, word: str, history: tuple[str, ...]) -> float:
+        return 0.0
+
+
+class NewWordsLM:
+    """An n-gram that gives each of ``new`` words (hotwords it has never seen) the probability of its rarest word
+    (a word seen about once) in any context; other words as the n-gram does."""
+
+    def __init__(self, lm: NgramLM | MixedLM | FlatLM, new: Iterable[str]):
+        self.lm, self.order, self.new = lm, lm.order, set(new)
+        inner = lm.lm if isinstance(lm, MixedLM) else lm
+        unigrams = [p for g, p in getattr(inner, "probs", {}).get(1, {}).items() if g[0] not in (BOS, EOS, UNK)]
+        self.rarest = min(unigrams, default=0.0)
+
+    def logprob(self, word: str, history: tuple[str, ...]) -> float:
+        return self.rarest if word in self.new else self.lm.logprob(word, history)
 
 
 class SpelledLM:
@@ -240,11 +302,8 @@ class BeamSearch:
         self.lm = ZeroLM()  # flashlight keeps a reference only: ours must live as long as the decoder
 
     def _own_lm(self):
-        """An LM state of its own over the same n-gram, for one more decoder (flashlight's decoders and our
-        adapter hold one search's state)."""
-        if isinstance(self.lm, DecoderLM):
-            return DecoderLM(self.lm.lm, self.lm.words, self.lm.bonus, self.lm.cache)
-        return ZeroLM()
+        """An LM state of its own over the same n-gram, for one more decoder."""
+        return self.lm.copy() if isinstance(self.lm, DecoderLM) else ZeroLM()
 
     def new_decoder(self) -> tuple:
         """A decoder of its own for one stream, with its own LM state over the same n-gram, trie and options;
@@ -356,28 +415,46 @@ class LexiconFreeSearch(BeamSearch):
 
 class LexiconSearch(BeamSearch):
     """Words of a lexicon only (``lexicon``), scored by a word n-gram (``lexicon_lm``, mixed with the general
-    English one when ``mix_weight`` < 1), by shallow fusion."""
+    English one when ``mix_weight`` < 1), by shallow fusion; ``hotwords`` (:mod:`asr.search.hotwords`) join the
+    lexicon where it lacks them and are boosted."""
 
-    def __init__(self, tokenizer: Tokenizer, options: DecodeOptions, lm: str | Path | None = None):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        options: DecodeOptions,
+        lm: str | Path | None = None,
+        hotwords: Sequence[Hotword] = (),
+    ):
         super().__init__(tokenizer, options, lm)
         with tempfile.TemporaryDirectory(prefix="asr-lexicon-") as tmp:
             d, ngram = self._lexicon(Path(lm), Path(tmp))
             lexicon = load_words(str(d.lexicon))
             self.words = Dictionary(str(d.words))
+            words = [w for _, w in read_lines(d.words)]
             if options.method == "lexicon_lm":
                 ngram = ngram or NgramLM.read_arpa(d.arpa)
                 if options.mix_weight < 1.0 and d.unigrams.is_file():
                     general = _general(str(d.general), d.general.stat().st_mtime_ns) if d.general.is_file() else None
                     ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight, general)
-                self.lm = DecoderLM(ngram, [w for _, w in read_lines(d.words)])
-            known = {w for _, w in read_lines(d.words)}
-        self._check_lexicon(lexicon, known, set(self.units), lm)
+        self._check_lexicon(lexicon, set(words), set(self.units), lm)
+        lm_weight = options.lm_weight if options.uses_lm else 0.0
+        if hotwords:
+            new = self._add(hotwords)
+            for word, spellings in new.items():
+                lexicon[word] = spellings
+                self.words.add_entry(word)
+                words.append(word)
+            base = NewWordsLM(ngram if options.method == "lexicon_lm" else FlatLM(), new)
+            lm_weight = lm_weight or 1.0  # a lexicon search without an LM scores its hotwords through a flat one
+            self.lm = DecoderLM(base, words, boost=PhraseBoost(hotwords), boost_scale=1.0 / lm_weight)
+        elif options.method == "lexicon_lm":
+            self.lm = DecoderLM(ngram, words)
         self.trie = self._trie(lexicon)
         self.opts = LexiconDecoderOptions(
             beam_size=options.beam_size,
             beam_size_token=self.per_frame,
             beam_threshold=options.beam_threshold,
-            lm_weight=options.lm_weight if options.uses_lm else 0.0,
+            lm_weight=lm_weight,
             word_score=options.word_score,
             unk_score=float("-inf"),
             sil_score=0.0,
@@ -385,6 +462,41 @@ class LexiconSearch(BeamSearch):
             criterion_type=CriterionType.CTC,
         )
         self.decoder, _ = self._decoder(self.lm)
+
+    def spell(self, words: Iterable[str]) -> tuple[dict[str, list[list[str]]], dict[str, set[str]]]:
+        """``words`` the word list lacks (once each), spelled in the model's units as the lm stage spells its words
+        (letters, or for a phone model CMUdict's pronunciations, else the G2P's), and those it cannot spell, with
+        the units they lack."""
+        missing = [w for w in dict.fromkeys(words) if not self.words.contains(w)]
+        if not missing:
+            return {}, {}
+        if self.phones:
+            # imported here: the G2P (torch) is loaded only for a phone model's words CMUdict lacks
+            from asr.text.stage import Pronouncer
+
+            prons = Pronouncer(_cmudict()).lexicon(missing)[0].prons
+            spelled = {w: [[*p, WORD_SEP] for p in prons.get(w, [])] for w in missing}
+        else:
+            spelled = {w: [[*w, WORD_SEP]] for w in missing}
+        units = set(self.units)
+        lacking = {w: {u for s in spelled_as for u in s} - units for w, spelled_as in spelled.items()}
+        spelled = {w: [s for s in spelled_as if set(s) <= units] for w, spelled_as in spelled.items()}
+        return {w: s for w, s in spelled.items() if s}, {w: lacking[w] for w, s in spelled.items() if not s}
+
+    def _add(self, hotwords: Sequence[Hotword]) -> dict[str, list[list[str]]]:
+        """The hotwords' new words, spelled (:meth:`spell`).
+
+        Raises:
+            AsrError: words the model's units cannot spell (named, with the units they need).
+        """
+        spelled, bad = self.spell(w for h in hotwords for w in h.words)
+        if bad:
+            named = "; ".join(f"{w!r} needs {' '.join(sorted(need)) or 'a pronunciation'}" for w, need in bad.items())
+            what = "phones" if self.phones else "characters"
+            raise AsrError(
+                f"{len(bad)} hotword(s) this model cannot spell, its {what} lack what they need: {named[:300]}"
+            )
+        return spelled
 
     def _trie(self, lexicon: dict) -> Trie:
         """The lexicon's spellings in units, each word scored by the LM's unigram (smeared for the beam)."""

@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 import zlib
+from collections import OrderedDict
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from asr.core.errors import AsrError, AudioError, AudioTooLarge
 from asr.core.procs import die_with_parent
 from asr.data.audio import check_header, read_info
 from asr.recognize.recognizer import Recognizer, load_model
+from asr.search.hotwords import Hotword, parse_hotwords
 from asr.serve import vosk
 from asr.serve.guard import (
     FORM_OVERHEAD,
@@ -31,7 +34,10 @@ from asr.serve.guard import (
     error_response,
 )
 from asr.text.formats import render
+from asr.text.written import as_written
 
+KEPT_RECOGNIZERS = 8  # recognizers with a request's hotwords kept per worker
+MAX_PROMPT_WORDS = 100  # new words of a prompt taken as hotwords
 ENV = "ASR_SERVE_CONFIG"  # the worker processes' settings, as JSON (uvicorn starts them by import string)
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")  # OpenAI's response formats
 GRANULARITIES = ("word", "segment")
@@ -132,6 +138,7 @@ def _transcriptions(app: FastAPI, recognizer: Recognizer, max_mb: float, max_sec
     """``POST /v1/audio/transcriptions``: OpenAI's form fields, the upload's size and length bounded."""
     lock = threading.Lock()  # a recognizer's decoder is not thread-safe: one request at a time per process
     max_samples = int(max_seconds * SAMPLES_PER_SECOND)
+    with_hotwords = _hotword_recognizers(recognizer)
 
     @app.post("/v1/audio/transcriptions")
     def transcriptions(
@@ -143,6 +150,7 @@ def _transcriptions(app: FastAPI, recognizer: Recognizer, max_mb: float, max_sec
         temperature: float = Form(0.0),
         stream: str = Form(""),
         granularities: list[str] = Form([], alias="timestamp_granularities[]"),
+        hotwords: str = Form(""),
     ):
         if stream.lower() in ("true", "1"):  # OpenAI's client sends it and waits for events that never came
             raise BadInput(400, "stream=true: this server answers once, with the whole transcript; leave stream out")
@@ -169,7 +177,8 @@ def _transcriptions(app: FastAPI, recognizer: Recognizer, max_mb: float, max_sec
                     f"{max_seconds:g} s; split it",
                 )
             with lock:
-                result = recognizer.transcribe(data, name=upload, max_samples=max_samples)
+                chosen = with_hotwords(parse_hotwords(hotwords.splitlines(), "hotwords"), prompt)
+                result = chosen.transcribe(data, name=upload, max_samples=max_samples)
         except AudioTooLarge as e:
             raise BadInput(413, str(e)) from None
         except AudioError as e:
@@ -189,6 +198,33 @@ def _transcriptions(app: FastAPI, recognizer: Recognizer, max_mb: float, max_sec
         if response_format == "json":
             return {"text": result.text}
         return verbose_json(result, info.duration, language, granularities, time.perf_counter() - t0)
+
+
+def _hotword_recognizers(recognizer: Recognizer) -> Callable[[list[Hotword], str], Recognizer]:
+    """``(hotwords, prompt) -> recognizer``: the service's recognizer with a request's ``hotwords`` field (lines of
+    :mod:`asr.search.hotwords`) and the words of its ``prompt`` that the decoder's word list lacks (Whisper's users
+    name what a recording holds in the prompt), added to the service's own hotwords; the last few such recognizers
+    are kept (each builds its search, seconds for a large lexicon). Call it under the request lock."""
+    kept: OrderedDict[tuple, Recognizer] = OrderedDict()
+
+    def chosen(hotwords: list[Hotword], prompt: str) -> Recognizer:
+        if not recognizer.options.needs_lexicon:
+            if hotwords:
+                raise AsrError(f"hotwords need a lexicon decoder; this server decodes with {recognizer.options.method}")
+            return recognizer  # a prompt is a hint: without a word list there is nothing to add it to
+        new = recognizer.addable(as_written(prompt, recognizer.model.written_characters).split())
+        extra = [*hotwords, *(Hotword((w,)) for w in new[:MAX_PROMPT_WORDS])]
+        if not extra:
+            return recognizer
+        key = tuple(sorted((h.words, h.boost) for h in extra))
+        if key not in kept:
+            if len(kept) >= KEPT_RECOGNIZERS:
+                kept.popitem(last=False)
+            kept[key] = recognizer.with_hotwords([*recognizer.hotwords, *extra])
+        kept.move_to_end(key)
+        return kept[key]
+
+    return chosen
 
 
 def verbose_json(result, duration: float, language: str, granularities: list[str], seconds: float) -> dict:
@@ -230,7 +266,12 @@ def app_from_env() -> FastAPI:
         die_with_parent(cfg["parent"])
     # one thread per worker: requests run in parallel across workers (--workers), not inside one
     recognizer = load_model(
-        cfg["model"], lm=cfg.get("lm"), chunk_seconds=cfg["chunk_seconds"], threads=1, **cfg.get("decoding", {})
+        cfg["model"],
+        lm=cfg.get("lm"),
+        chunk_seconds=cfg["chunk_seconds"],
+        threads=1,
+        hotwords=[Hotword(tuple(text.split()), boost) for text, boost in cfg.get("hotwords", [])],
+        **cfg.get("decoding", {}),
     )
     HeaderTimeoutProtocol.header_seconds = cfg["timeout"]  # this worker's connections (asr serve passes the class)
     app = create_app(

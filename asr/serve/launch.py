@@ -8,11 +8,13 @@ import math
 import os
 import socket
 import sys
+from collections.abc import Sequence
 
 import uvicorn
 
 from asr.core.errors import AsrError
 from asr.recognize.recognizer import load_model
+from asr.search.hotwords import Hotword
 from asr.serve.app import ENV, MAX_CONNECTIONS
 from asr.serve.guard import TIMEOUT_SECONDS, HeaderTimeoutProtocol
 
@@ -36,6 +38,7 @@ def serve(
     timeout: float = TIMEOUT_SECONDS,
     max_connections: int = MAX_CONNECTIONS,
     api_docs: bool = False,
+    hotwords: Sequence[Hotword] = (),
 ) -> None:
     """Load the model (once per worker), bind ``host:port`` (0: a free port), say where, and serve until stopped.
 
@@ -43,8 +46,10 @@ def serve(
     at once (its connection waits in the backlog until a worker accepts it). With several workers,
     each says ``asr serve: worker PID ready`` on stderr once it serves, and dies with this process.
 
+    ``hotwords`` count for every request (a request adds its own: :mod:`asr.serve.app`).
+
     Raises:
-        AsrError: a bad model file or options (checked here, before any worker starts), or a port in use.
+        AsrError: a bad model file, options or hotwords (checked here, before any worker starts), or a port in use.
     """
     if not 0 <= port <= 65535:
         raise AsrError(f"--port {port} is no TCP port: give 0-65535 (0: any free one)")
@@ -54,7 +59,7 @@ def serve(
             f"({timeout}) and --max-connections ({max_connections}) must be positive"
         )
     # fail here, with our message, not in a worker
-    load_model(model, lm=lm, chunk_seconds=chunk_seconds, **(decoding or {}))
+    load_model(model, lm=lm, chunk_seconds=chunk_seconds, hotwords=hotwords, **(decoding or {}))
     os.environ[ENV] = json.dumps(
         {
             "model": model,
@@ -66,6 +71,7 @@ def serve(
             "timeout": timeout,
             "max_connections": max_connections,
             "api_docs": api_docs,
+            "hotwords": [[h.text, h.boost] for h in hotwords],
             "parent": os.getpid() if workers > 1 else None,
         }
     )
