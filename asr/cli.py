@@ -288,7 +288,7 @@ def cmd_evaluate(args) -> int:
     if args.out is not None:
         check_output_folder(args.out, "--out")
     rec = _recognizer(args)
-    ev = evaluate(rec, args.data, args.phone_map, normalize=not args.raw_references)
+    ev = evaluate(rec, args.data, args.phone_map, not args.raw_references, args.nj, lambda: _recognizer(args))
     for warning in ev.warnings:
         print(f"asr evaluate: warning: {warning}", file=sys.stderr)
     for uid, why in ev.unread:
@@ -381,11 +381,24 @@ def cmd_wer(args) -> int:
     from asr.score.report import write_report
     from asr.score.wer import compare, score
     from asr.text.phones import fold_text
+    from asr.text.written import as_written
+
+    written = _written_by(args.model) if args.model else None
 
     def read(path):
-        return {k: fold_text(v, args.phone_map) for k, v in read_text(path).items()}
+        texts = read_text(path)
+        if written is not None:
+            texts = {k: as_written(v, written) for k, v in texts.items()}
+        return {k: fold_text(v, args.phone_map) for k, v in texts.items()}
 
     refs = read(args.ref)
+    if written is not None:
+        changed = sum(refs[k] != fold_text(v, args.phone_map) for k, v in read_text(args.ref).items())
+        print(
+            f"asr wer: {changed} of {len(refs)} references (and the hypotheses) normalised as {args.model} writes its "
+            "words (case, punctuation)",
+            file=sys.stderr,
+        )
     s = score(refs, read(args.hyp), args.missing_as_deletions, ref_name=args.ref, hyp_name=args.hyp)
     print(s.words.line("PER" if args.phone_map else "WER"))
     print(s.chars.line("CER"))
@@ -402,6 +415,17 @@ def cmd_wer(args) -> int:
         write_report(args.out, s, name=str(args.hyp), other=(str(args.compare), other) if other else None)
         print(f"report: {Path(args.out) / 'index.html'}", file=sys.stderr)
     return 0
+
+
+def _written_by(model: str) -> set[str]:
+    """The characters a model file's words hold (its network is not run)."""
+    if model.endswith(".onnx"):
+        from asr.model.onnxrt import load
+
+        return load(model)[0].written_characters
+    from asr.model.network import load
+
+    return load(model).written_characters
 
 
 def _add_phone_map(p) -> None:
@@ -534,6 +558,9 @@ def _add_evaluate(sub) -> None:
         action="store_true",
         help="score the references as given (default: in the form the model writes: its case, its punctuation)",
     )
+    p.add_argument(
+        "--nj", type=int, default=1, help="worker processes decoding utterances in parallel (default 1), with progress"
+    )
     _add_phone_map(p)
     _add_threads(p, DECODE_THREADS, "CPU threads for the network")
     _add_decoder_args(p)
@@ -590,6 +617,11 @@ def _add_wer(sub) -> None:
         help="count references without a hypothesis as deleted instead of failing",
     )
     p.add_argument("--bootstrap", action="store_true", help="add a 95%% bootstrap confidence interval")
+    p.add_argument(
+        "--model",
+        help="a model file: references and hypotheses put in the form it writes its words (case, punctuation), as "
+        "its recipe scored them",
+    )
     _add_phone_map(p)
     p.add_argument("--compare", metavar="HYP2", help="probability that HYP improves on HYP2 (paired bootstrap)")
     p.add_argument("--out", help="write the report and its page (index.html; with --compare, the comparison) here")

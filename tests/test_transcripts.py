@@ -142,12 +142,18 @@ def test_evaluate_scores_a_corpus_s_own_upper_case_references_as_the_recipe_did(
     write_manifest(tmp_path / "upper.jsonl", [dataclasses.replace(u, text=u.text.upper() + ".") for u in utts])
     model = str(fsdd_work / "model.pt")
     lower = asr("evaluate", model, str(tmp_path / "lower.jsonl"))
-    upper = asr("evaluate", model, str(tmp_path / "upper.jsonl"))
+    upper = asr("evaluate", model, str(tmp_path / "upper.jsonl"), "--nj", "2")  # two workers, progress lines
     assert upper.stdout == lower.stdout  # the same WER and CER lines
     assert "20 of 20 references normalised as the model writes" in upper.stderr
+    assert "asr evaluate: 20/20 files, " in upper.stderr
     raw = asr("evaluate", model, str(tmp_path / "upper.jsonl"), "--raw-references", check=False)
     words = sum(len(u.text.split()) for u in utts)
     assert "%WER 100.00" in raw.stdout and f"{words} reference word(s) in 20 utterance(s) hold characters" in raw.stderr
+    # asr wer with the model scores the same upper-case text files as the recipe did
+    (tmp_path / "ref.txt").write_text("".join(f"{u.id} {u.text.upper()}.\n" for u in utts))
+    (tmp_path / "hyp.txt").write_text("".join(f"{u.id} {u.text}\n" for u in utts))
+    wer = asr("wer", str(tmp_path / "ref.txt"), str(tmp_path / "hyp.txt"), "--model", model)
+    assert "%WER 0.00" in wer.stdout and "20 of 20 references (and the hypotheses) normalised" in wer.stderr
 
 
 def test_a_batch_of_folders_and_lists_is_decoded_by_workers_and_resumed(fsdd_work, fsdd_recordings, tmp_path):

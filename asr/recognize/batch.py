@@ -9,6 +9,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
 
 from asr.core.errors import AsrError
 from asr.core.procs import fork_pool
@@ -17,6 +20,7 @@ from asr.text.transcript import Transcript
 # what soundfile (libsndfile) reads; a folder's other files are not audio
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".sph")
 LOG_SECONDS = 30.0
+T = TypeVar("T")
 
 
 def expand(items: list[str], problems: list[str] | None = None) -> list[tuple[str, str]]:
@@ -55,34 +59,42 @@ def expand(items: list[str], problems: list[str] | None = None) -> list[tuple[st
 _worker: dict = {}
 
 
-def _init(load: Callable) -> None:
-    _worker["rec"] = load()
+def _init(load: Callable, read: Callable | None) -> None:
+    _worker["rec"], _worker["read"] = load(), read
 
 
-def _one(path: str) -> tuple[str, Transcript | None, str, float]:
-    t0 = time.perf_counter()
+def _one(item: T) -> tuple[T, Transcript | None, str]:
+    rec, read = _worker["rec"], _worker["read"]
     try:
-        t = _worker["rec"].transcribe(path)
-        return path, t, "", time.perf_counter() - t0
+        t = rec.transcribe(read(item, rec.sample_rate), rec.sample_rate) if read else rec.transcribe(item)
+        return item, t, ""
     except AsrError as e:
-        return path, None, str(e), time.perf_counter() - t0
+        return item, None, str(e)
 
 
-def transcribe_all(load: Callable, paths: list[str], nj: int = 1) -> Iterator[tuple[str, Transcript | None, str]]:
-    """``(path, transcript, "")`` or ``(path, None, error)`` for each path, in order; ``load()`` makes a recognizer
-    (once per worker process, or here when ``nj`` is 1). Progress goes to standard error."""
-    progress = Progress(len(paths))
-    if nj <= 1 or len(paths) <= 1:
-        _init(load)
-        results = map(_one, paths)
+def transcribe_all(
+    load: Callable,
+    items: list[T],
+    nj: int = 1,
+    read: Callable[[T, int], np.ndarray] | None = None,
+    command: str = "asr transcribe",
+) -> Iterator[tuple[T, Transcript | None, str]]:
+    """``(item, transcript, "")`` or ``(item, None, error)`` for each item, in order; ``load()`` makes a recognizer
+    (once per worker process, or here when ``nj`` is 1). An item is an audio path, or what ``read(item, rate)``
+    turns into samples at the model's rate (a manifest's utterance). Progress goes to standard error, named by
+    ``command``."""
+    progress = Progress(len(items), command)
+    if nj <= 1 or len(items) <= 1:
+        _init(load, read)
+        results = map(_one, items)
         pool = None
     else:
-        pool = fork_pool(min(nj, len(paths)), _init, (load,))
-        results = pool.imap(_one, paths)
+        pool = fork_pool(min(nj, len(items)), _init, (load, read))
+        results = pool.imap(_one, items)
     try:
-        for path, t, error, spent in results:
-            progress.step(t, spent)
-            yield path, t, error
+        for item, t, error in results:
+            progress.step(t)
+            yield item, t, error
     finally:
         progress.close()
         if pool is not None:
@@ -93,13 +105,14 @@ class Progress:
     """Files done, hours of audio, real-time factor and time left: a tqdm bar on a terminal, else a line on
     standard error every :data:`LOG_SECONDS` and at the end (for more than one file)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, command: str = "asr transcribe"):
         from tqdm import tqdm
 
+        self.command = command
         self.total, self.done, self.audio, self.start, self.logged = total, 0, 0.0, time.perf_counter(), 0.0
         self.bar = tqdm(total=total, unit="file", disable=not sys.stderr.isatty() or total < 2, leave=False)
 
-    def step(self, t: Transcript | None, spent: float) -> None:
+    def step(self, t: Transcript | None) -> None:
         self.done += 1
         self.audio += (t.duration or 0.0) if t is not None else 0.0
         self.bar.update(1)
@@ -107,7 +120,7 @@ class Progress:
         now = time.perf_counter()
         if self.bar.disable and self.total > 1 and (now - self.logged >= LOG_SECONDS or self.done == self.total):
             self.logged = now
-            print(f"asr transcribe: {self.done}/{self.total} files, {self.line()}", file=sys.stderr, flush=True)
+            print(f"{self.command}: {self.done}/{self.total} files, {self.line()}", file=sys.stderr, flush=True)
 
     def line(self) -> str:
         wall = time.perf_counter() - self.start

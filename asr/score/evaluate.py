@@ -4,12 +4,14 @@ characters the model cannot write, a phone model decoded without words)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from asr.core.errors import AsrError, AudioError
+from asr.core.errors import AsrError
 from asr.data.manifest import Utterance, check, load_data
 from asr.features.stage import load_utterance
+from asr.recognize.batch import transcribe_all
 from asr.recognize.recognizer import Recognizer
 from asr.score.wer import Score, score
 from asr.text.phones import fold_text
@@ -54,10 +56,19 @@ def _warnings(rec: Recognizer, utts: list[Utterance], chars: set[str]) -> list[s
     return out
 
 
-def evaluate(rec: Recognizer, data: str | Path, phone_map: str = "", normalize: bool = True) -> Evaluation:
+def evaluate(
+    rec: Recognizer,
+    data: str | Path,
+    phone_map: str = "",
+    normalize: bool = True,
+    nj: int = 1,
+    load: Callable[[], Recognizer] | None = None,
+) -> Evaluation:
     """Transcribe every utterance of ``data`` (a JSONL manifest or a Kaldi data folder) and score it, folded to
     ``phone_map`` when given; an utterance whose audio cannot be read is left out, named. ``normalize``: the
     references put in the form the model writes (:func:`asr.text.written.as_written`), as its recipe scored them.
+    With ``nj`` > 1, ``load()`` makes the recognizer of each of ``nj`` worker processes (progress on standard
+    error, as ``asr transcribe``'s).
 
     Raises:
         AsrError: a bad manifest, or no utterance that could be read.
@@ -77,11 +88,12 @@ def evaluate(rec: Recognizer, data: str | Path, phone_map: str = "", normalize: 
         utts = normalized
     warnings += _warnings(rec, utts, chars)
     hyps, unread = {}, []
-    for u in utts:
-        try:
-            hyps[u.id] = rec.transcribe(load_utterance(u, rec.sample_rate), rec.sample_rate).text
-        except AudioError as e:
-            unread.append((u.id, str(e)))
+    workers, nj = (load, nj) if load is not None else ((lambda: rec), 1)
+    for u, t, error in transcribe_all(workers, utts, nj, load_utterance, "asr evaluate"):
+        if t is None:
+            unread.append((u.id, error))
+        else:
+            hyps[u.id] = t.text
     scored = [u for u in utts if u.id in hyps]
     if not scored:
         raise AsrError(f"{data}: none of the {len(utts)} utterances could be read")
