@@ -119,6 +119,14 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
         "the model's lexicon lacks are added (lexicon decoders)",
     )
     p.add_argument(
+        "--ensemble",
+        metavar="MODEL",
+        action="append",
+        default=[],
+        help="another model file of the same recipe (trained with another seed), repeatable: the posteriors of all "
+        "are averaged before the search (the network's time grows with their number)",
+    )
+    p.add_argument(
         "--hotword-boost",
         type=float,
         default=None,
@@ -149,6 +157,7 @@ def _recognizer(args):
         threads=args.threads,
         vad=getattr(args, "vad", True),
         hotwords=_hotwords(args),
+        ensemble=args.ensemble,
         **_decoder_overrides(args),
     )
 
@@ -371,6 +380,7 @@ def cmd_serve(args) -> int:
         args.max_connections,
         args.api_docs,
         _hotwords(args),
+        args.ensemble,
     )
     return 0
 

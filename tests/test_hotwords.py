@@ -1,6 +1,7 @@
 """Custom words (hotwords): a word the decoder's word list lacks is added and recognised, phrases are boosted as
 wholes, bad lists are named by line, and the service takes them per request (a form field, or new words of the
-prompt), on real FSDD speech with a word list that lacks "seven"."""
+prompt), on real FSDD speech with a word list that lacks "seven". And ensembles of models, the other decoder
+option."""
 
 from __future__ import annotations
 
@@ -122,3 +123,26 @@ def test_the_service_takes_hotwords_and_new_words_of_the_prompt_per_request(fsdd
         assert ask() != "seven"  # a request's words are its own
         with pytest.raises(openai.BadRequestError, match="line 1: boost"):
             ask(extra_body={"hotwords": "seven :x"})
+
+
+def test_an_ensemble_averages_its_members_posteriors(fsdd_work, fsdd_stream_work, isolated):
+    """Ensembles share this module's model: posteriors are the members' mean before the search (in probabilities),
+    a member with other units or a streaming one is refused by name."""
+    import numpy as np
+
+    from asr.data.audio import load_audio
+    from asr.recognize.recognizer import Recognizer
+
+    sevens, _ = isolated
+    alone = load_model(fsdd_work / "model.pt", threads=1)
+    twice = load_model(fsdd_work / "model.pt", threads=1, ensemble=[fsdd_work / "model.pt"])
+    samples = load_audio(sevens[0].audio, alone.sample_rate)
+    np.testing.assert_allclose(twice.log_probs(samples), alone.log_probs(samples), atol=1e-5)
+    units = len(alone.tokenizer.units)
+    flat = (alone.model, lambda feats: np.full((len(alone.network(feats)), units), -np.log(units), np.float32))
+    mixed = Recognizer(alone.model, alone.network, alone.options, ensemble=[flat])
+    expected = np.log((np.exp(alone.log_probs(samples)) + 1 / units) / 2)
+    np.testing.assert_allclose(mixed.log_probs(samples), expected, atol=1e-5)
+    assert mixed.transcribe(samples, alone.sample_rate).text == "seven"  # the search sees the averaged posteriors
+    with pytest.raises(AsrError, match="streaming models run alone"):
+        load_model(fsdd_work / "model.pt", ensemble=[fsdd_stream_work / "model.pt"])

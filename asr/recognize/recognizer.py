@@ -58,6 +58,9 @@ class Recognizer:
         chunk_seconds: longer audio is processed in chunks of this length.
         hotwords: words and phrases to add to the lexicon and boost (:mod:`asr.search.hotwords`), written as the
             model writes its words (case and punctuation are made so).
+        ensemble: other models (and their networks) of the same units and frame rate, trained apart (another
+            seed): every frame's posteriors are the members' mean (this model's included) before the search;
+            each member runs its own features, CMVN and network, so the network's time grows with their number.
     Raises:
         AsrError: bad ``chunk_seconds``, a decoding the model file cannot give (names the file), hotwords for a
             decoding without a lexicon or that the model cannot spell.
@@ -72,6 +75,7 @@ class Recognizer:
         chunk_seconds: float = 30.0,
         vad: bool = True,
         hotwords: Sequence[Hotword] = (),
+        ensemble: Sequence[tuple[ModelFile, Callable[[np.ndarray], np.ndarray]]] = (),
     ):
         if not MIN_CHUNK_SECONDS <= chunk_seconds < math.inf:
             raise AsrError(
@@ -86,6 +90,15 @@ class Recognizer:
         self.vad = vad  # recordings past chunk_seconds: cut at pauses found by a voice activity detector
         self.lm = lm
         self.hotwords, self.search = self._search(hotwords)
+        self.members = [(model, network), *ensemble]
+        for other, _ in ensemble:
+            if other.is_streaming or model.is_streaming:
+                raise AsrError(f"{other.source}: an ensemble is of offline models; streaming models run alone")
+            if list(other.tokenizer.units) != list(model.tokenizer.units) or other.frame_samples != model.frame_samples:
+                raise AsrError(
+                    f"{other.source}: its units or frame rate differ from {self.source}'s; an ensemble's models "
+                    "share both (the same recipe trained with another seed)"
+                )
 
     def _search(self, hotwords: Sequence[Hotword]) -> tuple[list[Hotword], Callable]:
         """The hotwords as the model writes them, and the search with them."""
@@ -130,13 +143,21 @@ class Recognizer:
         Raises:
             AsrError: a network whose output is not one column per unit (a damaged or mismatched file).
         """
-        lp = self.network(self.cmvn(mfcc(wave, self.feature_config)))
-        if lp.ndim != 2 or lp.shape[1] != len(self.tokenizer.units):
-            raise AsrError(
-                f"{self.source}: the network gives {lp.shape[-1]} values per frame for "
-                f"{len(self.tokenizer.units)} units; the file is damaged"
-            )
-        return lp
+        each = []
+        for model, network in self.members:
+            lp = network(model.cmvn(mfcc(wave, model.features)))
+            if lp.ndim != 2 or lp.shape[1] != len(self.tokenizer.units):
+                raise AsrError(
+                    f"{model.source}: the network gives {lp.shape[-1]} values per frame for "
+                    f"{len(self.tokenizer.units)} units; the file is damaged"
+                )
+            each.append(lp)
+        if len(each) == 1:
+            return each[0]
+        frames = min(len(lp) for lp in each)  # the same frame rate: at most a frame apart at the end
+        stacked = np.stack([lp[:frames] for lp in each])
+        top = stacked.max(0)
+        return (top + np.log(np.exp(stacked - top).mean(0))).astype(np.float32)  # log of the mean posterior
 
     def _decode(self, lp: np.ndarray, first_frame: int) -> Transcript:
         """The search over ``lp``, its words timed from the signal's start (``lp`` begins at ``first_frame``)."""
@@ -309,6 +330,7 @@ def load_model(
     threads: int = 0,
     vad: bool = True,
     hotwords: Sequence[Hotword | str] | str | Path = (),
+    ensemble: Sequence[str | Path] = (),
     **decoding,
 ) -> Recognizer:
     """Load a model file for transcription.
@@ -324,6 +346,8 @@ def load_model(
             each stretch of speech decoded on its own (False: fixed chunks, the search cut in pauses).
         hotwords: a hotword file (:func:`asr.search.hotwords.read_hotwords`), or words and phrases (strings, each
             boosted by the default, or :class:`asr.search.hotwords.Hotword`) to add to the lexicon and boost.
+        ensemble: other model files of the same recipe (trained with other seeds) whose posteriors are averaged
+            with this one's before the search (its decoding and LM are this file's).
         decoding: fields of :class:`asr.search.beam.DecodeOptions` (``method="lexicon_lm"``,
             ``lm_weight=0.5``, ...) overriding the model file's tuned decoding; another ``method``
             starts from that method's defaults. A model file without a tuned decoding decodes
@@ -335,16 +359,21 @@ def load_model(
         >>> asr.load_model("data/fsdd/model.pt").transcribe("seven.wav").text
         'seven'
     """
-    if str(path).endswith(".onnx"):
-        from asr.model.onnxrt import load  # here: onnxruntime is loaded only for an ONNX model
-
-        model, network = load(path, threads)
-    else:
-        from asr.model.network import Network, load  # here: importing torch costs ~2.5 s of an ONNX start
-
-        model = load(path)
-        network = Network(model, device, threads)
+    model, network = _network(path, device, threads)
+    others = [_network(p, device, threads) for p in ensemble]
     if isinstance(hotwords, (str, Path)):
         hotwords = read_hotwords(hotwords)
     hotwords = [h if isinstance(h, Hotword) else Hotword(tuple(str(h).split())) for h in hotwords]
-    return Recognizer(model, network, model.decoding(lm, decoding), lm, chunk_seconds, vad, hotwords)
+    return Recognizer(model, network, model.decoding(lm, decoding), lm, chunk_seconds, vad, hotwords, others)
+
+
+def _network(path: str | Path, device: str, threads: int) -> tuple[ModelFile, Callable[[np.ndarray], np.ndarray]]:
+    """A model file and its network: onnxruntime's for an ``.onnx`` file, else torch's."""
+    if str(path).endswith(".onnx"):
+        from asr.model.onnxrt import load  # here: onnxruntime is loaded only for an ONNX model
+
+        return load(path, threads)
+    from asr.model.network import Network, load  # here: importing torch costs ~2.5 s of an ONNX start
+
+    model = load(path)
+    return model, Network(model, device, threads)

@@ -271,6 +271,7 @@ def app_from_env() -> FastAPI:
         chunk_seconds=cfg["chunk_seconds"],
         threads=1,
         hotwords=[Hotword(tuple(text.split()), boost) for text, boost in cfg.get("hotwords", [])],
+        ensemble=cfg.get("ensemble", []),
         **cfg.get("decoding", {}),
     )
     HeaderTimeoutProtocol.header_seconds = cfg["timeout"]  # this worker's connections (asr serve passes the class)

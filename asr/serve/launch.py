@@ -39,6 +39,7 @@ def serve(
     max_connections: int = MAX_CONNECTIONS,
     api_docs: bool = False,
     hotwords: Sequence[Hotword] = (),
+    ensemble: Sequence[str] = (),
 ) -> None:
     """Load the model (once per worker), bind ``host:port`` (0: a free port), say where, and serve until stopped.
 
@@ -46,7 +47,8 @@ def serve(
     at once (its connection waits in the backlog until a worker accepts it). With several workers,
     each says ``asr serve: worker PID ready`` on stderr once it serves, and dies with this process.
 
-    ``hotwords`` count for every request (a request adds its own: :mod:`asr.serve.app`).
+    ``hotwords`` count for every request (a request adds its own: :mod:`asr.serve.app`); ``ensemble``: other
+    model files whose posteriors are averaged with the model's.
 
     Raises:
         AsrError: a bad model file, options or hotwords (checked here, before any worker starts), or a port in use.
@@ -59,7 +61,7 @@ def serve(
             f"({timeout}) and --max-connections ({max_connections}) must be positive"
         )
     # fail here, with our message, not in a worker
-    load_model(model, lm=lm, chunk_seconds=chunk_seconds, hotwords=hotwords, **(decoding or {}))
+    load_model(model, lm=lm, chunk_seconds=chunk_seconds, hotwords=hotwords, ensemble=ensemble, **(decoding or {}))
     os.environ[ENV] = json.dumps(
         {
             "model": model,
@@ -72,6 +74,7 @@ def serve(
             "max_connections": max_connections,
             "api_docs": api_docs,
             "hotwords": [[h.text, h.boost] for h in hotwords],
+            "ensemble": list(ensemble),
             "parent": os.getpid() if workers > 1 else None,
         }
     )
