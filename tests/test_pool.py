@@ -126,3 +126,44 @@ def test_a_pooled_corpus_is_resampled_and_kept_out_of_the_word_model(corpora_roo
     assert json.loads((work / "features" / "features.json").read_text())["config"]["sample_rate"] == 8000
     assert json.loads((work / "lm" / "record.json").read_text())["sentences"] == 10  # not 10 + 137
     assert "an4: 137 utterances, 69 speakers" in pool.status(pipe.config["prepare"], work / "prepare")
+
+
+def test_espeak_voices_speak_each_training_set_s_own_transcripts(corpora_root, tmp_path, monkeypatch):
+    """Synthetic voices (prepare.pool=espeak:W): each training set gets its own transcripts spoken (a transcript of
+    two sets is one file), at the weight, as pooled speakers no dev or test set has; rerun, the files are kept."""
+    import soundfile as sf
+
+    from asr.corpora import synthetic
+
+    cfg = fsdd.FsddConfig(
+        connected_train=12, connected_dev=3, connected_test=3, corpus_dir=str(corpora_root), pool=("espeak:0.2",)
+    )
+    out = tmp_path / "prep"
+    lent = pool.pooled(fsdd.stage)(_ctx(cfg, out))["pooled"]["espeak"]
+    assert lent["weight"] == 0.2 and 2 <= lent["speakers"] <= len(synthetic.VOICES)
+    assert lent["corpus"].startswith("eSpeak NG text-to-speech: 1.")
+    spoken_ids = set()
+    for name in pool.manifest_names(out):
+        utts = read_manifest(out / f"{name}.jsonl")
+        own, spoken = [u for u in utts if not u.pooled_from], [u for u in utts if u.pooled_from]
+        if not pool.is_training_set(name):
+            assert not spoken, name
+            continue
+        assert sorted(u.text for u in spoken) == sorted({u.text for u in own}), name  # its own transcripts, once
+        for u in spoken:
+            assert u.pooled_from == "espeak" and u.speaker.startswith("espeak-en") and u.weight == 0.2
+            info = sf.info(u.audio)
+            assert info.samplerate == synthetic.RATE and abs(info.duration - u.duration) < 0.01 and u.duration > 0.3
+        spoken_ids |= {u.id for u in spoken}
+    assert lent["utterances"] == len(spoken_ids)
+    before = {p: p.stat().st_mtime_ns for p in (out / "espeak").rglob("*.flac")}
+    pool.pooled(fsdd.stage)(_ctx(cfg, out))
+    assert {p: p.stat().st_mtime_ns for p in (out / "espeak").rglob("*.flac")} == before  # kept, not spoken again
+    # the synthesiser is part of the prepare key; without it, the stage says what to install
+    pipe = recipe.pipeline("fsdd", str(tmp_path / "w"), ["prepare.pool=espeak:0.2"], str(corpora_root))
+    assert pipe.data["prepare"]["pool espeak"].startswith(f"version {synthetic.VERSION}, eSpeak NG")
+    synthetic.version.cache_clear()
+    monkeypatch.setattr(synthetic.shutil, "which", lambda name: None)
+    with pytest.raises(CorpusError, match="apt-get install espeak-ng"):
+        pool.pooled(fsdd.stage)(_ctx(cfg, tmp_path / "again"))
+    synthetic.version.cache_clear()

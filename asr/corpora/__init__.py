@@ -19,6 +19,7 @@ from asr.core.errors import CorpusError
 from asr.data.manifest import Utterance, check, write_manifest
 
 POOLABLE = ("an4", "fsdd", "speechocean762")  # corpora whose training utterances a recipe can pool
+SYNTHETIC = ("espeak",)  # voices that speak the recipe's own training transcripts (asr.corpora.synthetic)
 
 DOWNLOADS = "data/downloads"  # where public archives are downloaded and unpacked, unless a recipe says otherwise
 
@@ -156,8 +157,8 @@ def pool_entries(pool: tuple[str, ...]) -> list[tuple[str, float]]:
     out: dict[str, float] = {}
     for entry in pool:
         name, _, weight = entry.partition(":")
-        if name not in POOLABLE:
-            raise ValueError(f"pool: unknown corpus {name!r}; corpora that can be pooled: {list(POOLABLE)}")
+        if name not in POOLABLE + SYNTHETIC:
+            raise ValueError(f"pool: unknown corpus {name!r}; what can be pooled: {list(POOLABLE + SYNTHETIC)}")
         if name in out:
             raise ValueError(f"pool: {name} is named twice")
         try:
@@ -176,7 +177,8 @@ class Pooling:
 
     # other corpora whose training utterances join every training set (never dev or test), each as NAME or
     # NAME:WEIGHT, the weight being how often a pass sees each of its utterances (0.5: every other pass on
-    # average); e.g. --set prepare.pool=an4,speechocean762:0.5
+    # average); e.g. --set prepare.pool=an4,speechocean762:0.5; "espeak": eSpeak NG's voices speaking the
+    # recipe's own training transcripts (asr.corpora.synthetic), e.g. espeak:0.2
     pool: tuple[str, ...] = ()
     # all: every training utterance of a pooled corpus; task: only those made of words that the recipe's own
     # training transcripts hold (digit strings for a digit recipe)

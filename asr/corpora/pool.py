@@ -11,6 +11,11 @@ share a speaker), group ``pooled: an4`` (the lm stage leaves its transcript out 
 so the decoding vocabulary stays the recipe's) and the corpus's weight (how often a training pass sees it).
 What was pooled is ``pooled.json`` in the prepare output, which ``asr stages`` and RESULTS.md show; each
 pooled corpus's files and version are part of the prepare stage's data stamps, so the cache notices them.
+
+``espeak`` is pooled alike, but it is no corpus: eSpeak NG's voices speak each training set's own transcripts
+(:mod:`asr.corpora.synthetic`, audio in the prepare output's ``espeak/``), so a set gets its own transcripts
+only (a fold never hears a held-out speaker's sentences it would not otherwise have); its stamp is the synthesiser's
+version and the module's.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from asr.core.context import StageContext
 from asr.core.errors import CorpusError
 from asr.core.fsutil import atomic_write_text
 from asr.core.layout import POOLED_RECORD
-from asr.corpora import an4, fsdd, speechocean762
+from asr.corpora import an4, fsdd, speechocean762, synthetic
 from asr.data.manifest import POOLED, Utterance, check, manifest_names, read_manifest
 
 VERSION = 1  # of what pooling adds to the prepare output: bump when it changes
@@ -96,6 +101,12 @@ def fingerprint(cfg: corpora.Pooling, download_dir: str | Path) -> dict[str, str
     before a download."""
     out: dict[str, str] = {"pooling": f"version {VERSION}"}
     for name, _ in corpora.pool_entries(cfg.pool):
+        if name == synthetic.NAME:
+            try:
+                out[f"pool {name}"] = f"version {synthetic.VERSION}, {synthetic.version()}"
+            except CorpusError:
+                return {}
+            continue
         try:
             folder = _folder_of(name, cfg)
         except CorpusError:
@@ -141,8 +152,13 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
     if cfg.pool_words == "task":
         vocabulary = {w for n in training for u in read_manifest(out / f"{n}.jsonl") for w in u.text.split()}
     download_dir = getattr(cfg, "download_dir", corpora.DOWNLOADS)
-    lent, summary = [], {}
+    lent, summary, spoken = [], {}, {}
     for name, weight in corpora.pool_entries(cfg.pool):
+        if name == synthetic.NAME:
+            spoken = _spoken(out, training, weight, log)
+            every = list({u.id: u for utts in spoken.values() for u in utts}.values())  # a transcript of two sets once
+            summary[name] = _summary(every, weight, len(training), synthetic.version())
+            continue
         if CORPORA[name].module == own_module:
             raise CorpusError(f"prepare.pool names {name}, this recipe's own corpus: pool other corpora")
         root = corpora.locate(CORPORA[name].source(), _folder_of(name, cfg), download_dir)
@@ -153,24 +169,43 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
                 + (" made only of this recipe's training words (prepare.pool_words=task)" if vocabulary else "")
             )
         lent += utts
-        summary[name] = {
-            "utterances": len(utts),
-            "speakers": len({u.speaker for u in utts}),
-            "hours": round(sum(u.duration for u in utts) / 3600, 3),
-            "weight": weight,
-            "sets": len(training),
-            "corpus": str(root),
-        }
+        summary[name] = _summary(utts, weight, len(training), str(root))
         log(f"prepare: + {describe({name: summary[name]})} in each of {len(training)} training set(s)")
-    lines = "".join(json.dumps(u.to_dict(), ensure_ascii=False) + "\n" for u in lent)
     for n in training:
         path = out / f"{n}.jsonl"
-        check(read_manifest(path) + lent, n)  # an id clash with the recipe's own is named here
+        extra = lent + spoken.get(n, [])
+        check(read_manifest(path) + extra, n)  # an id clash with the recipe's own is named here
+        lines = "".join(json.dumps(u.to_dict(), ensure_ascii=False) + "\n" for u in extra)
         # appended as text: the recipe's own lines stay as written (relative audio paths included)
         atomic_write_text(path, path.read_text(encoding="utf-8") + lines)
     _check_disjoint(out, names)
     atomic_write_text(out / POOLED_RECORD, json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _summary(utts: list[Utterance], weight: float, sets: int, source: str) -> dict:
+    return {
+        "utterances": len(utts),
+        "speakers": len({u.speaker for u in utts}),
+        "hours": round(sum(u.duration for u in utts) / 3600, 3),
+        "weight": weight,
+        "sets": sets,
+        "corpus": source,
+    }
+
+
+def _spoken(out: Path, training: list[str], weight: float, log: Callable[[str], None]) -> dict[str, list[Utterance]]:
+    """Each training set's own transcripts spoken by eSpeak NG's voices (a transcript of two sets: one file)."""
+    spoken = {
+        n: synthetic.utterances((u.text for u in read_manifest(out / f"{n}.jsonl")), out / synthetic.NAME, weight)
+        for n in training
+    }
+    every = {u.id: u for utts in spoken.values() for u in utts}.values()
+    log(
+        f"prepare: + espeak: {len(every)} transcripts spoken by {len({u.speaker for u in every})} voices, "
+        f"{sum(u.duration for u in every) / 3600:.3f} h, weight {weight:g}, each set its own ({synthetic.version()})"
+    )
+    return spoken
 
 
 def _check_disjoint(out: Path, names: list[str]) -> None:

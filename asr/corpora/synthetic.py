@@ -1,0 +1,112 @@
+"""Synthetic voices: the recipe's own training transcripts spoken by eSpeak NG's English voices, as extra
+"speakers" a recipe can pool at a low weight (``--set prepare.pool=espeak:0.2``).
+
+Each distinct transcript of a training set is spoken once, by one of :data:`VOICES` (accents of England,
+Scotland, the US and the Caribbean, each with a male or female variant) at a speed and pitch, all three drawn from
+the transcript's hash, so a run is repeatable and a transcript in two training sets is one file. The audio (FLAC
+at :data:`RATE`) goes into the prepare output's ``espeak/`` folder.
+eSpeak NG is a formant synthesiser: clear, robotic, no room or microphone. It is Debian's ``espeak-ng`` package
+(called as a program: no Python binding is kept up); MBROLA's voices, which sound more natural, are not in
+Debian's main archive.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import shutil
+import subprocess
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from asr.core.errors import CorpusError
+from asr.data.audio import resample
+from asr.data.manifest import POOLED, Utterance
+
+VERSION = 1  # of the voices, speeds and audio written: part of the cache key
+NAME = "espeak"
+RATE = 16_000
+VOICES = (
+    "en-us+m1",
+    "en-us+f2",
+    "en-gb+m3",
+    "en-gb+f4",
+    "en-gb-scotland+m2",
+    "en-gb-x-rp+f1",
+    "en-029+m4",
+    "en-gb-x-gbclan+f3",
+    "en-us+m5",
+    "en-gb-x-gbcwmd+f5",
+    "en-us+m7",
+    "en-gb+f3",
+)
+SPEEDS = (130, 175)  # words a minute: the range drawn from
+PITCHES = (30, 70)  # eSpeak's 0-99 pitch scale
+MAX_TEXT = 1_000  # characters of one transcript spoken
+
+
+@functools.lru_cache(maxsize=1)
+def version() -> str:
+    """The installed eSpeak NG's version line.
+
+    Raises:
+        CorpusError: eSpeak NG is not installed.
+    """
+    program = shutil.which("espeak-ng")
+    if program is None:
+        raise CorpusError(
+            "prepare.pool names espeak, and eSpeak NG is not installed: `apt-get install espeak-ng` "
+            "(Debian/Ubuntu), or leave espeak out of prepare.pool"
+        )
+    out = subprocess.run([program, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip().split("  Data at")[0]
+
+
+def _draw(text: str, lo: int, hi: int, salt: int) -> int:
+    return lo + zlib.crc32(f"{salt}:{text}".encode()) % (hi - lo + 1)
+
+
+def speak(text: str, voice: str, path: Path) -> float:
+    """``text`` spoken by ``voice`` into ``path`` (FLAC at :data:`RATE`); returns its seconds.
+
+    Raises:
+        CorpusError: eSpeak NG failed (named with the voice and the text's start).
+    """
+    version()
+    speed, pitch = _draw(text, *SPEEDS, 1), _draw(text, *PITCHES, 2)
+    cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", "--", text[:MAX_TEXT]]
+    out = subprocess.run(cmd, capture_output=True, check=False)
+    if out.returncode or len(out.stdout) <= 44:
+        raise CorpusError(f"espeak-ng with voice {voice} failed on {text[:40]!r}: {out.stderr.decode()[:200]}")
+    wave, rate = sf.read(io.BytesIO(out.stdout), dtype="float32")
+    wave = resample(wave, rate, RATE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), (wave / max(1e-3, float(np.abs(wave).max())) * 0.5).astype(np.float32), RATE, format="FLAC")
+    return len(wave) / RATE
+
+
+def utterances(texts: Iterable[str], folder: Path, weight: float) -> list[Utterance]:
+    """Each distinct transcript of ``texts`` spoken by its voice, written under ``folder`` (a file already there is
+    kept): pooled utterances (speaker ``espeak-<voice>``, group ``pooled: espeak``, ``weight``)."""
+    out = []
+    for text in dict.fromkeys(t for t in texts if t.strip()):
+        voice = VOICES[_draw(text, 0, len(VOICES) - 1, 0)]
+        uid = f"{NAME}-{zlib.crc32(text.encode()):08x}"
+        path = folder / voice / f"{uid}.flac"
+        seconds = sf.info(str(path)).duration if path.is_file() else speak(text, voice, path)
+        out.append(
+            Utterance(
+                id=uid,
+                audio=str(path.resolve()),
+                duration=round(seconds, 3),
+                text=text,
+                speaker=f"{NAME}-{voice}",
+                groups=((POOLED, NAME),),
+                weight=weight,
+            )
+        )
+    return out
