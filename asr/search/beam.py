@@ -41,6 +41,7 @@ from asr.lm.stage import write_lm_dir
 from asr.search.hotwords import Hotword, PhraseBoost
 from asr.search.options import DecodeOptions
 from asr.text.lexicon import Lexicon, cmudict_lexicon
+from asr.text.stage import Pronouncer
 from asr.text.tokenizer import (
     PIECE_START,
     WORD_SEP,
@@ -471,9 +472,7 @@ class LexiconSearch(BeamSearch):
         if not missing:
             return {}, {}
         if self.phones:
-            # imported here: the G2P (torch) is loaded only for a phone model's words CMUdict lacks
-            from asr.text.stage import Pronouncer
-
+            # the G2P (torch) is loaded only for a phone model's words CMUdict lacks
             prons = Pronouncer(_cmudict()).lexicon(missing)[0].prons
             spelled = {w: [[*p, WORD_SEP] for p in prons.get(w, [])] for w in missing}
         else:
