@@ -19,7 +19,9 @@ from asr.data.audio import resample
 VAD_RATE = 16_000  # Silero's model also reads 8 kHz, but found 35 of 40 quiet FSDD digits there, all 40 at 16 kHz
 MIN_SPEECH_SECONDS = 0.1  # shorter speech is no segment (Silero's default 0.25 s dropped short spoken digits)
 MIN_PAUSE_SECONDS = 0.8  # a pause this long may end a segment (AN4 dev: 0.3 s 7.94%, 0.5 s 7.60%, 0.8 s 7.43%)
-PAD_SECONDS = 0.2  # audio kept before and after a segment's speech (AN4 dev: 0.3 or 0.4 s gave 8.12% against 7.43%)
+# audio kept before and after a segment's speech (dev WER, AN4 / speechocean762: 0.2 s 7.43 / 48.82%,
+# 0.25 s 7.43 / 47.38%, 0.3 s 8.12 / 47.11%)
+PAD_SECONDS = 0.25
 WINDOW_SECONDS = 60.0  # audio searched for speech at a time; its last LOOKAHEAD_SECONDS wait for the next window
 LOOKAHEAD_SECONDS = 5.0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from asr.core.errors import AsrError
 from asr.core.textfiles import read_lines
 
-DEFAULT_BOOST = 4.0  # per word, natural log: chosen on speechocean762 dev (docs/transcribing.md)
+DEFAULT_BOOST = 2.5  # per word, natural log: chosen on speechocean762 dev (docs/transcribing.md)
 MAX_HOTWORDS = 10_000  # phrases per list (each adds a lexicon entry and nodes to the phrase table)
 MAX_PHRASE_WORDS = 10
 MAX_WORD_LETTERS = 64  # the G2P's bound (asr.text.stage.MAX_G2P_LETTERS)
