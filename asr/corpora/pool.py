@@ -173,8 +173,10 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
         log(f"prepare: + {describe({name: summary[name]})} in each of {len(training)} training set(s)")
     for n in training:
         path = out / f"{n}.jsonl"
-        extra = lent + spoken.get(n, [])
-        check(read_manifest(path) + extra, n)  # an id clash with the recipe's own is named here
+        check(read_manifest(path) + lent + spoken.get(n, []), n)  # an id clash with the recipe's own is named here
+        # spoken audio is in this output: relative to the manifest, as the recipe's own lines (the stage writes
+        # into a folder that is renamed when it is done)
+        extra = lent + [dataclasses.replace(u, audio=os.path.relpath(u.audio, path.parent)) for u in spoken.get(n, [])]
         lines = "".join(json.dumps(u.to_dict(), ensure_ascii=False) + "\n" for u in extra)
         # appended as text: the recipe's own lines stay as written (relative audio paths included)
         atomic_write_text(path, path.read_text(encoding="utf-8") + lines)

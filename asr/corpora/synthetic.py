@@ -101,7 +101,7 @@ def utterances(texts: Iterable[str], folder: Path, weight: float) -> list[Uttera
         out.append(
             Utterance(
                 id=uid,
-                audio=str(path.resolve()),
+                audio=str(path),
                 duration=round(seconds, 3),
                 text=text,
                 speaker=f"{NAME}-{voice}",
