@@ -445,8 +445,10 @@ class LexiconSearch(BeamSearch):
                 lexicon[word] = spellings
                 self.words.add_entry(word)
                 words.append(word)
-            base = NewWordsLM(ngram if options.method == "lexicon_lm" else FlatLM(), new)
-            lm_weight = lm_weight or 1.0  # a lexicon search without an LM scores its hotwords through a flat one
+            if lm_weight:
+                base: NewWordsLM | FlatLM = NewWordsLM(ngram, new)
+            else:  # no n-gram counts (``lexicon``, or a weight of 0): the boosts go through a flat LM of weight 1
+                base, lm_weight = FlatLM(), 1.0
             self.lm = DecoderLM(base, words, boost=PhraseBoost(hotwords), boost_scale=1.0 / lm_weight)
         elif options.method == "lexicon_lm":
             self.lm = DecoderLM(ngram, words)
