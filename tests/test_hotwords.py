@@ -126,6 +126,8 @@ def test_the_service_takes_hotwords_and_new_words_of_the_prompt_per_request(fsdd
         assert ask() != "seven"  # a request's words are its own
         with pytest.raises(openai.BadRequestError, match="line 1: boost"):
             ask(extra_body={"hotwords": "seven :x"})
+        with pytest.raises(openai.BadRequestError, match="101 lines; a request takes at most 100"):
+            ask(extra_body={"hotwords": "seven\n" * 101})
 
 
 def test_an_ensemble_averages_its_members_posteriors(fsdd_work, fsdd_stream_work, isolated):

@@ -38,6 +38,7 @@ from asr.text.written import as_written
 
 KEPT_RECOGNIZERS = 8  # recognizers with a request's hotwords kept per worker
 MAX_PROMPT_WORDS = 100  # new words of a prompt taken as hotwords
+MAX_REQUEST_HOTWORDS = 100  # lines of a request's hotwords field (each may add a word the G2P pronounces)
 ENV = "ASR_SERVE_CONFIG"  # the worker processes' settings, as JSON (uvicorn starts them by import string)
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")  # OpenAI's response formats
 GRANULARITIES = ("word", "segment")
@@ -176,8 +177,11 @@ def _transcriptions(app: FastAPI, recognizer: Recognizer, max_mb: float, max_sec
                     f"{upload}: {info.duration:.0f} s of audio is over this server's limit of "
                     f"{max_seconds:g} s; split it",
                 )
+            lines = hotwords.splitlines()
+            if len(lines) > MAX_REQUEST_HOTWORDS:
+                raise BadInput(400, f"hotwords: {len(lines)} lines; a request takes at most {MAX_REQUEST_HOTWORDS}")
             with lock:
-                chosen = with_hotwords(parse_hotwords(hotwords.splitlines(), "hotwords"), prompt)
+                chosen = with_hotwords(parse_hotwords(lines, "hotwords"), prompt)
                 result = chosen.transcribe(data, name=upload, max_samples=max_samples)
         except AudioTooLarge as e:
             raise BadInput(413, str(e)) from None
