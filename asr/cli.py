@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from asr.core.errors import AsrError
-from asr.search.hotwords import DEFAULT_BOOST
+from asr.search.hotwords import DEFAULT_BOOST, read_hotwords
 from asr.search.options import METHODS, default
 from asr.text.phones import PHONE_MAPS
 
@@ -164,8 +164,6 @@ def _recognizer(args):
 
 def _hotwords(args) -> list:
     """``--hotwords FILE`` (boosted by ``--hotword-boost`` where a line gives none)."""
-    from asr.search.hotwords import read_hotwords
-
     if args.hotwords is None:
         if args.hotword_boost is not None:
             raise AsrError("--hotword-boost needs --hotwords FILE")
