@@ -289,5 +289,8 @@ def app_from_env() -> FastAPI:
         cfg.get("max_connections", MAX_CONNECTIONS),
     )
     if cfg.get("parent"):
-        print(f"asr serve: worker {os.getpid()} ready", file=sys.stderr, flush=True)
+        # one write of the whole line: print() writes the text and its newline apart, and two workers starting
+        # together interleaved them into one line ("...ready asr serve: worker ... ready"), which a reader missed
+        sys.stderr.write(f"asr serve: worker {os.getpid()} ready\n")
+        sys.stderr.flush()
     return app
