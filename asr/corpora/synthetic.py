@@ -13,6 +13,7 @@ Debian's main archive.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ from asr.core.errors import CorpusError
 from asr.data.audio import resample
 from asr.data.manifest import POOLED, Utterance
 
-VERSION = 1  # of the voices, speeds and audio written: part of the cache key
+VERSION = 2  # of the voices, speeds and audio written: part of the cache key
 NAME = "espeak"
 RATE = 16_000
 VOICES = (
@@ -90,12 +91,13 @@ def speak(text: str, voice: str, path: Path) -> float:
 
 
 def utterances(texts: Iterable[str], folder: Path, weight: float) -> list[Utterance]:
-    """Each distinct transcript of ``texts`` spoken by its voice, written under ``folder`` (a file already there is
-    kept): pooled utterances (speaker ``espeak-<voice>``, group ``pooled: espeak``, ``weight``)."""
+    """Each distinct transcript of ``texts`` spoken by its voice, written under ``folder`` (a file already there, a
+    transcript of another training set, is kept): pooled utterances (speaker ``espeak-<voice>``, group
+    ``pooled: espeak``, ``weight``)."""
     out = []
     for text in dict.fromkeys(t for t in texts if t.strip()):
         voice = VOICES[_draw(text, 0, len(VOICES) - 1, 0)]
-        uid = f"{NAME}-{zlib.crc32(text.encode()):08x}"
+        uid = f"{NAME}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
         path = folder / voice / f"{uid}.flac"
         seconds = sf.info(str(path)).duration if path.is_file() else speak(text, voice, path)
         out.append(
