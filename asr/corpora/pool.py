@@ -154,10 +154,14 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
     download_dir = getattr(cfg, "download_dir", corpora.DOWNLOADS)
     lent, summary, spoken = [], {}, {}
     for name, weight in corpora.pool_entries(cfg.pool):
-        if name == synthetic.NAME:
-            spoken = _spoken(out, training, weight, log)
-            every = list({u.id: u for utts in spoken.values() for u in utts}.values())  # a transcript of two sets once
+        if name == synthetic.NAME:  # each training set's own transcripts spoken (a transcript of two sets: one file)
+            spoken = {
+                n: synthetic.utterances((u.text for u in read_manifest(out / f"{n}.jsonl")), out / name, weight)
+                for n in training
+            }
+            every = list({u.id: u for utts in spoken.values() for u in utts}.values())
             summary[name] = _summary(every, weight, len(training), synthetic.version())
+            log(f"prepare: + {describe({name: summary[name]})}, each training set its own transcripts")
             continue
         if CORPORA[name].module == own_module:
             raise CorpusError(f"prepare.pool names {name}, this recipe's own corpus: pool other corpora")
@@ -194,20 +198,6 @@ def _summary(utts: list[Utterance], weight: float, sets: int, source: str) -> di
         "sets": sets,
         "corpus": source,
     }
-
-
-def _spoken(out: Path, training: list[str], weight: float, log: Callable[[str], None]) -> dict[str, list[Utterance]]:
-    """Each training set's own transcripts spoken by eSpeak NG's voices (a transcript of two sets: one file)."""
-    spoken = {
-        n: synthetic.utterances((u.text for u in read_manifest(out / f"{n}.jsonl")), out / synthetic.NAME, weight)
-        for n in training
-    }
-    every = {u.id: u for utts in spoken.values() for u in utts}.values()
-    log(
-        f"prepare: + espeak: {len(every)} transcripts spoken by {len({u.speaker for u in every})} voices, "
-        f"{sum(u.duration for u in every) / 3600:.3f} h, weight {weight:g}, each set its own ({synthetic.version()})"
-    )
-    return spoken
 
 
 def _check_disjoint(out: Path, names: list[str]) -> None:
