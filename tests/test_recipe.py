@@ -461,3 +461,5 @@ def test_short_speechocean762_recipe_recognises_sentences(so762_work):
     ours, theirs = load_model(model), load_model(onnx_path)
     for u in read_manifest(devtest)[:8]:
         assert ours.transcribe(u.audio).text == theirs.transcribe(u.audio).text == hyps[u.id], u.id
+    # the characters its words hold (what references and hotwords are put in): its word list's, <unk> never written
+    assert set("abcxyz'") <= ours.model.written_characters and not {"<", ">"} & ours.model.written_characters

@@ -292,8 +292,8 @@ class ModelFile:
         """The characters the model's words can hold: its character units, or, for a phone model of words, those
         of its decoding vocabulary (the words its lexicon spells)."""
         if self.spells_words_in_phones:
-            words = self.lm_files.get("words.txt", "")
-            return {c for line in words.splitlines() for c in (line.split() or [""])[0]} - {" "}
+            words = [(line.split() or [""])[0] for line in self.lm_files.get("words.txt", "").splitlines()]
+            return {c for w in words if w != "<unk>" for c in w}  # the decoder's unknown word is never written
         return self.tokenizer.alphabet - {" "}
 
     @property
