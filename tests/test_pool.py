@@ -168,3 +168,25 @@ def test_espeak_voices_speak_each_training_set_s_own_transcripts(corpora_root, t
     with pytest.raises(CorpusError, match="apt-get install espeak-ng"):
         pool.pooled(fsdd.stage)(_ctx(cfg, tmp_path / "again"))
     synthetic.version.cache_clear()
+
+
+def test_espeak_renditions_speak_each_transcript_by_every_voice(tmp_path):
+    """prepare.espeak_renditions=N: each distinct transcript N times, each by the next voice (past 12, the same
+    voices again at other speeds and pitches); the first rendition is the file a single rendition writes."""
+    import soundfile as sf
+
+    from asr.corpora import synthetic
+
+    once = synthetic.utterances(["three", "seven", "three"], tmp_path / "one", 0.5)
+    many = synthetic.utterances(["three", "seven", "three"], tmp_path / "many", 0.5, renditions=13)
+    assert len(once) == 2 and len(many) == 26 and len({u.id for u in many}) == 26
+    for text in ("three", "seven"):
+        spoken = [u for u in many if u.text == text]
+        first = next(u for u in once if u.text == text)
+        assert spoken[0].id == first.id and spoken[0].speaker == first.speaker
+        assert sf.read(spoken[0].audio)[0].tolist() == sf.read(first.audio)[0].tolist()  # the same draws
+        assert {u.speaker for u in spoken[:12]} == {f"espeak-{v}" for v in synthetic.VOICES}  # every voice once
+        assert spoken[12].speaker == spoken[0].speaker and spoken[12].duration != spoken[0].duration  # then again
+        assert all(u.weight == 0.5 and u.pooled_from == "espeak" for u in spoken)
+    with pytest.raises(ValueError, match="espeak_renditions must be 1-100"):
+        fsdd.FsddConfig(pool=("espeak",), espeak_renditions=0)

@@ -186,6 +186,12 @@ class Pooling:
     # folder holding the pooled corpora; None: the first of corpus_dir, the folder above it and $ASR_CORPORA
     # that holds each, else its public download
     pool_dir: str | None = None
+    # with espeak in pool: how many times each distinct training transcript is spoken, each time by the next of its
+    # 12 voices (then again at other speeds and pitches; at most 100): 1 for sentences; a task of ten words needs
+    # 12 or more
+    espeak_renditions: int = 1
 
     def __post_init__(self):
         pool_entries(self.pool)
+        if not 1 <= self.espeak_renditions <= 100:
+            raise ValueError(f"espeak_renditions must be 1-100, got {self.espeak_renditions}")

@@ -156,12 +156,15 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
     for name, weight in corpora.pool_entries(cfg.pool):
         if name == synthetic.NAME:  # each training set's own transcripts spoken (a transcript of two sets: one file)
             spoken = {
-                n: synthetic.utterances((u.text for u in read_manifest(out / f"{n}.jsonl")), out / name, weight)
+                n: synthetic.utterances(
+                    (u.text for u in read_manifest(out / f"{n}.jsonl")), out / name, weight, cfg.espeak_renditions
+                )
                 for n in training
             }
             every = list({u.id: u for utts in spoken.values() for u in utts}.values())
             summary[name] = _summary(every, weight, len(training), synthetic.version())
-            log(f"prepare: + {describe({name: summary[name]})}, each training set its own transcripts")
+            times = f", each {cfg.espeak_renditions} times" if cfg.espeak_renditions > 1 else ""
+            log(f"prepare: + {describe({name: summary[name]})}, each training set its own transcripts{times}")
             continue
         if CORPORA[name].module == own_module:
             raise CorpusError(f"prepare.pool names {name}, this recipe's own corpus: pool other corpora")

@@ -1,9 +1,11 @@
 """Synthetic voices: the recipe's own training transcripts spoken by eSpeak NG's English voices, as extra
 "speakers" a recipe can pool at a low weight (``--set prepare.pool=espeak:0.2``).
 
-Each distinct transcript of a training set is spoken once, by one of :data:`VOICES` (accents of England,
-Scotland, the US and the Caribbean, each with a male or female variant) at a speed and pitch, all three drawn from
-the transcript's hash, so a run is repeatable and a transcript in two training sets is one file. The audio (FLAC
+Each distinct transcript of a training set is spoken once (or ``prepare.espeak_renditions`` times, each by the
+next voice), by one of :data:`VOICES` (accents of England, Scotland, the US and the Caribbean, each with a male or
+female variant) at a speed and pitch, all three drawn from the transcript's hash, so a run is repeatable and a
+transcript in two training sets is one file. A task with few distinct transcripts (ten digits) needs renditions
+to hear every voice; read sentences need one. The audio (FLAC
 at :data:`RATE`) goes into the prepare output's ``espeak/`` folder.
 eSpeak NG is a formant synthesiser: clear, robotic, no room or microphone. It is Debian's ``espeak-ng`` package
 (called as a program: no Python binding is kept up); MBROLA's voices, which sound more natural, are not in
@@ -15,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import itertools
 import shutil
 import subprocess
 import zlib
@@ -71,14 +74,16 @@ def _draw(text: str, lo: int, hi: int, salt: int) -> int:
     return lo + zlib.crc32(f"{salt}:{text}".encode()) % (hi - lo + 1)
 
 
-def speak(text: str, voice: str, path: Path) -> float:
-    """``text`` spoken by ``voice`` into ``path`` (FLAC at :data:`RATE`); returns its seconds.
+def speak(text: str, voice: str, path: Path, rendition: int = 0) -> float:
+    """``text`` spoken by ``voice`` into ``path`` (FLAC at :data:`RATE`) at the speed and pitch drawn for its
+    ``rendition``; returns its seconds.
 
     Raises:
         CorpusError: eSpeak NG failed (named with the voice and the text's start).
     """
     version()
-    speed, pitch = _draw(text, *SPEEDS, 1), _draw(text, *PITCHES, 2)
+    salt = f"{rendition}:" if rendition else ""  # the first rendition's draws are those of VERSION 2
+    speed, pitch = _draw(salt + text, *SPEEDS, 1), _draw(salt + text, *PITCHES, 2)
     cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", "--", text[:MAX_TEXT]]
     out = subprocess.run(cmd, capture_output=True, check=False)
     if out.returncode or len(out.stdout) <= 44:
@@ -90,16 +95,17 @@ def speak(text: str, voice: str, path: Path) -> float:
     return len(wave) / RATE
 
 
-def utterances(texts: Iterable[str], folder: Path, weight: float) -> list[Utterance]:
-    """Each distinct transcript of ``texts`` spoken by its voice, written under ``folder`` (a file already there, a
-    transcript of another training set, is kept): pooled utterances (speaker ``espeak-<voice>``, group
-    ``pooled: espeak``, ``weight``)."""
+def utterances(texts: Iterable[str], folder: Path, weight: float, renditions: int = 1) -> list[Utterance]:
+    """Each distinct transcript of ``texts`` spoken ``renditions`` times, the first by its drawn voice, each next one
+    by the next voice of :data:`VOICES` (after all 12, again at other speeds and pitches), written under ``folder``
+    (a file already there, a transcript of another training set, is kept): pooled utterances (speaker
+    ``espeak-<voice>``, group ``pooled: espeak``, ``weight``)."""
     out = []
-    for text in dict.fromkeys(t for t in texts if t.strip()):
-        voice = VOICES[_draw(text, 0, len(VOICES) - 1, 0)]
-        uid = f"{NAME}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+    for text, k in itertools.product(dict.fromkeys(t for t in texts if t.strip()), range(renditions)):
+        voice = VOICES[(_draw(text, 0, len(VOICES) - 1, 0) + k) % len(VOICES)]
+        uid = f"{NAME}-{hashlib.sha1(text.encode()).hexdigest()[:12]}" + (f"-{k}" if k else "")
         path = folder / voice / f"{uid}.flac"
-        seconds = sf.info(str(path)).duration if path.is_file() else speak(text, voice, path)
+        seconds = sf.info(str(path)).duration if path.is_file() else speak(text, voice, path, k)
         out.append(
             Utterance(
                 id=uid,
