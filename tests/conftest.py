@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import SO762_SHORT, asr, build_features, run_fsdd
 
+from asr.corpora import an4
+
 
 @pytest.fixture(scope="session")
 def corpora_root() -> Path:
@@ -84,6 +86,14 @@ def so762_root(corpora_root) -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)
+    return root
+
+
+@pytest.fixture(scope="session")
+def an4_root(corpora_root) -> Path:
+    root = an4.source().probe(corpora_root)
+    if root is None:
+        pytest.fail(f"AN4 not found under {corpora_root}")
     return root
 
 

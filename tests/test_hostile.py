@@ -512,8 +512,8 @@ def test_wer_names_a_folder_or_fifo_for_what_it_is(tmp_path):
         assert r.returncode == 2 and words in r.stderr, r.stderr  # before: "no such file"
 
 
-def test_fsdd_loso_finds_its_pooled_corpora_by_their_own_setting(corpora_root, so762_root, tmp_path):
-    """``--corpus-dir`` naming the FSDD folder itself: speechocean762 was looked up inside it ("no
+def test_fsdd_loso_finds_its_pooled_corpora_by_their_own_setting(corpora_root, an4_root, tmp_path):
+    """``--corpus-dir`` naming the FSDD folder itself: a pooled corpus was looked up inside it ("no
     speechocean762 under .../fsdd"); the pooled corpora are found beside it, or in ``prepare.pool_dir``."""
     import subprocess
     import sys
@@ -533,7 +533,7 @@ def test_fsdd_loso_finds_its_pooled_corpora_by_their_own_setting(corpora_root, s
         )
 
     r = run("--work-dir", str(tmp_path / "a"), "--corpus-dir", str(corpora_root / "fsdd"))
-    assert r.returncode == 0 and "+ speechocean762: 77 utterances" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "+ an4: 948 utterances" in r.stdout, r.stdout + r.stderr
     lone = tmp_path / "lone"
     (lone / "fsdd").mkdir(parents=True)
     (lone / "fsdd" / "recordings").symlink_to(corpora_root / "fsdd" / "recordings")

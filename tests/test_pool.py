@@ -17,14 +17,6 @@ from asr.features.store import FeatureStore
 from asr.pipeline import recipe
 
 
-@pytest.fixture(scope="module")
-def an4_root(corpora_root):
-    root = an4.source().probe(corpora_root)
-    if root is None:
-        pytest.fail(f"AN4 not found under {corpora_root}")
-    return root
-
-
 def _ctx(cfg, out):
     return SimpleNamespace(config=cfg, out=out, log=lambda m: None)
 
@@ -74,11 +66,12 @@ def test_pooled_corpora_are_part_of_the_prepare_key(corpora_root, so762_root, an
 
     default, stamps = keys()
     assert any("an4_train.transcription" in f for f in stamps) and stamps["pool an4"] == f"version {an4.VERSION}"
-    assert any(f.startswith(str(so762_root)) for f in stamps)
+    both, both_stamps = keys("prepare.pool=speechocean762,an4:0.5")
+    assert any(f.startswith(str(so762_root)) for f in both_stamps)
     alone, alone_stamps = keys("prepare.pool=")
     assert not any("an4" in f for f in alone_stamps)
-    weighted, _ = keys("prepare.pool=speechocean762,an4:0.5")
-    assert len({default, alone, weighted}) == 3
+    weighted, _ = keys("prepare.pool=an4")
+    assert len({default, alone, weighted, both}) == 4
 
 
 def test_pool_settings_are_checked(corpora_root, tmp_path):
