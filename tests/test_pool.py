@@ -183,3 +183,6 @@ def test_espeak_renditions_speak_each_transcript_by_every_voice(tmp_path):
         assert all(u.weight == 0.5 and u.pooled_from == "espeak" for u in spoken)
     with pytest.raises(ValueError, match="espeak_renditions must be 1-100"):
         fsdd.FsddConfig(pool=("espeak",), espeak_renditions=0)
+    # renditions without the voices would silently do nothing: refused before the corpus is read
+    with pytest.raises(CorpusError, match="prepare.pool has no espeak: add it"):
+        pool.pooled(fsdd.stage)(_ctx(fsdd.FsddConfig(pool=("an4",), espeak_renditions=2), tmp_path / "none"))

@@ -242,6 +242,12 @@ def pooled(prepare: Callable[[StageContext], dict]) -> Callable[[StageContext], 
 
     @functools.wraps(prepare)
     def stage(ctx: StageContext) -> dict:
+        renditions = ctx.config.espeak_renditions
+        if renditions > 1 and synthetic.NAME not in dict(corpora.pool_entries(ctx.config.pool)):
+            raise CorpusError(
+                f"prepare.espeak_renditions={renditions} sets how often eSpeak NG's voices speak each transcript, but "
+                f"prepare.pool has no {synthetic.NAME}: add it (e.g. --set prepare.pool={synthetic.NAME}:0.3)"
+            )
         result = prepare(ctx)
         if ctx.config.pool:
             result["pooled"] = add(Path(ctx.out), ctx.config, prepare.__module__, ctx.log)
