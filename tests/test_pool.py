@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from asr import corpora
 from asr.core.errors import ConfigError, CorpusError
 from asr.corpora import an4, fsdd, pool
 from asr.data.batching import make_batches
@@ -59,6 +60,37 @@ def test_pooled_utterances_join_every_training_set_and_no_other(corpora_root, so
     assert all("/test/" not in u.audio for n in training for u in read_manifest(out / f"{n}.jsonl"))
 
 
+def test_each_pooled_corpus_can_choose_its_own_utterances(corpora_root, so762_root, an4_root, tmp_path):
+    """NAME:task / NAME:all in prepare.pool choose one corpus's utterances apart from prepare.pool_words."""
+    assert corpora.pool_entries(("an4:0.5:task", "speechocean762", "espeak:0.2"), "all") == [
+        corpora.PoolEntry("an4", 0.5, "task"),
+        corpora.PoolEntry("speechocean762", 1.0, "all"),
+        corpora.PoolEntry("espeak", 0.2, "all"),
+    ]
+    assert corpora.pool_entries(("an4:all", "speechocean762:2"), "task") == [
+        corpora.PoolEntry("an4", 1.0, "all"),
+        corpora.PoolEntry("speechocean762", 2.0, "task"),
+    ]
+    cfg = fsdd.FsddConfig(
+        connected_train=0,
+        connected_dev=0,
+        connected_test=0,
+        corpus_dir=str(corpora_root),
+        pool=("speechocean762:task", "an4:0.5"),  # all of AN4 (pool_words' default), speechocean762's digit strings
+    )
+    out = tmp_path / "prep"
+    lent = pool.pooled(fsdd.stage)(_ctx(cfg, out))["pooled"]
+    assert lent["speechocean762"]["utterances"] == 77 and lent["speechocean762"]["words"] == "task"
+    assert lent["an4"]["utterances"] == 948 and lent["an4"]["words"] == "all"
+    utts = read_manifest(out / "loso" / "theo" / "train.jsonl")
+    so762 = [u for u in utts if u.pooled_from == "speechocean762"]
+    assert len(so762) == 77 and all(set(u.text.split()) <= set(fsdd.DIGIT_WORDS) for u in so762)
+    assert any(not set(u.text.split()) <= set(fsdd.DIGIT_WORDS) for u in utts if u.pooled_from == "an4")
+    assert "speechocean762: 77 utterances, 26 speakers" in pool.describe(lent)
+    assert "weight 1, task words" in pool.describe(lent) and "weight 0.5, task" not in pool.describe(lent)
+    assert "speechocean762 (weight 1, task words), an4 (weight 0.5)" in pool.status(cfg, tmp_path / "none")
+
+
 def test_pooled_corpora_are_part_of_the_prepare_key(corpora_root, so762_root, an4_root, tmp_path):
     def keys(*sets):
         pipe = recipe.pipeline("fsdd_loso", str(tmp_path / "w"), list(sets), str(corpora_root))
@@ -77,7 +109,7 @@ def test_pooled_corpora_are_part_of_the_prepare_key(corpora_root, so762_root, an
 def test_pool_settings_are_checked(corpora_root, tmp_path):
     with pytest.raises(ConfigError, match="unknown corpus 'timit'.*an4"):
         recipe.pipeline("fsdd", str(tmp_path / "w"), ["prepare.pool=timit"], str(corpora_root))
-    for bad in ("an4:0", "an4:x", "an4,an4"):
+    for bad in ("an4:0", "an4:x", "an4,an4", "an4:0.5:2", "an4:task:all", "espeak:task"):
         with pytest.raises(ConfigError, match="pool"):
             recipe.pipeline("fsdd", str(tmp_path / "w"), [f"prepare.pool={bad}"], str(corpora_root))
     cfg = fsdd.FsddConfig(connected_train=2, connected_dev=1, connected_test=1, corpus_dir=str(corpora_root))

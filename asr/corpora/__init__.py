@@ -148,27 +148,46 @@ def write_sets(out: Path, sets: dict[str, list[Utterance]], corpus: str) -> dict
     return counts
 
 
-def pool_entries(pool: tuple[str, ...]) -> list[tuple[str, float]]:
-    """``("an4", "speechocean762:0.5")`` -> ``[("an4", 1.0), ("speechocean762", 0.5)]``.
+WORDS = ("all", "task")  # which of a pooled corpus's utterances: every one, or those made of the recipe's words
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    """One entry of ``prepare.pool``: a corpus, its weight and which of its utterances it lends."""
+
+    name: str
+    weight: float = 1.0
+    words: Literal["all", "task"] = "all"
+
+
+def pool_entries(pool: tuple[str, ...], words: str = "all") -> list[PoolEntry]:
+    """``("an4", "speechocean762:0.5:task")`` -> ``[PoolEntry("an4", 1.0, words), PoolEntry("speechocean762", 0.5,
+    "task")]``: each entry ``NAME[:WEIGHT][:all|task]``, ``words`` (``prepare.pool_words``) where it names none.
 
     Raises:
-        ValueError: an unknown corpus, a corpus named twice, or a weight that is not a number > 0.
+        ValueError: an unknown corpus, a corpus named twice, a weight that is not a number > 0, or an unknown part.
     """
-    out: dict[str, float] = {}
+    out: dict[str, PoolEntry] = {}
     for entry in pool:
-        name, _, weight = entry.partition(":")
+        name, *parts = entry.split(":")
         if name not in POOLABLE + SYNTHETIC:
             raise ValueError(f"pool: unknown corpus {name!r}; what can be pooled: {list(POOLABLE + SYNTHETIC)}")
         if name in out:
             raise ValueError(f"pool: {name} is named twice")
+        own = [p for p in parts if p in WORDS]
+        weights = [p for p in parts if p not in WORDS]
         try:
-            w = float(weight) if weight else 1.0
+            w = float(weights[0]) if weights else 1.0
         except ValueError:
             w = -1.0
-        if not 0 < w < 1e6:
-            raise ValueError(f"pool: the weight of {name} must be a number > 0 (as {name}:0.5), got {weight!r}")
-        out[name] = w
-    return list(out.items())
+        if not 0 < w < 1e6 or len(weights) > 1 or len(own) > 1:
+            raise ValueError(
+                f"pool: {entry!r} is not NAME[:WEIGHT][:all|task] with a weight > 0 (as {name}:0.5 or {name}:0.5:task)"
+            )
+        if own and name in SYNTHETIC:
+            raise ValueError(f"pool: {name} speaks the recipe's own transcripts; {own[0]} does not apply to it")
+        out[name] = PoolEntry(name, w, own[0] if own else words)
+    return list(out.values())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,11 +196,12 @@ class Pooling:
 
     # other corpora whose training utterances join every training set (never dev or test), each as NAME or
     # NAME:WEIGHT, the weight being how often a pass sees each of its utterances (0.5: every other pass on
-    # average); e.g. --set prepare.pool=an4,speechocean762:0.5; "espeak": eSpeak NG's voices speaking the
-    # recipe's own training transcripts (asr.corpora.synthetic), e.g. espeak:0.2
+    # average), and NAME:all or NAME:task to choose its utterances apart from pool_words; e.g. --set
+    # prepare.pool=an4,speechocean762:0.5:task; "espeak": eSpeak NG's voices speaking the recipe's own training
+    # transcripts (asr.corpora.synthetic), e.g. espeak:0.2
     pool: tuple[str, ...] = ()
     # all: every training utterance of a pooled corpus; task: only those made of words that the recipe's own
-    # training transcripts hold (digit strings for a digit recipe)
+    # training transcripts hold (digit strings for a digit recipe); for each entry of pool that does not say
     pool_words: Literal["all", "task"] = "all"
     # folder holding the pooled corpora; None: the first of corpus_dir, the folder above it and $ASR_CORPORA
     # that holds each, else its public download
@@ -192,6 +212,6 @@ class Pooling:
     espeak_renditions: int = 1
 
     def __post_init__(self):
-        pool_entries(self.pool)
+        pool_entries(self.pool, self.pool_words)
         if not 1 <= self.espeak_renditions <= 100:
             raise ValueError(f"espeak_renditions must be 1-100, got {self.espeak_renditions}")

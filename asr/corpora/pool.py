@@ -3,14 +3,15 @@ lhotse's mixed cut sets do, with a weight per corpus.
 
 A step of the recipe's prepare stage (:func:`pooled` wraps it): after the recipe's own manifests are written,
 each pooled corpus's upstream training split (never its test split) is read, optionally cut to the utterances
-made of the recipe's own training words (``pool_words="task"``), and appended to every training manifest (a
-set whose name has a ``train`` part: ``train``, ``loso/jackson/train``, ``train/mine``); dev and test sets
-never take any. A pooled utterance keeps its own audio, at its own rate (the features stage resamples it to
-the recipe's), and is named by its corpus: id ``an4-<id>``, speaker ``an4-<speaker>`` (so two corpora never
-share a speaker), group ``pooled: an4`` (the lm stage leaves its transcript out of the recipe's word model,
-so the decoding vocabulary stays the recipe's) and the corpus's weight (how often a training pass sees it).
-What was pooled is ``pooled.json`` in the prepare output, which ``asr stages`` and RESULTS.md show; each
-pooled corpus's files and version are part of the prepare stage's data stamps, so the cache notices them.
+made of the recipe's own training words (``pool_words="task"``, or ``an4:task`` for one corpus), and appended
+to every training manifest (a set whose name has a ``train`` part: ``train``, ``loso/jackson/train``,
+``train/mine``); dev and test sets never take any. A pooled utterance keeps its own audio, at its own rate (the
+features stage resamples it to the recipe's), and is named by its corpus: id ``an4-<id>``, speaker
+``an4-<speaker>`` (so two corpora never share a speaker), group ``pooled: an4`` (the lm stage leaves its
+transcript out of the recipe's word model, so the decoding vocabulary stays the recipe's) and the corpus's
+weight (how often a training pass sees it). What was pooled is ``pooled.json`` in the prepare output, which
+``asr stages`` and RESULTS.md show; each pooled corpus's files and version are part of the prepare stage's data
+stamps, so the cache notices them.
 
 ``espeak`` is pooled alike, but it is no corpus: eSpeak NG's voices speak each training set's own transcripts
 (:mod:`asr.corpora.synthetic`, audio in the prepare output's ``espeak/``), so a set gets its own transcripts
@@ -100,7 +101,7 @@ def fingerprint(cfg: corpora.Pooling, download_dir: str | Path) -> dict[str, str
     """The pooled corpora's data stamps and versions; ``{}`` when one is missing (the stage reports it), None
     before a download."""
     out: dict[str, str] = {"pooling": f"version {VERSION}"}
-    for name, _ in corpora.pool_entries(cfg.pool):
+    for name in (e.name for e in corpora.pool_entries(cfg.pool, cfg.pool_words)):
         if name == synthetic.NAME:
             try:
                 out[f"pool {name}"] = f"version {synthetic.VERSION}, {synthetic.version()}"
@@ -148,12 +149,13 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
     training = [n for n in names if is_training_set(n)]
     if not training:
         raise CorpusError(f"prepare.pool: the prepare output has no training set to pool into (sets: {names})")
+    entries = corpora.pool_entries(cfg.pool, cfg.pool_words)
     vocabulary = None
-    if cfg.pool_words == "task":
+    if any(e.words == "task" for e in entries):
         vocabulary = {w for n in training for u in read_manifest(out / f"{n}.jsonl") for w in u.text.split()}
     download_dir = getattr(cfg, "download_dir", corpora.DOWNLOADS)
     lent, summary, spoken = [], {}, {}
-    for name, weight in corpora.pool_entries(cfg.pool):
+    for name, weight, words in ((e.name, e.weight, e.words) for e in entries):
         if name == synthetic.NAME:  # each training set's own transcripts spoken (a transcript of two sets: one file)
             spoken = {
                 n: synthetic.utterances(
@@ -169,14 +171,14 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
         if CORPORA[name].module == own_module:
             raise CorpusError(f"prepare.pool names {name}, this recipe's own corpus: pool other corpora")
         root = corpora.locate(CORPORA[name].source(), _folder_of(name, cfg), download_dir)
-        utts = _lent(name, weight, root, vocabulary)
+        utts = _lent(name, weight, root, vocabulary if words == "task" else None)
         if not utts:
             raise CorpusError(
                 f"{name} ({root}) lends no utterance"
-                + (" made only of this recipe's training words (prepare.pool_words=task)" if vocabulary else "")
+                + (" made only of this recipe's training words (task words)" if words == "task" else "")
             )
         lent += utts
-        summary[name] = _summary(utts, weight, len(training), str(root))
+        summary[name] = {**_summary(utts, weight, len(training), str(root)), "words": words}
         log(f"prepare: + {describe({name: summary[name]})} in each of {len(training)} training set(s)")
     for n in training:
         path = out / f"{n}.jsonl"
@@ -215,9 +217,11 @@ def _check_disjoint(out: Path, names: list[str]) -> None:
 
 
 def describe(summary: dict[str, dict]) -> str:
-    """``an4: 137 utterances, 69 speakers, 0.071 h, weight 1`` for each pooled corpus."""
+    """``an4: 137 utterances, 69 speakers, 0.071 h, weight 1`` for each pooled corpus (``, task words`` where only
+    the utterances made of the recipe's words were lent)."""
     return "; ".join(
         f"{name}: {s['utterances']} utterances, {s['speakers']} speakers, {s['hours']:g} h, weight {s['weight']:g}"
+        + (", task words" if s.get("words") == "task" else "")
         for name, s in summary.items()
     )
 
@@ -233,7 +237,10 @@ def status(cfg, prepare_out: Path) -> str:
     if not getattr(cfg, "pool", ()):
         return "pooled into training: nothing (prepare.pool)"
     lent = read(prepare_out)
-    asked = ", ".join(f"{n} (weight {w:g})" for n, w in corpora.pool_entries(cfg.pool))
+    asked = ", ".join(
+        f"{e.name} (weight {e.weight:g}{', task words' if e.words == 'task' else ''})"
+        for e in corpora.pool_entries(cfg.pool, cfg.pool_words)
+    )
     return f"pooled into training: {describe(lent) if lent else asked + ', once the prepare stage runs'}"
 
 
@@ -243,7 +250,7 @@ def pooled(prepare: Callable[[StageContext], dict]) -> Callable[[StageContext], 
     @functools.wraps(prepare)
     def stage(ctx: StageContext) -> dict:
         renditions = ctx.config.espeak_renditions
-        if renditions > 1 and synthetic.NAME not in dict(corpora.pool_entries(ctx.config.pool)):
+        if renditions > 1 and all(e.name != synthetic.NAME for e in corpora.pool_entries(ctx.config.pool)):
             raise CorpusError(
                 f"prepare.espeak_renditions={renditions} sets how often eSpeak NG's voices speak each transcript, but "
                 f"prepare.pool has no {synthetic.NAME}: add it (e.g. --set prepare.pool={synthetic.NAME}:0.3)"
