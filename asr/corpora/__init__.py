@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from asr.core.download import download, extract_tar
 from asr.core.errors import CorpusError
@@ -148,7 +148,8 @@ def write_sets(out: Path, sets: dict[str, list[Utterance]], corpus: str) -> dict
     return counts
 
 
-WORDS = ("all", "task")  # which of a pooled corpus's utterances: every one, or those made of the recipe's words
+Words = Literal["all", "task"]  # which of a pooled corpus's utterances: every one, or those made of the recipe's words
+WORDS = get_args(Words)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class PoolEntry:
 
     name: str
     weight: float = 1.0
-    words: Literal["all", "task"] = "all"
+    words: Words = "all"
 
 
 def pool_entries(pool: tuple[str, ...], words: str = "all") -> list[PoolEntry]:
@@ -202,7 +203,7 @@ class Pooling:
     pool: tuple[str, ...] = ()
     # all: every training utterance of a pooled corpus; task: only those made of words that the recipe's own
     # training transcripts hold (digit strings for a digit recipe); for each entry of pool that does not say
-    pool_words: Literal["all", "task"] = "all"
+    pool_words: Words = "all"
     # folder holding the pooled corpora; None: the first of corpus_dir, the folder above it and $ASR_CORPORA
     # that holds each, else its public download
     pool_dir: str | None = None

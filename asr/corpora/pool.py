@@ -155,7 +155,8 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
         vocabulary = {w for n in training for u in read_manifest(out / f"{n}.jsonl") for w in u.text.split()}
     download_dir = getattr(cfg, "download_dir", corpora.DOWNLOADS)
     lent, summary, spoken = [], {}, {}
-    for name, weight, words in ((e.name, e.weight, e.words) for e in entries):
+    for entry in entries:
+        name, weight, words = entry.name, entry.weight, entry.words
         if name == synthetic.NAME:  # each training set's own transcripts spoken (a transcript of two sets: one file)
             spoken = {
                 n: synthetic.utterances(
