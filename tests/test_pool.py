@@ -153,45 +153,63 @@ def test_a_pooled_corpus_is_resampled_and_kept_out_of_the_word_model(corpora_roo
     assert "an4: 137 utterances, 69 speakers" in pool.status(pipe.config["prepare"], work / "prepare")
 
 
-def test_espeak_voices_speak_each_training_set_s_own_transcripts(corpora_root, tmp_path, monkeypatch):
-    """Synthetic voices (prepare.pool=espeak:W): each training set gets its own transcripts spoken (a transcript of
-    two sets is one file), at the weight, as pooled speakers no dev or test set has; rerun, the files are kept."""
+def test_synthetic_voices_speak_each_training_set_s_own_transcripts(corpora_root, tmp_path, monkeypatch):
+    """Synthetic voices (prepare.pool=espeak:W,flite:W): each synthesiser speaks each training set's own transcripts
+    (a transcript of two sets is one file), at its weight, as pooled speakers no dev or test set has; rerun, the
+    files are kept; each synthesiser is part of the cache key, and a missing one says what to install."""
     import soundfile as sf
 
     from asr.corpora import synthetic
 
+    assert tuple(synthetic.SYNTHESIZERS) == corpora.SYNTHETIC  # what prepare.pool accepts is what can speak
     cfg = fsdd.FsddConfig(
-        connected_train=12, connected_dev=3, connected_test=3, corpus_dir=str(corpora_root), pool=("espeak:0.2",)
+        connected_train=12,
+        connected_dev=3,
+        connected_test=3,
+        corpus_dir=str(corpora_root),
+        pool=("espeak:0.2", "flite:0.4"),
     )
     written = tmp_path / "tmp-prep"
-    lent = pool.pooled(fsdd.stage)(_ctx(cfg, written))["pooled"]["espeak"]
+    lent = pool.pooled(fsdd.stage)(_ctx(cfg, written))["pooled"]
     out = written.rename(tmp_path / "prep")  # as the runner publishes a stage's output: the paths still hold
-    assert lent["weight"] == 0.2 and 2 <= lent["speakers"] <= len(synthetic.VOICES)
-    assert lent["corpus"].startswith("eSpeak NG text-to-speech: 1.")
-    spoken_ids = set()
-    for name in pool.manifest_names(out):
-        utts = read_manifest(out / f"{name}.jsonl")
-        own, spoken = [u for u in utts if not u.pooled_from], [u for u in utts if u.pooled_from]
-        if not pool.is_training_set(name):
-            assert not spoken, name
+    weights = {"espeak": 0.2, "flite": 0.4}
+    for name, synth in synthetic.SYNTHESIZERS.items():
+        assert lent[name]["weight"] == weights[name] and 2 <= lent[name]["speakers"] <= len(synth.voices)
+        assert lent[name]["corpus"].startswith(f"{synth.title} text-to-speech: ")
+    assert lent["espeak"]["corpus"].startswith("eSpeak NG text-to-speech: 1.")
+    spoken_ids = {name: set() for name in weights}
+    for set_name in pool.manifest_names(out):
+        utts = read_manifest(out / f"{set_name}.jsonl")
+        own = [u for u in utts if not u.pooled_from]
+        if not pool.is_training_set(set_name):
+            assert all(not u.pooled_from for u in utts), set_name
             continue
-        assert sorted(u.text for u in spoken) == sorted({u.text for u in own}), name  # its own transcripts, once
-        for u in spoken:
-            assert u.pooled_from == "espeak" and u.speaker.startswith("espeak-en") and u.weight == 0.2
-            info = sf.info(str(u.audio))
-            assert info.samplerate == synthetic.RATE and abs(info.duration - u.duration) < 0.01 and u.duration > 0.3
-        spoken_ids |= {u.id for u in spoken}
-    assert lent["utterances"] == len(spoken_ids)
-    before = {p: p.stat().st_mtime_ns for p in (out / "espeak").rglob("*.flac")}
+        for name, synth in synthetic.SYNTHESIZERS.items():
+            spoken = [u for u in utts if u.pooled_from == name]
+            assert sorted(u.text for u in spoken) == sorted({u.text for u in own}), (set_name, name)  # each, once
+            for u in spoken:
+                assert u.speaker in {f"{name}-{v}" for v in synth.voices} and u.weight == weights[name]
+                info = sf.info(str(u.audio))
+                assert info.samplerate == synthetic.RATE and abs(info.duration - u.duration) < 0.01
+                assert u.duration > 0.3 and Path(u.audio).resolve().is_relative_to(out.resolve() / name)
+            spoken_ids[name] |= {u.id for u in spoken}
+    assert all(lent[name]["utterances"] == len(ids) for name, ids in spoken_ids.items())
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")}
     pool.pooled(fsdd.stage)(_ctx(cfg, out))
-    assert {p: p.stat().st_mtime_ns for p in (out / "espeak").rglob("*.flac")} == before  # kept, not spoken again
-    # the synthesiser is part of the prepare key; without it, the stage says what to install
-    pipe = recipe.pipeline("fsdd", str(tmp_path / "w"), ["prepare.pool=espeak:0.2"], str(corpora_root))
-    assert pipe.data["prepare"]["pool espeak"].startswith(f"version {synthetic.VERSION}, eSpeak NG")
-    synthetic.version.cache_clear()
-    monkeypatch.setattr(synthetic.shutil, "which", lambda name: None)
-    with pytest.raises(CorpusError, match="apt-get install espeak-ng"):
-        pool.pooled(fsdd.stage)(_ctx(cfg, tmp_path / "again"))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == before  # kept, not spoken again
+    # each synthesiser is part of the prepare key; without it, the stage says what to install
+    pipe = recipe.pipeline("fsdd", str(tmp_path / "w"), ["prepare.pool=espeak:0.2,flite:0.4"], str(corpora_root))
+    assert pipe.data["prepare"]["pool espeak"].startswith("version 2, eSpeak NG")
+    assert pipe.data["prepare"]["pool flite"].startswith("version 1, Flite text-to-speech: flite-2")
+    for name, synth in synthetic.SYNTHESIZERS.items():
+        synthetic.version.cache_clear()
+        monkeypatch.setattr(
+            synthetic.shutil,
+            "which",
+            lambda program, missing=synth.package: None if program == missing else "/usr/bin/" + program,
+        )
+        with pytest.raises(CorpusError, match=f"apt-get install {synth.package}"):
+            pool.pooled(fsdd.stage)(_ctx(cfg, tmp_path / f"again-{name}"))
     synthetic.version.cache_clear()
 
 
@@ -202,15 +220,16 @@ def test_espeak_renditions_speak_each_transcript_by_every_voice(tmp_path):
 
     from asr.corpora import synthetic
 
-    once = synthetic.utterances(["three", "seven", "three"], tmp_path / "one", 0.5)
-    many = synthetic.utterances(["three", "seven", "three"], tmp_path / "many", 0.5, renditions=13)
+    once = synthetic.utterances("espeak", ["three", "seven", "three"], tmp_path / "one", 0.5)
+    many = synthetic.utterances("espeak", ["three", "seven", "three"], tmp_path / "many", 0.5, renditions=13)
     assert len(once) == 2 and len(many) == 26 and len({u.id for u in many}) == 26
     for text in ("three", "seven"):
         spoken = [u for u in many if u.text == text]
         first = next(u for u in once if u.text == text)
         assert spoken[0].id == first.id and spoken[0].speaker == first.speaker
         assert sf.read(spoken[0].audio)[0].tolist() == sf.read(first.audio)[0].tolist()  # the same draws
-        assert {u.speaker for u in spoken[:12]} == {f"espeak-{v}" for v in synthetic.VOICES}  # every voice once
+        voices = synthetic.SYNTHESIZERS["espeak"].voices
+        assert {u.speaker for u in spoken[:12]} == {f"espeak-{v}" for v in voices}  # every voice once
         assert spoken[12].speaker == spoken[0].speaker and spoken[12].duration != spoken[0].duration  # then again
         assert all(u.weight == 0.5 and u.pooled_from == "espeak" for u in spoken)
     with pytest.raises(ValueError, match="espeak_renditions must be 1-100"):

@@ -19,7 +19,7 @@ from asr.core.errors import CorpusError
 from asr.data.manifest import Utterance, check, write_manifest
 
 POOLABLE = ("an4", "fsdd", "speechocean762")  # corpora whose training utterances a recipe can pool
-SYNTHETIC = ("espeak",)  # voices that speak the recipe's own training transcripts (asr.corpora.synthetic)
+SYNTHETIC = ("espeak", "flite")  # synthesisers speaking the recipe's training transcripts (asr.corpora.synthetic)
 
 DOWNLOADS = "data/downloads"  # where public archives are downloaded and unpacked, unless a recipe says otherwise
 
@@ -198,8 +198,8 @@ class Pooling:
     # other corpora whose training utterances join every training set (never dev or test), each as NAME or
     # NAME:WEIGHT, the weight being how often a pass sees each of its utterances (0.5: every other pass on
     # average), and NAME:all or NAME:task to choose its utterances apart from pool_words; e.g. --set
-    # prepare.pool=an4,speechocean762:0.5:task; "espeak": eSpeak NG's voices speaking the recipe's own training
-    # transcripts (asr.corpora.synthetic), e.g. espeak:0.2
+    # prepare.pool=an4,speechocean762:0.5:task; "espeak" and "flite": eSpeak NG's or Flite's voices speaking the
+    # recipe's own training transcripts (asr.corpora.synthetic), e.g. espeak:0.3,flite:0.3
     pool: tuple[str, ...] = ()
     # all: every training utterance of a pooled corpus; task: only those made of words that the recipe's own
     # training transcripts hold (digit strings for a digit recipe); for each entry of pool that does not say

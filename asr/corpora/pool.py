@@ -13,10 +13,10 @@ weight (how often a training pass sees it). What was pooled is ``pooled.json`` i
 ``asr stages`` and RESULTS.md show; each pooled corpus's files and version are part of the prepare stage's data
 stamps, so the cache notices them.
 
-``espeak`` is pooled alike, but it is no corpus: eSpeak NG's voices speak each training set's own transcripts
-(:mod:`asr.corpora.synthetic`, audio in the prepare output's ``espeak/``), so a set gets its own transcripts
-only (a fold never hears a held-out speaker's sentences it would not otherwise have); its stamp is the synthesiser's
-version and the module's.
+``espeak`` and ``flite`` are pooled alike, but they are no corpora: a synthesiser's voices speak each training
+set's own transcripts (:mod:`asr.corpora.synthetic`, audio in the prepare output's ``espeak/`` or ``flite/``), so
+a set gets its own transcripts only (a fold never hears a held-out speaker's sentences it would not otherwise
+have); its stamp is the synthesiser's version and that of its voices and draws.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from asr.corpora import an4, fsdd, speechocean762, synthetic
 from asr.data.manifest import POOLED, Utterance, check, manifest_names, read_manifest
 
 VERSION = 1  # of what pooling adds to the prepare output: bump when it changes
+ESPEAK = "espeak"  # the synthesiser prepare.espeak_renditions is for
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,9 @@ def fingerprint(cfg: corpora.Pooling, download_dir: str | Path) -> dict[str, str
     before a download."""
     out: dict[str, str] = {"pooling": f"version {VERSION}"}
     for name in (e.name for e in corpora.pool_entries(cfg.pool, cfg.pool_words)):
-        if name == synthetic.NAME:
+        if name in synthetic.SYNTHESIZERS:
             try:
-                out[f"pool {name}"] = f"version {synthetic.VERSION}, {synthetic.version()}"
+                out[f"pool {name}"] = f"version {synthetic.SYNTHESIZERS[name].version}, {synthetic.version(name)}"
             except CorpusError:
                 return {}
             continue
@@ -157,16 +158,17 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
     lent, summary, spoken = [], {}, {}
     for entry in entries:
         name, weight, words = entry.name, entry.weight, entry.words
-        if name == synthetic.NAME:  # each training set's own transcripts spoken (a transcript of two sets: one file)
-            spoken = {
+        if name in synthetic.SYNTHESIZERS:  # each training set's own transcripts spoken (in two sets: one file)
+            renditions = cfg.espeak_renditions if name == ESPEAK else 1
+            spoken[name] = {
                 n: synthetic.utterances(
-                    (u.text for u in read_manifest(out / f"{n}.jsonl")), out / name, weight, cfg.espeak_renditions
+                    name, (u.text for u in read_manifest(out / f"{n}.jsonl")), out / name, weight, renditions
                 )
                 for n in training
             }
-            every = list({u.id: u for utts in spoken.values() for u in utts}.values())
-            summary[name] = _summary(every, weight, len(training), synthetic.version())
-            times = f", each {cfg.espeak_renditions} times" if cfg.espeak_renditions > 1 else ""
+            every = list({u.id: u for utts in spoken[name].values() for u in utts}.values())
+            summary[name] = _summary(every, weight, len(training), synthetic.version(name))
+            times = f", each {renditions} times" if renditions > 1 else ""
             log(f"prepare: + {describe({name: summary[name]})}, each training set its own transcripts{times}")
             continue
         if CORPORA[name].module == own_module:
@@ -183,10 +185,11 @@ def add(out: Path, cfg: corpora.Pooling, own_module: str, log: Callable[[str], N
         log(f"prepare: + {describe({name: summary[name]})} in each of {len(training)} training set(s)")
     for n in training:
         path = out / f"{n}.jsonl"
-        check(read_manifest(path) + lent + spoken.get(n, []), n)  # an id clash with the recipe's own is named here
+        said = [u for by_set in spoken.values() for u in by_set[n]]
+        check(read_manifest(path) + lent + said, n)  # an id clash with the recipe's own is named here
         # spoken audio is in this output: relative to the manifest, as the recipe's own lines (the stage writes
         # into a folder that is renamed when it is done)
-        extra = lent + [dataclasses.replace(u, audio=os.path.relpath(u.audio, path.parent)) for u in spoken.get(n, [])]
+        extra = lent + [dataclasses.replace(u, audio=os.path.relpath(u.audio, path.parent)) for u in said]
         lines = "".join(json.dumps(u.to_dict(), ensure_ascii=False) + "\n" for u in extra)
         # appended as text: the recipe's own lines stay as written (relative audio paths included)
         atomic_write_text(path, path.read_text(encoding="utf-8") + lines)
@@ -251,10 +254,10 @@ def pooled(prepare: Callable[[StageContext], dict]) -> Callable[[StageContext], 
     @functools.wraps(prepare)
     def stage(ctx: StageContext) -> dict:
         renditions = ctx.config.espeak_renditions
-        if renditions > 1 and all(e.name != synthetic.NAME for e in corpora.pool_entries(ctx.config.pool)):
+        if renditions > 1 and all(e.name != ESPEAK for e in corpora.pool_entries(ctx.config.pool)):
             raise CorpusError(
                 f"prepare.espeak_renditions={renditions} sets how often eSpeak NG's voices speak each transcript, but "
-                f"prepare.pool has no {synthetic.NAME}: add it (e.g. --set prepare.pool={synthetic.NAME}:0.3)"
+                f"prepare.pool has no {ESPEAK}: add it (e.g. --set prepare.pool={ESPEAK}:0.3)"
             )
         result = prepare(ctx)
         if ctx.config.pool:
