@@ -72,7 +72,7 @@ def test_prepare_an_upstream_tree_through_the_recipe(so762_root, tmp_path, suffi
         "--set",
         "prepare.dev_speakers=2",
         "--set",
-        "prepare.pool=",  # the upstream tree alone (the recipe pools eSpeak NG's voices: tests/test_pool.py)
+        "prepare.pool=",  # the upstream tree alone (the recipe pools synthetic voices: tests/test_pool.py)
         "--stop-stage",
         "prepare",
     )
