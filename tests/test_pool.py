@@ -161,7 +161,6 @@ def test_synthetic_voices_speak_each_training_set_s_own_transcripts(corpora_root
 
     from asr.corpora import synthetic
 
-    assert tuple(synthetic.SYNTHESIZERS) == corpora.SYNTHETIC  # what prepare.pool accepts is what can speak
     cfg = fsdd.FsddConfig(
         connected_train=12,
         connected_dev=3,
@@ -211,6 +210,20 @@ def test_synthetic_voices_speak_each_training_set_s_own_transcripts(corpora_root
         with pytest.raises(CorpusError, match=f"apt-get install {synth.package}"):
             pool.pooled(fsdd.stage)(_ctx(cfg, tmp_path / f"again-{name}"))
     synthetic.version.cache_clear()
+
+
+def test_a_failing_synthesiser_is_named_with_its_voice_and_text(tmp_path, monkeypatch):
+    """A synthesiser that fails (or writes no audio) stops the stage with a CorpusError naming the program, the voice
+    and the transcript, and what it printed; no file is left for a rerun to mistake for audio."""
+    from asr.corpora import synthetic
+
+    broken = dataclasses.replace(
+        synthetic.SYNTHESIZERS["flite"], command=lambda *args: ["sh", "-c", "echo no voice here >&2; exit 3"]
+    )
+    monkeypatch.setitem(synthetic.SYNTHESIZERS, "flite", broken)
+    with pytest.raises(CorpusError, match=r"flite with voice \S+ failed on 'seven': no voice here"):
+        synthetic.utterances("flite", ["seven"], tmp_path / "out", 0.3)
+    assert not list(tmp_path.rglob("*.flac"))
 
 
 def test_espeak_renditions_speak_each_transcript_by_every_voice(tmp_path):

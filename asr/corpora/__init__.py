@@ -16,10 +16,11 @@ from typing import Literal, get_args
 
 from asr.core.download import download, extract_tar
 from asr.core.errors import CorpusError
+from asr.corpora.synthetic import SYNTHESIZERS
 from asr.data.manifest import Utterance, check, write_manifest
 
 POOLABLE = ("an4", "fsdd", "speechocean762")  # corpora whose training utterances a recipe can pool
-SYNTHETIC = ("espeak", "flite")  # synthesisers speaking the recipe's training transcripts (asr.corpora.synthetic)
+SYNTHETIC = tuple(SYNTHESIZERS)  # synthesisers speaking the recipe's own training transcripts
 
 DOWNLOADS = "data/downloads"  # where public archives are downloaded and unpacked, unless a recipe says otherwise
 

@@ -71,10 +71,8 @@ FLITE_F0 = {"kal16": 95, "awb": 130, "rms": 100, "slt": 170}
 def _flite(text: str, voice: str, speed: int, pitch: int) -> list[str]:
     # speed: the duration stretch in percent (above 100 is slower); pitch: percent of the voice's own
     stretch, f0 = speed / 100, FLITE_F0[voice] * pitch / 100
-    return ["flite", "-voice", voice, "-t", text, "-o", "/dev/stdout", "--setf", f"duration_stretch={stretch:g}"] + [
-        "--setf",
-        f"int_f0_target_mean={f0:.0f}",
-    ]
+    stretch_f0 = ["--setf", f"duration_stretch={stretch:g}", "--setf", f"int_f0_target_mean={f0:.0f}"]
+    return ["flite", "-voice", voice, "-t", text, "-o", "/dev/stdout", *stretch_f0]
 
 
 SYNTHESIZERS = {
