@@ -123,8 +123,8 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         action="append",
         default=[],
-        help="another model file of the same recipe (trained with another seed), repeatable: the posteriors of all "
-        "are averaged before the search (the network's time grows with their number)",
+        help="another model file of the same recipe (trained with another seed), repeatable: every model scores the "
+        "word sequences each one's lexicon search proposes, the best wins (the time grows with their number)",
     )
     p.add_argument(
         "--hotword-boost",

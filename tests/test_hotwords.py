@@ -137,24 +137,63 @@ def test_the_service_takes_hotwords_and_new_words_of_the_prompt_per_request(fsdd
             ask(extra_body={"hotwords": "seven\n" * 101})
 
 
-def test_an_ensemble_averages_its_members_posteriors(fsdd_work, fsdd_stream_work, isolated):
-    """Ensembles share this module's model: posteriors are the members' mean before the search (in probabilities),
-    a member with other units or a streaming one is refused by name."""
+def test_an_ensemble_scores_every_member_s_proposals_with_every_member(fsdd_work, fsdd_stream_work, isolated):
+    """Ensembles share this module's model: each member's lexicon search proposes word sequences and every
+    member scores them by CTC; the model with itself decodes as alone, two members sure of "eight" outvote it on a
+    "seven", and a search without a lexicon, a member with other units or a streaming one are refused by name."""
     import numpy as np
 
     from asr.data.audio import load_audio
     from asr.recognize.recognizer import Recognizer
 
-    sevens, _ = isolated
+    sevens, others = isolated
     alone = load_model(fsdd_work / "model.pt", threads=1)
     twice = load_model(fsdd_work / "model.pt", threads=1, ensemble=[fsdd_work / "model.pt"])
     samples = load_audio(sevens[0].audio, alone.sample_rate)
-    np.testing.assert_allclose(twice.log_probs(samples), alone.log_probs(samples), atol=1e-5)
     units = len(alone.tokenizer.units)
-    flat = (alone.model, lambda feats: np.full((len(alone.network(feats)), units), -np.log(units), np.float32))
-    mixed = Recognizer(alone.model, alone.network, alone.options, ensemble=[flat])
-    expected = np.log((np.exp(alone.log_probs(samples)) + 1 / units) / 2)
-    np.testing.assert_allclose(mixed.log_probs(samples), expected, atol=1e-5)
-    assert mixed.transcribe(samples, alone.sample_rate).text == "seven"  # the search sees the averaged posteriors
+    np.testing.assert_allclose(twice.log_probs(samples), np.tile(alone.log_probs(samples), 2), atol=1e-5)
+    for u in sevens[:3] + others[:6]:
+        assert twice.transcribe(u.audio).text == alone.transcribe(u.audio).text
+
+    def sure_of_eight(feats):  # a member whose every take says "eight": blank, then e i g h t, then blank
+        frames = len(alone.network(feats))
+        lp = np.full((frames, units), np.log(0.01 / (units - 1)), np.float32)
+        path = np.zeros(frames, int)
+        spelled = alone.tokenizer.encode("eight")
+        path[frames // 3 : frames // 3 + len(spelled)] = spelled
+        lp[np.arange(frames), path] = np.log(0.99)
+        return lp
+
+    eight = (alone.model, sure_of_eight)
+    assert alone.transcribe(samples, alone.sample_rate).text == "seven"
+    outvoted = Recognizer(alone.model, alone.network, alone.options, ensemble=[eight, eight])
+    assert outvoted.transcribe(samples, alone.sample_rate).text == "eight"
+    with pytest.raises(AsrError, match="an ensemble combines its members' word hypotheses through a lexicon"):
+        load_model(fsdd_work / "model.pt", ensemble=[fsdd_work / "model.pt"], method="greedy")
     with pytest.raises(AsrError, match="streaming models run alone"):
         load_model(fsdd_work / "model.pt", ensemble=[fsdd_stream_work / "model.pt"])
+
+
+def test_ctc_likelihoods_of_the_ensemble_are_torch_s():
+    """The ensemble's CTC forward pass (numpy, so that ONNX models need no torch) gives torch's CTC loss, for
+    empty, repeated and too long label sequences alike."""
+    import numpy as np
+    import torch
+
+    from asr.search.ensemble import ctc_log_likelihood
+
+    rng = np.random.default_rng(0)
+    labels = [[], [1], [1, 1], [2, 3, 2], [1, 2, 3, 4, 5, 1, 2], [3, 3, 3]]
+    for frames in (1, 2, 5, 30):
+        x = rng.normal(size=(frames, 6))
+        lp = x - np.log(np.exp(x).sum(1, keepdims=True))
+        ours = ctc_log_likelihood(lp, labels)
+        for seq, got in zip(labels, ours):
+            loss = torch.nn.functional.ctc_loss(
+                torch.tensor(lp)[:, None],
+                torch.tensor([seq], dtype=torch.long).reshape(1, len(seq)),
+                torch.tensor([frames]),
+                torch.tensor([len(seq)]),
+                reduction="sum",
+            )
+            assert got == pytest.approx(-loss.item(), abs=1e-6) or (np.isinf(got) and np.isinf(loss.item()))

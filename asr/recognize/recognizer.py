@@ -33,6 +33,7 @@ from asr.features.frontend import mfcc
 from asr.model.modelfile import ModelFile
 from asr.recognize.stream import Stream
 from asr.search.beam import searcher
+from asr.search.ensemble import HypothesisEnsemble
 from asr.search.hotwords import Hotword, read_hotwords
 from asr.search.options import DecodeOptions
 from asr.text.transcript import Segment, Transcript, Word
@@ -59,8 +60,9 @@ class Recognizer:
         hotwords: words and phrases to add to the lexicon and boost (:mod:`asr.search.hotwords`), written as the
             model writes its words (case and punctuation are made so).
         ensemble: other models (and their networks) of the same units and frame rate, trained apart (another
-            seed): every frame's posteriors are the members' mean (this model's included) before the search;
-            each member runs its own features, CMVN and network, so the network's time grows with their number.
+            seed): the lexicon search proposes each member's best word sequences and all members score them
+            (:mod:`asr.search.ensemble`); each member runs its own features, CMVN, network and search, so the time
+            grows with their number. Needs a lexicon decoding (this model's, with its LM).
     Raises:
         AsrError: bad ``chunk_seconds``, a decoding the model file cannot give (names the file), hotwords for a
             decoding without a lexicon or that the model cannot spell.
@@ -89,8 +91,8 @@ class Recognizer:
         self.chunk_seconds = chunk_seconds
         self.vad = vad  # recordings past chunk_seconds: cut at pauses found by a voice activity detector
         self.lm = lm
-        self.hotwords, self.search = self._search(hotwords)
         self.members = [(model, network), *ensemble]
+        self.hotwords, self.search = self._search(hotwords)
         for other, _ in ensemble:
             if other.is_streaming or model.is_streaming:
                 raise AsrError(f"{other.source}: an ensemble is of offline models; streaming models run alone")
@@ -110,7 +112,8 @@ class Recognizer:
         lm, options = self.lm, self.options
         with self.model.lm_folder(options) if lm is None else contextlib.nullcontext() as embedded:  # the file's LM
             try:
-                return written, searcher(self.tokenizer, options, lm if lm is not None else embedded, written)
+                search = searcher(self.tokenizer, options, lm if lm is not None else embedded, written)
+                return written, HypothesisEnsemble(search, len(self.members)) if len(self.members) > 1 else search
             except AsrError as e:  # name the model file, not a temporary folder gone by the time it is read
                 if lm is None and embedded is not None:
                     raise AsrError(str(e).replace(str(embedded), f"{self.source} (its embedded LM)")) from None
@@ -138,7 +141,8 @@ class Recognizer:
         return self.feature_config.sample_rate
 
     def log_probs(self, wave: np.ndarray) -> np.ndarray:
-        """``(T', V)`` log-probabilities of a mono signal at the model's rate.
+        """``(T', V)`` log-probabilities of a mono signal at the model's rate (an ensemble: its members' side by
+        side, ``(T', members x V)``, this model's first).
 
         Raises:
             AsrError: a network whose output is not one column per unit (a damaged or mismatched file).
@@ -155,14 +159,13 @@ class Recognizer:
         if len(each) == 1:
             return each[0]
         frames = min(len(lp) for lp in each)  # the same frame rate: at most a frame apart at the end
-        stacked = np.stack([lp[:frames] for lp in each])
-        top = stacked.max(0)
-        return (top + np.log(np.exp(stacked - top).mean(0))).astype(np.float32)  # log of the mean posterior
+        return np.concatenate([lp[:frames] for lp in each], axis=1)
 
     def _decode(self, lp: np.ndarray, first_frame: int) -> Transcript:
         """The search over ``lp``, its words timed from the signal's start (``lp`` begins at ``first_frame``)."""
         best = self.search(lp)
-        peaks = np.exp(lp.max(-1))  # the best unit's probability per frame: a word's confidence is its mean
+        peaks = np.exp(lp[:, : len(self.tokenizer.units)].max(-1))  # this model's best unit's probability per frame:
+        # a word's confidence is its mean
         words = [
             w.timed(
                 self.frame_seconds, first_frame, float(peaks[w.first : w.last + 1].mean()) if w.last < len(lp) else None
@@ -196,7 +199,7 @@ class Recognizer:
     def _cut(self, lp: np.ndarray) -> int | None:
         """Where to split log-probabilities between two searches: the middle of the longest pause between
         words of the best path (or a long one after its last word); ``None`` when there is none."""
-        path = greedy_frames(lp)
+        path = greedy_frames(lp[:, : len(self.tokenizer.units)])  # this model's (an ensemble's first member's)
         _, spans = self.tokenizer.words([u for u, _ in path], [t for _, t in path])
         if not spans:
             return len(lp)  # no word at all
@@ -346,8 +349,9 @@ def load_model(
             each stretch of speech decoded on its own (False: fixed chunks, the search cut in pauses).
         hotwords: a hotword file (:func:`asr.search.hotwords.read_hotwords`), or words and phrases (strings, each
             boosted by the default, or :class:`asr.search.hotwords.Hotword`) to add to the lexicon and boost.
-        ensemble: other model files of the same recipe (trained with other seeds) whose posteriors are averaged
-            with this one's before the search (its decoding and LM are this file's).
+        ensemble: other model files of the same recipe (trained with other seeds) whose networks score the word
+            sequences the search proposes with this one's (:mod:`asr.search.ensemble`; the decoding, a lexicon
+            search, and its LM are this file's).
         decoding: fields of :class:`asr.search.beam.DecodeOptions` (``method="lexicon_lm"``,
             ``lm_weight=0.5``, ...) overriding the model file's tuned decoding; another ``method``
             starts from that method's defaults. A model file without a tuned decoding decodes

@@ -341,13 +341,24 @@ class BeamSearch:
 
     def __call__(self, log_probs: np.ndarray) -> Hypothesis:
         """``(T, V)`` log-probabilities -> the best hypothesis."""
+        best = self.nbest(log_probs, 1)
+        return best[0] if best else Hypothesis("", [], float("-inf"))
+
+    def nbest(self, log_probs: np.ndarray, n: int) -> list[Hypothesis]:
+        """``(T, V)`` log-probabilities -> up to ``n`` hypotheses of different texts, the best first (those the
+        beam holds at the end: a wider beam holds more)."""
         emissions = np.asarray(log_probs, dtype=np.float32)
         end = self.end_frame()
         if end is not None:
             emissions = np.concatenate([emissions, end])
         emissions = np.ascontiguousarray(emissions)
-        results = self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
-        return self.hypothesis(results[0] if results else None, emissions.shape[0])
+        found: dict[str, Hypothesis] = {}
+        for result in self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1]):
+            hypothesis = self.hypothesis(result, emissions.shape[0])
+            found.setdefault(hypothesis.text, hypothesis)
+            if len(found) == n:
+                break
+        return list(found.values())
 
     def hypothesis(self, result, frames: int) -> Hypothesis:
         """A flashlight result after ``frames`` frames (``None``: none) -> our hypothesis: its words, timed."""
@@ -438,6 +449,7 @@ class LexiconSearch(BeamSearch):
                     general = _general(str(d.general), d.general.stat().st_mtime_ns) if d.general.is_file() else None
                     ngram = MixedLM(ngram, read_unigrams(d.unigrams), options.mix_weight, general)
         self._check_lexicon(lexicon, set(words), set(self.units), lm)
+        self.spellings: dict[str, list[list[str]]] = lexicon  # each word's spellings in units (the last a separator)
         lm_weight = options.lm_weight if options.uses_lm else 0.0
         if hotwords:
             new = self._add(hotwords)
