@@ -91,8 +91,6 @@ class Recognizer:
         self.chunk_seconds = chunk_seconds
         self.vad = vad  # recordings past chunk_seconds: cut at pauses found by a voice activity detector
         self.lm = lm
-        self.members = [(model, network), *ensemble]
-        self.hotwords, self.search = self._search(hotwords)
         for other, _ in ensemble:
             if other.is_streaming or model.is_streaming:
                 raise AsrError(f"{other.source}: an ensemble is of offline models; streaming models run alone")
@@ -101,6 +99,8 @@ class Recognizer:
                     f"{other.source}: its units or frame rate differ from {self.source}'s; an ensemble's models "
                     "share both (the same recipe trained with another seed)"
                 )
+        self.members = [(model, network), *ensemble]
+        self.hotwords, self.search = self._search(hotwords)
 
     def _search(self, hotwords: Sequence[Hotword]) -> tuple[list[Hotword], Callable]:
         """The hotwords as the model writes them, and the search with them."""
