@@ -154,6 +154,7 @@ def test_an_ensemble_scores_every_member_s_proposals_with_every_member(fsdd_work
     np.testing.assert_allclose(twice.log_probs(samples), np.tile(alone.log_probs(samples), 2), atol=1e-5)
     for u in sevens[:3] + others[:6]:
         assert twice.transcribe(u.audio).text == alone.transcribe(u.audio).text
+    assert twice.addable(["ten", "seven"]) == alone.addable(["ten", "seven"]) == ["ten"]  # what hotwords would add
 
     def sure_of_eight(feats):  # a member whose every take says "eight": blank, then e i g h t, then blank
         frames = len(alone.network(feats))

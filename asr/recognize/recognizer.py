@@ -91,6 +91,11 @@ class Recognizer:
         self.chunk_seconds = chunk_seconds
         self.vad = vad  # recordings past chunk_seconds: cut at pauses found by a voice activity detector
         self.lm = lm
+        if ensemble and not options.needs_lexicon:
+            raise AsrError(
+                "an ensemble combines its members' word hypotheses through a lexicon: decode with lexicon or "
+                f"lexicon_lm, not {options.method}"
+            )
         for other, _ in ensemble:
             if other.is_streaming or model.is_streaming:
                 raise AsrError(f"{other.source}: an ensemble is of offline models; streaming models run alone")
@@ -164,8 +169,8 @@ class Recognizer:
     def _decode(self, lp: np.ndarray, first_frame: int) -> Transcript:
         """The search over ``lp``, its words timed from the signal's start (``lp`` begins at ``first_frame``)."""
         best = self.search(lp)
-        peaks = np.exp(lp[:, : len(self.tokenizer.units)].max(-1))  # this model's best unit's probability per frame:
-        # a word's confidence is its mean
+        # this model's best unit's probability per frame (an ensemble's first member's): a word's confidence is its mean
+        peaks = np.exp(lp[:, : len(self.tokenizer.units)].max(-1))
         words = [
             w.timed(
                 self.frame_seconds, first_frame, float(peaks[w.first : w.last + 1].mean()) if w.last < len(lp) else None

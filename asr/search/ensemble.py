@@ -68,7 +68,7 @@ class HypothesisEnsemble:
         if not isinstance(search, LexiconSearch):
             raise AsrError(
                 "an ensemble combines its members' word hypotheses through a lexicon: decode with lexicon or "
-                f"lexicon_lm, not {search.options.method if hasattr(search, 'options') else 'greedy'}"
+                f"lexicon_lm, not {type(search).__name__}"
             )
         self.search, self.members, self.nbest = search, members, nbest
         self.units = len(search.units)
