@@ -302,7 +302,7 @@ class BeamSearch:
         self.per_frame = options.beam_size_token or self.tokens.index_size()  # units tried per frame
         self.lm = ZeroLM()  # flashlight keeps a reference only: ours must live as long as the decoder
 
-    def _own_lm(self):
+    def own_lm(self):
         """An LM state of its own over the same n-gram, for one more decoder."""
         return self.lm.copy() if isinstance(self.lm, DecoderLM) else ZeroLM()
 
@@ -413,7 +413,7 @@ class LexiconFreeSearch(BeamSearch):
         self.decoder = LexiconFreeDecoder(self.opts, self.lm, self.silence, self.blank, [])
 
     def new_decoder(self) -> tuple:
-        lm = self._own_lm()
+        lm = self.own_lm()
         return LexiconFreeDecoder(self.opts, lm, self.silence, self.blank, []), lm
 
     @staticmethod
@@ -534,7 +534,7 @@ class LexiconSearch(BeamSearch):
         return LexiconDecoder(self.opts, self.trie, lm, self.silence, self.blank, unk, [], False), lm
 
     def new_decoder(self) -> tuple:
-        return self._decoder(self._own_lm())
+        return self._decoder(self.own_lm())
 
     @staticmethod
     def _check_lexicon(lexicon: dict, words: set[str], units: set[str], source) -> None:

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from asr.core.errors import AsrError
 from asr.search.beam import Hypothesis, LexiconSearch
 
 NBEST = 16  # proposals per member (speechocean762 dev, two members, weights tuned: 4 each 43.11%, 16 each 42.26%)
@@ -60,16 +59,13 @@ class HypothesisEnsemble:
     """``search`` run on each of ``members`` blocks of log-probabilities side by side (``(T, members x V)``, one
     member's units after another's), its proposals rescored by all members: a callable as a search is.
 
-    Raises:
-        AsrError: a search without a lexicon (the members' proposals are word sequences spelled through it).
+    ``search`` is a :class:`~asr.search.beam.LexiconSearch` (the proposals are word sequences spelled through its
+    lexicon); :class:`~asr.recognize.recognizer.Recognizer` refuses an ensemble of any other decoding by name.
     """
 
-    def __init__(self, search, members: int, nbest: int = NBEST):
+    def __init__(self, search: LexiconSearch, members: int, nbest: int = NBEST):
         if not isinstance(search, LexiconSearch):
-            raise AsrError(
-                "an ensemble combines its members' word hypotheses through a lexicon: decode with lexicon or "
-                f"lexicon_lm, not {type(search).__name__}"
-            )
+            raise TypeError(f"a HypothesisEnsemble needs a LexiconSearch, not {type(search).__name__}")
         self.search, self.members, self.nbest = search, members, nbest
         self.units = len(search.units)
         self.separator = search.tokens.get_index(search.tokenizer.separator)
@@ -98,17 +94,13 @@ class HypothesisEnsemble:
     def _lm_score(self, text: str) -> float:
         """The search's LM and word scores of ``text``, weighted as the search weighs them."""
         opts, words = self.search.opts, text.split()
-        total = opts.word_score * len(words)
-        lm = self.search.lm
-        if opts.lm_weight and hasattr(lm, "copy"):  # a DecoderLM (an n-gram, or the hotwords' boosts)
-            lm = lm.copy()
-            state, score = lm.start(False), 0.0
-            for w in words:
-                state, s = lm.score(state, self.search.words.get_index(w))
-                score += s
-            score += lm.finish(state)[1]
-            total += opts.lm_weight * score
-        return total
+        lm = self.search.own_lm()  # the search's n-gram and hotword boosts, or a zero LM where it has none
+        state, score = lm.start(False), 0.0
+        for w in words:
+            state, s = lm.score(state, self.search.words.get_index(w))
+            score += s
+        score += lm.finish(state)[1]
+        return opts.word_score * len(words) + opts.lm_weight * score
 
     def __call__(self, log_probs: np.ndarray) -> Hypothesis:
         blocks = [log_probs[:, k * self.units : (k + 1) * self.units] for k in range(self.members)]
